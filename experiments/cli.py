@@ -1,0 +1,33 @@
+"""Owns how every command-line entry point reports errors: one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment, reported as one line without a traceback."""
+
+
+def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
+    """Run a click command and return its exit code instead of exiting.
+
+    Usage errors exit 2, ``UserError`` exits 1; both print a single ``error: ...`` line.
+    """
+    try:
+        result = command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.Abort:
+        print("error: aborted", file=sys.stderr)
+        return 130
+    except click.ClickException as err:
+        print(f"error: {err.format_message()}", file=sys.stderr)
+        return err.exit_code
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return result if isinstance(result, int) else 0

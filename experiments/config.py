@@ -1,0 +1,128 @@
+"""Owns params.yaml: parsed and validated once into frozen, typed settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from experiments.cli import UserError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Range(_Frozen):
+    """A numeric search dimension."""
+
+    low: float
+    high: float
+    log: bool = False
+    int: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class Choices(_Frozen):
+    choices: Annotated[list[str], Field(min_length=1)]
+
+
+class SearchSpace(_Frozen):
+    booster: Choices
+    gbtree: dict[str, Range] = {}
+    gblinear: dict[str, Range] = {}
+
+    @model_validator(mode="after")
+    def _known_boosters(self) -> SearchSpace:
+        unknown = set(self.booster.choices) - {"gbtree", "gblinear"}
+        if unknown:
+            raise ValueError(f"unknown booster(s) {sorted(unknown)}; use gbtree and/or gblinear")
+        return self
+
+
+class DataParams(_Frozen):
+    path: Path
+    target: Annotated[str, Field(min_length=1)]
+    test_size: Annotated[float, Field(gt=0, lt=1)]
+    split_seed: int
+
+
+class ModelParams(_Frozen):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class MlflowParams(_Frozen):
+    tracking_uri: str
+    experiment: Annotated[str, Field(min_length=1)]
+
+
+class TrainParams(_Frozen):
+    seed: int
+    n_trials: Annotated[int, Field(ge=1)]
+    timeout_s: Annotated[float, Field(gt=0)]
+    cv_folds: Annotated[int, Field(ge=2, le=20)]
+    max_rounds: Annotated[int, Field(ge=1)]
+    early_stopping_rounds: Annotated[int, Field(ge=1)]
+    nthread: Annotated[int, Field(ge=1)]
+    storage: Annotated[str, Field(min_length=1)]
+    pruner_startup_trials: Annotated[int, Field(ge=0)]
+    search_space: SearchSpace
+
+
+class RegistryParams(_Frozen):
+    alias: Annotated[str, Field(min_length=1)]
+    previous_alias: Annotated[str, Field(min_length=1)]
+    gate_tolerance: Annotated[float, Field(ge=0)]
+
+
+class ExportParams(_Frozen):
+    path: Path
+
+
+class Params(_Frozen):
+    data: DataParams
+    model: ModelParams
+    mlflow: MlflowParams
+    train: TrainParams
+    registry: RegistryParams
+    export: ExportParams
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    return f"{where}: {first['msg']}"
+
+
+def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate params.yaml.
+
+    Raises:
+        UserError: the file is missing, is not YAML, or a key is missing, unknown or of the wrong type.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw | (overrides or {}))
+    except ValidationError as err:
+        raise UserError(f"{path}: {_first_error(err)}") from None

@@ -1,0 +1,1 @@
+"""SageMaker-compatible serving container, and the one predict path shared with training."""

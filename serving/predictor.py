@@ -1,0 +1,293 @@
+"""Owns the one predict path: the feature schema, request validation, encoding and prediction.
+
+Training evaluation, the MLflow pyfunc model and the serving container all call ``Predictor.predict``,
+so a record is turned into model input in exactly one place. Only numpy and xgboost are needed here:
+the container installs nothing else to predict, and nothing is ever unpickled.
+
+A model directory holds ``booster.ubj`` (XGBoost's own format) and ``schema.json`` (feature names,
+kinds, category levels, and a self-test record with its expected prediction).
+
+Validation policy, applied to every record:
+- every feature must be present; unknown fields are refused (a typo would otherwise be silently dropped);
+- numbers for numeric features (no booleans, no strings, no infinities), strings for categorical ones;
+- a category never seen in training is refused, naming the allowed levels;
+- ``null`` (or NaN) is accepted only for features that had missing values in the training data, and is
+  then handled by XGBoost's learned default direction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+BOOSTER_FILE = "booster.ubj"
+SCHEMA_FILE = "schema.json"
+SCHEMA_FORMAT = 1
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+SELF_TEST_TOLERANCE = 1e-4
+
+
+class SchemaError(ValueError):
+    """A record does not match the schema; names the field and the row."""
+
+    def __init__(self, message: str, *, field: str | None = None, row: int | None = None) -> None:
+        self.message = message
+        self.field = field
+        self.row = row
+        where = []
+        if row is not None:
+            where.append(f"row {row}")
+        if field is not None:
+            where.append(f"field '{field}'")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": str(self), "field": self.field, "row": self.row}
+
+
+class ModelError(RuntimeError):
+    """A model directory is missing, corrupt or fails its self-test."""
+
+
+def is_missing(value: Any) -> bool:
+    """True for None and NaN, the two spellings of a missing value."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One input column: its kind, whether it may be missing, and its levels if categorical."""
+
+    name: str
+    kind: str
+    nullable: bool = False
+    levels: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def width(self) -> int:
+        return 1 if self.kind == NUMERIC else len(self.levels)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "nullable": self.nullable}
+        if self.kind == CATEGORICAL:
+            out["levels"] = list(self.levels)
+        else:
+            out["minimum"], out["maximum"] = self.minimum, self.maximum
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Feature:
+        kind = raw["kind"]
+        if kind not in (NUMERIC, CATEGORICAL):
+            raise ModelError(f"schema: feature '{raw.get('name')}' has unknown kind '{kind}'")
+        return cls(
+            name=str(raw["name"]), kind=kind, nullable=bool(raw["nullable"]),
+            levels=tuple(raw.get("levels", ())), minimum=raw.get("minimum"), maximum=raw.get("maximum"),
+        )
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The model's input contract, inferred at training time and checked on every request."""
+
+    target: str
+    features: tuple[Feature, ...]
+    example: Mapping[str, Any] = field(default_factory=dict)
+    expected: float | None = None
+
+    def __post_init__(self) -> None:
+        # Per-feature lookups prepared once: the request hot path only indexes into these.
+        offsets, offset = [], 0
+        for feat in self.features:
+            offsets.append(offset)
+            offset += feat.width
+        object.__setattr__(self, "_offsets", tuple(offsets))
+        object.__setattr__(self, "_width", offset)
+        object.__setattr__(self, "_names", frozenset(f.name for f in self.features))
+        object.__setattr__(self, "_level_index", tuple(
+            {level: i for i, level in enumerate(f.levels)} for f in self.features))
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def columns(self) -> list[str]:
+        """Names of the encoded model columns: numeric features as-is, categoricals one-hot."""
+        cols: list[str] = []
+        for feat in self.features:
+            cols.extend([feat.name] if feat.kind == NUMERIC else [f"{feat.name}={lv}" for lv in feat.levels])
+        return cols
+
+    def encode(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Validate raw records and return the float32 model matrix.
+
+        Raises:
+            SchemaError: naming the first offending field and row.
+        """
+        matrix = np.zeros((len(records), self._width), dtype=np.float32)
+        names = self._names
+        for row, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                raise SchemaError("expected an object of feature values", row=row)
+            if len(record) != len(names) or not names.issuperset(record):
+                self._raise_key_error(record, row)
+            out = matrix[row]
+            for feat, offset, index in zip(self.features, self._offsets, self._level_index, strict=True):
+                value = record[feat.name]
+                if is_missing(value):
+                    if not feat.nullable:
+                        raise SchemaError("a value is required (no missing values were seen in training)",
+                                          field=feat.name, row=row)
+                    out[offset:offset + feat.width] = np.nan
+                elif feat.kind == NUMERIC:
+                    if not _is_number(value):
+                        raise SchemaError(f"expected a number, got {type(value).__name__}",
+                                          field=feat.name, row=row)
+                    if not math.isfinite(value):
+                        raise SchemaError("expected a finite number", field=feat.name, row=row)
+                    out[offset] = value
+                else:
+                    if not isinstance(value, str):
+                        raise SchemaError(f"expected a string, got {type(value).__name__}",
+                                          field=feat.name, row=row)
+                    position = index.get(value)
+                    if position is None:
+                        raise SchemaError(f"unknown category '{value}'; expected one of {list(feat.levels)}",
+                                          field=feat.name, row=row)
+                    out[offset + position] = 1.0
+        return matrix
+
+    def _raise_key_error(self, record: Mapping[str, Any], row: int) -> None:
+        for name in self.names:
+            if name not in record:
+                raise SchemaError("missing feature", field=name, row=row)
+        unknown = sorted(str(k) for k in record if k not in self._names)
+        raise SchemaError("unknown feature", field=unknown[0], row=row)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": SCHEMA_FORMAT,
+            "target": self.target,
+            "features": [f.to_json() for f in self.features],
+            "columns": self.columns,
+            "self_test": {"record": dict(self.example), "prediction": self.expected},
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Schema:
+        try:
+            if raw.get("format") != SCHEMA_FORMAT:
+                raise ModelError(f"schema: unsupported format {raw.get('format')!r}, expected {SCHEMA_FORMAT}")
+            features = tuple(Feature.from_json(f) for f in raw["features"])
+            test = raw.get("self_test") or {}
+            return cls(target=str(raw["target"]), features=features,
+                       example=test.get("record") or {}, expected=test.get("prediction"))
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ModelError(f"schema: malformed ({err.__class__.__name__}: {err})") from err
+
+
+class Predictor:
+    """A booster and its schema: raw records in, predictions out."""
+
+    def __init__(self, booster: xgb.Booster, schema: Schema) -> None:
+        self.booster = booster
+        self.schema = schema
+        # One thread per request: gunicorn scales with processes, and oversubscribing cores hurts tails.
+        self.booster.set_param({"nthread": 1})
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> Predictor:
+        """Load ``booster.ubj`` and ``schema.json`` from a model directory.
+
+        Raises:
+            ModelError: a file is missing or cannot be parsed.
+        """
+        return cls.load(Path(path) / BOOSTER_FILE, Path(path) / SCHEMA_FILE)
+
+    @classmethod
+    def load(cls, booster_path: str | Path, schema_path: str | Path) -> Predictor:
+        """Load a booster file and its schema file, checking they belong together.
+
+        Raises:
+            ModelError: a file is missing or cannot be parsed, or the two do not match.
+        """
+        booster_path, schema_path = Path(booster_path), Path(schema_path)
+        for file in (booster_path, schema_path):
+            if not file.is_file():
+                raise ModelError(f"model file {file} not found")
+        try:
+            schema = Schema.from_json(json.loads(schema_path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ModelError(f"{schema_path} is not valid JSON: {err}") from err
+        booster = xgb.Booster()
+        try:
+            booster.load_model(str(booster_path))
+        except xgb.core.XGBoostError as err:
+            raise ModelError(f"{booster_path} is not a valid XGBoost model") from err
+        if booster.num_features() != len(schema.columns):
+            raise ModelError(f"booster expects {booster.num_features()} columns, "
+                             f"schema encodes {len(schema.columns)}")
+        return cls(booster, schema)
+
+    def predict(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Validate and predict; returns one float per record.
+
+        Raises:
+            SchemaError: a record does not match the schema.
+        """
+        if not records:
+            return np.empty(0, dtype=np.float64)
+        matrix = self.schema.encode(records)
+        return np.asarray(self.booster.inplace_predict(matrix), dtype=np.float64).reshape(-1)
+
+    def self_test(self) -> float:
+        """Predict the schema's example record and compare it to the prediction recorded at training.
+
+        Raises:
+            ModelError: the prediction differs, which means the booster or schema is not the trained pair.
+        """
+        if not self.schema.example or self.schema.expected is None:
+            raise ModelError("schema has no self-test record")
+        got = float(self.predict([self.schema.example])[0])
+        if not math.isclose(got, self.schema.expected, abs_tol=SELF_TEST_TOLERANCE):
+            raise ModelError(f"self-test failed: predicted {got}, expected {self.schema.expected}")
+        return got
+
+
+def records_from_frame(frame: Any) -> list[dict[str, Any]]:
+    """Rows of a pandas DataFrame as plain dicts, every missing value as None (what JSON would carry).
+
+    Duck-typed so this module never imports pandas.
+    """
+    rows = frame.astype(object).to_dict(orient="records")
+    return [{k: (None if is_missing(v) or _is_pandas_na(v) else v) for k, v in row.items()} for row in rows]
+
+
+def _is_pandas_na(value: Any) -> bool:
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def save_model_dir(path: str | Path, booster: xgb.Booster, schema: Schema) -> Path:
+    """Write a model directory; the schema must already carry its self-test record and prediction."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(path / BOOSTER_FILE))
+    (path / SCHEMA_FILE).write_text(json.dumps(schema.to_json(), indent=2, sort_keys=True) + "\n",
+                                    encoding="utf-8")
+    return path
