@@ -76,8 +76,13 @@ def _check_feature(values: pd.Series, path: Path) -> None:
                         f"is numeric, line {_first_bad_row(text)} is '{values[text].iloc[0]}')")
 
 
-def infer_schema(frame: pd.DataFrame, target: str) -> Schema:
-    """Infer each feature's kind, nullability and (for categoricals) levels from the training rows."""
+def infer_schema(frame: pd.DataFrame, target: str, stats_from: pd.DataFrame | None = None) -> Schema:
+    """Infer each feature's kind, nullability and (for categoricals) levels from the table.
+
+    Levels and nullability come from the whole table (so a rare level that fell into the test split is not
+    refused there); the numeric centring and scaling come from ``stats_from``, the training split, when given.
+    """
+    stats = frame if stats_from is None else stats_from
     features = []
     for column in frame.columns:
         if column == target:
@@ -85,8 +90,10 @@ def infer_schema(frame: pd.DataFrame, target: str) -> Schema:
         values = frame[column]
         nullable = bool(values.isna().any())
         if ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values):
+            std = float(stats[column].std(ddof=0))
             features.append(Feature(name=str(column), kind=NUMERIC, nullable=nullable,
-                                    minimum=float(values.min()), maximum=float(values.max())))
+                                    minimum=float(values.min()), maximum=float(values.max()),
+                                    center=float(stats[column].mean()), scale=std if std > 0 else 1.0))
         else:
             levels = tuple(sorted({str(v) for v in values.dropna()}))
             features.append(Feature(name=str(column), kind=CATEGORICAL, nullable=nullable, levels=levels))

@@ -77,6 +77,10 @@ class Feature:
     levels: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    # Numeric features are standardised with the training split's mean and standard deviation: trees do
+    # not care, and the linear booster converges several times faster on centred, scaled inputs.
+    center: float = 0.0
+    scale: float = 1.0
 
     @property
     def width(self) -> int:
@@ -87,7 +91,7 @@ class Feature:
         if self.kind == CATEGORICAL:
             out["levels"] = list(self.levels)
         else:
-            out["minimum"], out["maximum"] = self.minimum, self.maximum
+            out.update(minimum=self.minimum, maximum=self.maximum, center=self.center, scale=self.scale)
         return out
 
     @classmethod
@@ -98,6 +102,7 @@ class Feature:
         return cls(
             name=str(raw["name"]), kind=kind, nullable=bool(raw["nullable"]),
             levels=tuple(raw.get("levels", ())), minimum=raw.get("minimum"), maximum=raw.get("maximum"),
+            center=float(raw.get("center", 0.0)), scale=float(raw.get("scale", 1.0)),
         )
 
 
@@ -161,7 +166,7 @@ class Schema:
                                           field=feat.name, row=row)
                     if not math.isfinite(value):
                         raise SchemaError("expected a finite number", field=feat.name, row=row)
-                    out[offset] = value
+                    out[offset] = (value - feat.center) / feat.scale
                 else:
                     if not isinstance(value, str):
                         raise SchemaError(f"expected a string, got {type(value).__name__}",

@@ -1,0 +1,346 @@
+"""Owns the DVC train stage: search, refit, evaluate, log to MLflow and register the best model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import click
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec
+from mlflow.types import Schema as MlflowSchema
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sklearn.pipeline import make_pipeline
+
+from experiments import plots, search, tracking
+from experiments.cli import UserError, run_cli
+from experiments.config import Params, load_params
+from experiments.data import dvc_data_hash, infer_schema, load_table, split
+from serving.predictor import NUMERIC, Predictor, Schema, records_from_frame, save_model_dir
+
+MODEL_DIR = Path("model")
+METRICS_FILE = Path("metrics.json")
+PLOTS_DIR = Path("plots")
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+PYFUNC_FILE = Path(__file__).with_name("mlflow_model.py")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    version: str
+    study_name: str
+    metrics: dict[str, float]
+    best_params: dict[str, Any]
+
+
+def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """MSE, RMSE, MAE and R² of a set of predictions."""
+    mse = float(mean_squared_error(actual, predicted))
+    return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(mean_absolute_error(actual, predicted)),
+            "r2": float(r2_score(actual, predicted))}
+
+
+def study_name(params: Params, data_hash: str) -> str:
+    """Same data and same search settings → same study, so an interrupted training resumes it."""
+    settings = json.dumps({"data": params.data.model_dump(mode="json"),
+                           "train": params.train.model_dump(mode="json", exclude={"storage", "timeout_s"})},
+                          sort_keys=True)
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:10]
+    return f"{params.model.name}-{data_hash[:10]}-{digest}"
+
+
+class Progress:
+    """One line on a terminal (rewritten in place), or a line per trial in a log."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.tty = sys.stdout.isatty()
+
+    def update(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        done = sum(t.state.is_finished() for t in study.trials)
+        try:
+            best = f"best CV RMSE {study.best_value:.4f} (trial {study.best_trial.number})"
+        except ValueError:
+            best = "no complete trial yet"
+        line = f"trial {min(done, self.total)}/{self.total}  {trial.state.name.lower():8s}  {best}"
+        print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(flush=True)
+
+
+def _trial_logger(client: MlflowClient, experiment_id: str, parent_run_id: str):
+    def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        metrics = {k: v for k, v in trial.user_attrs.items() if isinstance(v, float)}
+        if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
+            last = max(trial.intermediate_values)
+            metrics["cv_rmse_partial"] = trial.intermediate_values[last]
+            metrics["folds_done"] = float(last + 1)
+        tracking.log_trial(client, experiment_id=experiment_id, parent_run_id=parent_run_id,
+                           number=trial.number, params=search.from_trial_params(trial.params),
+                           metrics=metrics, state=trial.state.name)
+    return log
+
+
+def _objective(x: np.ndarray, y: np.ndarray, params: Params):
+    cfg = params.train
+
+    def objective(trial: optuna.Trial) -> float:
+        sampled = search.suggest(trial, cfg.search_space)
+
+        def report(fold: int, rmse: float) -> None:
+            trial.report(rmse, fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        result = search.cross_validate(x, y, sampled, cfg, report)
+        trial.set_user_attr("cv_rmse", result.rmse)
+        trial.set_user_attr("cv_rmse_std", result.rmse_std)
+        trial.set_user_attr("rounds", float(result.rounds))
+        return result.rmse
+    return objective
+
+
+def _finished(study: optuna.Study) -> int:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def _signature(schema: Schema, frame: pd.DataFrame) -> ModelSignature:
+    # MLflow refuses int64 -> float64 as unsafe, so integer columns are declared "long" (the container
+    # itself accepts any JSON number for a numeric feature).
+    def kind(name: str) -> str:
+        if schema_kinds[name] != NUMERIC:
+            return "string"
+        return "long" if pd.api.types.is_integer_dtype(frame[name]) else "double"
+
+    schema_kinds = {f.name: f.kind for f in schema.features}
+    inputs = MlflowSchema([ColSpec(kind(f.name), f.name, required=not f.nullable) for f in schema.features])
+    return ModelSignature(inputs=inputs, outputs=MlflowSchema([ColSpec("double")]))
+
+
+def _input_example(frame: pd.DataFrame) -> pd.DataFrame:
+    # Raw records, including one with a missing value when the data has any, so users see that null is allowed.
+    has_missing = frame[frame.isna().any(axis=1)].head(1)
+    return pd.concat([frame.head(2), has_missing]).reset_index(drop=True)
+
+
+def _importance(booster, schema: Schema) -> tuple[list[str], list[float]]:
+    scores = booster.get_score(importance_type="gain") if booster.attr("best_iteration") is None else {}
+    if not scores:
+        try:
+            scores = booster.get_score(importance_type="gain")
+        except Exception:  # noqa: BLE001 - gblinear has no gain; fall back to |weights| below
+            scores = {}
+    columns = schema.columns
+    per_column = {c: float(scores.get(f"f{i}", scores.get(c, 0.0))) for i, c in enumerate(columns)}
+    if not any(per_column.values()):
+        weights = json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]["model"].get("weights", [])
+        per_column = {c: abs(float(w)) for c, w in zip(columns, weights, strict=False)}
+    names = schema.names
+    gains = [sum(v for c, v in per_column.items() if c == n or c.startswith(f"{n}=")) for n in names]
+    return names, gains
+
+
+def train(params: Params, *, storage: str | None = None, name: str | None = None,
+          log: bool = True) -> TrainResult:
+    """Run the whole stage. Everything the user can get wrong is checked before anything is logged."""
+    target = params.data.target
+    frame = load_table(params.data.path, target)
+    train_df, test_df = split(frame, test_size=params.data.test_size, seed=params.data.split_seed,
+                              min_train_rows=params.train.cv_folds * 2)
+    schema = infer_schema(frame, target, stats_from=train_df)
+    features = schema.names
+    x_train = schema.encode(records_from_frame(train_df[features]))
+    y_train = train_df[target].to_numpy(dtype=np.float64)
+    test_records = records_from_frame(test_df[features])
+    y_test = test_df[target].to_numpy(dtype=np.float64)
+    data_hash = dvc_data_hash()
+
+    uri = tracking.tracking_uri(params.mlflow.tracking_uri)
+    tracking.check_reachable(uri)
+    try:
+        experiment_id = tracking.use_experiment(uri, params.mlflow.experiment)
+    except mlflow.exceptions.MlflowException as err:
+        raise UserError(f"MLflow tracking store {uri}: {str(err).splitlines()[0]}") from None
+    client = MlflowClient(uri)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sname = name or study_name(params, data_hash)
+    study = search.make_study(name=sname, storage=storage or params.train.storage, seed=params.train.seed,
+                              startup_trials=params.train.pruner_startup_trials)
+    parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    run = mlflow.start_run(run_id=parent_id) if parent_id else mlflow.start_run(run_name=f"train-{sname}")
+    study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
+    try:
+        result = _search_and_log(params, study, client, experiment_id, run.info.run_id, frame, x_train, y_train,
+                                 test_records, y_test, schema, data_hash, log)
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+    return result
+
+
+def _search_and_log(params: Params, study: optuna.Study, client: MlflowClient, experiment_id: str,
+                    run_id: str, frame: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
+                    test_records: list[dict[str, Any]], y_test: np.ndarray, schema: Schema, data_hash: str,
+                    log: bool) -> TrainResult:
+    cfg = params.train
+    started = time.monotonic()
+    progress = Progress(cfg.n_trials)
+    callbacks = [optuna.study.MaxTrialsCallback(cfg.n_trials, states=(optuna.trial.TrialState.COMPLETE,
+                                                                       optuna.trial.TrialState.PRUNED)),
+                 progress.update]
+    if log:
+        callbacks.insert(0, _trial_logger(client, experiment_id, run_id))
+    remaining = cfg.n_trials - _finished(study)
+    if remaining > 0:
+        study.optimize(_objective(x_train, y_train, params), n_trials=remaining, timeout=cfg.timeout_s,
+                       callbacks=callbacks, gc_after_trial=False)
+    progress.close()
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise UserError(f"study {study.study_name}: no trial completed within {cfg.timeout_s}s") from None
+    best_params = search.from_trial_params(best.params)
+    rounds = int(best.user_attrs["rounds"])
+    booster = search.fit(x_train, y_train, best_params, rounds=rounds, seed=cfg.seed, nthread=cfg.nthread)
+
+    predictor = Predictor(booster, schema)
+    test_pred = predictor.predict(test_records)
+    metrics = {f"test_{k}": v for k, v in regression_metrics(y_test, test_pred).items()}
+    x_test = schema.encode(test_records)
+    baseline = make_pipeline(SimpleImputer(strategy="mean", keep_empty_features=True),
+                             LinearRegression()).fit(x_train, y_train)
+    metrics |= {f"baseline_{k}": v for k, v in regression_metrics(y_test, baseline.predict(x_test)).items()}
+    metrics["cv_rmse"] = float(best.value)
+    metrics["search_seconds"] = time.monotonic() - started
+
+    example = test_records[0]
+    schema = replace(schema, example=example, expected=float(predictor.predict([example])[0]))
+    save_model_dir(MODEL_DIR, booster, schema)
+    Predictor.from_dir(MODEL_DIR).self_test()
+    _write_dvc_outputs(study, y_test, test_pred, metrics)
+
+    lineage = {"data_hash": data_hash, "git_commit": tracking.git_commit(), "study": study.study_name}
+    version = "unregistered"
+    if log:
+        version = _log_parent(params, frame, schema, best_params, rounds, metrics, lineage, study, booster,
+                              y_test, test_pred)
+    return TrainResult(run_id=run_id, version=version, study_name=study.study_name, metrics=metrics,
+                       best_params=best_params)
+
+
+def _write_dvc_outputs(study: optuna.Study, actual: np.ndarray, predicted: np.ndarray,
+                       metrics: dict[str, float]) -> None:
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    values = [t.value for t in trials]
+    PLOTS_DIR.mkdir(exist_ok=True)
+    pd.DataFrame({"actual": actual, "predicted": np.round(predicted, 4)}).to_csv(
+        PLOTS_DIR / "predictions.csv", index=False)
+    pd.DataFrame({"trial": [t.number for t in trials], "cv_rmse": np.round(values, 5),
+                  "best_cv_rmse": np.round(np.minimum.accumulate(values), 5) if values else []}).to_csv(
+        PLOTS_DIR / "trials.csv", index=False)
+    nested = {"test": {k.removeprefix("test_"): round(v, 5) for k, v in metrics.items() if k.startswith("test_")},
+              "baseline": {k.removeprefix("baseline_"): round(v, 5) for k, v in metrics.items()
+                           if k.startswith("baseline_")},
+              "cv_rmse": round(metrics["cv_rmse"], 5),
+              "trials": {"complete": len(trials),
+                         "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)}}
+    METRICS_FILE.write_text(json.dumps(nested, indent=2) + "\n", encoding="utf-8")
+
+
+def _log_parent(params: Params, frame: pd.DataFrame, schema: Schema, best_params: dict[str, Any], rounds: int,
+                metrics: dict[str, float], lineage: dict[str, str], study: optuna.Study, booster,
+                y_test: np.ndarray, test_pred: np.ndarray) -> str:
+    mlflow.log_params({f"best.{k}": v for k, v in best_params.items()} | {"best.rounds": rounds,
+                      "n_trials": params.train.n_trials, "cv_folds": params.train.cv_folds,
+                      "seed": params.train.seed, "test_size": params.data.test_size})
+    mlflow.log_metrics(metrics)
+    mlflow.set_tags(lineage | {"target": schema.target})
+    dataset = mlflow.data.from_pandas(frame, source=str(params.data.path), targets=schema.target,
+                                      name=f"{params.data.path.name}@{lineage['data_hash'][:8]}")
+    mlflow.log_input(dataset, context="training")
+    values = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        plots.predicted_vs_actual(y_test, test_pred, folder / "predicted_vs_actual.png")
+        plots.residuals(y_test, test_pred, folder / "residuals.png")
+        plots.feature_importance(*_importance(booster, schema), folder / "feature_importance.png")
+        plots.optimisation_history(values, list(np.minimum.accumulate(values)), folder / "optimisation_history.png")
+        mlflow.log_artifacts(tmp, artifact_path="plots")
+    mlflow.log_artifact(str(METRICS_FILE))
+
+    features = frame[schema.names]
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(PYFUNC_FILE),
+        artifacts={"booster": str(MODEL_DIR / "booster.ubj"), "schema": str(MODEL_DIR / "schema.json")},
+        code_paths=[str(Path(__file__).resolve().parent.parent / "serving")],
+        signature=_signature(schema, features),
+        input_example=_input_example(features),
+        pip_requirements=_requirements(),
+    )
+    tags = lineage | {"run_id": mlflow.active_run().info.run_id, "test_rmse": f"{metrics['test_rmse']:.6f}",
+                      "baseline_rmse": f"{metrics['baseline_rmse']:.6f}", "booster": best_params["booster"]}
+    registered = mlflow.register_model(info.model_uri, params.model.name, tags=tags)
+    return str(registered.version)
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal to the progress line and the headline: MLflow's hints are for notebooks."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+
+def _requirements() -> list[str]:
+    # Stated rather than inferred: inference re-imports the model in a subprocess, which costs seconds.
+    from importlib.metadata import version
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "xgboost", "numpy", "pandas")]
+
+
+@click.command(help="Search XGBoost hyper-parameters with Optuna, log to MLflow, register the best model.")
+@click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("params.yaml"), show_default=True)
+@click.option("--storage", default=None, help="Optuna storage URL (default: train.storage in params.yaml).")
+@click.option("--study-name", default=None, help="Join or create this study (default: derived from data+params).")
+def cli(params_file: Path, storage: str | None, study_name: str | None) -> None:
+    _quiet_libraries()
+    params = load_params(params_file)
+    result = train(params, storage=storage, name=study_name)
+    m = result.metrics
+    click.echo(f"best {result.best_params['booster']}: test RMSE {m['test_rmse']:.3f} (linear baseline "
+               f"{m['baseline_rmse']:.3f}), MAE {m['test_mae']:.3f}, R² {m['test_r2']:.3f}")
+    click.echo(f"registered {params.model.name} version {result.version} (run {result.run_id})")
+    click.echo(f"browse: mlflow ui --backend-store-uri {tracking.tracking_uri(params.mlflow.tracking_uri)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the train stage and return its exit code."""
+    return run_cli(cli, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
