@@ -1,0 +1,243 @@
+"""Owns the predict Lambda: checks a request's shape and size, calls the SageMaker endpoint, maps its answers.
+
+``POST /predict-student-score`` takes one record (a JSON object) or a non-empty list of records and
+forwards the body unchanged to ``InvokeEndpoint``. The container does the full schema check; this
+function only refuses what can never be a valid request, so that it is not paid for twice.
+
+Environment variables (set by ``infra/api/infrastructure.py``):
+- ``ENDPOINT_NAME``: the SageMaker endpoint to invoke (required).
+- ``MAX_RECORDS``: most records one request may carry (default 100).
+- ``MAX_BODY_BYTES``: largest body accepted (default 1 MiB; a serverless endpoint accepts at most 4 MB).
+- ``CORS_ALLOW_ORIGIN``: the origin allowed by CORS (default ``*``).
+- ``SAGEMAKER_RUNTIME_ENDPOINT_URL``: optional ``endpoint_url`` of the sagemaker-runtime client; only the
+  local stand-in (``infra/local``) sets it.
+- ``SAGEMAKER_CONNECT_TIMEOUT_S``, ``SAGEMAKER_READ_TIMEOUT_S``, ``SAGEMAKER_MAX_ATTEMPTS``: the client's
+  bounds (defaults 1 s, 6 s, 3 attempts: at most ~24 s in all, inside the 28 s Lambda timeout and API
+  Gateway's 29 s integration timeout).
+- ``POWERTOOLS_SERVICE_NAME``, ``POWERTOOLS_METRICS_NAMESPACE``, ``POWERTOOLS_LOG_LEVEL``: Powertools' own.
+
+Model identity headers: ``InvokeEndpoint`` returns none of the container's own headers except
+``X-Amzn-SageMaker-Custom-Attributes`` (boto3's ``CustomAttributes``). The container therefore reports
+its model as custom attributes, ``model-name=NAME,model-version=N,data-hash=HASH`` (``,`` or ``;``
+separated), and this function turns them back into ``X-Model-Name``, ``X-Model-Version`` and
+``X-Data-Hash`` response headers.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+ROUTE = "/predict-student-score"
+DEFAULT_MAX_RECORDS = 100
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_CONNECT_TIMEOUT_S = 1.0
+DEFAULT_READ_TIMEOUT_S = 6.0
+DEFAULT_MAX_ATTEMPTS = 3
+# Botocore's standard retry mode waits at most random() * min(20, 2 ** (attempt - 1)) seconds between attempts.
+MAX_BACKOFF_S = 20.0
+RETRY_AFTER_S = "1"
+MODEL_HEADERS = {"model-name": "X-Model-Name", "model-version": "X-Model-Version", "data-hash": "X-Data-Hash"}
+# Error codes botocore's standard mode treats as throttling and that SageMaker Runtime sends.
+THROTTLING_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
+UNAVAILABLE_CODES = {"ModelNotReadyException", "ServiceUnavailable"}
+
+logger = Logger()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "StudentScore"))
+app = APIGatewayRestResolver(
+    cors=CORSConfig(
+        allow_origin=os.environ.get("CORS_ALLOW_ORIGIN", "*"),
+        expose_headers=list(MODEL_HEADERS.values()),
+        max_age=300,
+    )
+)
+
+
+def worst_case_seconds(*, connect_timeout: float, read_timeout: float, max_attempts: int) -> float:
+    """The longest one ``InvokeEndpoint`` call can take with these client bounds, backoff included."""
+    backoff = sum(min(MAX_BACKOFF_S, 2.0**attempt) for attempt in range(max_attempts - 1))
+    return max_attempts * (connect_timeout + read_timeout) + backoff
+
+
+def client_config() -> Config:
+    """Botocore settings: standard retries with backoff on throttling and 5xx, bounded timeouts."""
+    return Config(
+        connect_timeout=float(os.environ.get("SAGEMAKER_CONNECT_TIMEOUT_S", DEFAULT_CONNECT_TIMEOUT_S)),
+        read_timeout=float(os.environ.get("SAGEMAKER_READ_TIMEOUT_S", DEFAULT_READ_TIMEOUT_S)),
+        retries={
+            "mode": "standard",
+            "total_max_attempts": int(os.environ.get("SAGEMAKER_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)),
+        },
+    )
+
+
+@functools.cache
+def sagemaker_runtime() -> Any:
+    """The sagemaker-runtime client, created on first use and reused while the Lambda instance lives."""
+    return boto3.client(
+        "sagemaker-runtime",
+        config=client_config(),
+        endpoint_url=os.environ.get("SAGEMAKER_RUNTIME_ENDPOINT_URL") or None,
+    )
+
+
+def model_headers(custom_attributes: str | None) -> dict[str, str]:
+    """Turn ``model-name=..,model-version=..,data-hash=..`` custom attributes into response headers."""
+    headers: dict[str, str] = {}
+    for part in (custom_attributes or "").replace(";", ",").split(","):
+        key, sep, value = part.partition("=")
+        header = MODEL_HEADERS.get(key.strip().lower())
+        if sep and header and value.strip():
+            headers[header] = value.strip()
+    return headers
+
+
+def check_body(raw: str | None, *, max_records: int, max_bytes: int) -> tuple[int, str] | int:
+    """Check a body can be a request; return the record count, or ``(status, message)`` to refuse it."""
+    if not raw:
+        return 400, "the body must be a JSON object or a non-empty list of objects"
+    if len(raw.encode("utf-8")) > max_bytes:
+        return 413, f"the body is larger than {max_bytes} bytes"
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return 400, "the body is not valid JSON"
+    if isinstance(payload, dict):
+        return 1
+    if not isinstance(payload, list) or not payload:
+        return 400, "the body must be a JSON object or a non-empty list of objects"
+    if len(payload) > max_records:
+        return 413, f"at most {max_records} records per request, got {len(payload)}"
+    for row, record in enumerate(payload):
+        if not isinstance(record, dict):
+            return 400, f"row {row}: each record must be a JSON object"
+    return len(payload)
+
+
+def _error(status: int, message: str, *, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": message, "request_id": _request_id()}
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body),
+        headers=headers or {},
+    )
+
+
+def _request_id() -> str:
+    try:
+        return app.current_event.request_context.request_id
+    except (AttributeError, KeyError):  # no API Gateway context: fall back to the Lambda's id
+        return getattr(getattr(app, "lambda_context", None), "aws_request_id", "")
+
+
+def _model_error(error: ClientError) -> Response:
+    """A ``ModelError`` is the container's own answer: its 4xx go back as they were, anything else is a 502."""
+    status = int(error.response.get("OriginalStatusCode") or 0)
+    original = error.response.get("OriginalMessage") or ""
+    if not 400 <= status < 500:
+        logger.error("model failed", extra={"original_status": status, "original_message": original[:2000]})
+        return _error(502, "the model failed to answer")
+    try:
+        body = json.loads(original)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {"error": original or f"the model refused the request ({status})"}
+    body.setdefault("request_id", _request_id())
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+
+
+def _aws_error(error: ClientError) -> Response:
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
+    if code == "ModelError":
+        return _model_error(error)
+    if code in THROTTLING_CODES:
+        metrics.add_metric(name="UpstreamThrottled", unit=MetricUnit.Count, value=1)
+        logger.warning("endpoint throttled", extra={"code": code})
+        return _error(429, "too many requests, try again shortly", headers={"Retry-After": RETRY_AFTER_S})
+    # A missing endpoint comes back as a ValidationError "Endpoint ... not found".
+    if code in UNAVAILABLE_CODES or (code == "ValidationError" and "not found" in message.lower()):
+        logger.warning("endpoint unavailable", extra={"code": code, "aws_message": message})
+        return _error(
+            503,
+            "the model endpoint is not available, try again later",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    logger.error("endpoint call failed", extra={"code": code, "aws_message": message})
+    return _error(502, "the model endpoint failed to answer")
+
+
+@app.post(ROUTE)
+def predict() -> Response:
+    """Forward one record or a list of records to the endpoint and answer with its predictions."""
+    checked = check_body(
+        app.current_event.decoded_body,
+        max_records=int(os.environ.get("MAX_RECORDS", DEFAULT_MAX_RECORDS)),
+        max_bytes=int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+    )
+    if isinstance(checked, tuple):
+        metrics.add_metric(name="RejectedRequests", unit=MetricUnit.Count, value=1)
+        return _error(*checked)
+    metrics.add_metric(name="PredictedRecords", unit=MetricUnit.Count, value=checked)
+    try:
+        answer = sagemaker_runtime().invoke_endpoint(
+            EndpointName=os.environ["ENDPOINT_NAME"],
+            Body=app.current_event.decoded_body.encode("utf-8"),
+            ContentType="application/json",
+            Accept="application/json",
+        )
+    except ClientError as error:
+        return _aws_error(error)
+    except (ReadTimeoutError, ConnectTimeoutError):
+        logger.warning("endpoint timed out")
+        return _error(504, "the model endpoint did not answer in time")
+    except EndpointConnectionError:
+        logger.error("endpoint unreachable")
+        return _error(502, "the model endpoint could not be reached")
+    headers = model_headers(answer.get("CustomAttributes"))
+    logger.info("predicted", extra={"records": checked, **headers})
+    return Response(
+        status_code=200,
+        content_type=answer.get("ContentType") or content_types.APPLICATION_JSON,
+        body=answer["Body"].read().decode("utf-8"),
+        headers=headers,
+    )
+
+
+@app.not_found
+def not_found(error: Exception) -> Response:
+    """Only ``POST /predict-student-score`` exists (a registered 404, or the catch-all below would take it)."""
+    metrics.add_metric(name="NotFound", unit=MetricUnit.Count, value=1)
+    return _error(404, "not found")
+
+
+@app.exception_handler(Exception)
+def unexpected(error: Exception) -> Response:
+    """A bug here must still answer in JSON, with CORS, a request id and no stack trace."""
+    logger.exception("unexpected error")
+    return _error(500, "internal error")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entry point (``handler.lambda_handler``)."""
+    return app.resolve(event, context)

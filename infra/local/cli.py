@@ -1,0 +1,239 @@
+"""Owns the stand-in's command line: start container, endpoint and front door on loopback, serve or send one request.
+
+The chain is the deployed one with AWS taken out:
+``curl -> front door (API Gateway) -> infra/api/runtime/handler.py -> boto3 sagemaker-runtime ->
+stand-in endpoint (InvokeEndpoint) -> container /invocations``.
+
+The container is ``serving/serve`` started the way SageMaker starts it: the tarball unpacked into a
+model directory (``SM_MODEL_DIR``), the port in ``SAGEMAKER_BIND_TO_PORT``, plus ``SERVING_HOST=127.0.0.1``
+so it listens on loopback only. ``--container-url`` uses an already running container instead.
+
+Environment set here for the handler (this process only): ``ENDPOINT_NAME``,
+``SAGEMAKER_RUNTIME_ENDPOINT_URL`` (the stand-in endpoint), dummy ``AWS_ACCESS_KEY_ID``/
+``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, and ``AWS_EC2_METADATA_DISABLED`` so boto3 never
+looks for real credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from infra.local.endpoint import REGION, start_endpoint
+from infra.local.front_door import start_front_door
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVE = ROOT / "serving" / "serve"
+LOOPBACK = "127.0.0.1"
+SELF_TEST = "self-test"
+
+
+def default_tarball() -> Path:
+    """The exported model's path: ``export.path`` in params.yaml, relative to the repository root."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return ROOT / params["export"]["path"]
+
+
+def handler_environment(*, endpoint_name: str, endpoint_url: str) -> dict[str, str]:
+    """What the handler reads, pointed at the stand-in endpoint with dummy credentials."""
+    return {
+        "ENDPOINT_NAME": endpoint_name,
+        "SAGEMAKER_RUNTIME_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": "stand-in",
+        "AWS_SECRET_ACCESS_KEY": "stand-in",  # noqa: S105 - a dummy; the stand-in checks no signature
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "predict",
+        "POWERTOOLS_METRICS_NAMESPACE": "StudentScoreLocal",
+    }
+
+
+def unpack(tarball: Path, model_dir: Path) -> None:
+    """Unpack the tarball as SageMaker does into ``/opt/ml/model`` (the ``data`` filter refuses unsafe entries)."""
+    with tarfile.open(tarball) as archive:
+        archive.extractall(model_dir, filter="data")
+
+
+def wait_ready(url: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``GET {url}/ping`` until it answers 200; fail early if the container process exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise click.ClickException(
+                f"the container exited with code {process.returncode} before it was ready"
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:  # noqa: S310 - http by design
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise click.ClickException(f"the container at {url} did not answer /ping within {timeout_s:.0f} s")
+
+
+def start_container(*, model_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start ``serving/serve serve`` in its own process group (gunicorn forks workers we must stop too)."""
+    env = {
+        **os.environ,
+        "SM_MODEL_DIR": str(model_dir),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SERVING_HOST": LOOPBACK,
+    }
+    return subprocess.Popen([sys.executable, str(SERVE), "serve"], cwd=ROOT, env=env, start_new_session=True)
+
+
+def stop_container(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the container's process group (gunicorn drains), SIGKILL it if it has not exited in 15 s."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def request_body(request: str, model_dir: Path | None) -> bytes:
+    """``--request``: JSON text, ``@FILE``, or ``self-test`` (the bundle's own self-test record)."""
+    if request == SELF_TEST:
+        schemas = sorted(model_dir.rglob("schema.json")) if model_dir else []
+        if not schemas:
+            raise click.ClickException("--request self-test needs the model bundle (not --container-url)")
+        return json.dumps(json.loads(schemas[0].read_text())["self_test"]["record"]).encode()
+    return Path(request[1:]).read_bytes() if request.startswith("@") else request.encode()
+
+
+def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
+    """POST ``body`` to the front door; returns status, headers and text."""
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - loopback http
+            return answer.status, dict(answer.headers), answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+@click.command(help="Run the API -> Lambda -> SageMaker chain on loopback, around the real container.")
+@click.option(
+    "--model-tarball",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Exported model (default: params.yaml export.path).",
+)
+@click.option(
+    "--container-url", default=None, help="Use this running container instead of starting serving/serve."
+)
+@click.option(
+    "--port",
+    type=int,
+    default=8000,
+    show_default=True,
+    envvar="STAND_IN_PORT",
+    help="Front door port (env STAND_IN_PORT); 0 picks a free one.",
+)
+@click.option(
+    "--container-port",
+    type=int,
+    default=8080,
+    show_default=True,
+    envvar="STAND_IN_CONTAINER_PORT",
+    help="Port for the started container (env STAND_IN_CONTAINER_PORT).",
+)
+@click.option("--endpoint-name", default="student-score-local", show_default=True)
+@click.option(
+    "--ready-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for /ping."
+)
+@click.option(
+    "--request",
+    "request",
+    default=None,
+    help="Send one request (JSON, @FILE or 'self-test'), print the answer, stop; exit 1 unless 2xx.",
+)
+def cli(
+    model_tarball: Path | None,
+    container_url: str | None,
+    port: int,
+    container_port: int,
+    endpoint_name: str,
+    ready_timeout: float,
+    request: str | None,
+) -> None:
+    with ExitStack() as stack:
+        model_dir: Path | None = None
+        if container_url is None:
+            tarball = model_tarball or default_tarball()
+            if not tarball.is_file():
+                raise click.ClickException(
+                    f"no model tarball at {tarball}: export a model first or pass --model-tarball"
+                )
+            model_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stand-in-model-")))
+            unpack(tarball, model_dir)
+            process = start_container(model_dir=model_dir, port=container_port)
+            stack.callback(stop_container, process)
+            container_url = f"http://{LOOPBACK}:{container_port}"
+            wait_ready(container_url, timeout_s=ready_timeout, process=process)
+        else:
+            wait_ready(container_url.rstrip("/"), timeout_s=ready_timeout)
+        endpoint = start_endpoint(endpoint_name=endpoint_name, container_url=container_url, host=LOOPBACK)
+        stack.callback(endpoint.server_close)
+        stack.callback(endpoint.shutdown)
+        os.environ.update(handler_environment(endpoint_name=endpoint_name, endpoint_url=endpoint.url))
+        front = start_front_door(host=LOOPBACK, port=port)
+        stack.callback(front.server_close)
+        stack.callback(front.shutdown)
+        if request is not None:
+            status, headers, text = send(front.url, request_body(request, model_dir))
+            model = {k: v for k, v in headers.items() if k.lower().startswith(("x-model", "x-data"))}
+            click.echo(f"HTTP {status} {json.dumps(model)}\n{text}")
+            if not 200 <= status < 300:
+                raise click.exceptions.Exit(1)
+            return
+        click.echo(f"front door: POST {front.url}\n  container {container_url}, endpoint {endpoint.url}")
+        click.echo(f"try: curl -s -X POST {front.url} -H 'Content-Type: application/json' -d @record.json")
+        _wait_for_stop()
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGINT or SIGTERM; the ExitStack then stops servers and container in order."""
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the stand-in; returns the exit code."""
+    try:
+        # Without standalone mode click returns an Exit's code instead of raising it.
+        code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

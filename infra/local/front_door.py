@@ -1,0 +1,179 @@
+"""Owns the stand-in API Gateway: turns HTTP requests into REST proxy events for the real predict handler.
+
+What it copies from the deployed REST API (``infra/api/infrastructure.py``): the stage prefix ``/score``,
+the one resource ``POST /predict-student-score``, the CORS preflight answered by the gateway itself,
+gateway errors (unknown route 403 "Missing Authentication Token", body over 10 MB 413, a handler that
+raises 502 "Internal server error") carrying the CORS header, and one request at a time into the handler,
+as one Lambda instance takes them. What it leaves out: the API's JSON-schema request validation (the
+handler checks the same shape), throttling and API keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
+from typing import Any
+
+STAGE = "score"
+RESOURCE = "/predict-student-score"
+HANDLER_MODULE = "infra.api.runtime.handler"
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
+PREFLIGHT_HEADERS = {
+    **CORS_HEADERS,
+    "Access-Control-Allow-Methods": "OPTIONS,POST",
+    "Access-Control-Allow-Headers": "Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token",
+}
+
+
+class LambdaContext:
+    """The few attributes of Lambda's context object that Powertools reads."""
+
+    def __init__(self, *, timeout_s: float = 28.0) -> None:
+        self.function_name = "predict-stand-in"
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 512
+        self.invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:predict-stand-in"
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def proxy_event(
+    *, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str
+) -> dict[str, Any]:
+    """An API Gateway REST proxy event for ``path`` (already stripped of the stage) as the real one looks."""
+    text = body.decode("utf-8") if body else None
+    query_pairs = [part.partition("=") for part in query.split("&") if part] if query else []
+    now = time.time()
+    return {
+        "resource": RESOURCE,
+        "path": path,
+        "httpMethod": method,
+        "headers": dict(headers),
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": {k: v for k, _, v in query_pairs} or None,
+        "multiValueQueryStringParameters": {k: [v] for k, _, v in query_pairs} or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": "local",
+            "resourcePath": RESOURCE,
+            "httpMethod": method,
+            "extendedRequestId": str(uuid.uuid4()),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "path": f"/{STAGE}{path}",
+            "accountId": "000000000000",
+            "protocol": "HTTP/1.1",
+            "stage": STAGE,
+            "domainPrefix": "local",
+            "requestTimeEpoch": int(now * 1000),
+            "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent")},
+            "domainName": "localhost",
+            "apiId": "local",
+        },
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+class FrontDoorServer(ThreadingHTTPServer):
+    """A loopback HTTP server standing in for the REST API's ``score`` stage in front of the handler."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], *, handler: ModuleType | None = None) -> None:
+        super().__init__(address, _Handler)
+        # Imported here, not at module import, so the caller sets the handler's environment first.
+        self.handler = handler or importlib.import_module(HANDLER_MODULE)
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/{STAGE}{RESOURCE}"
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Call the handler as Lambda would, one event at a time (one instance, no concurrency)."""
+        with self.lock:
+            return self.handler.lambda_handler(event, LambdaContext())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FrontDoorServer
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _gateway_error(self, status: int, message: str) -> None:
+        body = json.dumps({"message": message}).encode()
+        self._send(
+            status,
+            body,
+            {**CORS_HEADERS, "Content-Type": "application/json", "x-amzn-ErrorType": "GatewayResponse"},
+        )
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self._gateway_error(413, "Request Too Long")
+            self.close_connection = True
+            return
+        body = self.rfile.read(length)
+        path, _, query = self.path.partition("?")
+        prefix = f"/{STAGE}"
+        route = path[len(prefix) :] if path.startswith(prefix + "/") else None
+        if route != RESOURCE:
+            self._gateway_error(403, "Missing Authentication Token")
+            return
+        if self.command == "OPTIONS":
+            self._send(204, b"", PREFLIGHT_HEADERS)
+            return
+        if self.command != "POST":
+            self._gateway_error(403, "Missing Authentication Token")
+            return
+        event = proxy_event(
+            method=self.command,
+            path=route,
+            query=query,
+            headers=dict(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+        )
+        try:
+            result = self.server.invoke(event)
+        except Exception:  # a handler that raises is API Gateway's 502, whatever it was
+            self._gateway_error(502, "Internal server error")
+            raise
+        payload = result.get("body") or ""
+        data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode("utf-8")
+        headers = dict(result.get("headers") or {})
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers[name] = ",".join(values)
+        self._send(int(result.get("statusCode", 502)), data, headers)
+
+    do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle  # noqa: N815
+
+
+def start_front_door(
+    *, host: str = "127.0.0.1", port: int = 0, handler: ModuleType | None = None
+) -> FrontDoorServer:
+    """Start the front door on a daemon thread; ``port=0`` picks a free port. Stop with ``shutdown()``."""
+    server = FrontDoorServer((host, port), handler=handler)
+    threading.Thread(target=server.serve_forever, name="front-door-stand-in", daemon=True).start()
+    return server

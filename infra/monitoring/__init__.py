@@ -1,0 +1,1 @@
+"""Owns the day-one CloudWatch alarms on the endpoint, the Lambda and the API."""

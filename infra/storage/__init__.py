@@ -1,0 +1,1 @@
+"""Owns the bucket that holds the DVC remote and MLflow artifacts."""

@@ -1,0 +1,251 @@
+"""Tests for the predict Lambda: body checks, error mapping, retries, CORS, model headers.
+
+The handler runs for real with its real boto3 client, which reaches a canned InvokeEndpoint server on
+loopback through ``SAGEMAKER_RUNTIME_ENDPOINT_URL``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from runtime_stub import Canned, StubRuntime, aws_error
+
+from infra.api.runtime import handler
+from infra.local.front_door import LambdaContext, proxy_event
+
+RECORD = {"Hours_Studied": 23, "Attendance": 84, "Gender": "Male"}
+ORIGIN = "https://example.org"
+
+
+def call(body: Any, *, method: str = "POST", path: str = handler.ROUTE) -> dict[str, Any]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    event = proxy_event(
+        method=method,
+        path=path,
+        query="",
+        body=raw,
+        source_ip="127.0.0.1",
+        headers={"Content-Type": "application/json", "Origin": ORIGIN},
+    )
+    result = handler.lambda_handler(event, LambdaContext())
+    result["json"] = json.loads(result["body"]) if result.get("body") else None
+    result["all_headers"] = {
+        **result.get("headers", {}),
+        **{k: ",".join(v) for k, v in (result.get("multiValueHeaders") or {}).items()},
+    }
+    return result
+
+
+def assert_cors(result: dict[str, Any]) -> None:
+    assert result["all_headers"].get("Access-Control-Allow-Origin") == "*", f"no CORS header: {result}"
+
+
+def test_a_record_is_forwarded_unchanged_and_predictions_come_back(handler_env: StubRuntime) -> None:
+    # Given the endpoint answers with one prediction
+    # When one record is posted
+    result = call(RECORD)
+    # Then the answer is the endpoint's body and the request was InvokeEndpoint with JSON both ways
+    assert result["statusCode"] == 200
+    assert result["json"] == {"predictions": [67.5]}
+    sent = handler_env.requests[0]
+    assert sent["path"] == "/endpoints/student-score-test/invocations"
+    assert json.loads(sent["body"]) == RECORD
+    assert sent["headers"]["Content-Type"] == "application/json"
+    assert sent["headers"]["Accept"] == "application/json"
+    assert_cors(result)
+
+
+def test_a_list_of_records_is_accepted(handler_env: StubRuntime) -> None:
+    result = call([RECORD, RECORD])
+    assert result["statusCode"] == 200
+    assert json.loads(handler_env.requests[0]["body"]) == [RECORD, RECORD]
+
+
+def test_custom_attributes_become_model_headers(handler_env: StubRuntime) -> None:
+    # Given the container set SageMaker's custom attributes (the only header InvokeEndpoint passes)
+    handler_env.answers = [
+        Canned(
+            headers={
+                "X-Amzn-SageMaker-Custom-Attributes": "model-name=student-score,model-version=7;data-hash=abc123"
+            }
+        )
+    ]
+    result = call(RECORD)
+    headers = result["all_headers"]
+    assert headers["X-Model-Name"] == "student-score"
+    assert headers["X-Model-Version"] == "7"
+    assert headers["X-Data-Hash"] == "abc123"
+    assert "X-Model-Version" in headers["Access-Control-Expose-Headers"], "browsers could not read it"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"", 400, "JSON object"),
+        ([], 400, "non-empty list"),
+        ("a string", 400, "JSON object"),
+        ([RECORD, 3], 400, "row 1"),
+        ([RECORD] * (handler.DEFAULT_MAX_RECORDS + 1), 413, "at most 100 records"),
+    ],
+    ids=["malformed", "empty", "empty-list", "string", "list-with-non-object", "too-many-records"],
+)
+def test_bodies_that_can_never_be_valid_are_refused_before_the_endpoint(
+    handler_env: StubRuntime, body: Any, status: int, fragment: str
+) -> None:
+    result = call(body)
+    assert result["statusCode"] == status
+    assert fragment in result["json"]["error"]
+    assert result["json"]["request_id"]
+    assert handler_env.requests == [], "a refused body must not reach the endpoint"
+    assert_cors(result)
+
+
+def test_an_oversize_body_is_refused_with_413(
+    handler_env: StubRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_BODY_BYTES", "1000")
+    result = call([{"Hours_Studied": 1, "padding": "x" * 2000}])
+    assert result["statusCode"] == 413
+    assert handler_env.requests == []
+
+
+def test_the_record_bound_is_configurable(handler_env: StubRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_RECORDS", "2")
+    assert call([RECORD] * 3)["statusCode"] == 413
+    assert call([RECORD] * 2)["statusCode"] == 200
+
+
+def test_throttling_is_retried_then_answered_429_with_retry_after(handler_env: StubRuntime) -> None:
+    # Given the endpoint throttles every call
+    handler_env.answers = [aws_error(400, "ThrottlingException", "Rate exceeded")]
+    result = call(RECORD)
+    # Then botocore tried the configured number of times and the caller is told when to come back
+    assert len(handler_env.requests) == handler.DEFAULT_MAX_ATTEMPTS
+    assert result["statusCode"] == 429
+    assert result["all_headers"]["Retry-After"] == handler.RETRY_AFTER_S
+    assert_cors(result)
+
+
+def test_a_throttle_that_clears_is_invisible_to_the_caller(handler_env: StubRuntime) -> None:
+    handler_env.answers = [aws_error(400, "ThrottlingException", "Rate exceeded"), Canned()]
+    result = call(RECORD)
+    assert result["statusCode"] == 200
+    assert len(handler_env.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        aws_error(429, "ModelNotReadyException", "still provisioning"),
+        aws_error(503, "ServiceUnavailable", "try again"),
+        aws_error(400, "ValidationError", "Endpoint student-score-test of account 123456789012 not found."),
+    ],
+    ids=["model-not-ready", "service-unavailable", "endpoint-not-found"],
+)
+def test_an_endpoint_that_is_not_available_answers_503(handler_env: StubRuntime, answer: Canned) -> None:
+    handler_env.answers = [answer]
+    result = call(RECORD)
+    assert result["statusCode"] == 503
+    assert result["all_headers"]["Retry-After"]
+    assert_cors(result)
+
+
+def test_a_container_4xx_comes_back_with_the_containers_message(handler_env: StubRuntime) -> None:
+    # Given the container refused a record: SageMaker wraps it in a 424 ModelError
+    original = {"error": "row 0, field 'Gender': unknown category 'X'", "field": "Gender", "row": 0}
+    handler_env.answers = [
+        aws_error(
+            424,
+            "ModelError",
+            "Received client error (400) from primary ...",
+            OriginalStatusCode=400,
+            OriginalMessage=json.dumps(original),
+        )
+    ]
+    result = call(RECORD)
+    assert result["statusCode"] == 400
+    assert result["json"]["error"] == original["error"]
+    assert (result["json"]["field"], result["json"]["row"]) == ("Gender", 0)
+    assert_cors(result)
+
+
+def test_a_container_413_stays_413(handler_env: StubRuntime) -> None:
+    handler_env.answers = [
+        aws_error(424, "ModelError", "...", OriginalStatusCode=413, OriginalMessage="payload too large")
+    ]
+    result = call(RECORD)
+    assert result["statusCode"] == 413
+    assert result["json"]["error"] == "payload too large"
+
+
+def test_a_container_5xx_is_a_502_without_its_details(handler_env: StubRuntime) -> None:
+    handler_env.answers = [
+        aws_error(
+            424,
+            "ModelError",
+            "...",
+            OriginalStatusCode=500,
+            OriginalMessage="Traceback (most recent call last): secret",
+        )
+    ]
+    result = call(RECORD)
+    assert result["statusCode"] == 502
+    assert "Traceback" not in result["body"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        aws_error(500, "InternalFailure", "boom"),
+        aws_error(530, "InternalDependencyException", "dep"),
+        aws_error(400, "ValidationError", "1 validation error detected"),
+        aws_error(403, "AccessDeniedException", "not authorized to perform sagemaker:InvokeEndpoint"),
+    ],
+    ids=["internal-failure", "internal-dependency", "validation", "access-denied"],
+)
+def test_any_other_aws_error_is_a_502_with_a_request_id_and_no_trace(
+    handler_env: StubRuntime, answer: Canned
+) -> None:
+    handler_env.answers = [answer]
+    result = call(RECORD)
+    assert result["statusCode"] == 502
+    assert set(result["json"]) == {"error", "request_id"}
+    assert result["json"]["request_id"]
+    assert "Traceback" not in result["body"]
+    assert answer.body["message"] not in result["body"], "AWS's own message is for the logs only"
+    assert_cors(result)
+
+
+def test_a_read_timeout_is_a_504(handler_env: StubRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an endpoint slower than the client's read timeout, with no retry to keep the test short
+    monkeypatch.setenv("SAGEMAKER_READ_TIMEOUT_S", "0.3")
+    monkeypatch.setenv("SAGEMAKER_MAX_ATTEMPTS", "1")
+    handler_env.answers = [Canned(delay_s=5)]
+    result = call(RECORD)
+    assert result["statusCode"] == 504
+    assert_cors(result)
+
+
+def test_an_unknown_route_is_404_with_cors(handler_env: StubRuntime) -> None:
+    result = call(RECORD, path="/elsewhere")
+    assert result["statusCode"] == 404
+    assert_cors(result)
+
+
+def test_the_default_client_bounds_end_well_inside_the_gateway_timeout() -> None:
+    worst = handler.worst_case_seconds(
+        connect_timeout=handler.DEFAULT_CONNECT_TIMEOUT_S,
+        read_timeout=handler.DEFAULT_READ_TIMEOUT_S,
+        max_attempts=handler.DEFAULT_MAX_ATTEMPTS,
+    )
+    assert worst <= 25, f"worst case {worst} s leaves no margin under the 28 s Lambda and 29 s API timeouts"
+
+
+def test_the_client_uses_standard_retries_with_bounded_timeouts() -> None:
+    config = handler.client_config()
+    assert config.retries == {"mode": "standard", "total_max_attempts": handler.DEFAULT_MAX_ATTEMPTS}
+    assert config.read_timeout == handler.DEFAULT_READ_TIMEOUT_S
+    assert config.connect_timeout == handler.DEFAULT_CONNECT_TIMEOUT_S
