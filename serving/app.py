@@ -1,0 +1,112 @@
+"""Owns the HTTP contract of the container: ``GET /ping``, ``POST /invocations`` and every error response.
+
+Every response, errors included, carries ``X-Model-Name``, ``X-Model-Version`` and ``X-Data-Hash`` from the
+bundle's ``metadata.json``, so any answer can be traced to the registered version and its training data.
+Errors are JSON ``{"error": ..., "field": ..., "row": ...}``: bad records or bodies 400, unknown path 404,
+wrong method 405, unsupported ``Accept`` 406, body over the limit 413, unsupported ``Content-Type`` 415,
+no model loaded 503. A 500 means a bug in this code, never bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from serving import codecs
+from serving.predictor import Predictor, SchemaError
+
+logger = logging.getLogger(__name__)
+
+HEADER_FIELDS = {"X-Model-Name": "registered_name", "X-Model-Version": "version", "X-Data-Hash": "data_hash"}
+_PING_OK = b'{"status": "ok"}\n'
+
+
+def trace_headers(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """The tracing headers for a bundle's metadata; ``unknown`` where a field is absent."""
+    headers = {}
+    for header, key in HEADER_FIELDS.items():
+        value = metadata.get(key)
+        text = "unknown" if value is None or value == "" else str(value)
+        # Header values must be printable ASCII; a stray newline in metadata must not break every response.
+        headers[header] = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return headers
+
+
+def error_response(status: int, message: str, *, field: str | None = None, row: int | None = None) -> Response:
+    body = json.dumps({"error": message, "field": field, "row": row})
+    return Response(body, status=status, mimetype=codecs.JSON)
+
+
+def _response_type() -> str | None:
+    accept = request.accept_mimetypes
+    # No Accept header means the client takes anything; werkzeug would otherwise match nothing.
+    if not accept:
+        return codecs.JSON
+    return accept.best_match(codecs.RESPONSE_TYPES)
+
+
+def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_body_bytes: int,
+               load_error: str | None = None) -> Flask:
+    """Build the WSGI app around a loaded, self-tested predictor.
+
+    Args:
+        predictor: the model, or None when loading failed; then ``/ping`` and ``/invocations`` answer 503.
+        metadata: the bundle's ``metadata.json`` (may be empty when it could not be read).
+        max_body_bytes: larger request bodies are refused with 413.
+        load_error: why the model is not loaded, reported in the 503 body.
+    """
+    app = Flask("serving")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    headers = trace_headers(metadata)
+    not_loaded = f"model not loaded: {load_error or 'unknown error'}"
+
+    @app.after_request
+    def add_trace_headers(response: Response) -> Response:
+        response.headers.update(headers)
+        return response
+
+    @app.get("/ping")
+    def ping() -> Response:
+        if predictor is None:
+            return error_response(503, not_loaded)
+        return Response(_PING_OK, mimetype=codecs.JSON)
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        if predictor is None:
+            return error_response(503, not_loaded)
+        content_type = request.mimetype
+        if content_type not in codecs.REQUEST_TYPES:
+            return error_response(415, f"unsupported Content-Type '{content_type or '(none)'}'; "
+                                       f"use one of {sorted(codecs.REQUEST_TYPES)}")
+        response_type = _response_type()
+        if response_type is None:
+            return error_response(406, f"cannot answer with Accept '{request.headers.get('Accept')}'; "
+                                       f"use one of {list(codecs.RESPONSE_TYPES)}")
+        body = request.get_data(cache=False)
+        try:
+            records = codecs.decode(content_type, body, predictor.schema)
+            predictions = predictor.predict(records)
+        except SchemaError as err:
+            return error_response(400, str(err), field=err.field, row=err.row)
+        return Response(codecs.encode(response_type, predictions.tolist()), mimetype=response_type)
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        # Keep werkzeug's status and headers (e.g. Allow on 405), replace its HTML body with our JSON.
+        response = err.get_response()
+        response.set_data(json.dumps({"error": f"{err.name}: {err.description}", "field": None, "row": None}))
+        response.mimetype = codecs.JSON
+        return response
+
+    @app.errorhandler(Exception)
+    def internal_error(err: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal error (see the container log)")
+
+    return app

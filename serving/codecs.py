@@ -1,0 +1,161 @@
+"""Owns the request and response media types: request bodies to raw records, predictions to bytes.
+
+Decoders only turn bytes into a list of records (dicts of feature name to value); checking the values
+against the schema stays in ``serving.predictor``. Errors are ``DecodeError`` (a ``SchemaError``), so they
+carry the field and the row (the 0-based index of the record in the request, header lines not counted).
+
+Request types:
+- ``application/json``: one record object, a list of records, ``{"instances": [...]}``, or MLflow's
+  ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` / ``{"dataframe_records": [...]}``.
+- ``text/csv``: one record per line in schema order without a header (SageMaker's convention), or with a
+  header line when the first line is exactly the feature names (in any order). Empty cells are missing
+  values; cells of numeric features must parse as numbers; surrounding spaces are ignored.
+- ``application/jsonlines`` (also ``application/jsonl``, ``application/x-jsonlines``): one object a line.
+
+An empty request (no records) is refused: a caller sending nothing has made a mistake we should report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from serving.predictor import NUMERIC, Schema, SchemaError
+
+JSON = "application/json"
+CSV = "text/csv"
+JSONLINES = "application/jsonlines"
+REQUEST_TYPES: dict[str, str] = {
+    JSON: JSON, CSV: CSV, JSONLINES: JSONLINES,
+    "application/jsonl": JSONLINES, "application/x-jsonlines": JSONLINES,
+}
+# Offered in this order, so "*/*" and "application/*" pick JSON.
+RESPONSE_TYPES = (JSON, CSV)
+_WRAPPERS = ("instances", "dataframe_records", "dataframe_split")
+
+
+class DecodeError(SchemaError):
+    """The body cannot be read as records of the declared media type."""
+
+
+def _records(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise DecodeError(f"{where} must be a list of records, got {type(value).__name__}")
+    return value
+
+
+def _from_split(split: Any) -> list[dict[str, Any]]:
+    if not isinstance(split, Mapping):
+        raise DecodeError("dataframe_split must be an object with 'columns' and 'data'")
+    columns, data = split.get("columns"), split.get("data")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise DecodeError("dataframe_split.columns must be a list of feature names")
+    if len(set(columns)) != len(columns):
+        duplicate = next(c for c in columns if columns.count(c) > 1)
+        raise DecodeError("duplicate column in dataframe_split.columns", field=duplicate)
+    rows = _records(data, "dataframe_split.data")
+    out = []
+    for row, values in enumerate(rows):
+        if not isinstance(values, list) or len(values) != len(columns):
+            raise DecodeError(f"expected a list of {len(columns)} values, one per column", row=row)
+        out.append(dict(zip(columns, values, strict=True)))
+    return out
+
+
+def decode_json(body: bytes, schema: Schema) -> list[Any]:
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DecodeError(f"malformed JSON: {err}") from None
+    if isinstance(payload, list):
+        return payload
+    if not isinstance(payload, dict):
+        raise DecodeError(f"expected a record object or a list of records, got {type(payload).__name__}")
+    if len(payload) == 1:
+        (key, value), = payload.items()
+        if key == "dataframe_split":
+            return _from_split(value)
+        if key in _WRAPPERS:
+            return _records(value, key)
+    return [payload]
+
+
+def decode_jsonlines(body: bytes, schema: Schema) -> list[Any]:
+    records = []
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DecodeError(f"malformed JSON line: {err}", row=len(records)) from None
+    return records
+
+
+def decode_csv(body: bytes, schema: Schema) -> list[dict[str, Any]]:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DecodeError(f"malformed CSV: not UTF-8 ({err.reason} at byte {err.start})") from None
+    # newline="" lets the csv module see quoted line breaks inside a field as part of that field.
+    lines = csv.reader(io.StringIO(text, newline=""), strict=True)
+    names = schema.names
+    kinds = [f.kind == NUMERIC for f in schema.features]
+    records: list[dict[str, Any]] = []
+    columns = names
+    try:
+        for cells in lines:
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
+            cells = [c.strip() for c in cells]
+            if not records and columns is names and sorted(cells) == sorted(names):
+                # A header line: a data line can never equal it, numeric features never hold a name.
+                columns = cells
+                kinds = [schema.features[names.index(c)].kind == NUMERIC for c in columns]
+                continue
+            row = len(records)
+            if len(cells) != len(columns):
+                raise DecodeError(f"expected {len(columns)} values in schema order "
+                                  f"({', '.join(columns)}), got {len(cells)}", row=row)
+            record = {}
+            for name, numeric, cell in zip(columns, kinds, cells, strict=True):
+                if cell == "":
+                    record[name] = None
+                elif numeric:
+                    try:
+                        record[name] = float(cell)
+                    except ValueError:
+                        raise DecodeError(f"expected a number, got '{cell}'", field=name, row=row) from None
+                else:
+                    record[name] = cell
+            records.append(record)
+    except csv.Error as err:
+        raise DecodeError(f"malformed CSV: {err}", row=len(records)) from None
+    return records
+
+
+DECODERS: dict[str, Callable[[bytes, Schema], list[Any]]] = {
+    JSON: decode_json, CSV: decode_csv, JSONLINES: decode_jsonlines,
+}
+
+
+def decode(media_type: str, body: bytes, schema: Schema) -> list[Any]:
+    """Records from a request body of a supported media type (a key of ``REQUEST_TYPES``).
+
+    Raises:
+        DecodeError: the body is malformed or holds no records.
+    """
+    records = DECODERS[REQUEST_TYPES[media_type]](body, schema)
+    if not records:
+        raise DecodeError("no records in the request")
+    return records
+
+
+def encode(media_type: str, predictions: Sequence[float]) -> bytes:
+    """Predictions as ``{"predictions": [...]}`` (JSON) or one number a line (CSV)."""
+    if media_type == CSV:
+        return "".join(f"{p!r}\n" for p in predictions).encode("ascii")
+    return json.dumps({"predictions": list(predictions)}).encode("ascii")

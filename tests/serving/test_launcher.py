@@ -1,0 +1,187 @@
+"""The `serve` launcher and the server's lifecycle: arguments, environment, health, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from serving import bundle
+from tests.serving.serving_helpers import ROOT, SERVE, build_model_dir, running, sample_records
+
+SERVE_ENV_PREFIXES = ("SM_", "SAGEMAKER_", "MODEL_SERVER_", "SERVING_")
+
+
+def _dry_run(**env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(SERVE_ENV_PREFIXES)}
+    clean["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{clean.get('PATH', '')}"
+    return subprocess.run([str(SERVE), "serve", "--dry-run"], env={**clean, **env}, capture_output=True,
+                          text=True, timeout=30, check=False)
+
+
+def _option(command: str, flag: str) -> str:
+    argv = shlex.split(command)
+    return argv[argv.index(flag) + 1]
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children]
+
+
+# --- launcher: fast, no server ----------------------------------------------------------------------------
+
+def test_launcher_header_documents_every_environment_variable_it_reads() -> None:
+    source = SERVE.read_text()
+    header = source.split('"""')[1]
+    read = set(re.findall(r"""environ(?:\.get\(|, )["']([A-Z_]+)["']""", source))
+
+    assert {"SM_MODEL_DIR", "SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_GUNICORN_WORKERS"} <= read, read
+    undocumented = sorted(name for name in read if not re.search(rf"^\s+{name}\s", header, re.MULTILINE))
+    assert not undocumented, f"read but not documented in the header of serving/serve: {undocumented}"
+
+
+def test_launcher_is_an_executable_script() -> None:
+    assert os.access(SERVE, os.X_OK)
+    assert SERVE.read_text().startswith("#!/usr/bin/env python3\n")
+
+
+def test_defaults_are_sagemakers() -> None:
+    result = _dry_run()
+
+    assert result.returncode == 0, result.stderr
+    assert _option(result.stdout, "--bind") == "0.0.0.0:8080"
+    assert _option(result.stdout, "--workers") == str(len(os.sched_getaffinity(0)))
+    assert "serving.wsgi:create('/opt/ml/model', 6291456)" in shlex.split(result.stdout)
+
+
+def test_environment_sets_port_host_model_dir_and_body_limit() -> None:
+    result = _dry_run(SAGEMAKER_BIND_TO_PORT="9090", SERVING_HOST="127.0.0.1", SM_MODEL_DIR="/m",
+                      SERVING_MAX_BODY_BYTES="1000", MODEL_SERVER_TIMEOUT="5", SERVING_GRACEFUL_TIMEOUT="3")
+
+    assert result.returncode == 0, result.stderr
+    assert _option(result.stdout, "--bind") == "127.0.0.1:9090"
+    assert (_option(result.stdout, "--timeout"), _option(result.stdout, "--graceful-timeout")) == ("5", "3")
+    assert "serving.wsgi:create('/m', 1000)" in shlex.split(result.stdout)
+
+
+@pytest.mark.parametrize(("env", "workers"), [
+    ({"MODEL_SERVER_WORKERS": "3"}, "3"),
+    ({"SAGEMAKER_GUNICORN_WORKERS": "5", "MODEL_SERVER_WORKERS": "3"}, "5"),
+])
+def test_worker_count_from_the_environment(env: dict[str, str], workers: str) -> None:
+    result = _dry_run(**env)
+
+    assert _option(result.stdout, "--workers") == workers, result.stderr
+
+
+@pytest.mark.parametrize("env", [{"SAGEMAKER_BIND_TO_PORT": "http"}, {"MODEL_SERVER_WORKERS": "0"},
+                                 {"SAGEMAKER_BIND_TO_PORT": "70000"}])
+def test_bad_environment_is_one_error_line(env: dict[str, str]) -> None:
+    result = _dry_run(**env)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert next(iter(env)) in result.stderr
+
+
+def test_launcher_refuses_commands_other_than_serve() -> None:
+    result = subprocess.run([sys.executable, str(SERVE), "train"], capture_output=True, text=True,
+                            timeout=30, check=False)
+
+    assert result.returncode == 2
+    assert "train" in result.stderr
+
+
+# --- real servers -----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_serves_a_model_dir_that_holds_only_the_tarball(model_tar: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "opt_ml_model"
+    model_dir.mkdir()
+    shutil.copy(model_tar, model_dir / bundle.TARBALL_FILE)
+    record = sample_records(rows=1, seed=5)[0]
+
+    with running(model_dir, tmp_path / "logs" / "server.log", env={"SAGEMAKER_GUNICORN_WORKERS": "1"}) as server:
+        ping = requests.get(f"{server.url}/ping", timeout=2)
+        answer = requests.post(f"{server.url}/invocations", json=record, timeout=10)
+
+    assert ping.status_code == 200, server.output()
+    assert answer.status_code == 200
+    assert len(answer.json()["predictions"]) == 1
+    assert not [p for p in (tmp_path / "logs").iterdir() if p.name.startswith("model-")], \
+        "the unpacked copy in TMPDIR must be gone once the model is loaded"
+
+
+@pytest.mark.slow
+def test_model_failing_its_self_test_never_reports_healthy(tmp_path: Path) -> None:
+    # Decision: the server stays up and answers 503 with the reason (SageMaker then fails the endpoint's
+    # health check), rather than crashing in a restart loop with the reason buried in the log.
+    model_dir = build_model_dir(tmp_path / "model", expected_shift=5.0)
+
+    with running(model_dir, tmp_path / "server.log", env={"SAGEMAKER_GUNICORN_WORKERS": "1"}) as server:
+        ping = requests.get(f"{server.url}/ping", timeout=2)
+        invoke = requests.post(f"{server.url}/invocations", json=sample_records(rows=1)[0], timeout=10)
+
+    assert ping.status_code == 503
+    assert "self-test failed" in ping.json()["error"]
+    assert invoke.status_code == 503
+    assert "self-test failed" in server.output(), "the reason must be in the container log"
+
+
+@pytest.mark.slow
+def test_corrupt_model_file_never_reports_healthy(model_dir: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    with (copy / "schema.json").open("a") as handle:
+        handle.write(" ")
+
+    with running(copy, tmp_path / "server.log", env={"SAGEMAKER_GUNICORN_WORKERS": "1"}) as server:
+        ping = requests.get(f"{server.url}/ping", timeout=2)
+
+    assert ping.status_code == 503
+    assert "schema.json: sha256 does not match" in ping.json()["error"]
+
+
+@pytest.mark.slow
+def test_sigterm_shuts_down_gracefully_with_the_configured_workers(model_dir: Path, tmp_path: Path) -> None:
+    with running(model_dir, tmp_path / "server.log", env={"SAGEMAKER_GUNICORN_WORKERS": "3"}) as server:
+        assert requests.get(f"{server.url}/ping", timeout=2).status_code == 200
+        workers = _children(server.process.pid)
+        started = time.monotonic()
+
+        code = server.stop(timeout=10)
+
+        elapsed = time.monotonic() - started
+    assert len(workers) == 3, "SAGEMAKER_GUNICORN_WORKERS must reach gunicorn"
+    assert code == 0, server.output()
+    assert elapsed < 5, f"took {elapsed:.1f}s to stop"
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "workers must exit with the master"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.url}/ping", timeout=2)
+
+
+@pytest.mark.slow
+def test_body_limit_comes_from_the_environment_and_serve_argument_is_optional(
+        model_dir: Path, tmp_path: Path) -> None:
+    record = sample_records(rows=1, seed=5)[0]
+    env = {"SAGEMAKER_GUNICORN_WORKERS": "1", "SERVING_MAX_BODY_BYTES": "2000"}
+
+    with running(model_dir, tmp_path / "server.log", args=(), env=env) as server:
+        small = requests.post(f"{server.url}/invocations", json=record, timeout=10)
+        large = requests.post(f"{server.url}/invocations", json=[record] * 10, timeout=10)
+
+    assert small.status_code == 200, small.text
+    assert large.status_code == 413, large.text
+
+
+def test_helpers_point_at_this_repository() -> None:
+    assert (ROOT / "serving" / "serve").samefile(SERVE)
