@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from serving import codecs
 from serving.predictor import Predictor, SchemaError
@@ -89,6 +89,11 @@ def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_
             return error_response(406, f"cannot answer with Accept '{request.headers.get('Accept')}'; "
                                        f"use one of {list(codecs.RESPONSE_TYPES)}")
         body = request.get_data(cache=False)
+        # A chunked body has no Content-Length: werkzeug stops reading at the limit without complaint, so
+        # one more byte on the wire means the body was too large (not merely truncated JSON).
+        if (request.content_length is None and len(body) >= max_body_bytes
+                and request.environ["wsgi.input"].read(1)):
+            raise RequestEntityTooLarge()
         try:
             records = codecs.decode(content_type, body, predictor.schema)
             predictions = predictor.predict(records)

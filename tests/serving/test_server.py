@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,7 +27,7 @@ def records() -> list[dict[str, Any]]:
     return sample_records(rows=40, seed=3)[0]
 
 
-def _post(server: Server, body: bytes | str, content_type: str | None = "application/json",
+def _post(server: Server, body: bytes | str | Iterator[bytes], content_type: str | None = "application/json",
           accept: str | None = None) -> requests.Response:
     headers = {}
     if content_type is not None:
@@ -326,6 +327,27 @@ def test_body_just_under_the_limit_is_read(server: Server) -> None:
     body = b"[" + b" " * (6 * 1024 * 1024 - 3) + b"]"
 
     assert "no records" in _error(_post(server, body), 400)["error"], "must be parsed, not refused for size"
+
+
+def _chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    # A generator body makes requests send Transfer-Encoding: chunked, with no Content-Length.
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def test_chunked_body_over_the_limit_is_413(server: Server) -> None:
+    body = b"[" + b" " * (6 * 1024 * 1024) + b"]"
+
+    _error(_post(server, _chunks(body)), 413)
+
+
+def test_chunked_body_under_the_limit_is_predicted(server: Server, predictor: Predictor,
+                                                   records: list[dict[str, Any]]) -> None:
+    body = json.dumps(records).encode()
+
+    got = _predictions(_post(server, _chunks(body, size=100)))
+
+    assert got == pytest.approx(_expected(predictor, records), abs=1e-6)
 
 
 def test_get_on_invocations_is_405(server: Server) -> None:
