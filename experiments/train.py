@@ -144,18 +144,17 @@ def _input_example(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame.head(2), has_missing]).reset_index(drop=True)
 
 
-def _importance(booster, schema: Schema) -> tuple[list[str], list[float]]:
-    scores = booster.get_score(importance_type="gain") if booster.attr("best_iteration") is None else {}
-    if not scores:
-        try:
-            scores = booster.get_score(importance_type="gain")
-        except Exception:  # noqa: BLE001 - gblinear has no gain; fall back to |weights| below
-            scores = {}
-    columns = schema.columns
-    per_column = {c: float(scores.get(f"f{i}", scores.get(c, 0.0))) for i, c in enumerate(columns)}
-    if not any(per_column.values()):
-        weights = json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]["model"].get("weights", [])
-        per_column = {c: abs(float(w)) for c, w in zip(columns, weights, strict=False)}
+def _importance(booster, schema: Schema, booster_kind: str) -> tuple[list[str], list[float]]:
+    """Importance per feature, summing a categorical's one-hot columns.
+
+    Trees report total gain; the linear booster only has coefficients, whose magnitude is comparable
+    because numeric inputs are standardised.
+    """
+    if booster_kind == "gblinear":
+        scores = {k: abs(v) for k, v in booster.get_score(importance_type="weight").items()}
+    else:
+        scores = booster.get_score(importance_type="total_gain")
+    per_column = {column: float(scores.get(f"f{i}", 0.0)) for i, column in enumerate(schema.columns)}
     names = schema.names
     gains = [sum(v for c, v in per_column.items() if c == n or c.startswith(f"{n}=")) for n in names]
     return names, gains
@@ -286,7 +285,7 @@ def _log_parent(params: Params, frame: pd.DataFrame, schema: Schema, best_params
         folder = Path(tmp)
         plots.predicted_vs_actual(y_test, test_pred, folder / "predicted_vs_actual.png")
         plots.residuals(y_test, test_pred, folder / "residuals.png")
-        plots.feature_importance(*_importance(booster, schema), folder / "feature_importance.png")
+        plots.feature_importance(*_importance(booster, schema, best_params["booster"]), folder / "feature_importance.png")
         plots.optimisation_history(values, list(np.minimum.accumulate(values)), folder / "optimisation_history.png")
         mlflow.log_artifacts(tmp, artifact_path="plots")
     mlflow.log_artifact(str(METRICS_FILE))

@@ -215,6 +215,9 @@ class Predictor:
         self.schema = schema
         # One thread per request: gunicorn scales with processes, and oversubscribing cores hurts tails.
         self.booster.set_param({"nthread": 1})
+        kind = json.loads(booster.save_config())["learner"]["gradient_booster"]["name"]
+        # gblinear has no in-place prediction; trees use it because it skips building a DMatrix.
+        self._inplace = kind != "gblinear"
 
     @classmethod
     def from_dir(cls, path: str | Path) -> Predictor:
@@ -259,7 +262,11 @@ class Predictor:
         if not records:
             return np.empty(0, dtype=np.float64)
         matrix = self.schema.encode(records)
-        return np.asarray(self.booster.inplace_predict(matrix), dtype=np.float64).reshape(-1)
+        if self._inplace:
+            raw = self.booster.inplace_predict(matrix)
+        else:
+            raw = self.booster.predict(xgb.DMatrix(matrix, nthread=1))
+        return np.asarray(raw, dtype=np.float64).reshape(-1)
 
     def self_test(self) -> float:
         """Predict the schema's example record and compare it to the prediction recorded at training.

@@ -1,0 +1,76 @@
+"""Shared fixtures: the project root, sample data and params files pointed at throwaway stores."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_CSV = ROOT / "data" / "student_performance.csv"
+
+
+def write_params(folder: Path, csv: Path, **sections: dict) -> Path:
+    """Copy params.yaml into ``folder`` with stores inside it; ``sections`` override keys per section."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["path"] = str(csv)
+    params["mlflow"]["tracking_uri"] = f"sqlite:///{folder / 'mlflow.db'}"
+    params["train"]["storage"] = f"journal:{folder / 'optuna.journal'}"
+    for section, values in sections.items():
+        params[section].update(values)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+FAST_TRAIN = {"n_trials": 3, "cv_folds": 2, "max_rounds": 80, "early_stopping_rounds": 10,
+              "pruner_startup_trials": 1}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A temp folder as the current directory (train writes model/, metrics.json, plots/ there)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield tmp_path
+
+
+@pytest.fixture(scope="session")
+def sample_csv() -> Path:
+    """The DVC-tracked sample table (``make test`` runs ``dvc pull`` first)."""
+    if not SAMPLE_CSV.is_file():
+        pytest.fail(f"{SAMPLE_CSV} is missing: run `make data` (dvc pull) before the tests")
+    return SAMPLE_CSV
+
+
+@pytest.fixture(scope="session")
+def default_training(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path):
+    """One training with the repository's default params on the sample data, shared by model tests."""
+    from experiments.config import load_params
+    from experiments.train import train
+
+    folder = tmp_path_factory.mktemp("default-training")
+    params = load_params(write_params(folder, sample_csv))
+    old = Path.cwd()
+    saved_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.chdir(folder)
+    try:
+        result = train(params)
+    finally:
+        os.chdir(old)
+        if saved_uri is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_uri
+    return folder, params, result
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy the project's own files (not environments, stores or data) to ``dest`` and make it a git repo."""
+    ignore = shutil.ignore_patterns(".venv", ".tools", ".git", "data", "mlflow.db", "mlruns", "optuna.journal",
+                                    "node_modules", "cdk.out", "dist", "model", "__pycache__", ".pytest_cache",
+                                    ".ruff_cache", "cache", "tmp")
+    shutil.copytree(ROOT, dest, ignore=ignore)
+    return dest

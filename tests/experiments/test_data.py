@@ -1,0 +1,105 @@
+"""Reading the training table: every bad input is one clear error; schemas are inferred, not hard-coded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.cli import UserError
+from experiments.data import infer_schema, load_table, split
+from serving.predictor import CATEGORICAL, NUMERIC, Predictor, SchemaError, records_from_frame
+
+
+def _csv(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "empty"),
+    ("a,b,y\n", "no rows"),
+    ("a,b\n1,2\n", "target column 'y' not found"),
+    ("a,y\n1,2\n3,\n", "target 'y' is missing on line 3"),
+    ("a,y\n1,2\n3,high\n", "target 'y' must be numeric; line 3 has 'high'"),
+    ("a,b,y\n1,,2\n3,,4\n", "feature 'b' is entirely empty"),
+    ("a,b,y\n1,x,2\nten,y,4\n", "feature 'a' mixes numbers and text"),
+    ("y\n1\n2\n", "no feature columns"),
+])
+def test_bad_tables_are_refused_in_one_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UserError, match=message) as err:
+        load_table(_csv(tmp_path, text), "y")
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"nope\.csv: data file not found \(run `dvc pull`"):
+        load_table(tmp_path / "nope.csv", "y")
+
+
+def test_too_few_rows_to_split() -> None:
+    frame = pd.DataFrame({"a": range(5), "y": range(5)})
+    with pytest.raises(UserError, match="too few rows to split: 5 rows, need at least"):
+        split(frame, test_size=0.2, seed=1, min_train_rows=8)
+
+
+def test_split_is_deterministic_and_disjoint() -> None:
+    frame = pd.DataFrame({"a": range(100), "y": range(100)})
+    train1, test1 = split(frame, test_size=0.2, seed=7, min_train_rows=8)
+    train2, test2 = split(frame, test_size=0.2, seed=7, min_train_rows=8)
+    assert test1["a"].tolist() == test2["a"].tolist()
+    assert set(train1["a"]).isdisjoint(test1["a"])
+    assert len(test1) == 20
+
+
+def test_schema_is_inferred_from_a_differently_shaped_table(tmp_path: Path) -> None:
+    """Given a housing-like CSV with other columns and target, the kinds and levels come from the data."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "rooms": rng.integers(1, 8, 50), "area_m2": rng.normal(80, 20, 50).round(1),
+        "city": rng.choice(["Oslo", "Bergen"], 50), "garden": rng.choice(["yes", "no", None], 50),
+        "price": rng.normal(3e6, 5e5, 50),
+    })
+    frame.to_csv(tmp_path / "h.csv", index=False)
+    table = load_table(tmp_path / "h.csv", "price")
+    schema = infer_schema(table, "price")
+    kinds = {f.name: (f.kind, f.levels, f.nullable) for f in schema.features}
+    assert kinds == {"rooms": (NUMERIC, (), False), "area_m2": (NUMERIC, (), False),
+                     "city": (CATEGORICAL, ("Bergen", "Oslo"), False),
+                     "garden": (CATEGORICAL, ("no", "yes"), True)}
+    assert schema.columns == ["rooms", "area_m2", "city=Bergen", "city=Oslo", "garden=no", "garden=yes"]
+
+
+def test_encoding_refuses_what_the_schema_does_not_allow(sample_csv: Path) -> None:
+    table = load_table(sample_csv, "Exam_Score")
+    schema = infer_schema(table, "Exam_Score")
+    good = records_from_frame(table[schema.names].head(1))[0]
+    cases = [
+        ({k: v for k, v in good.items() if k != "Gender"}, "field 'Gender': missing feature"),
+        (good | {"Shoe_Size": 42}, "field 'Shoe_Size': unknown feature"),
+        (good | {"Hours_Studied": "ten"}, "field 'Hours_Studied': expected a number, got str"),
+        (good | {"Hours_Studied": True}, "field 'Hours_Studied': expected a number, got bool"),
+        (good | {"Hours_Studied": float("inf")}, "expected a finite number"),
+        (good | {"Gender": "Robot"}, "field 'Gender': unknown category 'Robot'"),
+        (good | {"Gender": None}, "field 'Gender': a value is required"),
+        (good | {"Gender": 1}, "field 'Gender': expected a string, got int"),
+    ]
+    for record, message in cases:
+        with pytest.raises(SchemaError, match=message) as err:
+            schema.encode([good, record])
+        assert err.value.row == 1
+    assert schema.encode([good | {"Teacher_Quality": None}]).shape == (1, len(schema.columns))
+
+
+def test_predictor_rejects_a_booster_of_another_schema(tmp_path: Path, sample_csv: Path) -> None:
+    import xgboost as xgb
+
+    from serving.predictor import ModelError, save_model_dir
+    schema = infer_schema(load_table(sample_csv, "Exam_Score"), "Exam_Score")
+    booster = xgb.train({"verbosity": 0}, xgb.DMatrix(np.zeros((4, 3)), label=np.zeros(4)), 1)
+    save_model_dir(tmp_path, booster, schema)
+    with pytest.raises(ModelError, match=f"booster expects 3 columns, schema encodes {len(schema.columns)}"):
+        Predictor.from_dir(tmp_path)

@@ -1,0 +1,183 @@
+"""The train stage against a real MLflow SQLite store: trials, the registered version, lineage and bad input."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from experiments import train as train_module
+from experiments.config import load_params
+from tests.conftest import FAST_TRAIN, write_params
+
+pytestmark = pytest.mark.slow
+
+
+def _client(folder: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+
+
+def _registered_versions(folder: Path) -> list:
+    if not (folder / "mlflow.db").exists():
+        return []
+    return _client(folder).search_model_versions("name = 'student-score'")
+
+
+def test_every_trial_is_a_child_run_and_the_best_model_is_registered(workdir: Path, sample_csv: Path) -> None:
+    params_file = write_params(workdir, sample_csv, train=FAST_TRAIN)
+
+    code = train_module.main(["--params", str(params_file)])
+
+    assert code == 0
+    client = _client(workdir)
+    experiment = client.get_experiment_by_name("student-score")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert len(children) == FAST_TRAIN["n_trials"]
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["optuna.trial_state"] in ("COMPLETE", "PRUNED")
+        assert child.data.params["booster"] in ("gbtree", "gblinear")
+        if child.data.tags["optuna.trial_state"] == "COMPLETE":
+            assert child.data.metrics["cv_rmse"] > 0
+    for key in ("test_rmse", "test_mse", "test_mae", "test_r2", "baseline_rmse", "cv_rmse"):
+        assert key in parent.data.metrics, key
+    assert parent.data.tags["data_hash"] == json.dumps(None) or len(parent.data.tags["data_hash"]) > 8
+    assert parent.data.tags["git_commit"]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert artifacts == {f"plots/{n}.png" for n in ("predicted_vs_actual", "residuals", "feature_importance",
+                                                    "optimisation_history")}
+    assert parent.inputs.dataset_inputs, "the training table is logged as an MLflow dataset input"
+
+    (version,) = _registered_versions(workdir)
+    assert version.run_id == parent.info.run_id
+    for tag in ("data_hash", "git_commit", "run_id", "test_rmse", "study"):
+        assert version.tags[tag], tag
+    assert float(version.tags["test_rmse"]) == pytest.approx(parent.data.metrics["test_rmse"], abs=1e-5)
+
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["test"]["rmse"] == pytest.approx(parent.data.metrics["test_rmse"], abs=1e-4)
+    assert metrics["trials"]["complete"] + metrics["trials"]["pruned"] == FAST_TRAIN["n_trials"]
+    assert (workdir / "plots" / "predictions.csv").read_text().startswith("actual,predicted\n")
+
+
+def test_registered_model_serves_raw_records_through_pyfunc(workdir: Path, sample_csv: Path) -> None:
+    import pandas as pd
+
+    params_file = write_params(workdir, sample_csv, train=FAST_TRAIN)
+    assert train_module.main(["--params", str(params_file)]) == 0
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/student-score/1")
+    rows = pd.read_csv(sample_csv).drop(columns=["Exam_Score"]).head(5)
+    rows.loc[0, "Teacher_Quality"] = None
+
+    predictions = model.predict(rows)
+
+    from serving.predictor import Predictor, records_from_frame
+    direct = Predictor.from_dir(workdir / "model").predict(records_from_frame(rows))
+    assert len(predictions) == 5
+    assert max(abs(a - b) for a, b in zip(predictions, direct, strict=True)) < 1e-6
+    files = {p.name for p in (workdir / "model").iterdir()}
+    assert files == {"booster.ubj", "schema.json"}, "no pickles: the booster in XGBoost's format and JSON"
+
+
+def test_same_seed_gives_same_best_params(tmp_path: Path, sample_csv: Path, monkeypatch) -> None:
+    results = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        params = load_params(write_params(folder, sample_csv, train=FAST_TRAIN))
+        results.append(train_module.train(params, log=False))
+    assert results[0].best_params == results[1].best_params
+    assert results[0].metrics["test_rmse"] == pytest.approx(results[1].metrics["test_rmse"], abs=1e-9)
+
+
+def test_an_interrupted_study_resumes_instead_of_starting_over(workdir: Path, sample_csv: Path) -> None:
+    params = load_params(write_params(workdir, sample_csv, train=FAST_TRAIN | {"n_trials": 2}))
+    first = train_module.train(params, log=False)
+    more = load_params(write_params(workdir, sample_csv, train=FAST_TRAIN | {"n_trials": 2}))
+    again = train_module.train(more, log=False)
+    assert again.study_name == first.study_name
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["trials"]["complete"] + metrics["trials"]["pruned"] == 2, "no extra trials on a finished study"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+BAD_INPUTS = {
+    "missing CSV": (lambda d: d / "absent.csv", {}, "data file not found"),
+    "empty CSV": (lambda d: _write(d, ""), {}, "the CSV is empty"),
+    "missing target column": (lambda d: _write(d, "a,b\n1,2\n"), {}, "target column 'Exam_Score' not found"),
+    "non-numeric target": (lambda d: _write(d, "a,Exam_Score\n1,2\n2,lots\n"), {}, "must be numeric"),
+    "missing target value": (lambda d: _write(d, "a,Exam_Score\n1,2\n2,\n"), {}, "is missing on line 3"),
+    "entirely empty feature": (lambda d: _write(d, "a,b,Exam_Score\n1,,2\n2,,3\n"), {}, "entirely empty"),
+    "mixed types": (lambda d: _write(d, "a,Exam_Score\n1,2\nx,3\n"), {}, "mixes numbers and text"),
+    "too few rows": (lambda d: _write(d, "a,Exam_Score\n1,2\n2,3\n3,4\n"), {}, "too few rows to split"),
+}
+
+
+def _write(folder: Path, text: str) -> Path:
+    path = folder / "bad.csv"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_data_exits_non_zero_in_one_line_and_registers_nothing(case: str, workdir: Path, capsys) -> None:
+    make_csv, overrides, message = BAD_INPUTS[case]
+    params_file = write_params(workdir, make_csv(workdir), **overrides)
+
+    code = train_module.main(["--params", str(params_file)])
+
+    err = capsys.readouterr().err
+    assert code != 0
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert "Traceback" not in err
+    assert _registered_versions(workdir) == []
+
+
+def test_unreachable_tracking_server_is_one_line(workdir: Path, sample_csv: Path, capsys, monkeypatch) -> None:
+    params_file = write_params(workdir, sample_csv, train=FAST_TRAIN)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+
+    code = train_module.main(["--params", str(params_file)])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "is unreachable" in err and err.count("\n") == 1
+    assert not (workdir / "model").exists(), "nothing trained or written"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("data: [unclosed\n", "not valid YAML at line"),
+    ("- just\n- a list\n", "expected a mapping of sections"),
+    (None, "train.n_trials: Input should be greater than or equal to 1"),
+    (None, "train.bogus: Extra inputs are not permitted"),
+])
+def test_malformed_params_are_one_line(workdir: Path, sample_csv: Path, capsys, text, message) -> None:
+    params_file = write_params(workdir, sample_csv, train=FAST_TRAIN)
+    if text is None:
+        override = {"n_trials": 0} if "n_trials" in message else {"bogus": 1}
+        params_file = write_params(workdir, sample_csv, train=FAST_TRAIN | override)
+    else:
+        params_file.write_text(text)
+
+    code = train_module.main(["--params", str(params_file)])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert message in err and err.count("\n") == 1, err
+    assert _registered_versions(workdir) == []
