@@ -1,18 +1,13 @@
-"""Shared fixtures for the infra tests: the repo root on sys.path, a canned InvokeEndpoint server, handler env."""
+"""Shared fixtures for the infra tests: a canned InvokeEndpoint server and the handler's environment."""
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from runtime_stub import StubRuntime
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `pytest` (unlike `python -m pytest`) does not put the root on sys.path
-    sys.path.insert(0, str(ROOT))
+from tests.infra.runtime_stub import StubRuntime
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import json
 from typing import Any
 
 import pytest
-from runtime_stub import Canned, StubRuntime, aws_error
 
 from infra.api.runtime import handler
 from infra.local.front_door import LambdaContext, proxy_event
+from tests.infra.runtime_stub import Canned, StubRuntime, aws_error
 
 RECORD = {"Hours_Studied": 23, "Attendance": 84, "Gender": "Male"}
 ORIGIN = "https://example.org"

@@ -1,0 +1,239 @@
+"""Owns the predict API: the Lambda in ``runtime/`` and the REST API (stage ``score``) in front of it.
+
+Bundling: the asset is ``runtime/`` as it is (``Code.from_asset``), with no Docker and no pip at synth.
+Powertools comes from AWS's managed Lambda layer, its ARN built from the stack's partition and region
+tokens, so synth stays offline and the layer is the one AWS publishes in every commercial region;
+boto3 comes with the Lambda Python runtime. ``runtime/requirements.txt`` pins the same versions for the
+tests and the local stand-in. To move Powertools, change ``POWERTOOLS_LAYER_VERSION`` and the pin together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.nag import acknowledge
+
+RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
+STAGE_NAME = "score"
+RESOURCE_PATH = "predict-student-score"
+# AWS's account that publishes the Powertools layers (commercial partition), and a layer version that
+# matches runtime/requirements.txt's major version.
+POWERTOOLS_LAYER_ACCOUNT = "017000801446"
+POWERTOOLS_LAYER_VERSION = 27
+LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13
+# The handler's client gives up after ~24 s (see runtime/handler.py); API Gateway cuts at 29 s.
+LAMBDA_TIMEOUT = Duration.seconds(28)
+MODEL_HEADERS = ["X-Model-Name", "X-Model-Version", "X-Data-Hash"]
+
+
+def request_schema(*, max_records: int) -> apigw.JsonSchema:
+    """The body API Gateway lets through: one record or 1..max_records records (objects)."""
+    record = apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT)
+    return apigw.JsonSchema(
+        schema=apigw.JsonSchemaVersion.DRAFT4,
+        title="PredictRequest",
+        one_of=[
+            record,
+            apigw.JsonSchema(
+                type=apigw.JsonSchemaType.ARRAY, items=record, min_items=1, max_items=max_records
+            ),
+        ],
+    )
+
+
+class PredictApi(Construct):
+    """``POST /score/predict-student-score`` -> the predict Lambda -> ``sagemaker:InvokeEndpoint``.
+
+    Args:
+        endpoint_name: the SageMaker endpoint the Lambda invokes.
+        endpoint_arn: its ARN; the Lambda may invoke that endpoint and nothing else.
+        memory_mb: the Lambda's memory.
+        throttle_rate: steady requests per second for the stage.
+        throttle_burst: burst size for the stage.
+        api_key_required: require an API key (and create a key and usage plan with the same throttle).
+        max_records: most records per request, checked by API Gateway and by the Lambda.
+        cors_origins: origins allowed by CORS.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        endpoint_name: str,
+        endpoint_arn: str,
+        memory_mb: int,
+        throttle_rate: float,
+        throttle_burst: int,
+        api_key_required: bool,
+        max_records: int,
+        cors_origins: list[str] | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        origins = cors_origins or apigw.Cors.ALL_ORIGINS
+
+        self.log_group = logs.LogGroup(
+            self, "FunctionLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
+        # Our own role: the default one would attach the AWS-managed AWSLambdaBasicExecutionRole (logs on *).
+        self.role = iam.Role(
+            self,
+            "FunctionRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="The predict Lambda: write its own logs, invoke its one endpoint.",
+        )
+        self.log_group.grant_write(self.role)
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn])
+        )
+
+        powertools = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "Powertools",
+            Fn.sub(
+                "arn:${AWS::Partition}:lambda:${AWS::Region}:"
+                f"{POWERTOOLS_LAYER_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-"
+                f"{LAMBDA_RUNTIME.name.replace('.', '')}-arm64:{POWERTOOLS_LAYER_VERSION}"
+            ),
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=LAMBDA_RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="handler.lambda_handler",
+            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "__init__.py"]),
+            layers=[powertools],
+            memory_size=memory_mb,
+            timeout=LAMBDA_TIMEOUT,
+            role=self.role,
+            log_group=self.log_group,
+            environment={
+                "ENDPOINT_NAME": endpoint_name,
+                "MAX_RECORDS": str(max_records),
+                "CORS_ALLOW_ORIGIN": origins[0] if len(origins) == 1 else "*",
+                "POWERTOOLS_SERVICE_NAME": "predict",
+                "POWERTOOLS_METRICS_NAMESPACE": "StudentScore",
+            },
+            description="Checks a predict request's shape and forwards it to the SageMaker endpoint.",
+        )
+        acknowledge(
+            self.role,
+            "CloudWatch Logs names the streams of the function's own log group at run time; the grant is "
+            "scoped to that one log group.",
+            f"AwsSolutions-IAM5[Resource::<{Stack.of(self).get_logical_id(self.log_group.node.default_child)}.Arn>:*]",
+        )
+        acknowledge(
+            self.function,
+            f"Pinned to {LAMBDA_RUNTIME.name}, the newest runtime with an AWS-published Powertools V3 layer "
+            "we have verified; move it together with the layer version.",
+            "AwsSolutions-L1",
+        )
+
+        access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=logs.RetentionDays.THREE_MONTHS,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name="StudentScore API",
+            description="Predicts a student's exam score from one record or a list of records.",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # Method logging needs the account's API Gateway CloudWatch role; this creates it.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
+            deploy_options=apigw.StageOptions(
+                stage_name=STAGE_NAME,
+                throttling_rate_limit=throttle_rate,
+                throttling_burst_limit=throttle_burst,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                metrics_enabled=True,
+                data_trace_enabled=False,  # would log request bodies (student records)
+            ),
+            default_cors_preflight_options=apigw.CorsOptions(
+                allow_origins=origins,
+                allow_methods=["OPTIONS", "POST"],
+                allow_headers=[*apigw.Cors.DEFAULT_HEADERS, "X-Api-Key"],
+                max_age=Duration.minutes(5),
+            ),
+        )
+        # Answers API Gateway makes itself (bad body, throttled, missing key, 5xx) carry CORS too.
+        for response_type in (apigw.ResponseType.DEFAULT_4_XX, apigw.ResponseType.DEFAULT_5_XX):
+            self.api.add_gateway_response(
+                f"Cors{response_type.response_type}",
+                type=response_type,
+                response_headers={
+                    "Access-Control-Allow-Origin": f"'{origins[0] if len(origins) == 1 else '*'}'"
+                },
+            )
+
+        model = self.api.add_model(
+            "PredictRequest",
+            content_type="application/json",
+            model_name="PredictRequest",
+            schema=request_schema(max_records=max_records),
+        )
+        validator = self.api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
+        self.resource = self.api.root.add_resource(RESOURCE_PATH)
+        self.method = self.resource.add_method(
+            "POST",
+            apigw.LambdaIntegration(self.function),
+            api_key_required=api_key_required,
+            request_validator=validator,
+            request_models={"application/json": model},
+        )
+        self.api_key: apigw.IApiKey | None = None
+        if api_key_required:
+            self.api_key = self.api.add_api_key("ApiKey", description="Key for the predict API")
+            plan = self.api.add_usage_plan(
+                "UsagePlan",
+                throttle=apigw.ThrottleSettings(rate_limit=throttle_rate, burst_limit=throttle_burst),
+                api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
+            )
+            plan.add_api_key(self.api_key)
+
+        acknowledge(
+            self.api,
+            "A public prediction API like the reference design's: callers are anonymous clients, not users; "
+            "abuse is bounded by stage throttling, body validation and, where configured, an API key.",
+            "AwsSolutions-APIG4",
+            "AwsSolutions-COG4",
+        )
+        acknowledge(
+            self.api,
+            "No WAF for now: stage throttling bounds load and cost; add a web ACL when the API sees untrusted "
+            "traffic at scale.",
+            "AwsSolutions-APIG3",
+        )
+        acknowledge(
+            self.api,
+            "API Gateway's account-level CloudWatch role uses the AWS-managed AmazonAPIGatewayPushToCloudWatchLogs "
+            "policy, the documented way to enable stage logs.",
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+        )
+        self.url = self.api.url_for_path(f"/{RESOURCE_PATH}")

@@ -1,0 +1,112 @@
+"""Owns the CDK app: reads the context once, checks the inputs exist, builds the stacks, runs cdk-nag.
+
+Run by ``cdk`` (see cdk.json: ``PYTHONPATH=.. ../.venv/bin/python -m infra.app``). Context keys are
+listed in infra/settings.py. Relative paths in context are relative to the repository root. No AWS call
+is made at synth: the stacks are environment-agnostic unless CDK_DEFAULT_ACCOUNT/REGION are set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import yaml
+from cdk_nag import AwsSolutionsChecks
+
+from infra.settings import settings_from_context
+from infra.stacks import BootstrapStack, ServingStack, StorageStack
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "StudentScore"
+
+
+class ConfigError(Exception):
+    """A context value or input file is wrong; the message is one line for the user."""
+
+
+def _path(value: str | None, default: Path) -> Path:
+    return default if not value else (Path(value) if Path(value).is_absolute() else ROOT / value)
+
+
+def default_tarball() -> Path:
+    """params.yaml ``export.path``: where the registry's export job writes the model."""
+    return ROOT / yaml.safe_load((ROOT / "params.yaml").read_text())["export"]["path"]
+
+
+def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = None) -> cdk.App:
+    """The app with its stacks.
+
+    Args:
+        context: context on top of cdk.json's (tests use it instead of ``-c``); the CLI's ``-c`` wins over both.
+        outdir: where to write the cloud assembly (default: what the CLI asks for, or a temp dir).
+    """
+    # cdk.json's context (feature flags included) also applies in-process, so tests synthesize what the CLI does.
+    defaults = json.loads((Path(__file__).parent / "cdk.json").read_text())["context"]
+    app = cdk.App(context={**defaults, **(context or {})}, outdir=outdir)
+    get = app.node.try_get_context
+    try:
+        settings = settings_from_context(get)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    tarball = _path(get("model_tarball"), default_tarball())
+    if not tarball.is_file():
+        raise ConfigError(
+            f"model tarball not found: {tarball} (export a model, or pass -c model_tarball=PATH)"
+        )
+    image_directory = _path(get("serving_dir"), ROOT / "serving")
+    if not (image_directory / "Dockerfile").is_file():
+        raise ConfigError(f"no Dockerfile in {image_directory} (pass -c serving_dir=PATH)")
+    env = cdk.Environment(
+        account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
+    )
+    prefix = f"{PROJECT}-{settings.name}"
+
+    ServingStack(
+        app,
+        f"{prefix}-Serving",
+        settings=settings,
+        model_tarball=tarball,
+        image_directory=image_directory,
+        alarm_topic_arn=get("alarm_topic_arn"),
+        env=env,
+        description=f"Student score predictions: SageMaker Serverless endpoint + REST API ({settings.name})",
+    )
+    StorageStack(app, f"{prefix}-Storage", env=env, description="DVC remote and MLflow artifact bucket")
+    github_repo = get("github_repo")
+    if github_repo:
+        try:
+            BootstrapStack(
+                app,
+                f"{PROJECT}-Bootstrap",
+                github_repo=github_repo,
+                existing_provider_arn=get("github_oidc_provider_arn"),
+                env=env,
+                description="GitHub Actions OIDC deploy role",
+            )
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    for key, value in {"Project": PROJECT, "Environment": settings.name}.items():
+        cdk.Tags.of(app).add(key, value)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    return app
+
+
+def main() -> int:
+    """Synthesize into the directory the CDK CLI asks for; one line on stderr for a configuration error."""
+    try:
+        app = build_app()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not app.node.try_get_context("github_repo"):
+        print("note: no -c github_repo=OWNER/REPO, so the bootstrap stack is left out", file=sys.stderr)
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""Owns the three stacks and what they output: serving (endpoint + API + alarms), storage, CI bootstrap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra.api.infrastructure import PredictApi
+from infra.bootstrap.infrastructure import GitHubDeployRole
+from infra.endpoint.infrastructure import ServerlessEndpoint
+from infra.monitoring.infrastructure import ServingAlarms
+from infra.settings import EnvironmentSettings
+from infra.storage.infrastructure import ArtifactBucket
+
+
+class ServingStack(Stack):
+    """The predict path: SageMaker Serverless endpoint, Lambda + REST API, alarms.
+
+    Args:
+        settings: the environment's sizes, limits and thresholds.
+        model_tarball: the exported model.tar.gz.
+        image_directory: the container's folder (serving/).
+        alarm_topic_arn: SNS topic for the alarms, or None.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EnvironmentSettings,
+        model_tarball: Path,
+        image_directory: Path,
+        alarm_topic_arn: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        endpoint = ServerlessEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=f"student-score-{settings.name}",
+            image_directory=image_directory,
+            model_tarball=model_tarball,
+            memory_mb=settings.endpoint_memory_mb,
+            max_concurrency=settings.endpoint_max_concurrency,
+            provisioned_concurrency=settings.endpoint_provisioned_concurrency,
+        )
+        api = PredictApi(
+            self,
+            "Api",
+            endpoint_name=endpoint.endpoint_name,
+            endpoint_arn=endpoint.endpoint_arn,
+            memory_mb=settings.lambda_memory_mb,
+            throttle_rate=settings.throttle_rate,
+            throttle_burst=settings.throttle_burst,
+            api_key_required=settings.api_key_required,
+            max_records=settings.max_records,
+        )
+        ServingAlarms(
+            self,
+            "Alarms",
+            endpoint_name=endpoint.endpoint_name,
+            variant_name=endpoint.variant_name,
+            function=api.function,
+            stage=api.api.deployment_stage,
+            model_latency_ms=settings.alarm_model_latency_ms,
+            error_count=settings.alarm_error_count,
+            alarm_topic_arn=alarm_topic_arn,
+        )
+        CfnOutput(self, "PredictUrl", value=api.url, description="POST one record or a list of records here")
+        CfnOutput(self, "EndpointName", value=endpoint.endpoint_name, description="The SageMaker endpoint")
+        if api.api_key is not None:
+            CfnOutput(
+                self,
+                "ApiKeyId",
+                value=api.api_key.key_id,
+                description="aws apigateway get-api-key --include-value --api-key <id>",
+            )
+
+
+class StorageStack(Stack):
+    """The bucket for the DVC remote and MLflow artifacts."""
+
+    def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        artifacts = ArtifactBucket(self, "Artifacts")
+        CfnOutput(self, "ArtifactBucketName", value=artifacts.bucket.bucket_name)
+
+
+class BootstrapStack(Stack):
+    """CI's way in: GitHub OIDC provider and the deploy role.
+
+    Args:
+        github_repo: OWNER/REPO whose main branch may deploy.
+        existing_provider_arn: import the account's GitHub OIDC provider instead of creating it.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        github_repo: str,
+        existing_provider_arn: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        deploy = GitHubDeployRole(
+            self, "GitHubDeploy", github_repo=github_repo, existing_provider_arn=existing_provider_arn
+        )
+        CfnOutput(
+            self, "DeployRoleArn", value=deploy.role.role_arn, description="AWS_ROLE_ARN for the workflows"
+        )

@@ -1,0 +1,508 @@
+"""Tests for the CDK app: real in-process synth (jsii) with cdk-nag, asserted on resource properties.
+
+Logical ids are never written here: where one resource must point at another, the target's id is looked
+up in the same template by its type and properties.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, Stack, Validations
+from aws_cdk import aws_s3 as s3
+from aws_cdk.assertions import Match, Template
+from cdk_nag import AwsSolutionsChecks
+
+from infra.api.infrastructure import LAMBDA_TIMEOUT
+from infra.api.runtime import handler
+from infra.app import ConfigError, build_app
+from infra.settings import ENVIRONMENTS, settings_from_context
+from infra.stacks import BootstrapStack
+
+pytestmark = pytest.mark.slow
+
+REPO = "acme/student-score"
+
+
+class Synth:
+    """One synthesized app: templates by stack name, and the cloud assembly directory."""
+
+    def __init__(self, outdir: Path, context: dict[str, Any]) -> None:
+        self.outdir = outdir
+        assembly = build_app(context=context, outdir=str(outdir)).synth()
+        self.templates = {stack.stack_name: Template.from_json(stack.template) for stack in assembly.stacks}
+        self.raw = {stack.stack_name: stack.template for stack in assembly.stacks}
+
+    def only(self, template: str, resource_type: str) -> tuple[str, dict[str, Any]]:
+        found = self.templates[template].find_resources(resource_type)
+        assert len(found) == 1, f"expected one {resource_type} in {template}, found {len(found)}"
+        return next(iter(found.items()))
+
+
+def inputs(base: Path, model_bytes: bytes) -> dict[str, str]:
+    image = base / "image"
+    image.mkdir(parents=True)
+    (image / "Dockerfile").write_text("FROM python:3.12-slim\n")
+    tarball = base / "model.tar.gz"
+    tarball.write_bytes(model_bytes)
+    return {"model_tarball": str(tarball), "serving_dir": str(image)}
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    base = tmp_path_factory.mktemp("dev")
+    return Synth(base / "out", {**inputs(base, b"model one"), "github_repo": REPO})
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    base = tmp_path_factory.mktemp("prod")
+    return Synth(base / "out", {**inputs(base, b"model one"), "env": "prod"})
+
+
+@pytest.fixture(scope="module")
+def dev_new_model(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    base = tmp_path_factory.mktemp("dev2")
+    return Synth(base / "out", inputs(base, b"model two, retrained"))
+
+
+SERVING = "StudentScore-dev-Serving"
+PROD_SERVING = "StudentScore-prod-Serving"
+
+
+# --- the endpoint -----------------------------------------------------------------------------------
+
+
+def test_the_model_runs_the_image_asset_on_the_tarball_asset_without_a_fixed_name(dev: Synth) -> None:
+    _, model = dev.only(SERVING, "AWS::SageMaker::Model")
+    props = model["Properties"]
+    assert "ModelName" not in props, "a fixed name would collide when the model is replaced"
+    container = props["PrimaryContainer"]
+    assert "dkr.ecr" in json.dumps(container["Image"]), "the image must be the DockerImageAsset in ECR"
+    assert json.dumps(container["ModelDataUrl"]).startswith('{"Fn::Sub": "s3://cdk-')
+    assert container["ModelDataUrl"]["Fn::Sub"].endswith(".gz")
+
+
+def test_the_endpoint_config_is_serverless_with_the_dev_sizes(dev: Synth) -> None:
+    model_id, _ = dev.only(SERVING, "AWS::SageMaker::Model")
+    _, config = dev.only(SERVING, "AWS::SageMaker::EndpointConfig")
+    assert "EndpointConfigName" not in config["Properties"]
+    (variant,) = config["Properties"]["ProductionVariants"]
+    assert variant["VariantName"] == "AllTraffic"
+    assert variant["ModelName"] == {"Fn::GetAtt": [model_id, "ModelName"]}
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 1024, "MaxConcurrency": 5}
+
+
+def test_the_endpoint_has_a_stable_name_and_follows_the_config(dev: Synth) -> None:
+    config_id, _ = dev.only(SERVING, "AWS::SageMaker::EndpointConfig")
+    _, endpoint = dev.only(SERVING, "AWS::SageMaker::Endpoint")
+    assert endpoint["Properties"]["EndpointName"] == "student-score-dev"
+    assert endpoint["Properties"]["EndpointConfigName"] == {"Fn::GetAtt": [config_id, "EndpointConfigName"]}
+
+
+def test_the_execution_role_reads_only_the_model_object_and_pulls_only_its_image(dev: Synth) -> None:
+    template = dev.templates[SERVING]
+    role_id, _ = next(
+        (rid, r)
+        for rid, r in template.find_resources("AWS::IAM::Role").items()
+        if "sagemaker.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+    )
+    policies = [
+        p
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    statements = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    s3_statements = [s for s in statements if any(str(a).startswith("s3:") for a in _list(s["Action"]))]
+    assert [s["Action"] for s in s3_statements] == ["s3:GetObject"]
+    model_url = dev.only(SERVING, "AWS::SageMaker::Model")[1]["Properties"]["PrimaryContainer"][
+        "ModelDataUrl"
+    ]
+    object_key = model_url["Fn::Sub"].rsplit("/", 1)[1]
+    resource = json.dumps(s3_statements[0]["Resource"])
+    assert f'"/{object_key}"' in resource, "read that one object only"
+    assert "*" not in resource
+    pull = next(s for s in statements if "ecr:BatchGetImage" in _list(s["Action"]))
+    assert ":repository/" in json.dumps(pull["Resource"])
+    assert "container-assets" in json.dumps(pull["Resource"]), "pull from the assets repository only"
+
+
+# --- the Lambda and the API ----------------------------------------------------------------------------
+
+
+def test_the_lambda_runs_the_handler_with_powertools_and_knows_the_endpoint(dev: Synth) -> None:
+    endpoint_id, _ = dev.only(SERVING, "AWS::SageMaker::Endpoint")
+    _, function = dev.only(SERVING, "AWS::Lambda::Function")
+    props = function["Properties"]
+    assert props["Handler"] == "handler.lambda_handler"
+    assert props["Runtime"] == "python3.13"
+    assert props["Architectures"] == ["arm64"]
+    assert props["Timeout"] == 28
+    env = props["Environment"]["Variables"]
+    assert env["ENDPOINT_NAME"] == {"Fn::GetAtt": [endpoint_id, "EndpointName"]}
+    assert env["MAX_RECORDS"] == "100"
+    assert "AWSLambdaPowertoolsPythonV3-python313-arm64:" in json.dumps(props["Layers"])
+    assert "${AWS::Region}" in json.dumps(props["Layers"]), "the layer must follow the stack's region"
+
+
+def test_the_lambda_may_invoke_its_endpoint_and_nothing_else(dev: Synth) -> None:
+    endpoint_id, _ = dev.only(SERVING, "AWS::SageMaker::Endpoint")
+    template = dev.templates[SERVING]
+    statements = [
+        s
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    invoke = [s for s in statements if "sagemaker:InvokeEndpoint" in _list(s["Action"])]
+    assert invoke == [
+        {"Action": "sagemaker:InvokeEndpoint", "Effect": "Allow", "Resource": {"Ref": endpoint_id}}
+    ]
+    assert not any(
+        "AWSLambdaBasicExecutionRole" in json.dumps(r)
+        for r in template.find_resources("AWS::IAM::Role").values()
+    )
+
+
+def test_the_client_budget_ends_inside_the_lambda_timeout() -> None:
+    worst = handler.worst_case_seconds(
+        connect_timeout=handler.DEFAULT_CONNECT_TIMEOUT_S,
+        read_timeout=handler.DEFAULT_READ_TIMEOUT_S,
+        max_attempts=handler.DEFAULT_MAX_ATTEMPTS,
+    )
+    assert worst < LAMBDA_TIMEOUT.to_seconds() < 29
+
+
+def test_the_api_has_a_score_stage_with_throttling_and_access_logs(dev: Synth) -> None:
+    template = dev.templates[SERVING]
+    template.has_resource_properties("AWS::ApiGateway::RestApi", {"Name": "StudentScore API"})
+    template.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "StageName": "score",
+            "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()}),
+            "MethodSettings": Match.array_with(
+                [
+                    Match.object_like(
+                        {"ThrottlingRateLimit": 10, "ThrottlingBurstLimit": 20, "LoggingLevel": "ERROR"}
+                    )
+                ]
+            ),
+        },
+    )
+
+
+def test_post_predict_is_validated_and_open_in_dev(dev: Synth) -> None:
+    template = dev.templates[SERVING]
+    template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "predict-student-score"})
+    template.has_resource_properties(
+        "AWS::ApiGateway::Method",
+        {
+            "HttpMethod": "POST",
+            "ApiKeyRequired": False,
+            "RequestValidatorId": Match.any_value(),
+            "RequestModels": {"application/json": Match.any_value()},
+            "Integration": Match.object_like({"Type": "AWS_PROXY"}),
+        },
+    )
+    template.has_resource_properties("AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": True})
+    _, model = dev.only(SERVING, "AWS::ApiGateway::Model")
+    schema = model["Properties"]["Schema"]
+    assert schema["oneOf"][0] == {"type": "object"}
+    assert schema["oneOf"][1] == {
+        "type": "array",
+        "items": {"type": "object"},
+        "minItems": 1,
+        "maxItems": 100,
+    }
+    template.resource_count_is("AWS::ApiGateway::UsagePlan", 0)
+    template.resource_count_is("AWS::ApiGateway::ApiKey", 0)
+
+
+def test_cors_is_on_the_preflight_and_on_the_gateways_own_errors(dev: Synth) -> None:
+    template = dev.templates[SERVING]
+    template.has_resource_properties(
+        "AWS::ApiGateway::Method",
+        {
+            "HttpMethod": "OPTIONS",
+            "Integration": Match.object_like(
+                {
+                    "IntegrationResponses": Match.array_with(
+                        [
+                            Match.object_like(
+                                {
+                                    "ResponseParameters": Match.object_like(
+                                        {"method.response.header.Access-Control-Allow-Origin": "'*'"}
+                                    )
+                                }
+                            )
+                        ]
+                    )
+                }
+            ),
+        },
+    )
+    for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        template.has_resource_properties(
+            "AWS::ApiGateway::GatewayResponse",
+            {
+                "ResponseType": response_type,
+                "ResponseParameters": {"gatewayresponse.header.Access-Control-Allow-Origin": "'*'"},
+            },
+        )
+
+
+def test_day_one_alarms_watch_endpoint_lambda_and_api(dev: Synth) -> None:
+    alarms = dev.templates[SERVING].find_resources("AWS::CloudWatch::Alarm").values()
+    watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms}
+    assert watched == {
+        ("AWS/SageMaker", "Invocation5XXErrors"),
+        ("AWS/SageMaker", "InvocationModelErrors"),
+        ("AWS/SageMaker", "ModelLatency"),
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"),
+        ("AWS/ApiGateway", "5XXError"),
+    }
+    latency = next(a for a in alarms if a["Properties"]["MetricName"] == "ModelLatency")
+    assert latency["Properties"]["Threshold"] == 2000 * 1000, "ModelLatency is in microseconds"
+    assert all(a["Properties"]["TreatMissingData"] == "notBreaching" for a in alarms)
+
+
+def test_the_serving_stack_outputs_the_predict_url_and_endpoint_name(dev: Synth) -> None:
+    endpoint_id, _ = dev.only(SERVING, "AWS::SageMaker::Endpoint")
+    outputs = dev.raw[SERVING]["Outputs"]
+    assert outputs["EndpointName"]["Value"] == {"Fn::GetAtt": [endpoint_id, "EndpointName"]}
+    stage_id, _ = next(
+        (sid, st)
+        for sid, st in dev.templates[SERVING].find_resources("AWS::ApiGateway::Stage").items()
+        if st["Properties"]["StageName"] == "score"
+    )
+    parts = outputs["PredictUrl"]["Value"]["Fn::Join"][1]
+    assert ".execute-api." in parts
+    assert parts[-3:] == ["/", {"Ref": stage_id}, "/predict-student-score"]
+
+
+# --- environments -------------------------------------------------------------------------------------
+
+
+def test_prod_gets_its_sizes_a_warm_instance_and_tighter_alarms(prod: Synth) -> None:
+    _, config = prod.only(PROD_SERVING, "AWS::SageMaker::EndpointConfig")
+    assert config["Properties"]["ProductionVariants"][0]["ServerlessConfig"] == {
+        "MemorySizeInMB": 2048,
+        "MaxConcurrency": 20,
+        "ProvisionedConcurrency": 1,
+    }
+    _, endpoint = prod.only(PROD_SERVING, "AWS::SageMaker::Endpoint")
+    assert endpoint["Properties"]["EndpointName"] == "student-score-prod"
+    template = prod.templates[PROD_SERVING]
+    template.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "MethodSettings": Match.array_with(
+                [Match.object_like({"ThrottlingRateLimit": 50, "ThrottlingBurstLimit": 100})]
+            )
+        },
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm", {"MetricName": "ModelLatency", "Threshold": 1000 * 1000}
+    )
+
+
+def test_prod_requires_an_api_key_with_a_usage_plan(prod: Synth) -> None:
+    template = prod.templates[PROD_SERVING]
+    template.has_resource_properties(
+        "AWS::ApiGateway::Method", {"HttpMethod": "POST", "ApiKeyRequired": True}
+    )
+    template.has_resource_properties(
+        "AWS::ApiGateway::UsagePlan",
+        {"Throttle": {"RateLimit": 50, "BurstLimit": 100}, "ApiStages": Match.any_value()},
+    )
+    template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
+    template.resource_count_is("AWS::ApiGateway::UsagePlanKey", 1)
+    assert "ApiKeyId" in prod.raw[PROD_SERVING]["Outputs"]
+
+
+def test_context_overrides_one_setting_and_keeps_the_rest() -> None:
+    context = {"env": "prod", "endpoint_max_concurrency": "7", "api_key_required": "false"}
+    settings = settings_from_context(context.get)
+    assert (settings.endpoint_max_concurrency, settings.api_key_required) == (7, False)
+    assert settings.endpoint_memory_mb == ENVIRONMENTS["prod"].endpoint_memory_mb
+
+
+@pytest.mark.parametrize(
+    ("context", "fragment"),
+    [
+        ({"env": "staging"}, "unknown env"),
+        ({"endpoint_memory_mb": "1500"}, "endpoint_memory_mb must be one of"),
+        ({"endpoint_provisioned_concurrency": "9"}, "provisioned"),
+        ({"api_key_required": "yes"}, "api_key_required"),
+    ],
+)
+def test_bad_context_is_refused_by_name(context: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        settings_from_context(context.get)
+
+
+# --- replacement -----------------------------------------------------------------------------------------
+
+
+def test_a_new_tarball_replaces_model_and_config_and_updates_the_same_endpoint(
+    dev: Synth, dev_new_model: Synth
+) -> None:
+    (old_model_id, old_model), (new_model_id, new_model) = (
+        s.only(SERVING, "AWS::SageMaker::Model") for s in (dev, dev_new_model)
+    )
+    old_url = old_model["Properties"]["PrimaryContainer"]["ModelDataUrl"]
+    new_url = new_model["Properties"]["PrimaryContainer"]["ModelDataUrl"]
+    assert old_url != new_url, "a new tarball must change ModelDataUrl, which replaces the Model"
+    # Neither model nor config has a fixed name, so CloudFormation gives the replacements fresh names.
+    for synth in (dev, dev_new_model):
+        assert "ModelName" not in synth.only(SERVING, "AWS::SageMaker::Model")[1]["Properties"]
+        assert (
+            "EndpointConfigName" not in synth.only(SERVING, "AWS::SageMaker::EndpointConfig")[1]["Properties"]
+        )
+    # The endpoint is the same resource with the same name: CloudFormation updates it in place.
+    (old_endpoint_id, old_endpoint), (new_endpoint_id, new_endpoint) = (
+        s.only(SERVING, "AWS::SageMaker::Endpoint") for s in (dev, dev_new_model)
+    )
+    assert old_endpoint_id == new_endpoint_id
+    assert old_endpoint["Properties"]["EndpointName"] == new_endpoint["Properties"]["EndpointName"]
+
+
+# --- storage and bootstrap ---------------------------------------------------------------------------------
+
+
+def test_the_artifact_bucket_is_versioned_encrypted_private_tls_only_and_logged(dev: Synth) -> None:
+    template = dev.templates["StudentScore-dev-Storage"]
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "LoggingConfiguration": Match.object_like({"DestinationBucketName": Match.any_value()}),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        )
+                    ]
+                ),
+                "Version": Match.any_value(),
+            }
+        },
+    )
+    template.has_resource("AWS::S3::Bucket", {"DeletionPolicy": "Retain"})
+
+
+def test_the_deploy_role_trusts_only_main_of_the_repository(dev: Synth) -> None:
+    template = dev.templates["StudentScore-Bootstrap"]
+    template.has_resource_properties(
+        "AWS::IAM::OIDCProvider",
+        {"Url": "https://token.actions.githubusercontent.com", "ClientIdList": ["sts.amazonaws.com"]},
+    )
+    provider_id, _ = dev.only("StudentScore-Bootstrap", "AWS::IAM::OIDCProvider")
+    _, role = dev.only("StudentScore-Bootstrap", "AWS::IAM::Role")
+    (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Principal"] == {"Federated": {"Ref": provider_id}}
+    assert statement["Condition"] == {
+        "StringEquals": {
+            "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+            "token.actions.githubusercontent.com:sub": f"repo:{REPO}:ref:refs/heads/main",
+        }
+    }
+
+
+def test_the_deploy_role_may_only_assume_the_cdk_bootstrap_roles(dev: Synth) -> None:
+    _, policy = dev.only("StudentScore-Bootstrap", "AWS::IAM::Policy")
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+    resources = json.dumps(statement["Resource"])
+    for role in ("deploy-role", "file-publishing-role", "image-publishing-role", "lookup-role"):
+        assert f":role/cdk-hnb659fds-{role}-" in resources
+    assert len(statement["Resource"]) == 4
+    assert "DeployRoleArn" in dev.raw["StudentScore-Bootstrap"]["Outputs"]
+
+
+def test_an_existing_oidc_provider_is_imported_not_created() -> None:
+    app = App()
+    arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    stack = BootstrapStack(app, "Bootstrap", github_repo=REPO, existing_provider_arn=arn)
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::IAM::OIDCProvider", 0)
+    template.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": Match.object_like(
+                {"Statement": [Match.object_like({"Principal": {"Federated": arn}})]}
+            )
+        },
+    )
+
+
+# --- app inputs and cdk-nag --------------------------------------------------------------------------------
+
+
+def test_a_missing_tarball_fails_synth_with_one_clear_line(tmp_path: Path) -> None:
+    context = inputs(tmp_path, b"x")
+    context["model_tarball"] = str(tmp_path / "missing.tar.gz")
+    with pytest.raises(ConfigError, match=r"^model tarball not found: .*missing\.tar\.gz") as raised:
+        build_app(context=context, outdir=str(tmp_path / "out"))
+    assert "\n" not in str(raised.value)
+
+
+def test_a_malformed_github_repo_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="OWNER/REPO"):
+        build_app(
+            context={**inputs(tmp_path, b"x"), "github_repo": "not a repo"}, outdir=str(tmp_path / "out")
+        )
+
+
+def test_cdk_nag_passes_and_every_acknowledgment_gives_a_reason(dev: Synth, prod: Synth) -> None:
+    # Synth would have raised on any unacknowledged AwsSolutions error; the report confirms none.
+    for synth in (dev, prod):
+        report = json.loads((synth.outdir / "validation-report.json").read_text())
+        for plugin in report["pluginReports"]:
+            assert plugin["conclusion"] == "success", plugin
+            assert plugin["violations"] == [], plugin
+        acknowledged = {}
+        for metadata in synth.outdir.glob("*.metadata.json"):
+            for entries in json.loads(metadata.read_text()).values():
+                for entry in entries:
+                    if entry["type"] == "aws:cdk:acknowledged-rules":
+                        acknowledged.update(entry["data"])
+        assert acknowledged, "expected the documented acknowledgments"
+        for rule, reason in acknowledged.items():
+            assert rule.startswith("AwsSolutions::AwsSolutions-"), rule
+            assert len(reason) >= 40, f"{rule}: reason too thin: {reason!r}"
+
+
+def test_cdk_nag_really_fails_a_synth_with_an_unacknowledged_error(tmp_path: Path) -> None:
+    app = App(outdir=str(tmp_path))
+    stack = Stack(app, "Bad")
+    s3.Bucket(stack, "Unlogged")  # AwsSolutions-S1 (no access logs) and S10 (no TLS enforcement)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    with pytest.raises(RuntimeError, match="(?s)ValidationFailed.*AwsSolutions-S1"):
+        app.synth()
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
