@@ -10,7 +10,10 @@ PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help setup run test lint
+DVC := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc
+MLFLOW_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow.db)
+
+.PHONY: help setup data train metrics run test test-fast lint
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
@@ -23,3 +26,25 @@ setup: $(UV) ## create .venv from the lock file (no other install step needed)
 	$(UV) sync --frozen --quiet
 
 include $(wildcard mk/*.mk)
+
+data: setup ## fetch the versioned CSV through DVC (the default remote is sample-remote/ in this repo)
+	$(DVC) pull --quiet data.dvc
+
+train: data ## dvc repro: Optuna search of XGBoost, every trial and the best model logged to MLflow
+	$(DVC) repro
+
+metrics: ## the headline metrics of the last training (dvc metrics show)
+	@$(DVC) metrics show
+
+run: train ## the main job on embedded defaults: data, train, promote, export, a REST call to the served model
+	@$(DVC) metrics show
+	@echo "browse every trial: $(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI)  (then open http://127.0.0.1:5000)"
+
+test: data ## every test (real MLflow, dvc repro, gunicorn, moto, CDK synth)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: data ## the tests not marked slow
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup ## ruff over the whole project
+	$(VENV)/bin/ruff check .

@@ -78,8 +78,21 @@ def generate(rows: int = DEFAULT_ROWS, seed: int = 42) -> pd.DataFrame:
         missing = rng.random(n) < rng.uniform(0.010, 0.015)
         df.loc[missing, column] = None
 
+    noisy = ground_truth(df) + rng.normal(0.0, NOISE_SD, n)
+    df["Exam_Score"] = np.clip(np.rint(noisy), 55, 100).astype(int)
+    return df
+
+
+def ground_truth(df: pd.DataFrame) -> np.ndarray:
+    """The expected score of each student before noise and rounding: what a perfect model would predict."""
+    hours = df["Hours_Studied"].to_numpy(dtype=float)
+    sleep = df["Sleep_Hours"].to_numpy(dtype=float)
+    attendance = df["Attendance"].to_numpy(dtype=float)
+    previous = df["Previous_Scores"].to_numpy(dtype=float)
+    tutoring = df["Tutoring_Sessions"].to_numpy(dtype=float)
+    activity = df["Physical_Activity"].to_numpy(dtype=float)
     motivation = _effect(df["Motivation_Level"].to_numpy(), {"Low": 0.7, "Medium": 1.0, "High": 1.3})
-    score = (
+    return (
         50.0
         + motivation * 9.0 * np.log1p(hours / 6.0)      # diminishing returns, scaled by motivation
         - 0.55 * (sleep - 7.0) ** 2                       # inverted U, best at 7 hours
@@ -99,9 +112,6 @@ def generate(rows: int = DEFAULT_ROWS, seed: int = 42) -> pd.DataFrame:
         + _effect(df["Parental_Education_Level"].to_numpy(), {"College": 0.4, "Postgraduate": 0.8})
         + _effect(df["Distance_from_Home"].to_numpy(), {"Moderate": -0.4, "Far": -1.0})
     )
-    noisy = score + rng.normal(0.0, NOISE_SD, n)
-    df["Exam_Score"] = np.clip(np.rint(noisy), 55, 100).astype(int)
-    return df
 
 
 def irreducible_rmse() -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,11 +31,11 @@ FAST_TRAIN = {"n_trials": 3, "cv_folds": 2, "max_rounds": 80, "early_stopping_ro
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A temp folder as the current directory (train writes model/, metrics.json, plots/ there)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield tmp_path
+    return tmp_path
 
 
 @pytest.fixture(scope="session")
