@@ -1,0 +1,86 @@
+"""A real `dvc pull` + `dvc repro` in a throwaway copy of the repository, as a newcomer would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import FAST_TRAIN, ROOT
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's tracked files in a new git repo, data pulled from the in-repo sample remote."""
+    dest = tmp_path_factory.mktemp("clone")
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    for rel in listed:
+        source = ROOT / rel
+        if source.is_file() and not rel.startswith(("infra/node_modules", "tests/")):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / rel)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["train"].update(FAST_TRAIN)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for args in (["git", "init", "-q"], ["git", "add", "-A"],
+                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
+        subprocess.run(args, cwd=dest, check=True)
+    pulled = _run(dest, "dvc", "pull", "data.dvc")
+    assert pulled.returncode == 0, pulled.stderr
+    return dest
+
+
+def _versions(clone: Path) -> list:
+    return MlflowClient(f"sqlite:///{clone / 'mlflow.db'}").search_model_versions("name = 'student-score'")
+
+
+def test_pull_restores_the_csv_through_dvc(clone: Path) -> None:
+    csv = clone / "data" / "student_performance.csv"
+    assert csv.read_bytes() == (ROOT / "data" / "student_performance.csv").read_bytes()
+    tracked = subprocess.run(["git", "ls-files", "data"], cwd=clone, capture_output=True, text=True).stdout
+    assert tracked == "", "data/ is never a git-tracked copy"
+
+
+def test_repro_trains_then_does_nothing_when_nothing_changed(clone: Path) -> None:
+    first = _run(clone, "dvc", "repro")
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert "registered student-score version 1" in first.stdout
+    metrics = json.loads((clone / "metrics.json").read_text())
+    assert metrics["trials"]["complete"] + metrics["trials"]["pruned"] == FAST_TRAIN["n_trials"]
+    assert (clone / "model" / "booster.ubj").is_file()
+
+    second = _run(clone, "dvc", "repro")
+    assert second.returncode == 0
+    assert "Data and pipelines are up to date" in second.stdout
+    assert len(_versions(clone)) == 1, "an unchanged pipeline registers nothing new"
+
+    shown = _run(clone, "dvc", "metrics", "show", "--json")
+    assert shown.returncode == 0
+    assert "rmse" in shown.stdout
+
+
+def test_exp_run_overrides_a_param(clone: Path) -> None:
+    assert _run(clone, "dvc", "repro").returncode == 0
+    before = len(_versions(clone))
+    done = _run(clone, "dvc", "exp", "run", "-S", "train.n_trials=4")
+    assert done.returncode == 0, done.stderr + done.stdout
+    metrics = json.loads((clone / "metrics.json").read_text())
+    assert metrics["trials"]["complete"] + metrics["trials"]["pruned"] == 4
+    assert len(_versions(clone)) == before + 1
