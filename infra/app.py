@@ -60,9 +60,10 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
     image_directory = _path(get("serving_dir"), ROOT / "serving")
     if not (image_directory / "Dockerfile").is_file():
         raise ConfigError(f"no Dockerfile in {image_directory} (pass -c serving_dir=PATH)")
-    env = cdk.Environment(
-        account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
-    )
+    # Environment-agnostic unless the CLI knows both (it does with credentials, at deploy); offline it may
+    # know a default region only, and a half-specified environment would be neither.
+    account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
+    env = cdk.Environment(account=account, region=region) if account and region else None
     prefix = f"{PROJECT}-{settings.name}"
 
     ServingStack(

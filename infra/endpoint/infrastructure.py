@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import Aws
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
@@ -76,11 +76,10 @@ class ServerlessEndpoint(Construct):
                 resources=[self.model_data.bucket.arn_for_objects(self.model_data.s3_object_key)],
             )
         )
-        log_groups = Stack.of(self).format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name="/aws/sagemaker/Endpoints/*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        # Pseudo-parameter tokens, not the stack's region: the ARN (and so its cdk-nag finding id) reads the
+        # same whether the stack is synthesized environment-agnostic or for a concrete account and region.
+        log_groups = (
+            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/*"
         )
         self.role.add_to_policy(
             iam.PolicyStatement(

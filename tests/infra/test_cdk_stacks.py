@@ -65,8 +65,12 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 @pytest.fixture(scope="module")
 def dev_new_model(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """A retrained model, synthesized for a concrete account and region as ``cdk deploy`` does."""
     base = tmp_path_factory.mktemp("dev2")
-    return Synth(base / "out", inputs(base, b"model two, retrained"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CDK_DEFAULT_ACCOUNT", "123456789012")
+        patch.setenv("CDK_DEFAULT_REGION", "eu-west-1")
+        return Synth(base / "out", inputs(base, b"model two, retrained"))
 
 
 SERVING = "StudentScore-dev-Serving"
@@ -476,9 +480,12 @@ def test_a_malformed_github_repo_is_refused(tmp_path: Path) -> None:
         )
 
 
-def test_cdk_nag_passes_and_every_acknowledgment_gives_a_reason(dev: Synth, prod: Synth) -> None:
-    # Synth would have raised on any unacknowledged AwsSolutions error; the report confirms none.
-    for synth in (dev, prod):
+def test_cdk_nag_passes_and_every_acknowledgment_gives_a_reason(
+    dev: Synth, prod: Synth, dev_new_model: Synth
+) -> None:
+    # Synth would have raised on any unacknowledged AwsSolutions error; the report confirms none, both
+    # environment-agnostic (offline synth) and for a concrete account and region (as at deploy).
+    for synth in (dev, prod, dev_new_model):
         report = json.loads((synth.outdir / "validation-report.json").read_text())
         for plugin in report["pluginReports"]:
             assert plugin["conclusion"] == "success", plugin
