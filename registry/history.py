@@ -1,0 +1,75 @@
+"""Owns the promotion history: one registered-model tag per event, ``history.000001`` onwards, holding JSON.
+
+Keeping it in the registry (not a local file) means every machine that can promote sees the same history,
+and it survives with the registry's own backups. Each event records who, when, the action, the version
+moved from and to, why, and the gate's scores.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from registry.versions import Registry, mlflow_errors
+
+TAG_PREFIX = "history."
+COLUMNS = ("#", "when", "action", "from", "to", "who", "candidate_rmse", "production_rmse", "reason")
+
+
+def who() -> str:
+    """The person or CI actor making the change: ``$GITHUB_ACTOR`` in GitHub Actions, else the OS user."""
+    actor = os.environ.get("GITHUB_ACTOR")
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a container user without a passwd entry
+        return "unknown"
+
+
+def now() -> str:
+    """The current time as ISO 8601 UTC with second precision."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read(registry: Registry) -> list[dict[str, Any]]:
+    """Every recorded event, oldest first, each with its sequence number under ``"#"``."""
+    with mlflow_errors(f"reading the history of '{registry.name}'"):
+        tags = registry.client.get_registered_model(registry.name).tags
+    events = []
+    for key in sorted(k for k in tags if k.startswith(TAG_PREFIX)):
+        try:
+            event = json.loads(tags[key])
+        except json.JSONDecodeError:
+            event = {"action": "unreadable", "reason": tags[key][:60]}
+        events.append({"#": int(key.removeprefix(TAG_PREFIX)), **event})
+    return events
+
+
+def append(registry: Registry, event: dict[str, Any]) -> str:
+    """Record one event under the next free sequence number; returns the tag key."""
+    numbers = [e["#"] for e in read(registry)]
+    key = f"{TAG_PREFIX}{max(numbers, default=0) + 1:06d}"
+    with mlflow_errors(f"recording history of '{registry.name}'"):
+        registry.client.set_registered_model_tag(registry.name, key, json.dumps(event, sort_keys=True))
+    return key
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def format_table(events: list[dict[str, Any]]) -> str:
+    """A plain-text table, one event per line, for a terminal or a CI log."""
+    if not events:
+        return "no promotions recorded yet"
+    rows = [list(COLUMNS)] + [[_cell(e.get(c)) for c in COLUMNS] for e in events]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)

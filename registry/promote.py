@@ -1,0 +1,218 @@
+"""Owns moving the production alias: promotion through the quality gate, rollback, and the history view.
+
+Usage: ``python -m registry.promote [--version N] [--dry-run] [--force] [--reason TEXT] [--no-export]``,
+``--rollback`` and ``--history``. Without ``--version`` the candidate is the registered version trained on
+the current data (its ``data_hash`` tag equals the DVC hash of data/) with the lowest ``test_rmse``.
+
+Only registry aliases move (``registry.alias`` and ``registry.previous_alias`` in params.yaml), never the
+deprecated stages. Everything that can fail (artifacts, scoring) is checked before the first write, so a
+refused or failed promotion leaves the aliases as they were. The gate's decision and scores are tagged on
+the candidate (``gate.*``); each promotion and rollback is appended to the history, kept as registered-model
+tags ``history.NNNNNN`` (see registry/history.py).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+from mlflow.entities.model_registry import ModelVersion
+
+from experiments.cli import UserError, run_cli
+from experiments.config import Params, load_params
+from experiments.data import dvc_data_hash
+from registry import gate, history
+from registry.export import sha256, write_tarball
+from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, quiet_mlflow, same_version
+
+
+def _test_rmse(mv: ModelVersion) -> float:
+    try:
+        return float(mv.tags.get("test_rmse", "inf"))
+    except ValueError:
+        return math.inf
+
+
+def best_for_data(versions: list[ModelVersion], data_hash: str) -> ModelVersion | None:
+    """The version trained on ``data_hash`` with the lowest logged test RMSE (newest wins a tie)."""
+    matching = [mv for mv in versions if mv.tags.get("data_hash") == data_hash]
+    return min(matching, key=lambda mv: (_test_rmse(mv), -int(mv.version)), default=None)
+
+
+def pick_candidate(registry: Registry, version: int | None, data_hash: str) -> ModelVersion:
+    if version is not None:
+        return registry.version(version)
+    best = best_for_data(registry.versions(), data_hash)
+    if best is None:
+        raise UserError(f"no version of '{registry.name}' was trained on the current data ({data_hash}); "
+                        f"train one (dvc repro) or pass --version")
+    return best
+
+
+def _fmt(value: float | None) -> str:
+    return "none" if value is None else f"{value:.6f}"
+
+
+def _record_gate(registry: Registry, mv: ModelVersion, decision: str, verdict: gate.Verdict,
+                 data_hash: str, at: str) -> None:
+    tags = {"gate.decision": decision, "gate.candidate_rmse": _fmt(verdict.candidate_rmse),
+            "gate.production_rmse": _fmt(verdict.production_rmse), "gate.data_hash": data_hash, "gate.at": at}
+    with mlflow_errors(f"tagging version {mv.version}"):
+        for key, value in tags.items():
+            registry.client.set_model_version_tag(registry.name, mv.version, key, value)
+
+
+def _move(registry: Registry, params: Params, to: ModelVersion, replaced: ModelVersion | None) -> None:
+    # `previous` first: if the second call fails, production still points at a working version.
+    with mlflow_errors(f"moving the aliases of '{registry.name}'"):
+        if replaced is not None:
+            registry.client.set_registered_model_alias(registry.name, params.registry.previous_alias,
+                                                       replaced.version)
+        registry.client.set_registered_model_alias(registry.name, params.registry.alias, to.version)
+
+
+def _event(action: str, replaced: ModelVersion | None, to: ModelVersion, reason: str | None,
+           verdict: gate.Verdict | None, decision: str | None, at: str) -> dict[str, Any]:
+    return {"who": history.who(), "when": at, "action": action,
+            "from": str(replaced.version) if replaced is not None else None, "to": str(to.version), "reason": reason,
+            "decision": decision, "candidate_rmse": verdict.candidate_rmse if verdict else None,
+            "production_rmse": verdict.production_rmse if verdict else None}
+
+
+def _export(registry: Registry, mv: ModelVersion, model_dir: Path, out: Path) -> None:
+    try:
+        path = write_tarball(registry, mv, model_dir, out)
+    except UserError as err:
+        raise UserError(f"version {mv.version} is now production, but the export failed: {err}; "
+                        f"retry with python -m registry.export") from None
+    click.echo(f"exported version {mv.version} to {path} (sha256 {sha256(path)})")
+
+
+def _score_production(registry: Registry, current: ModelVersion, tests: gate.TestSet, workdir: Path) -> float:
+    try:
+        _, predictor = fetch_model(registry, current, workdir)
+        return gate.score(predictor, tests, f"production version {current.version}")
+    except UserError as err:
+        raise UserError(f"{err}; the gate cannot compare against production (use --force to skip it)") from None
+
+
+def promote(params: Params, registry: Registry, version: int | None, *, force: bool, dry_run: bool,
+            reason: str | None, export: bool) -> None:
+    """Gate a candidate against production and, if it passes, move the aliases and export it."""
+    data_hash = dvc_data_hash()
+    candidate = pick_candidate(registry, version, data_hash)
+    current = registry.by_alias(params.registry.alias)
+    if current is not None and same_version(current, candidate):
+        click.echo(f"version {candidate.version} already holds @{params.registry.alias}; nothing to do")
+        return
+    with tempfile.TemporaryDirectory(prefix="registry-promote-") as tmp:
+        model_dir, predictor = fetch_model(registry, candidate, Path(tmp) / "candidate")
+        tests = gate.current_test_set(params)
+        candidate_rmse = gate.score(predictor, tests, f"version {candidate.version}")
+        production_rmse = None
+        if current is not None and not force:
+            production_rmse = _score_production(registry, current, tests, Path(tmp) / "production")
+        verdict = gate.decide(candidate_rmse, production_rmse, params.registry.gate_tolerance)
+        decision = "forced" if force else "accepted" if verdict.accepted else "refused"
+        summary = _summary(candidate, current, verdict, decision)
+        if decision == "refused":
+            refusal = (f"gate refused version {candidate.version}: RMSE {candidate_rmse:.4f} vs production "
+                       f"version {current.version} RMSE {production_rmse:.4f} + tolerance "
+                       f"{verdict.tolerance:.4f}; use --force to override")
+            if not dry_run:
+                _record_gate(registry, candidate, decision, verdict, data_hash, history.now())
+            raise UserError(f"dry run: {refusal}" if dry_run else refusal)
+        click.echo(summary)
+        if dry_run:
+            click.echo(f"dry run: would move @{params.registry.alias} to version {candidate.version}"
+                       + (f" and @{params.registry.previous_alias} to version {current.version}" if current else "")
+                       + "; nothing changed")
+            return
+        at = history.now()
+        _record_gate(registry, candidate, decision, verdict, data_hash, at)
+        _move(registry, params, candidate, current)
+        history.append(registry, _event("promote", current, candidate, reason, verdict, decision, at))
+        click.echo(f"promoted {registry.name} version {candidate.version} to @{params.registry.alias}"
+                   + (f" (version {current.version} is now @{params.registry.previous_alias})" if current else ""))
+        if export:
+            _export(registry, candidate, model_dir, params.export.path)
+
+
+def _summary(candidate: ModelVersion, current: ModelVersion | None, verdict: gate.Verdict, decision: str) -> str:
+    if decision == "forced":
+        return f"gate skipped (--force): version {candidate.version} RMSE {verdict.candidate_rmse:.4f}"
+    if current is None:
+        return f"gate: no production version yet; version {candidate.version} RMSE {verdict.candidate_rmse:.4f}"
+    return (f"gate {decision}: version {candidate.version} RMSE {verdict.candidate_rmse:.4f} vs production "
+            f"version {current.version} RMSE {verdict.production_rmse:.4f} (tolerance {verdict.tolerance:.4f})")
+
+
+def rollback(params: Params, registry: Registry, *, dry_run: bool, reason: str | None, export: bool) -> None:
+    """Give production back to the version holding `previous`; the replaced version becomes `previous`."""
+    alias, previous_alias = params.registry.alias, params.registry.previous_alias
+    current = registry.by_alias(alias)
+    if current is None:
+        raise UserError(f"model '{registry.name}' has no '{alias}' alias yet; nothing to roll back")
+    target = registry.by_alias(previous_alias)
+    if target is None or same_version(target, current):
+        raise UserError(f"model '{registry.name}' has no '{previous_alias}' version to roll back to")
+    with tempfile.TemporaryDirectory(prefix="registry-rollback-") as tmp:
+        model_dir, _ = fetch_model(registry, target, Path(tmp))
+        if dry_run:
+            click.echo(f"dry run: would move @{alias} from version {current.version} to version {target.version} "
+                       f"and @{previous_alias} to version {current.version}; nothing changed")
+            return
+        at = history.now()
+        _move(registry, params, target, current)
+        history.append(registry, _event("rollback", current, target, reason, None, None, at))
+        click.echo(f"rolled back {registry.name}: version {target.version} holds @{alias}, "
+                   f"version {current.version} holds @{previous_alias}")
+        if export:
+            _export(registry, target, model_dir, params.export.path)
+
+
+def _check_conflicts(**flags: bool) -> None:
+    chosen = {name for name, on in flags.items() if on}
+    for mode, excluded in (("--history", {"--version", "--force", "--rollback", "--dry-run", "--reason"}),
+                           ("--rollback", {"--version", "--force"})):
+        if mode in chosen and chosen & excluded:
+            raise click.UsageError(f"{mode} cannot be combined with {', '.join(sorted(chosen & excluded))}")
+
+
+@click.command(help="Promote a registered version to production through the quality gate, roll back, or "
+                    "show the promotion history.")
+@click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("params.yaml"), show_default=True)
+@click.option("--version", "version", type=click.IntRange(min=1), default=None,
+              help="Version to promote (default: best version trained on the current data).")
+@click.option("--dry-run", is_flag=True, help="Score and print what would happen; change nothing.")
+@click.option("--force", is_flag=True, help="Promote even if the gate would refuse.")
+@click.option("--rollback", "do_rollback", is_flag=True, help="Move production back to the previous version.")
+@click.option("--history", "show_history", is_flag=True, help="Print every promotion and rollback.")
+@click.option("--reason", default=None, help="Why; recorded in the history.")
+@click.option("--no-export", is_flag=True, help="Do not write the model tarball after the change.")
+def cli(params_file: Path, version: int | None, dry_run: bool, force: bool, do_rollback: bool,
+        show_history: bool, reason: str | None, no_export: bool) -> None:
+    _check_conflicts(**{"--version": version is not None, "--dry-run": dry_run, "--force": force,
+                        "--rollback": do_rollback, "--history": show_history, "--reason": reason is not None})
+    quiet_mlflow()
+    params = load_params(params_file)
+    registry = open_registry(params)
+    if show_history:
+        click.echo(history.format_table(history.read(registry)))
+    elif do_rollback:
+        rollback(params, registry, dry_run=dry_run, reason=reason, export=not no_export)
+    else:
+        promote(params, registry, version, force=force, dry_run=dry_run, reason=reason, export=not no_export)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the promote command and return its exit code."""
+    return run_cli(cli, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""Owns the registry look-ups shared by promote and export: the client, versions by number or alias, their files.
+
+Every MLflow failure is turned into a one-line ``UserError`` naming the model and version, so the commands
+never print a traceback for a missing model, version, alias or artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from experiments import tracking
+from experiments.cli import UserError
+from experiments.config import Params
+from serving.predictor import BOOSTER_FILE, SCHEMA_FILE, ModelError, Predictor
+
+# Where train.py logs the booster and schema inside the registered model's directory.
+ARTIFACTS_SUBDIR = "artifacts"
+MODEL_FILES = (BOOSTER_FILE, SCHEMA_FILE)
+
+
+def quiet_mlflow() -> None:
+    """Keep command output to our own lines: MLflow's progress bars and hints are for notebooks."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def mlflow_errors(what: str) -> Iterator[None]:
+    """Re-raise an MLflow failure as a one-line ``UserError`` prefixed with ``what``."""
+    try:
+        yield
+    except MlflowException as err:
+        raise UserError(f"{what}: {str(err.message).splitlines()[0]}") from None
+
+
+def same_version(a: ModelVersion, b: ModelVersion) -> bool:
+    # MLflow returns the version number as an int from some calls and a str from others.
+    return str(a.version) == str(b.version)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """One registered model in one reachable registry."""
+
+    client: MlflowClient
+    uri: str
+    name: str
+
+    def version(self, number: int | str) -> ModelVersion:
+        """Raises UserError when the version does not exist."""
+        try:
+            return self.client.get_model_version(self.name, str(number))
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise UserError(f"version {number} of model '{self.name}' not found in {self.uri}") from None
+            raise UserError(f"version {number} of '{self.name}': {err.message.splitlines()[0]}") from None
+
+    def by_alias(self, alias: str) -> ModelVersion | None:
+        """The version holding ``alias``, or None when no version holds it yet."""
+        try:
+            return self.client.get_model_version_by_alias(self.name, alias)
+        except MlflowException as err:
+            # MLflow reports a missing alias as INVALID_PARAMETER_VALUE, a missing model as RESOURCE_DOES_NOT_EXIST.
+            if "not found" in str(err.message):
+                return None
+            raise UserError(f"alias '{alias}' of '{self.name}': {err.message.splitlines()[0]}") from None
+
+    def versions(self) -> list[ModelVersion]:
+        with mlflow_errors(f"listing versions of '{self.name}'"):
+            return list(self.client.search_model_versions(f"name='{self.name}'"))
+
+
+def open_registry(params: Params) -> Registry:
+    """Connect to the registry named by params (or MLFLOW_TRACKING_URI) and check the model exists.
+
+    Raises:
+        UserError: the tracking server is unreachable, or the registered model does not exist.
+    """
+    uri = tracking.tracking_uri(params.mlflow.tracking_uri)
+    # check_reachable answers in seconds; MLflow's own client would retry an http server for minutes.
+    tracking.check_reachable(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = params.model.name
+    try:
+        client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise UserError(f"registered model '{name}' not found in {uri} (train one first: dvc repro)") from None
+        raise UserError(f"registry {uri}: {err.message.splitlines()[0]}") from None
+    return Registry(client=client, uri=uri, name=name)
+
+
+def fetch_model(registry: Registry, mv: ModelVersion, workdir: Path) -> tuple[Path, Predictor]:
+    """Download a version's booster and schema into ``workdir/model`` and prove they load and self-test.
+
+    Nothing else is copied, so the folder is exactly what a bundle carries before its metadata.
+
+    Returns:
+        The model folder and its loaded predictor.
+
+    Raises:
+        UserError: a file is missing from the artifact store, unreadable, corrupt, or fails the self-test.
+    """
+    what = f"version {mv.version} of '{registry.name}'"
+    download = workdir / "download"
+    download.mkdir(parents=True)
+    try:
+        location = registry.client.get_model_version_download_uri(registry.name, mv.version)
+        mlflow.artifacts.download_artifacts(artifact_uri=f"{location.rstrip('/')}/{ARTIFACTS_SUBDIR}",
+                                            dst_path=str(download), tracking_uri=registry.uri)
+    except (MlflowException, OSError) as err:
+        message = err.message if isinstance(err, MlflowException) else (err.strerror or str(err))
+        raise UserError(f"{what}: cannot download its model files ({str(message).splitlines()[0]})") from None
+    model_dir = workdir / "model"
+    model_dir.mkdir()
+    for filename in MODEL_FILES:
+        found = download / ARTIFACTS_SUBDIR / filename
+        if not found.is_file():
+            found = download / filename
+        if not found.is_file():
+            raise UserError(f"{what}: {ARTIFACTS_SUBDIR}/{filename} is missing from the artifact store")
+        shutil.copyfile(found, model_dir / filename)
+    try:
+        predictor = Predictor.from_dir(model_dir)
+        predictor.self_test()
+    except ModelError as err:
+        # The message names a temp path; the version is what the user can act on.
+        reason = str(err).replace(str(model_dir) + os.sep, "")
+        raise UserError(f"{what}: corrupt model files ({reason})") from None
+    return model_dir, predictor

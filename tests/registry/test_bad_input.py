@@ -1,0 +1,149 @@
+"""Bad input gives one clear line, a non-zero exit, and leaves the registry and any tarball unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+
+import pytest
+import yaml
+
+from registry import export, promote
+
+
+def _one_line(err: str) -> str:
+    assert err.count("\n") == 1 and err.startswith("error: "), f"expected one error line, got:\n{err}"
+    assert "Traceback" not in err
+    return err
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def existing_tarball(store):
+    """A production version exported to export.path, as a release would leave it."""
+    assert promote.main(store.args("--version", store.good[0])) == 0
+    path = store.params.export.path
+    return path, _sha(path)
+
+
+@pytest.mark.parametrize("command", [promote.main, export.main])
+def test_unknown_model_name(store, tmp_path, capsys, command):
+    raw = yaml.safe_load(store.params_file.read_text())
+    raw["model"]["name"] = "no-such-model"
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    assert command(["--params", str(params_file)]) == 1
+    assert "registered model 'no-such-model' not found" in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("command", [promote.main, export.main])
+def test_unknown_version(store, capsys, command, existing_tarball):
+    path, digest = existing_tarball
+    before = store.snapshot()
+    assert command(store.args("--version", "99")) == 1
+    assert f"version 99 of model '{store.name}' not found" in _one_line(capsys.readouterr().err)
+    assert store.snapshot() == before
+    assert _sha(path) == digest
+
+
+def test_export_without_production_alias(store, capsys):
+    assert export.main(store.args()) == 1
+    assert "has no 'production' alias yet" in _one_line(capsys.readouterr().err)
+    assert not store.params.export.path.exists()
+
+
+def test_rollback_without_production_alias(store, capsys):
+    before = store.snapshot()
+    assert promote.main(store.args("--rollback")) == 1
+    assert "has no 'production' alias yet" in _one_line(capsys.readouterr().err)
+    assert store.snapshot() == before
+
+
+def test_rollback_without_previous_alias(store, capsys, existing_tarball):
+    path, digest = existing_tarball
+    before = store.snapshot()
+    capsys.readouterr()
+    assert promote.main(store.args("--rollback")) == 1
+    assert "no 'previous' version to roll back to" in _one_line(capsys.readouterr().err)
+    assert store.snapshot() == before
+    assert _sha(path) == digest
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("argv", [["--history"], ["--rollback"], []], ids=["history", "rollback", "promote"])
+def test_unreachable_registry_fails_fast_in_one_line(store, monkeypatch, capsys, argv):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    started = time.monotonic()
+    code = promote.main(store.args(*argv))
+    assert code == 1
+    assert time.monotonic() - started < 10, "MLflow's own retries must not run"
+    assert "is unreachable" in _one_line(capsys.readouterr().err)
+
+
+def test_export_with_unreachable_registry(store, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    assert export.main(store.args()) == 1
+    assert "is unreachable" in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "artifacts/booster.ubj is missing from the artifact store"),
+    (b"garbled bytes, not a booster", "corrupt model files"),
+], ids=["missing", "garbled"])
+def test_damaged_candidate_is_refused_before_any_change(store, damaged, capsys, existing_tarball, content,
+                                                       message):
+    path, digest = existing_tarball
+    before = store.snapshot()
+    damaged(store.good[1], "booster.ubj", content)
+    capsys.readouterr()
+    assert promote.main(store.args("--version", store.good[1], "--force")) == 1
+    err = _one_line(capsys.readouterr().err)
+    assert f"version {store.good[1]} of '{store.name}'" in err and message in err
+    assert store.snapshot() == before
+    assert _sha(path) == digest
+
+
+def test_corrupt_schema_is_refused_by_export(store, damaged, capsys, existing_tarball):
+    path, digest = existing_tarball
+    damaged(store.good[0], "schema.json", b"{not json")
+    capsys.readouterr()
+    assert export.main(store.args()) == 1
+    assert "corrupt model files" in _one_line(capsys.readouterr().err)
+    assert _sha(path) == digest
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name], "no temp file left behind"
+
+
+def test_damaged_production_blocks_the_gate_but_not_force(store, damaged, capsys):
+    assert promote.main(store.args("--version", store.good[0], "--no-export")) == 0
+    damaged(store.good[0], "booster.ubj", b"\x00" * 64)
+    before = store.snapshot()
+    capsys.readouterr()
+    assert promote.main(store.args("--version", store.good[1], "--no-export")) == 1
+    assert "use --force" in _one_line(capsys.readouterr().err)
+    assert store.snapshot() == before
+    assert promote.main(store.args("--version", store.good[1], "--no-export", "--force")) == 0
+    assert store.aliases() == {"production": store.good[1], "previous": store.good[0]}
+
+
+@pytest.mark.parametrize("argv", [
+    ["--rollback", "--version", "1"], ["--rollback", "--force"], ["--history", "--force"], ["--version", "0"],
+])
+def test_conflicting_or_invalid_options_are_usage_errors(store, capsys, argv):
+    before = store.snapshot()
+    assert promote.main(store.args(*argv)) == 2
+    _one_line(capsys.readouterr().err)
+    assert store.snapshot() == before
+
+
+def test_missing_params_file(store, tmp_path, capsys):
+    assert export.main(["--params", str(tmp_path / "nope.yaml")]) == 1
+    assert "file not found" in _one_line(capsys.readouterr().err)

@@ -1,0 +1,93 @@
+"""Rollback and the promotion history, kept as registered-model tags in a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+
+from registry import promote
+
+
+def _promote_both(store) -> tuple[str, str]:
+    first, second = store.good
+    assert promote.main(store.args("--version", first, "--no-export", "--reason", "first")) == 0
+    assert promote.main(store.args("--version", second, "--force", "--no-export", "--reason", "second")) == 0
+    return first, second
+
+
+def test_rollback_swaps_production_and_previous(store, capsys):
+    first, second = _promote_both(store)
+    code = promote.main(store.args("--rollback", "--no-export", "--reason", "bad latency"))
+    assert code == 0, capsys.readouterr().err
+    assert store.aliases() == {"production": first, "previous": second}
+
+
+def test_rollback_twice_returns_to_the_start(store):
+    first, second = _promote_both(store)
+    assert promote.main(store.args("--rollback", "--no-export")) == 0
+    assert promote.main(store.args("--rollback", "--no-export")) == 0
+    assert store.aliases() == {"production": second, "previous": first}
+
+
+def test_rollback_exports_the_restored_version(store):
+    first, _ = _promote_both(store)
+    assert promote.main(store.args("--rollback")) == 0
+    from serving import bundle
+    unpacked = bundle.unpack(store.root / "dist" / "model.tar.gz", store.root / "dist" / "check")
+    assert bundle.verify(unpacked)["version"] == first
+
+
+def test_rollback_dry_run_changes_nothing(store, capsys):
+    _promote_both(store)
+    before = store.snapshot()
+    assert promote.main(store.args("--rollback", "--dry-run")) == 0
+    assert "dry run: would move @production" in capsys.readouterr().out
+    assert store.snapshot() == before
+
+
+def test_history_records_each_promotion_and_rollback(store, monkeypatch):
+    monkeypatch.setenv("GITHUB_ACTOR", "octo-releaser")
+    first, second = _promote_both(store)
+    assert promote.main(store.args("--rollback", "--no-export", "--reason", "bad latency")) == 0
+    tags = store.client().get_registered_model(store.name).tags
+    events = [json.loads(tags[k]) for k in sorted(k for k in tags if k.startswith("history."))]
+    assert [(e["action"], e["from"], e["to"]) for e in events] == [
+        ("promote", None, first), ("promote", first, second), ("rollback", second, first)]
+    assert [e["reason"] for e in events] == ["first", "second", "bad latency"]
+    assert {e["who"] for e in events} == {"octo-releaser"}
+    assert events[0]["candidate_rmse"] > 0 and events[0]["production_rmse"] is None
+    assert events[1]["decision"] == "forced"
+    assert all(e["when"].endswith("Z") for e in events)
+
+
+def test_gated_promotion_records_both_scores_in_history(store):
+    worse, better = sorted(store.good, key=lambda v: -float(
+        store.client().get_model_version(store.name, v).tags["test_rmse"]))
+    assert promote.main(store.args("--version", worse, "--no-export")) == 0
+    assert promote.main(store.args("--version", better, "--no-export")) == 0
+    tags = store.client().get_registered_model(store.name).tags
+    last = json.loads(tags[max(k for k in tags if k.startswith("history."))])
+    assert last["decision"] == "accepted"
+    assert last["candidate_rmse"] < last["production_rmse"]
+
+
+def test_history_command_prints_a_table(store, capsys):
+    first, second = _promote_both(store)
+    capsys.readouterr()
+    assert promote.main(store.args("--history")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["#", "when", "action", "from", "to"]
+    assert len(lines) == 3
+    assert lines[2].split()[2:5] == ["promote", first, second]
+    assert lines[2].rstrip().endswith("second")
+
+
+def test_history_when_empty(store, capsys):
+    assert promote.main(store.args("--history")) == 0
+    assert "no promotions recorded yet" in capsys.readouterr().out
+
+
+def test_failed_promotion_is_not_in_history(store):
+    assert promote.main(store.args("--version", store.good[0], "--no-export")) == 0
+    promote.main(store.args("--version", store.weak, "--no-export"))
+    tags = store.client().get_registered_model(store.name).tags
+    assert sum(k.startswith("history.") for k in tags) == 1
