@@ -23,6 +23,11 @@ from serving.predictor import Predictor, SchemaError
 logger = logging.getLogger(__name__)
 
 HEADER_FIELDS = {"X-Model-Name": "registered_name", "X-Model-Version": "version", "X-Data-Hash": "data_hash"}
+# SageMaker's InvokeEndpoint drops every container header but this one, so the same three facts travel in it
+# too (as ``model-name=...,model-version=...,data-hash=...``) for the predict Lambda to turn back into headers.
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+CUSTOM_ATTRIBUTE_NAMES = {"X-Model-Name": "model-name", "X-Model-Version": "model-version",
+                          "X-Data-Hash": "data-hash"}
 _PING_OK = b'{"status": "ok"}\n'
 
 
@@ -34,6 +39,9 @@ def trace_headers(metadata: Mapping[str, Any]) -> dict[str, str]:
         text = "unknown" if value is None or value == "" else str(value)
         # Header values must be printable ASCII; a stray newline in metadata must not break every response.
         headers[header] = "".join(c if " " <= c <= "~" else "?" for c in text)
+    # Separators inside a value would split it into bogus attributes.
+    headers[CUSTOM_ATTRIBUTES] = ",".join(
+        f"{CUSTOM_ATTRIBUTE_NAMES[h]}={''.join('?' if c in ',;=' else c for c in headers[h])}" for h in HEADER_FIELDS)
     return headers
 
 

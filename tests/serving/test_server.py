@@ -379,6 +379,9 @@ def test_every_response_carries_trace_headers(server: Server, records: list[dict
 
     assert str(response.status_code) == (request_kind if request_kind != "ok" else "200")
     assert {k: response.headers.get(k) for k in TRACE} == TRACE
+    attributes = dict(pair.split("=", 1) for pair in response.headers["X-Amzn-SageMaker-Custom-Attributes"].split(","))
+    assert attributes == {"model-name": TRACE["X-Model-Name"], "model-version": TRACE["X-Model-Version"],
+                          "data-hash": TRACE["X-Data-Hash"]}, "the only header InvokeEndpoint passes on"
 
 
 # --- load -------------------------------------------------------------------------------------------------
