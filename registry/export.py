@@ -74,6 +74,8 @@ def write_tarball(registry: Registry, mv: ModelVersion, model_dir: Path, out: Pa
         raise UserError(f"exporting version {mv.version}: {err}") from None
     except OSError as err:
         raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+    except ValueError as err:  # json refuses NaN/inf metrics: metadata.json must stay strict JSON
+        raise UserError(f"exporting version {mv.version}: metadata is not valid JSON ({err})") from None
 
 
 def export_version(registry: Registry, mv: ModelVersion, out: Path) -> Path:

@@ -11,6 +11,9 @@ import yaml
 
 from registry import export, promote
 
+# Every test here uses the session's real training and MLflow store.
+pytestmark = pytest.mark.slow
+
 
 def _one_line(err: str) -> str:
     assert err.count("\n") == 1 and err.startswith("error: "), f"expected one error line, got:\n{err}"

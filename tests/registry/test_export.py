@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -12,6 +13,9 @@ from moto import mock_aws
 
 from registry import export, promote
 from serving import bundle
+
+# Every test here uses the session's real training and MLflow store.
+pytestmark = pytest.mark.slow
 
 
 def _sha(path) -> str:
@@ -57,7 +61,6 @@ def test_exported_at_is_the_registration_time_or_source_date_epoch(store, tmp_pa
     assert export.main(store.args("--version", store.good[0], "--out", str(out))) == 0
     created = store.client().get_model_version(store.name, store.good[0]).creation_timestamp
     metadata = bundle.verify(bundle.unpack(out, tmp_path / "a"))
-    from datetime import UTC, datetime
     assert metadata["exported_at"] == datetime.fromtimestamp(created // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     assert export.main(store.args("--version", store.good[0], "--out", str(out))) == 0

@@ -6,6 +6,9 @@ import pytest
 
 from registry import gate, promote
 
+# Every test here uses the session's real training and MLflow store.
+pytestmark = pytest.mark.slow
+
 
 def _tags(store, version: str) -> dict[str, str]:
     return store.client().get_model_version(store.name, version).tags

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from registry import promote
+from serving import bundle
+
+# Every test here uses the session's real training and MLflow store.
+pytestmark = pytest.mark.slow
 
 
 def _promote_both(store) -> tuple[str, str]:
@@ -31,7 +37,6 @@ def test_rollback_twice_returns_to_the_start(store):
 def test_rollback_exports_the_restored_version(store):
     first, _ = _promote_both(store)
     assert promote.main(store.args("--rollback")) == 0
-    from serving import bundle
     unpacked = bundle.unpack(store.root / "dist" / "model.tar.gz", store.root / "dist" / "check")
     assert bundle.verify(unpacked)["version"] == first
 
