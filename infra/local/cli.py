@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -212,26 +211,31 @@ def cli(
         _wait_for_stop()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def _wait_for_stop() -> None:
-    """Block until SIGINT or SIGTERM; the ExitStack then stops servers and container in order."""
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    stop.wait()
+    """Block until SIGINT or SIGTERM (raised as KeyboardInterrupt, so the ExitStack stops everything)."""
+    while True:
+        time.sleep(3600)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the stand-in; returns the exit code."""
+    # SIGTERM as KeyboardInterrupt from the start: a stop while the container boots must still unwind the
+    # ExitStack (stop the container's process group, delete the unpacked model), not kill this process bare.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         # Without standalone mode click returns an Exit's code instead of raising it.
         code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.ClickException as err:
         err.show()
         return err.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return code if isinstance(code, int) else 0
 
 

@@ -8,9 +8,14 @@ container lives with the container's tests once it is built.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -22,6 +27,7 @@ from infra.local import cli
 from infra.local.endpoint import start_endpoint
 from infra.local.front_door import start_front_door
 
+ROOT = Path(__file__).resolve().parents[2]
 RECORD = {"Hours_Studied": 23, "Attendance": 84, "Gender": "Male"}
 ATTRIBUTES = "model-name=student-score,model-version=3,data-hash=d1e2"
 
@@ -220,3 +226,28 @@ def test_the_cli_refuses_a_missing_tarball_in_one_line(
     code = cli.main(["--model-tarball", str(tmp_path / "none.tar.gz"), "--port", "0"])
     assert code == 1
     assert "no model tarball at" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_running_stand_in_cleanly(container: str) -> None:
+    # Given the stand-in serving in its own process (as `make stand-in` runs it)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.local", "--container-url", container, "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("front door: POST http://127.0.0.1:"), first
+        url = first.split()[-1]
+        assert requests.post(url, json=RECORD, timeout=30).status_code == 200
+        # When it gets SIGTERM, then it stops its servers and exits 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,1 @@
+"""Owns the post-deploy checks: the smoke test of the deployed API and the release's job-summary lines."""
