@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -87,6 +88,13 @@ def wait_ready(url: str, *, timeout_s: float, process: subprocess.Popen[bytes] |
     raise click.ClickException(f"the container at {url} did not answer /ping within {timeout_s:.0f} s")
 
 
+def free_port() -> int:
+    """A loopback port free right now (the container binds it a moment later)."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
 def start_container(*, model_dir: Path, port: int) -> subprocess.Popen[bytes]:
     """Start ``serving/serve serve`` in its own process group (gunicorn forks workers we must stop too)."""
     env = {
@@ -152,10 +160,9 @@ def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
 @click.option(
     "--container-port",
     type=int,
-    default=8080,
-    show_default=True,
+    default=0,
     envvar="STAND_IN_CONTAINER_PORT",
-    help="Port for the started container (env STAND_IN_CONTAINER_PORT).",
+    help="Port for the started container (env STAND_IN_CONTAINER_PORT); default: a free one.",
 )
 @click.option("--endpoint-name", default="student-score-local", show_default=True)
 @click.option(
@@ -186,6 +193,7 @@ def cli(
                 )
             model_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stand-in-model-")))
             unpack(tarball, model_dir)
+            container_port = container_port or free_port()
             process = start_container(model_dir=model_dir, port=container_port)
             stack.callback(stop_container, process)
             container_url = f"http://{LOOPBACK}:{container_port}"
