@@ -95,12 +95,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Store:
     params_file.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     params = load_params(params_file)
     versions = []
+    # None (not the resolved default) when nobody set one, so later tests still resolve it themselves.
+    previous_uri = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         # train() points MLflow's fluent API (and MLFLOW_TRACKING_URI) at the store; keep that out of
         # every other test module.
         mp.setenv("MLFLOW_TRACKING_URI", params.mlflow.tracking_uri)
-        previous_uri = mlflow.get_tracking_uri()
         try:
             for seed in (1, 2):
                 run_params = _with_train(raw, seed=seed)
