@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +28,7 @@ from typing import Any
 import click
 
 from experiments.cli import UserError, run_cli
-from infra.smoke.release import released_model
+from infra.smoke.release import SCHEMA_FILE, read_member, released_model
 
 OUTPUT_KEY = "PredictUrl"
 VERSION_HEADER = "X-Model-Version"
@@ -76,13 +75,7 @@ def url_from_outputs(path: Path, stack: str | None) -> str:
 
 def self_test_record(tarball: Path) -> dict[str, Any] | None:
     """The self-test record in the bundle's ``schema.json``, or None if it has none."""
-    try:
-        with tarfile.open(tarball, mode="r:gz") as tar:
-            member = next((m for m in tar.getmembers() if m.name.lstrip("./") == "schema.json"), None)
-            handle = tar.extractfile(member) if member is not None and member.isfile() else None
-            schema = json.loads(handle.read().decode("utf-8")) if handle is not None else {}
-    except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
+    schema = read_member(tarball, SCHEMA_FILE)
     record = (schema.get("self_test") or {}).get("record") if isinstance(schema, dict) else None
     return record if isinstance(record, dict) and record else None
 

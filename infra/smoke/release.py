@@ -15,30 +15,41 @@ from typing import Any
 import click
 
 from experiments.cli import UserError, run_cli
-from serving.bundle import METADATA_FILE
 
 DEFAULT_TARBALL = Path("dist/model.tar.gz")
+# serving.bundle names these too; importing it would load XGBoost just to read two JSON files (a test pins them).
+METADATA_FILE = "metadata.json"
+SCHEMA_FILE = "schema.json"
 
 
-def released_model(tarball: Path) -> dict[str, Any]:
-    """The ``metadata.json`` of an exported bundle (entries sit at the archive root, see serving/bundle.py).
+def read_member(tarball: Path, name: str) -> Any:
+    """Parse the JSON file ``name`` at the root of a bundle tarball (see serving/bundle.py ``pack``).
 
     Raises:
-        UserError: the file is missing, not a tar.gz, or holds no readable ``metadata.json`` with a version.
+        UserError: the file is missing, not a tar.gz, or has no such JSON member.
     """
     if not tarball.is_file():
         raise UserError(f"{tarball}: no such model tarball (run make export first)")
     try:
         with tarfile.open(tarball, mode="r:gz") as tar:
-            member = next((m for m in tar.getmembers() if m.name.lstrip("./") == METADATA_FILE), None)
+            member = next((m for m in tar.getmembers() if m.name.removeprefix("./") == name), None)
             handle = tar.extractfile(member) if member is not None and member.isfile() else None
             if handle is None:
-                raise UserError(f"{tarball}: no {METADATA_FILE} at the archive root")
-            metadata = json.loads(handle.read().decode("utf-8"))
+                raise UserError(f"{tarball}: no {name} at the archive root")
+            return json.loads(handle.read().decode("utf-8"))
     except (tarfile.TarError, OSError, EOFError) as err:
         raise UserError(f"{tarball}: not a readable tar.gz ({err})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{tarball}: {METADATA_FILE} is not valid JSON ({err})") from None
+        raise UserError(f"{tarball}: {name} is not valid JSON ({err})") from None
+
+
+def released_model(tarball: Path) -> dict[str, Any]:
+    """The ``metadata.json`` of an exported bundle: registered name, version, data hash, commit, run id.
+
+    Raises:
+        UserError: the file is missing, not a tar.gz, or holds no readable ``metadata.json`` with a version.
+    """
+    metadata = read_member(tarball, METADATA_FILE)
     if not isinstance(metadata, dict) or not str(metadata.get("version") or "").strip():
         raise UserError(f"{tarball}: {METADATA_FILE} names no model version")
     return metadata
