@@ -1,0 +1,160 @@
+"""Tests of the CI make targets run locally: metrics-diff, job-summary, release-preflight, ci-promote, DVC_REMOTE."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.workflows.conftest import ROOT, run_make
+
+
+def _commit(repo: Path, message: str) -> None:
+    for args in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message]):
+        subprocess.run(args, cwd=repo, check=True, capture_output=True)
+
+
+def _retrain(repo: Path, rmse: float) -> None:
+    """What `dvc repro` leaves after a params change: params.yaml and metrics.json both differ."""
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("n_trials: 30", "n_trials: 31"))
+    metrics = json.loads((repo / "metrics.json").read_text())
+    metrics["test"]["rmse"] = rmse
+    (repo / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+def _tarball(path: Path, metadata: dict) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        data = json.dumps(metadata).encode()
+        info = tarfile.TarInfo("metadata.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_metrics_diff_writes_the_markdown_table_to_the_job_summary(mini_repo: Path, tmp_path: Path) -> None:
+    # Given a change that retrained the model
+    _retrain(mini_repo, rmse=1.5)
+    summary = tmp_path / "summary.md"
+    # When metrics-diff runs as on a pull request, against the base commit
+    result = run_make(mini_repo, "metrics-diff", env={"BASE_REF": "HEAD", "GITHUB_STEP_SUMMARY": str(summary)})
+    # Then the summary holds dvc's markdown diff with the new RMSE
+    assert result.returncode == 0, result.stderr
+    text = summary.read_text()
+    assert text.startswith("### Metrics: HEAD → this change")
+    assert "| Path" in text and "test.rmse" in text and "1.5" in text, text
+
+
+def test_metrics_diff_prints_to_stdout_without_a_job_summary(mini_repo: Path) -> None:
+    _retrain(mini_repo, rmse=1.5)
+    _commit(mini_repo, "retrain")
+    result = run_make(mini_repo, "metrics-diff")  # no BASE_REF, no origin/main: HEAD~1
+    assert result.returncode == 0, result.stderr
+    assert "### Metrics: HEAD~1 → this change" in result.stdout and "test.rmse" in result.stdout
+
+
+def test_metrics_diff_has_nothing_to_compare_when_no_training_input_changed(mini_repo: Path,
+                                                                             tmp_path: Path) -> None:
+    # Given a change to something else than data, params or training code
+    (mini_repo / "README.md").write_text("docs\n")
+    summary = tmp_path / "summary.md"
+    result = run_make(mini_repo, "metrics-diff", env={"BASE_REF": "HEAD", "GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.returncode == 0, result.stderr
+    assert "nothing to compare" in result.stdout
+    assert not summary.exists(), "no table for a change that cannot move the metrics"
+
+
+def test_metrics_diff_refuses_an_unknown_base(mini_repo: Path) -> None:
+    result = run_make(mini_repo, "metrics-diff", env={"BASE_REF": "origin/nope"})
+    assert result.returncode != 0
+    assert "error: metrics-diff: unknown base revision 'origin/nope'" in result.stderr
+
+
+def test_job_summary_names_the_released_version_and_shows_the_metrics(mini_repo: Path, tmp_path: Path) -> None:
+    # Given an exported model and a summary file that already holds an earlier step's lines
+    tar = _tarball(tmp_path / "model.tar.gz", {"registered_name": "student-score", "version": "7",
+                                               "data_hash": "8ffc9142.dir", "git_commit": "d6aaee6"})
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    # When job-summary runs
+    result = run_make(mini_repo, "job-summary", f"MODEL_TAR={tar}", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    # Then it appends the released version and dvc's metrics table
+    assert result.returncode == 0, result.stderr
+    text = summary.read_text()
+    assert text.startswith("earlier step\n### Release"), "the summary is appended to, never replaced"
+    assert "Released **student-score** version **7**, data `8ffc9142.dir`, commit `d6aaee6`" in text
+    assert "| Path" in text and "test.rmse" in text
+
+
+def test_job_summary_fails_in_one_line_without_an_exported_model(mini_repo: Path, tmp_path: Path) -> None:
+    result = run_make(mini_repo, "job-summary", f"MODEL_TAR={tmp_path / 'missing.tar.gz'}")
+    assert result.returncode != 0
+    assert f"error: {tmp_path / 'missing.tar.gz'}: no such model tarball (run make export first)" in result.stderr
+
+
+@pytest.mark.parametrize("uri", ["", "sqlite:///mlflow.db", "file:./mlruns", "/srv/mlruns"])
+def test_release_preflight_refuses_a_store_that_dies_with_the_runner(uri: str) -> None:
+    result = run_make(ROOT, "release-preflight", env={"MLFLOW_TRACKING_URI": uri} if uri else None)
+    assert result.returncode != 0
+    assert "error: MLFLOW_TRACKING_URI" in result.stderr
+
+
+@pytest.mark.parametrize("uri", ["https://ci:s3cret@mlflow.example.com",
+                                 "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team"])
+def test_release_preflight_accepts_a_shared_store_without_printing_it(uri: str) -> None:
+    result = run_make(ROOT, "release-preflight", env={"MLFLOW_TRACKING_URI": uri})
+    assert result.returncode == 0, result.stderr
+    assert "s3cret" not in result.stdout + result.stderr and "123456789012" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("variable", "value"), [("PROMOTE_VERSION", "3; echo injected"),
+                                                  ("PROMOTE_VERSION", "0"), ("PROMOTE_FORCE", "yes")])
+def test_ci_promote_refuses_malformed_inputs_before_running_anything(variable: str, value: str,
+                                                                      tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    result = run_make(ROOT, "ci-promote", env={variable: value, "GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.returncode == 2
+    assert f"error: {variable} must be" in result.stderr
+    assert "injected" not in result.stdout, "the input never reaches a shell as code"
+    assert "registry.promote" not in result.stdout, "nothing ran"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_ci_promote_puts_the_refusal_reason_in_the_job_summary_and_fails(tmp_path: Path) -> None:
+    # Given an MLflow store without the model, and a dispatch asking for version 99 with a reason
+    summary = tmp_path / "summary.md"
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PROMOTE_VERSION": "99",
+           "PROMOTE_REASON": "Train and deploy run 12 at abc; echo 'x'", "GITHUB_STEP_SUMMARY": str(summary)}
+    # When ci-promote runs
+    result = run_make(ROOT, "ci-promote", env=env, timeout=230)
+    # Then make promote ran with the flags from the inputs, failed, and its one-line reason is in the summary
+    assert result.returncode != 0
+    assert "registry.promote --no-export --version 99 --reason 'Train and deploy run 12 at abc echo x'" in result.stdout
+    text = summary.read_text()
+    assert text.startswith("### Release stopped at promotion\n\n")
+    assert "registered model 'student-score' not found" in text
+    assert "error: registered model 'student-score' not found" in result.stderr, "the log has it too"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_make_data_pulls_from_the_remote_named_by_dvc_remote(mini_repo: Path, tmp_path: Path) -> None:
+    # Given a second remote holding the data, and a default remote that has nothing (as in CI: only S3 has it)
+    shutil.copytree(ROOT / "sample-remote", tmp_path / "other-remote")
+    dvc = str(ROOT / ".venv" / "bin" / "dvc")
+    subprocess.run([dvc, "remote", "add", "-q", "other", str(tmp_path / "other-remote")], cwd=mini_repo, check=True)
+    subprocess.run([dvc, "remote", "modify", "-q", "sample", "url", str(tmp_path / "empty")], cwd=mini_repo,
+                   check=True)
+    # When make data runs with DVC_REMOTE=other (setup taken as done: the venv is the shared one)
+    result = run_make(mini_repo, "-o", "setup", "data", "DVC_REMOTE=other", timeout=230)
+    # Then the CSV is pulled from that remote
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pull --quiet -r other data.dvc" in result.stdout
+    assert (mini_repo / "data" / "student_performance.csv").read_bytes() == \
+        (ROOT / "data" / "student_performance.csv").read_bytes()
