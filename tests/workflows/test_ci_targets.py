@@ -158,3 +158,16 @@ def test_make_data_pulls_from_the_remote_named_by_dvc_remote(mini_repo: Path, tm
     assert "pull --quiet -r other data.dvc" in result.stdout
     assert (mini_repo / "data" / "student_performance.csv").read_bytes() == \
         (ROOT / "data" / "student_performance.csv").read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ci_synth_synthesizes_without_an_exported_model(tmp_path: Path) -> None:
+    if not (ROOT / "infra" / "node_modules" / ".bin" / "cdk").is_file():
+        pytest.fail("the pinned CDK CLI is missing: run `make setup` (npm ci in infra/)")
+    # When ci-synth runs as on a fresh clone, where no model was ever exported
+    result = run_make(ROOT, "ci-synth", f"INFRA_OUT={tmp_path / 'cdk.out'}", timeout=290)
+    # Then the serving and storage templates are written
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = sorted(p.name for p in (tmp_path / "cdk.out").glob("*.template.json"))
+    assert names == ["StudentScore-dev-Serving.template.json", "StudentScore-dev-Storage.template.json"]
