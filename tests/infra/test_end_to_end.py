@@ -24,9 +24,12 @@ def _through_the_chain(tarball: Path, body: object) -> tuple[int, dict[str, str]
         [sys.executable, "-m", "infra.local", "--model-tarball", str(tarball), "--port", "0",
          "--request", json.dumps(body)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    status_line, _, text = done.stdout.partition("\n")
-    _, status, headers = status_line.split(" ", 2)
-    return int(status), json.loads(headers), json.loads(text)
+    # The handler's structured logs share stdout; the answer is the "HTTP ..." line and the body after it.
+    lines = done.stdout.splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith("HTTP ")), None)
+    assert at is not None, done.stdout + done.stderr
+    _, status, headers = lines[at].split(" ", 2)
+    return int(status), json.loads(headers), json.loads(lines[at + 1])
 
 
 def test_a_request_through_the_whole_chain_matches_the_mlflow_model(default_training, tmp_path: Path) -> None:
