@@ -85,6 +85,8 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
                 f"{PROJECT}-Bootstrap",
                 github_repo=github_repo,
                 existing_provider_arn=get("github_oidc_provider_arn"),
+                data_bucket_name=get("data_bucket"),
+                mlflow_tracking_server_arn=get("mlflow_tracking_server_arn"),
                 env=env,
                 description="GitHub Actions OIDC deploy role",
             )

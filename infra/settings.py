@@ -6,7 +6,8 @@ arguments, so the same code builds both environments.
 
 Other context keys, read in ``infra/app.py``: ``model_tarball`` (default: params.yaml ``export.path``),
 ``serving_dir`` (default ``serving/``), ``github_repo`` (OWNER/REPO, enables the bootstrap stack),
-``github_oidc_provider_arn`` (import an existing provider instead of creating one), ``alarm_topic_arn``.
+``github_oidc_provider_arn`` (import an existing provider instead of creating one), ``data_bucket`` and
+``mlflow_tracking_server_arn`` (what the deploy role may read and log to), ``alarm_topic_arn``.
 """
 
 from __future__ import annotations

@@ -96,6 +96,8 @@ class BootstrapStack(Stack):
     Args:
         github_repo: OWNER/REPO whose main branch may deploy.
         existing_provider_arn: import the account's GitHub OIDC provider instead of creating it.
+        data_bucket_name: the storage stack's bucket, read by the release job's ``dvc pull``.
+        mlflow_tracking_server_arn: the SageMaker managed MLflow server the release job logs to.
     """
 
     def __init__(
@@ -105,11 +107,14 @@ class BootstrapStack(Stack):
         *,
         github_repo: str,
         existing_provider_arn: str | None = None,
+        data_bucket_name: str | None = None,
+        mlflow_tracking_server_arn: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         deploy = GitHubDeployRole(
-            self, "GitHubDeploy", github_repo=github_repo, existing_provider_arn=existing_provider_arn
+            self, "GitHubDeploy", github_repo=github_repo, existing_provider_arn=existing_provider_arn,
+            data_bucket_name=data_bucket_name, mlflow_tracking_server_arn=mlflow_tracking_server_arn,
         )
         CfnOutput(
             self, "DeployRoleArn", value=deploy.role.role_arn, description="AWS_ROLE_ARN for the workflows"

@@ -6,7 +6,6 @@
 # base revision), PROMOTE_VERSION / PROMOTE_FORCE / PROMOTE_REASON (ci-promote), CDK_OUTPUTS (the deploy's
 # outputs file), SMOKE_URL / SMOKE_ARGS / SMOKE_API_KEY (smoke).
 WORKFLOWS = $(wildcard .github/workflows/*.yml)
-CDK_OUTPUTS ?= dist/cdk-outputs.json
 CI_PLACEHOLDER_TAR := dist/ci/placeholder-model.tar.gz
 # What can change the metrics; a pull request touching none of it has no metrics diff to show.
 METRICS_PATHS := data.dvc params.yaml dvc.yaml experiments
@@ -14,7 +13,7 @@ SUMMARY := "$${GITHUB_STEP_SUMMARY:-/dev/stdout}"
 # Read by the recipes as shell variables, never pasted into them: their values come from workflow inputs.
 export PROMOTE_VERSION PROMOTE_FORCE PROMOTE_REASON BASE_REF
 
-.PHONY: workflow-check metrics-diff job-summary smoke ci-promote ci-deploy ci-synth release-preflight \
+.PHONY: workflow-check metrics-diff job-summary smoke ci-promote ci-synth release-preflight \
 	data-from-remote
 
 workflow-check: ## validate .github/workflows offline: GitHub's workflow schema, then zizmor (medium+ fails)
@@ -66,10 +65,6 @@ ci-promote: ## make promote from PROMOTE_VERSION / PROMOTE_FORCE=true; a refusal
 	line="$$(grep '^error: ' "$$err" | tail -n 1)"; line="$${line#error: }"; \
 	{ echo "### Release stopped at promotion"; echo; echo "$${line:-promotion failed; see the step log}"; echo; } >> $(SUMMARY); \
 	exit 1
-
-ci-deploy: ## make deploy, writing the stack outputs (PredictUrl, EndpointName) to CDK_OUTPUTS for the smoke test
-	@mkdir -p $(dir $(abspath $(CDK_OUTPUTS)))
-	$(MAKE) --no-print-directory deploy INFRA_CONTEXT="$(INFRA_CONTEXT) --outputs-file $(abspath $(CDK_OUTPUTS))"
 
 # Synth hashes the model asset and never reads it; a fresh clone has no registry to export a real one from.
 ci-synth: ## make synth with a placeholder model file (for CI, where no model has been exported)

@@ -4,6 +4,8 @@
 INFRA_ENV ?= dev
 INFRA_CONTEXT ?=
 INFRA_OUT ?= infra/cdk.out
+# Where `make deploy` writes the stack outputs (PredictUrl, EndpointName) that `make smoke` reads.
+CDK_OUTPUTS ?= dist/cdk-outputs.json
 INFRA_CDK := infra/node_modules/.bin/cdk
 STAND_IN_PORT ?= 8000
 STAND_IN_ARGS ?=
@@ -30,8 +32,10 @@ synth: $(INFRA_CDK) ## cdk synth offline into infra/cdk.out (INFRA_ENV=dev|prod,
 stand-in: ## API -> Lambda -> SageMaker chain on 127.0.0.1:STAND_IN_PORT around serving/serve (STAND_IN_ARGS="--request self-test")
 	$(PY) -m infra.local --port $(STAND_IN_PORT) $(if $(MODEL_TAR),--model-tarball $(MODEL_TAR)) $(STAND_IN_ARGS)
 
-deploy: $(INFRA_CDK) ## cdk deploy INFRA_ENV's serving + storage stacks (AWS credentials, Docker, a bootstrapped account)
-	cd infra && ./node_modules/.bin/cdk deploy --require-approval never $(INFRA_CDK_ARGS) $(INFRA_STACKS)
+deploy: $(INFRA_CDK) ## cdk deploy INFRA_ENV's serving + storage stacks, outputs to CDK_OUTPUTS (AWS credentials, Docker)
+	@mkdir -p $(dir $(abspath $(CDK_OUTPUTS)))
+	cd infra && ./node_modules/.bin/cdk deploy --require-approval never --outputs-file $(abspath $(CDK_OUTPUTS)) \
+		$(INFRA_CDK_ARGS) $(INFRA_STACKS)
 
 infra-bootstrap: $(INFRA_CDK) ## once per account: the GitHub OIDC deploy role (INFRA_CONTEXT="-c github_repo=OWNER/REPO")
 	cd infra && ./node_modules/.bin/cdk deploy --require-approval never $(INFRA_CDK_ARGS) StudentScore-Bootstrap

@@ -3,7 +3,9 @@
 The role trusts tokens for ``repo:OWNER/REPO:ref:refs/heads/main`` only, with audience
 ``sts.amazonaws.com``. Its one right is to assume the CDK bootstrap roles of this account and region
 (deploy, file/image publishing, lookup), which is how ``cdk deploy`` works: CloudFormation then acts
-through the bootstrap's execution role, so CI itself holds no service permissions.
+through the bootstrap's execution role. The release job also reads the data (``dvc pull`` from the storage
+stack's bucket) and talks to MLflow, so when given, the role may read that bucket's ``dvc/`` prefix and call
+the SageMaker managed MLflow tracking server — nothing else.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class GitHubDeployRole(Construct):
         branch: the only branch whose workflows may assume the role.
         existing_provider_arn: import this OIDC provider instead of creating one (one per account).
         cdk_qualifier: the CDK bootstrap qualifier whose roles the deploy assumes.
+        data_bucket_name: the DVC remote's bucket; the role may list it and read objects under ``dvc/``.
+        mlflow_tracking_server_arn: a SageMaker managed MLflow tracking server the role may use.
     """
 
     def __init__(
@@ -39,6 +43,8 @@ class GitHubDeployRole(Construct):
         branch: str = "main",
         existing_provider_arn: str | None = None,
         cdk_qualifier: str = DEFAULT_QUALIFIER,
+        data_bucket_name: str | None = None,
+        mlflow_tracking_server_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if not REPO_PATTERN.match(github_repo):
@@ -82,3 +88,13 @@ class GitHubDeployRole(Construct):
                 ],
             )
         )
+        if data_bucket_name:
+            bucket_arn = stack.format_arn(service="s3", region="", account="", resource=data_bucket_name)
+            self.role.add_to_policy(iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=[bucket_arn],
+                conditions={"StringLike": {"s3:prefix": ["dvc/*", "dvc"]}}))
+            self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"{bucket_arn}/dvc/*"]))
+        if mlflow_tracking_server_arn:
+            # The sagemaker-mlflow plugin signs MLflow REST calls with these IAM actions on the server.
+            self.role.add_to_policy(iam.PolicyStatement(
+                actions=["sagemaker-mlflow:*"], resources=[mlflow_tracking_server_arn]))

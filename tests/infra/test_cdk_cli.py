@@ -17,7 +17,7 @@ CDK = ROOT / "infra" / "node_modules" / ".bin" / "cdk"
 @pytest.mark.timeout(240)
 def test_make_synth_runs_the_cdk_cli_offline_without_credentials(tmp_path: Path) -> None:
     if not CDK.is_file():
-        pytest.skip(f"{CDK} is missing: `make setup` installs the pinned CDK CLI (npm ci in infra/)")
+        pytest.fail(f"{CDK} is missing: `make setup` installs the pinned CDK CLI (npm ci in infra/)")
     # Given a dummy model and image folder, and an environment with no AWS credentials or config at all
     image = tmp_path / "image"
     image.mkdir()
@@ -65,7 +65,7 @@ def test_make_synth_runs_the_cdk_cli_offline_without_credentials(tmp_path: Path)
 @pytest.mark.timeout(240)
 def test_make_synth_without_a_model_fails_with_one_clear_line(tmp_path: Path) -> None:
     if not CDK.is_file():
-        pytest.skip(f"{CDK} is missing: `make setup` installs the pinned CDK CLI (npm ci in infra/)")
+        pytest.fail(f"{CDK} is missing: `make setup` installs the pinned CDK CLI (npm ci in infra/)")
     result = subprocess.run(
         [
             "make",

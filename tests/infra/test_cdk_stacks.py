@@ -513,3 +513,18 @@ def test_cdk_nag_really_fails_a_synth_with_an_unacknowledged_error(tmp_path: Pat
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def test_the_deploy_role_reads_only_the_dvc_prefix_and_uses_only_the_given_mlflow_server() -> None:
+    app = App()
+    server = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team"
+    stack = BootstrapStack(app, "Bootstrap", github_repo=REPO, data_bucket_name="team-artifacts",
+                           mlflow_tracking_server_arn=server)
+    statements = Template.from_stack(stack).to_json()
+    policies = [r for r in statements["Resources"].values() if r["Type"] == "AWS::IAM::Policy"]
+    (policy,) = policies
+    by_action = {json.dumps(s["Action"]): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert json.dumps(by_action['"s3:GetObject"']["Resource"]).endswith('team-artifacts/dvc/*"]]}')
+    assert by_action['"s3:ListBucket"']["Condition"] == {"StringLike": {"s3:prefix": ["dvc/*", "dvc"]}}
+    assert by_action['"sagemaker-mlflow:*"']["Resource"] == server
+    assert len(by_action) == 4, "assume the CDK roles, list, read, MLflow: nothing else"

@@ -8,7 +8,7 @@ from typing import Any
 RELEASE_ORDER = [
     "actions/checkout", "actions/setup-python", "actions/setup-node", "make release-preflight", "make setup",
     "aws-actions/configure-aws-credentials", "make data", "make train", "make ci-promote", "make export",
-    "make ci-deploy", "make smoke", "make job-summary",
+    "make deploy", "make smoke", "make job-summary",
 ]
 CI_ORDER = [
     "actions/checkout", "actions/setup-python", "actions/setup-node", "make setup", "make lint", "make hadolint",
