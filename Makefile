@@ -38,7 +38,7 @@ metrics: ## the headline metrics of the last training (dvc metrics show)
 
 run: train ## the main job on embedded defaults: data, train, promote, export, a REST call to the served model
 	@$(DVC) metrics show
-	$(PY) -m registry.promote --reason "make run"
+	$(PY) -m registry.promote --no-export --reason "make run"
 	$(PY) -m registry.export
 	$(PY) -m infra.local --port 0 --request self-test
 	@echo "browse every trial: $(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI)  (then open http://127.0.0.1:5000)"
