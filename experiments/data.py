@@ -44,6 +44,9 @@ def load_table(path: Path, target: str) -> pd.DataFrame:
     for column in frame.columns:
         if column != target:
             _check_feature(frame[column], path)
+            if ptypes.is_bool_dtype(frame[column]):
+                # pandas reads True/False as booleans; as a feature they are two categories, sent as text.
+                frame[column] = frame[column].map({True: "True", False: "False"})
     return frame
 
 
@@ -66,7 +69,7 @@ def _check_feature(values: pd.Series, path: Path) -> None:
     present = values.notna()
     if not present.any():
         raise UserError(f"{path}: feature '{name}' is entirely empty")
-    if ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values):
+    if ptypes.is_numeric_dtype(values) or ptypes.is_bool_dtype(values):
         return
     as_numbers = pd.to_numeric(values.where(present), errors="coerce")
     numeric_like = as_numbers.notna()
