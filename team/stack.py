@@ -1,0 +1,333 @@
+"""Owns starting and stopping the team stack's three processes and the state file that remembers them.
+
+The stack is what a team runs in production, shrunk onto loopback:
+
+- **PostgreSQL** (Debian's server binaries, ``initdb`` + ``pg_ctl``): one cluster, two databases — ``mlflow``
+  (the tracking and registry backend store) and ``optuna`` (the shared study storage workers join).
+- **moto's server mode** as the S3 endpoint, holding the artifact bucket.
+- **mlflow server** with ``--serve-artifacts``: it alone holds the (dummy) bucket credentials and proxies
+  artifacts, so clients need nothing but ``MLFLOW_TRACKING_URI``.
+
+Everything listens on 127.0.0.1 only, on free ports unless told otherwise. ``state_dir/stack.json`` records
+ports, process ids and URLs so that ``down`` stops exactly what ``up`` started. Run as root, PostgreSQL (which
+refuses root) runs as the ``postgres`` user with its data in a fresh folder under the system temp dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from experiments.cli import UserError
+
+STATE_FILE = "stack.json"
+BUCKET = "team-artifacts"
+PG_USER = "team"
+DATABASES = ("mlflow", "optuna")
+# The moto server accepts any key pair; only the mlflow server process ever sees these.
+S3_ENV = {"AWS_ACCESS_KEY_ID": "team-local", "AWS_SECRET_ACCESS_KEY": "team-local",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+# One process serves requests from a thread pool, enough for a handful of workers on a 2-core machine; each
+# extra process costs seconds of start-up importing the server. A shared server would use more.
+MLFLOW_WORKERS = 1
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What clients need: the tracking URI and the Optuna storage URL (plus the S3 endpoint for inspection)."""
+
+    tracking_uri: str
+    optuna_storage: str
+    s3_endpoint: str
+    artifacts: str
+
+
+@dataclass
+class State:
+    pg_data: str
+    pg_port: int
+    pg_password: str
+    pg_owner: str | None
+    pg_tmp_root: str | None
+    moto_pid: int
+    moto_port: int
+    mlflow_pid: int
+    mlflow_port: int
+
+    def endpoints(self) -> Endpoints:
+        return Endpoints(tracking_uri=f"http://127.0.0.1:{self.mlflow_port}",
+                         optuna_storage=pg_url(self.pg_port, self.pg_password, "optuna"),
+                         s3_endpoint=f"http://127.0.0.1:{self.moto_port}", artifacts=f"s3://{BUCKET}/mlflow")
+
+
+def pg_url(port: int, password: str, database: str) -> str:
+    """A SQLAlchemy URL through psycopg 3 (``postgresql://`` alone would ask for psycopg2)."""
+    return f"postgresql+psycopg://{PG_USER}:{password}@127.0.0.1:{port}/{database}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pg_binary(name: str) -> str:
+    """``name`` from PATH, else from Debian's versioned folder (which is not on PATH), newest first.
+
+    Raises:
+        UserError: no PostgreSQL server is installed.
+    """
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    if not candidates:
+        raise UserError(f"PostgreSQL's {name} was not found; install the server with `make team-deps`")
+    return candidates[-1]
+
+
+def _read_state(state_dir: Path) -> State | None:
+    path = state_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    return State(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def endpoints(state_dir: Path) -> Endpoints:
+    """The endpoints of the running stack.
+
+    Raises:
+        UserError: the stack is not up.
+    """
+    state = _read_state(state_dir)
+    if state is None:
+        raise UserError(f"no team stack is running from {state_dir} (start it with `python -m team up`)")
+    return state.endpoints()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_for(check, what: str, timeout_s: float, proc: subprocess.Popen | None, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise UserError(f"{what} exited with code {proc.returncode}; last lines of {log}:\n{_tail(log)}")
+        if check():
+            return
+        time.sleep(0.25)
+    raise UserError(f"{what} did not become ready within {timeout_s:.0f}s; last lines of {log}:\n{_tail(log)}")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _health(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:  # noqa: S310
+            return reply.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _as_owner(owner: str | None) -> dict:
+    return {"user": owner, "group": pwd.getpwnam(owner).pw_gid} if owner else {}
+
+
+def _start_postgres(state_dir: Path, port: int, password: str, started: dict) -> None:
+    """initdb a fresh cluster and start it with pg_ctl, noting in ``started`` what to clean up."""
+    owner = None
+    if os.geteuid() == 0:
+        # The server refuses to run as root, and pytest's and the repo's folders are not readable by others.
+        owner = "postgres" if _user_exists("postgres") else "nobody"
+        started["pg_tmp_root"] = tempfile.mkdtemp(prefix="team-pg-")
+        os.chown(started["pg_tmp_root"], pwd.getpwnam(owner).pw_uid, pwd.getpwnam(owner).pw_gid)
+        root = Path(started["pg_tmp_root"])
+    else:
+        root = state_dir / "postgres"
+        shutil.rmtree(root, ignore_errors=True)  # a cluster left by a crashed `up`; `down` deletes it too
+        root.mkdir(parents=True)
+    data, sockets, log = root / "data", root / "sockets", root / "postgres.log"
+    started["pg_owner"], started["pg_data"] = owner, str(data)
+    pwfile = root / "pwfile"
+    as_owner = _as_owner(owner)
+    sockets.mkdir()
+    pwfile.write_text(password, encoding="utf-8")
+    pwfile.chmod(0o600)
+    if owner:
+        for path in (sockets, pwfile):
+            os.chown(path, pwd.getpwnam(owner).pw_uid, pwd.getpwnam(owner).pw_gid)
+    done = subprocess.run([pg_binary("initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}",
+                           "--auth=scram-sha-256", "-E", "UTF8", "--no-sync", "--no-instructions"],
+                          capture_output=True, text=True, **as_owner)
+    pwfile.unlink()
+    if done.returncode != 0:
+        raise UserError(f"initdb failed: {(done.stderr or done.stdout).strip().splitlines()[-1]}")
+    # Loopback only; the socket lives in our own folder, not /var/run/postgresql (absent or root-owned here).
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets}"
+    done = subprocess.run([pg_binary("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60",
+                           "start"], capture_output=True, text=True, **as_owner)
+    if done.returncode != 0:
+        raise UserError(f"PostgreSQL did not start (pg_ctl exit {done.returncode}); last lines of {log}:\n"
+                        f"{_tail(log)}")
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _create_databases(port: int, password: str) -> None:
+    import psycopg  # only `up` needs the driver
+
+    with psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, password=password, dbname="postgres",
+                         autocommit=True) as conn:
+        for name in DATABASES:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _create_optuna_schema(url: str) -> None:
+    # Done once here: two workers creating Optuna's tables at the same moment on an empty database can race.
+    import optuna
+
+    optuna.storages.RDBStorage(url)
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    # A session of its own, so `down` can stop the server and every worker it forked as one process group.
+    with log.open("ab") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+
+
+def _create_bucket(endpoint: str) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, **{k.lower(): v for k, v in S3_ENV.items()
+                                                 if k != "AWS_DEFAULT_REGION"},
+                 region_name=S3_ENV["AWS_DEFAULT_REGION"]).create_bucket(Bucket=BUCKET)
+
+
+def up(state_dir: Path, *, mlflow_port: int = 0, timeout_s: float = 180.0) -> Endpoints:
+    """Start PostgreSQL, moto and mlflow server; everything started is stopped again if a later step fails.
+
+    Raises:
+        UserError: a stack is already running from ``state_dir``, or a component did not start.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if _read_state(state_dir) is not None:
+        raise UserError(f"a team stack is already running from {state_dir} (`python -m team down` first)")
+    logs = state_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    pg_port, moto_port = free_port(), free_port()
+    mlflow_port = mlflow_port or free_port()
+    password = secrets.token_hex(16)
+    started: dict = {}
+    try:
+        _start_postgres(state_dir, pg_port, password, started)
+        _create_databases(pg_port, password)
+        _create_optuna_schema(pg_url(pg_port, password, "optuna"))
+        moto = _spawn([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(moto_port)],
+                      logs / "moto.log")
+        started["moto_pid"] = moto.pid
+        _wait_for(lambda: _port_open(moto_port), "moto server", 60, moto, logs / "moto.log")
+        s3_endpoint = f"http://127.0.0.1:{moto_port}"
+        _create_bucket(s3_endpoint)
+        # The job runner serves GenAI scorers, which this project does not use; it would cost a process.
+        env = os.environ | S3_ENV | {"MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
+                                     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        server = _spawn([sys.executable, "-m", "mlflow", "server",
+                         "--backend-store-uri", pg_url(pg_port, password, "mlflow"),
+                         "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--serve-artifacts",
+                         "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", str(MLFLOW_WORKERS)],
+                        logs / "mlflow.log", env=env)
+        started["mlflow_pid"] = server.pid
+        _wait_for(lambda: _health(mlflow_port), "mlflow server", timeout_s, server, logs / "mlflow.log")
+    except BaseException:
+        _stop(started)
+        raise
+    state = State(pg_data=started["pg_data"], pg_port=pg_port, pg_password=password, pg_owner=started["pg_owner"],
+                  pg_tmp_root=started.get("pg_tmp_root"), moto_pid=started["moto_pid"], moto_port=moto_port,
+                  mlflow_pid=started["mlflow_pid"], mlflow_port=mlflow_port)
+    path = state_dir / STATE_FILE
+    path.write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
+    path.chmod(0o600)  # it holds the database password
+    return state.endpoints()
+
+
+def _stop_group(pid: int | None, timeout_s: float = 15.0) -> None:
+    if not pid or not _alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                break
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _stop(started: dict) -> None:
+    """Stop whatever of the stack ``started`` names, in reverse order of starting."""
+    _stop_group(started.get("mlflow_pid"))
+    _stop_group(started.get("moto_pid"))
+    data = started.get("pg_data")
+    if data and Path(data, "postmaster.pid").exists():
+        subprocess.run([pg_binary("pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], capture_output=True,
+                       **_as_owner(started.get("pg_owner")))
+    if started.get("pg_tmp_root"):
+        shutil.rmtree(started["pg_tmp_root"], ignore_errors=True)
+    elif data:
+        shutil.rmtree(Path(data).parent, ignore_errors=True)
+
+
+def down(state_dir: Path) -> bool:
+    """Stop the stack started from ``state_dir`` and delete its database; False when none was running."""
+    state = _read_state(state_dir)
+    if state is None:
+        return False
+    _stop(asdict(state))
+    (state_dir / STATE_FILE).unlink()
+    return True
