@@ -1,0 +1,141 @@
+"""Owns the training measurements: our default study (MLflow logging on or off) and the reference search.
+
+Each measurement runs in a fresh interpreter (``python -m benchmarks.training ...``) inside its own folder,
+so no import, cache or MLflow state carries over from one to the next, and prints one JSON line. The clock
+starts after the imports, just before the training call, and stops when it returns: for ours that is the
+whole DVC train stage (load, split, search, refit, evaluate, write outputs and, with logging, every trial's
+child run, the parent run's artifacts, the pyfunc model and its registration).
+
+``mlflow_s`` is the time spent inside the project's MLflow logging calls (trial runs, lost-trial check,
+parent run and model registration), measured by wrapping them; it prices the logging in the same run,
+which a difference of two wall times on a busy machine cannot do reliably.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from experiments.cli import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT_MARKER = "BENCH_TRAINING "
+
+
+def write_params(folder: Path, csv: Path, train_overrides: dict[str, Any] | None = None) -> Path:
+    """Copy ``params.yaml`` into ``folder`` with the data at ``csv`` and every store inside ``folder``."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["data"]["path"] = str(csv)
+    params["mlflow"]["tracking_uri"] = f"sqlite:///{folder / 'mlflow.db'}"
+    params["train"]["storage"] = f"journal:{folder / 'optuna.journal'}"
+    params["train"].update(train_overrides or {})
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def default_trials() -> int:
+    """``train.n_trials`` of the repository's ``params.yaml``."""
+    return int(yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["train"]["n_trials"])
+
+
+def _timed(module: Any, name: str, total: list[float]) -> None:
+    """Replace ``module.name`` by a wrapper adding each call's duration to ``total[0]``."""
+    original = getattr(module, name)
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            total[0] += time.perf_counter() - started
+
+    setattr(module, name, wrapper)
+
+
+def train_ours(params_file: Path, *, log: bool) -> dict[str, Any]:
+    """Run our train stage in the current directory; wall time, MLflow time, test RMSE, registered version."""
+    from experiments import train as stage
+    from experiments.config import load_params
+
+    quiet = getattr(stage, "quiet_libraries", None) or getattr(stage, "_quiet_libraries", None)
+    if quiet is not None:
+        quiet()
+    mlflow_s = [0.0]
+    for name in ("_log_trial", "log_lost_trials", "_log_parent"):
+        if hasattr(stage, name):
+            _timed(stage, name, mlflow_s)
+    params = load_params(params_file)
+    started = time.perf_counter()
+    result = stage.train(params, log=log)
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "mlflow_s": mlflow_s[0], "test_rmse": result.metrics["test_rmse"],
+            "n_trials": params.train.n_trials, "version": result.version,
+            "booster": result.best_params.get("booster")}
+
+
+def train_reference(params_file: Path, out_dir: Path, *, n_trials: int) -> dict[str, Any]:
+    """Run the reference design's training on the same data and split as ours."""
+    from benchmarks.reference import train as reference
+    from experiments.config import load_params
+
+    params = load_params(params_file)
+    result = reference.train(params.data.path, out_dir, target=params.data.target,
+                             test_size=params.data.test_size, split_seed=params.data.split_seed,
+                             seed=params.train.seed, n_trials=n_trials)
+    return {"wall_s": result.wall_s, "test_rmse": result.test_rmse, "n_trials": result.n_trials,
+            "cv_rmse": result.cv_rmse}
+
+
+def run_isolated(args: Sequence[str], folder: Path, log_file: Path) -> dict[str, Any]:
+    """Run ``python -m benchmarks.training ARGS`` in ``folder``; returns its JSON result.
+
+    Raises:
+        RuntimeError: the run failed (the log's tail is included).
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("OPTUNA_STORAGE", None)
+    with log_file.open("wb") as handle:
+        done = subprocess.run([sys.executable, "-m", "benchmarks.training", *args], cwd=folder, env=env,
+                              stdout=subprocess.PIPE, stderr=handle, check=False)
+    out = done.stdout.decode(errors="replace")
+    for line in out.splitlines():
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line.removeprefix(RESULT_MARKER))
+    tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
+    raise RuntimeError(f"training {' '.join(args)} failed (exit {done.returncode}):\n{tail}")
+
+
+@click.command(help="Run one training measurement in the current directory and print a JSON result line.")
+@click.argument("which", type=click.Choice(["ours", "reference"]))
+@click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--log/--no-log", default=True, help="Ours: MLflow logging on (default) or off.")
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Reference: trial count (default 50).")
+def cli(which: str, params_file: Path, log: bool, trials: int | None) -> None:
+    if which == "ours":
+        result = train_ours(params_file, log=log)
+    else:
+        from benchmarks.reference.train import N_TRIALS
+        result = train_reference(params_file, Path.cwd(), n_trials=trials or N_TRIALS)
+    click.echo(RESULT_MARKER + json.dumps(result))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one training measurement; returns the exit code."""
+    return run_cli(cli, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
