@@ -1,9 +1,17 @@
-"""Owns the Optuna search: the study, the sampled XGBoost parameters and the cross-validated objective."""
+"""Owns the Optuna search: the study, its storage, the sampled XGBoost parameters and the CV objective.
+
+Several processes may run trials of one study through a shared RDB storage (PostgreSQL for a team). Each
+running trial then sends a heartbeat; a trial whose process died (no heartbeat for ``GRACE_S``) is marked
+failed by whichever process looks next and re-queued once with the same parameters, so a killed worker
+loses at most the trial it was running.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import time
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,14 +33,40 @@ class CvResult:
     rounds: int
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage | str:
-    """``journal:PATH`` is Optuna's journal file (safe for several local processes); anything else is an RDB URL."""
+# A trial sends a heartbeat every HEARTBEAT_S; after GRACE_S without one its process is taken for dead. The
+# grace is several heartbeats long so that a busy but alive worker is never failed; a trial here takes
+# seconds, so losing GRACE_S on a crash costs little. A trial killed twice in a row is not retried again.
+HEARTBEAT_S = 5
+GRACE_S = 20
+MAX_RETRY = 2
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+POLL_S = 1.0
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """``journal:PATH`` is Optuna's journal file (one person, several local processes); anything else is a
+    SQLAlchemy URL of an RDB storage with heartbeats, e.g. ``postgresql+psycopg://...`` for a team."""
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(str(path))
         return optuna.storages.JournalStorage(backend)
-    return url
+    # pre_ping: a worker outlives a database restart or a dropped idle connection instead of failing a trial.
+    engine = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    with warnings.catch_warnings():
+        # Heartbeats have been "experimental" since Optuna 2.8; the warning would print on every worker start.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY))
+
+
+def _sampler(seed: int | None, startup_trials: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(startup_trials, 1))
+
+
+def _pruner(startup_trials: int) -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=1)
 
 
 def make_study(*, name: str, storage: str, seed: int, startup_trials: int) -> optuna.Study:
@@ -41,10 +75,80 @@ def make_study(*, name: str, storage: str, seed: int, startup_trials: int) -> op
         study_name=name,
         storage=make_storage(storage),
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(startup_trials, 1)),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=1),
+        sampler=_sampler(seed, startup_trials),
+        pruner=_pruner(startup_trials),
         load_if_exists=True,
     )
+
+
+def join_study(*, name: str, storage: str, startup_trials: int) -> optuna.Study | None:
+    """Load the existing study ``name`` as a worker, or None when the storage has no such study.
+
+    The worker's sampler is unseeded on purpose: workers sharing one seed would propose the same
+    parameters as each other during the random start-up trials.
+    """
+    store = make_storage(storage)
+    if name not in {s.study_name for s in optuna.study.get_all_study_summaries(store, include_best_trial=False)}:
+        return None
+    return optuna.load_study(study_name=name, storage=store, sampler=_sampler(None, startup_trials),
+                             pruner=_pruner(startup_trials))
+
+
+def has_heartbeat(url: str) -> bool:
+    """Whether ``make_storage(url)`` tells dead processes' trials from live ones (only then is waiting safe)."""
+    return not url.startswith("journal:")
+
+
+def _count(study: optuna.Study, states: Sequence[optuna.trial.TrialState]) -> int:
+    return len(study.get_trials(deepcopy=False, states=tuple(states)))
+
+
+class TrialBudget:
+    """Stop this process once the finished trials plus those other processes are running reach ``n_trials``.
+
+    Counting others' running trials keeps several workers from overshooting the budget together. Without
+    heartbeats a RUNNING trial may belong to a process that died long ago, so only finished ones count.
+    """
+
+    def __init__(self, n_trials: int, *, count_running: bool) -> None:
+        self.n_trials = n_trials
+        self.states = FINISHED + ((optuna.trial.TrialState.RUNNING,) if count_running else ())
+
+    def remaining(self, study: optuna.Study) -> int:
+        return self.n_trials - _count(study, self.states)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.remaining(study) <= 0:
+            study.stop()
+
+
+def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], *, n_trials: int,
+               timeout_s: float, callbacks: Sequence[Callable], heartbeat: bool, wait_for_others: bool) -> None:
+    """Run trials until ``n_trials`` are finished (complete or pruned) across every process sharing the study.
+
+    A worker stops as soon as nothing is left for it to start. With ``wait_for_others`` (the training that
+    owns the study) and a storage with heartbeats (see ``has_heartbeat``), this process returns only once no
+    trial is running or queued anywhere: it waits for others' trials, fails those whose heartbeat stopped
+    (which queues their retry) and runs queued retries itself, so every trial has ended — and been logged —
+    before the best one is refitted. No new trial starts after ``timeout_s``.
+    """
+    budget = TrialBudget(n_trials, count_running=heartbeat)
+    owner = wait_for_others and heartbeat
+    waiting, running = (optuna.trial.TrialState.WAITING,), (optuna.trial.TrialState.RUNNING,)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        todo = budget.remaining(study)
+        if owner:
+            # A retry queued after the budget was met still runs: the dead worker's trial is not dropped.
+            todo = max(todo, _count(study, waiting))
+        if todo > 0:
+            study.optimize(objective, n_trials=todo, timeout=deadline - time.monotonic(),
+                           callbacks=[budget, *callbacks], gc_after_trial=False)
+            continue
+        if not owner or _count(study, running) == 0:
+            return
+        optuna.storages.fail_stale_trials(study)
+        time.sleep(POLL_S)
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:

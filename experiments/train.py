@@ -1,4 +1,11 @@
-"""Owns the DVC train stage: search, refit, evaluate, log to MLflow and register the best model."""
+"""Owns the DVC train stage: search, refit, evaluate, log to MLflow and register the best model.
+
+The stage owns its study: it creates it (or resumes it) with its parent MLflow run, runs trials itself and,
+when the storage is shared (an RDB URL), waits until workers (``python -m experiments.worker``) and it have
+finished ``train.n_trials`` between them before refitting the best. Environment overrides, for a team:
+``MLFLOW_TRACKING_URI`` (see experiments/tracking.py) and ``OPTUNA_STORAGE``, the study storage URL, which
+replaces ``train.storage`` (a team database URL holds a password, so it does not belong in params.yaml).
+"""
 
 from __future__ import annotations
 
@@ -39,6 +46,8 @@ MODEL_DIR = Path("model")
 METRICS_FILE = Path("metrics.json")
 PLOTS_DIR = Path("plots")
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+DIGEST_ATTR = "search_digest"
+RETRY_TAG = "optuna.retry_of"
 PYFUNC_FILE = Path(__file__).with_name("mlflow_model.py")
 
 
@@ -58,12 +67,52 @@ def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, f
             "r2": float(r2_score(actual, predicted))}
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The training table split, encoded and described: what both the stage and a worker search over."""
+
+    frame: pd.DataFrame
+    schema: Schema
+    x_train: np.ndarray
+    y_train: np.ndarray
+    test_records: list[dict[str, Any]]
+    y_test: np.ndarray
+    data_hash: str
+
+
+def prepare(params: Params) -> Prepared:
+    """Load, check, split and encode the table named by params."""
+    target = params.data.target
+    frame = load_table(params.data.path, target)
+    train_df, test_df = split(frame, test_size=params.data.test_size, seed=params.data.split_seed,
+                              min_train_rows=params.train.cv_folds * 2)
+    schema = infer_schema(frame, target, stats_from=train_df)
+    features = schema.names
+    return Prepared(frame=frame, schema=schema, x_train=schema.encode(records_from_frame(train_df[features])),
+                    y_train=train_df[target].to_numpy(dtype=np.float64),
+                    test_records=records_from_frame(test_df[features]),
+                    y_test=test_df[target].to_numpy(dtype=np.float64), data_hash=dvc_data_hash())
+
+
+def storage_url(params: Params, storage: str | None = None) -> str:
+    """``--storage``, else ``$OPTUNA_STORAGE`` (a team's shared database), else ``train.storage``."""
+    return storage or os.environ.get("OPTUNA_STORAGE") or params.train.storage
+
+
+def _search_settings(params: Params) -> str:
+    return json.dumps({"data": params.data.model_dump(mode="json"),
+                       "train": params.train.model_dump(mode="json", exclude={"storage", "timeout_s"})},
+                      sort_keys=True)
+
+
+def search_digest(params: Params, data_hash: str) -> str:
+    """A digest of everything that makes two trials comparable: the data and the search settings."""
+    return hashlib.sha256(f"{data_hash}:{_search_settings(params)}".encode()).hexdigest()[:10]
+
+
 def study_name(params: Params, data_hash: str) -> str:
     """Same data and same search settings → same study, so an interrupted training resumes it."""
-    settings = json.dumps({"data": params.data.model_dump(mode="json"),
-                           "train": params.train.model_dump(mode="json", exclude={"storage", "timeout_s"})},
-                          sort_keys=True)
-    digest = hashlib.sha256(settings.encode()).hexdigest()[:10]
+    digest = hashlib.sha256(_search_settings(params).encode()).hexdigest()[:10]
     return f"{params.model.name}-{data_hash[:10]}-{digest}"
 
 
@@ -88,20 +137,47 @@ class Progress:
             print(flush=True)
 
 
-def _trial_logger(client: MlflowClient, experiment_id: str, parent_run_id: str):
+def trial_logger(client: MlflowClient, experiment_id: str, parent_run_id: str):
+    """An Optuna callback logging each trial this process finishes as a child run of ``parent_run_id``."""
     def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        metrics = {k: v for k, v in trial.user_attrs.items() if isinstance(v, float)}
-        if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
-            last = max(trial.intermediate_values)
-            metrics["cv_rmse_partial"] = trial.intermediate_values[last]
-            metrics["folds_done"] = float(last + 1)
-        tracking.log_trial(client, experiment_id=experiment_id, parent_run_id=parent_run_id,
-                           number=trial.number, params=search.from_trial_params(trial.params),
-                           metrics=metrics, state=trial.state.name)
+        _log_trial(client, experiment_id, parent_run_id, trial)
     return log
 
 
-def _objective(x: np.ndarray, y: np.ndarray, params: Params):
+def _log_trial(client: MlflowClient, experiment_id: str, parent_run_id: str, trial: optuna.trial.FrozenTrial) -> None:
+    metrics = {k: v for k, v in trial.user_attrs.items() if isinstance(v, float)}
+    if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
+        last = max(trial.intermediate_values)
+        metrics["cv_rmse_partial"] = trial.intermediate_values[last]
+        metrics["folds_done"] = float(last + 1)
+    run_id = tracking.log_trial(client, experiment_id=experiment_id, parent_run_id=parent_run_id,
+                                number=trial.number, params=search.from_trial_params(trial.params),
+                                metrics=metrics, state=trial.state.name)
+    history = trial.system_attrs.get("retry_history")
+    if history:
+        # Links the re-run to the trial whose worker died, so the pair reads as one trial in `mlflow ui`.
+        client.set_tag(run_id, RETRY_TAG, str(history[-1]))
+
+
+def log_lost_trials(study: optuna.Study, client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
+    """Log, as FAILED child runs, the failed trials no process logged: those whose worker died mid-trial.
+
+    The heartbeat check marks such a trial failed from another process, where no callback sees it. Returns
+    how many were logged.
+    """
+    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    if not failed:
+        return 0
+    logged = {r.data.tags.get(tracking.TRIAL_NUMBER_TAG) for r in tracking.trial_runs(client, experiment_id,
+                                                                                      parent_run_id)}
+    lost = [t for t in failed if str(t.number) not in logged]
+    for trial in lost:
+        _log_trial(client, experiment_id, parent_run_id, trial)
+    return len(lost)
+
+
+def make_objective(x: np.ndarray, y: np.ndarray, params: Params):
+    """The Optuna objective: cross-validated RMSE of one sampled parameter set, reported fold by fold."""
     cfg = params.train
 
     def objective(trial: optuna.Trial) -> float:
@@ -118,11 +194,6 @@ def _objective(x: np.ndarray, y: np.ndarray, params: Params):
         trial.set_user_attr("rounds", float(result.rounds))
         return result.rmse
     return objective
-
-
-def _finished(study: optuna.Study) -> int:
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return len(study.get_trials(deepcopy=False, states=states))
 
 
 def _signature(schema: Schema, frame: pd.DataFrame) -> ModelSignature:
@@ -163,17 +234,7 @@ def _importance(booster, schema: Schema, booster_kind: str) -> tuple[list[str], 
 def train(params: Params, *, storage: str | None = None, name: str | None = None,
           log: bool = True) -> TrainResult:
     """Run the whole stage. Everything the user can get wrong is checked before anything is logged."""
-    target = params.data.target
-    frame = load_table(params.data.path, target)
-    train_df, test_df = split(frame, test_size=params.data.test_size, seed=params.data.split_seed,
-                              min_train_rows=params.train.cv_folds * 2)
-    schema = infer_schema(frame, target, stats_from=train_df)
-    features = schema.names
-    x_train = schema.encode(records_from_frame(train_df[features]))
-    y_train = train_df[target].to_numpy(dtype=np.float64)
-    test_records = records_from_frame(test_df[features])
-    y_test = test_df[target].to_numpy(dtype=np.float64)
-    data_hash = dvc_data_hash()
+    data = prepare(params)
 
     uri = tracking.tracking_uri(params.mlflow.tracking_uri)
     tracking.check_reachable(uri)
@@ -184,15 +245,21 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
     client = MlflowClient(uri)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sname = name or study_name(params, data_hash)
-    study = search.make_study(name=sname, storage=storage or params.train.storage, seed=params.train.seed,
+    sname = name or study_name(params, data.data_hash)
+    url = storage_url(params, storage)
+    study = search.make_study(name=sname, storage=url, seed=params.train.seed,
                               startup_trials=params.train.pruner_startup_trials)
     parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
     run = mlflow.start_run(run_id=parent_id) if parent_id else mlflow.start_run(run_name=f"train-{sname}")
+    # Workers read both attributes: which run to log under, and whether their data and settings match.
+    study.set_user_attr(DIGEST_ATTR, search_digest(params, data.data_hash))
     study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
+    if search.has_heartbeat(url):
+        print(f"study {sname}: more workers can join it with python -m experiments.worker --study {sname}",
+              flush=True)
     try:
-        result = _search_and_log(params, study, client, experiment_id, run.info.run_id, frame, x_train, y_train,
-                                 test_records, y_test, schema, data_hash, log)
+        result = _search_and_log(params, study, client, experiment_id, run.info.run_id, data,
+                                 search.has_heartbeat(url), log)
     except BaseException:
         mlflow.end_run(status="FAILED")
         raise
@@ -201,22 +268,19 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
 
 
 def _search_and_log(params: Params, study: optuna.Study, client: MlflowClient, experiment_id: str,
-                    run_id: str, frame: pd.DataFrame, x_train: np.ndarray, y_train: np.ndarray,
-                    test_records: list[dict[str, Any]], y_test: np.ndarray, schema: Schema, data_hash: str,
-                    log: bool) -> TrainResult:
+                    run_id: str, data: Prepared, heartbeat: bool, log: bool) -> TrainResult:
     cfg = params.train
+    frame, schema, x_train, y_train = data.frame, data.schema, data.x_train, data.y_train
+    test_records, y_test, data_hash = data.test_records, data.y_test, data.data_hash
     started = time.monotonic()
     progress = Progress(cfg.n_trials)
-    callbacks = [optuna.study.MaxTrialsCallback(cfg.n_trials, states=(optuna.trial.TrialState.COMPLETE,
-                                                                       optuna.trial.TrialState.PRUNED)),
-                 progress.update]
-    if log:
-        callbacks.insert(0, _trial_logger(client, experiment_id, run_id))
-    remaining = cfg.n_trials - _finished(study)
-    if remaining > 0:
-        study.optimize(_objective(x_train, y_train, params), n_trials=remaining, timeout=cfg.timeout_s,
-                       callbacks=callbacks, gc_after_trial=False)
+    callbacks = [trial_logger(client, experiment_id, run_id)] if log else []
+    search.run_trials(study, make_objective(x_train, y_train, params), n_trials=cfg.n_trials,
+                      timeout_s=cfg.timeout_s, callbacks=[*callbacks, progress.update], heartbeat=heartbeat,
+                      wait_for_others=True)
     progress.close()
+    if log:
+        log_lost_trials(study, client, experiment_id, run_id)
     try:
         best = study.best_trial
     except ValueError:
@@ -306,7 +370,7 @@ def _log_parent(params: Params, frame: pd.DataFrame, schema: Schema, best_params
     return str(registered.version)
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Keep the terminal to the progress line and the headline: MLflow's hints are for notebooks."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
@@ -323,17 +387,20 @@ def _requirements() -> list[str]:
 @click.command(help="Search XGBoost hyper-parameters with Optuna, log to MLflow, register the best model.")
 @click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("params.yaml"), show_default=True)
-@click.option("--storage", default=None, help="Optuna storage URL (default: train.storage in params.yaml).")
+@click.option("--storage", default=None,
+              help="Optuna storage URL (default: $OPTUNA_STORAGE, else train.storage in params.yaml).")
 @click.option("--study-name", default=None, help="Join or create this study (default: derived from data+params).")
 def cli(params_file: Path, storage: str | None, study_name: str | None) -> None:
-    _quiet_libraries()
+    quiet_libraries()
     params = load_params(params_file)
     result = train(params, storage=storage, name=study_name)
     m = result.metrics
     click.echo(f"best {result.best_params['booster']}: test RMSE {m['test_rmse']:.3f} (linear baseline "
                f"{m['baseline_rmse']:.3f}), MAE {m['test_mae']:.3f}, R² {m['test_r2']:.3f}")
     click.echo(f"registered {params.model.name} version {result.version} (run {result.run_id})")
-    click.echo(f"browse: mlflow ui --backend-store-uri {tracking.tracking_uri(params.mlflow.tracking_uri)}")
+    uri = tracking.tracking_uri(params.mlflow.tracking_uri)
+    click.echo(f"browse: {uri}" if uri.startswith(("http://", "https://")) else
+               f"browse: mlflow ui --backend-store-uri {uri}")
 
 
 def main(argv: list[str] | None = None) -> int:

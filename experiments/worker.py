@@ -1,0 +1,104 @@
+"""Owns a search worker: a process that joins a running training's study and runs some of its trials.
+
+Usage: ``python -m experiments.worker --study NAME [--storage URL] [--params params.yaml]``. Start the
+training first (``dvc repro`` or ``python -m experiments.train``): it creates the study and its parent MLflow
+run, and it alone refits and registers the best model once the study has ``train.n_trials`` finished trials.
+Any number of workers, on this machine or others, join it through the shared storage (``--storage``, else
+``$OPTUNA_STORAGE``, else ``train.storage``; a PostgreSQL URL for a team) and log each trial they finish as a
+child run of the training's parent run (``MLFLOW_TRACKING_URI`` overrides ``mlflow.tracking_uri``).
+
+A worker needs the same params.yaml search settings and the same data (``dvc pull``) as the training; it
+refuses to join otherwise, since its trials would not be comparable. It exits when the study needs no more
+trials. Killed mid-trial, it loses only that trial: the heartbeat lets another process fail and retry it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import mlflow
+import optuna
+from mlflow.tracking import MlflowClient
+
+from experiments import search, tracking
+from experiments.cli import UserError, run_cli
+from experiments.config import Params, load_params
+from experiments.train import (
+    DIGEST_ATTR,
+    PARENT_RUN_ATTR,
+    Progress,
+    make_objective,
+    prepare,
+    quiet_libraries,
+    search_digest,
+    storage_url,
+    trial_logger,
+)
+
+
+def _parent_run(study: optuna.Study, client: MlflowClient, uri: str) -> tuple[str, str]:
+    parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if not parent_id:
+        raise UserError(f"study {study.study_name} has no parent MLflow run; it was not created by the train "
+                        f"stage (run dvc repro or python -m experiments.train first)")
+    try:
+        parent = client.get_run(parent_id)
+    except mlflow.exceptions.MlflowException:
+        raise UserError(f"study {study.study_name}: its parent run {parent_id} is not in {uri}; set "
+                        f"MLFLOW_TRACKING_URI to the training's tracking server") from None
+    return parent_id, parent.info.experiment_id
+
+
+def work(params: Params, *, study_name: str, storage: str | None = None) -> int:
+    """Run trials of ``study_name`` until it needs no more; returns how many trials this worker finished.
+
+    Raises:
+        UserError: the study does not exist, was not created by the train stage, or has other data or
+            settings; the tracking server is unreachable.
+    """
+    url = storage_url(params, storage)
+    data = prepare(params)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = search.join_study(name=study_name, storage=url, startup_trials=params.train.pruner_startup_trials)
+    if study is None:
+        raise UserError(f"no study named {study_name!r} in the storage; start the training first (dvc repro), "
+                        f"which creates it")
+    expected, ours = study.user_attrs.get(DIGEST_ATTR), search_digest(params, data.data_hash)
+    if expected != ours:
+        raise UserError(f"study {study_name} was created with other data or search settings (digest "
+                        f"{expected}, this worker's {ours}); check out the same params.yaml and dvc pull")
+    uri = tracking.tracking_uri(params.mlflow.tracking_uri)
+    tracking.check_reachable(uri)
+    client = MlflowClient(uri)
+    parent_id, experiment_id = _parent_run(study, client, uri)
+
+    finished = []
+    progress = Progress(params.train.n_trials)
+    search.run_trials(study, make_objective(data.x_train, data.y_train, params), n_trials=params.train.n_trials,
+                      timeout_s=params.train.timeout_s, heartbeat=search.has_heartbeat(url), wait_for_others=False,
+                      callbacks=[trial_logger(client, experiment_id, parent_id), progress.update,
+                                 lambda _study, trial: finished.append(trial.number)])
+    progress.close()
+    return len(finished)
+
+
+@click.command(help="Join a training's Optuna study and run some of its trials, logged under its MLflow run.")
+@click.option("--study", "study_name", required=True, help="Name of the study the training created.")
+@click.option("--storage", default=None,
+              help="Optuna storage URL (default: $OPTUNA_STORAGE, else train.storage in params.yaml).")
+@click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("params.yaml"), show_default=True)
+def cli(study_name: str, storage: str | None, params_file: Path) -> None:
+    quiet_libraries()
+    done = work(load_params(params_file), study_name=study_name, storage=storage)
+    click.echo(f"worker finished {done} trial(s) of study {study_name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a worker and return its exit code."""
+    return run_cli(cli, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
