@@ -1,0 +1,149 @@
+"""One study searched by the training and two workers through PostgreSQL, one worker SIGKILLed mid-trial."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from experiments import search, tracking
+from experiments.config import load_params
+from experiments.train import PARENT_RUN_ATTR, RETRY_TAG, prepare
+from tests.team.conftest import client_env, finish, output, start, team_params, wait_until
+
+pytestmark = pytest.mark.slow
+
+STUDY = "team-distributed"
+# Trials long enough (a few seconds) that the workers, which take seconds to start, join a search in progress.
+SEARCH = {"n_trials": 14, "cv_folds": 3, "max_rounds": 400, "early_stopping_rounds": 20,
+          "pruner_startup_trials": 3, "timeout_s": 600}
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    study: optuna.Study
+    parent_run_id: str
+    killed_trial: int
+    survivor_trials: int
+    train_output: str
+    params_file: Path
+
+
+def _study(url: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=STUDY, storage=url)
+    except KeyError:
+        return None
+
+
+def _running(url: str) -> set[int]:
+    study = _study(url)
+    states = (optuna.trial.TrialState.RUNNING,)
+    return {t.number for t in study.get_trials(deepcopy=False, states=states)} if study else set()
+
+
+@pytest.fixture(scope="module")
+def outcome(team_stack, tmp_path_factory: pytest.TempPathFactory, sample_csv: Path) -> Outcome:
+    """Given the training and two workers on one study, when one worker is SIGKILLed inside a trial, then..."""
+    folder = tmp_path_factory.mktemp("distributed")
+    params = str(team_params(folder, sample_csv, **SEARCH))
+    env = client_env(team_stack, storage=True)
+    url = team_stack.optuna_storage
+    train = start("experiments.train", "--params", params, "--study-name", STUDY, cwd=folder, env=env,
+                  log=folder / "train.log")
+    wait_until(lambda: (s := _study(url)) is not None and PARENT_RUN_ATTR in s.user_attrs,
+               "the training to create the study and its parent run")
+    survivor = start("experiments.worker", "--params", params, "--study", STUDY, cwd=folder, env=env,
+                     log=folder / "survivor.log")
+    victim_log = folder / "victim.log"
+    victim = start("experiments.worker", "--params", params, "--study", STUDY, cwd=folder, env=env, log=victim_log)
+    # The victim prints a line per finished trial and starts its next one at once: kill it inside that one.
+    wait_until(lambda: "trial " in output(victim_log) or victim.poll() is not None,
+               "the victim worker to finish its first trial")
+    assert victim.poll() is None, f"the victim exited before it could be killed:\n{output(victim_log)}"
+    time.sleep(1.0)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    # The dead trial stays RUNNING until its heartbeat is GRACE_S old.
+    in_flight = _running(url)
+    train_output = finish(train, folder / "train.log")
+    survivor_output = finish(survivor, folder / "survivor.log")
+
+    study = _study(url)
+    failed = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))]
+    assert len(failed) == 1, f"exactly the victim's trial fails, got failed trials {failed}"
+    assert failed[0] in in_flight, f"the failed trial was in flight when the victim died ({in_flight})"
+    done = re.search(r"worker finished (\d+) trial", survivor_output)
+    assert done, survivor_output
+    return Outcome(study=study, parent_run_id=study.user_attrs[PARENT_RUN_ATTR], killed_trial=failed[0],
+                   survivor_trials=int(done.group(1)), train_output=train_output, params_file=Path(params))
+
+
+def test_the_training_and_a_worker_complete_one_study_together(outcome: Outcome) -> None:
+    finished = outcome.study.get_trials(deepcopy=False, states=FINISHED)
+
+    assert len(finished) >= SEARCH["n_trials"]
+    assert len(finished) <= SEARCH["n_trials"] + 2, "workers do not overshoot the budget by more than one each"
+    assert outcome.survivor_trials >= 1, "the surviving worker ran trials of the shared study"
+    assert re.search(r"registered student-score version \d+", outcome.train_output)
+
+
+def test_the_killed_trial_is_retried_with_the_same_parameters(outcome: Outcome) -> None:
+    killed = outcome.study.trials[outcome.killed_trial]
+
+    retries = [t for t in outcome.study.trials if outcome.killed_trial in t.system_attrs.get("retry_history", [])]
+
+    assert len(retries) == 1, "one retry, not zero and not several"
+    (retry,) = retries
+    assert retry.state in FINISHED
+    # A worker killed while still drawing parameters leaves the rest to be drawn by the retry.
+    assert killed.params.items() <= retry.params.items(), "the retry keeps every parameter the dead trial drew"
+    assert killed.params, "the dead trial had drawn its parameters"
+
+
+def test_the_retry_scores_what_an_uninterrupted_trial_would(outcome: Outcome) -> None:
+    retry = next(t for t in outcome.study.trials if outcome.killed_trial in t.system_attrs.get("retry_history", []))
+    params = load_params(outcome.params_file)
+    data = prepare(params)
+    folds: dict[int, float] = {}
+
+    search.cross_validate(data.x_train, data.y_train, search.from_trial_params(retry.params), params.train,
+                          report=folds.__setitem__)
+
+    # Fold by fold, so that the comparison holds whether the median rule pruned the retry or not.
+    assert retry.intermediate_values, "the retry reported its folds"
+    for fold, rmse in retry.intermediate_values.items():
+        assert rmse == pytest.approx(folds[fold], abs=1e-9), f"fold {fold}"
+
+
+def test_every_trial_is_one_child_run_in_mlflow_including_the_killed_one(team_stack, outcome: Outcome) -> None:
+    client = MlflowClient(team_stack.tracking_uri)
+    experiment_id = client.get_run(outcome.parent_run_id).info.experiment_id
+    expected = {t.number: t.state.name for t in outcome.study.trials if t.state.is_finished()}
+
+    runs = tracking.trial_runs(client, experiment_id, outcome.parent_run_id)
+
+    numbers = [int(r.data.tags[tracking.TRIAL_NUMBER_TAG]) for r in runs]
+    assert sorted(numbers) == sorted(expected), "each finished or failed trial exactly once, none missing"
+    by_number = {int(r.data.tags[tracking.TRIAL_NUMBER_TAG]): r for r in runs}
+    assert by_number[outcome.killed_trial].info.status == "FAILED"
+    assert by_number[outcome.killed_trial].data.tags[tracking.TRIAL_STATE_TAG] == "FAIL"
+    retried = [r for r in runs if r.data.tags.get(RETRY_TAG) == str(outcome.killed_trial)]
+    assert len(retried) == 1, "the retry's child run names the trial it re-runs"
+
+
+def test_the_registered_model_is_the_best_of_every_trial(team_stack, outcome: Outcome) -> None:
+    client = MlflowClient(team_stack.tracking_uri)
+    parent = client.get_run(outcome.parent_run_id)
+
+    best = min(t.value for t in outcome.study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+
+    assert parent.data.metrics["cv_rmse"] == pytest.approx(best, abs=1e-12)
+    assert parent.info.status == "FINISHED"
