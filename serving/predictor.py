@@ -126,6 +126,9 @@ class Schema:
         object.__setattr__(self, "_names", frozenset(f.name for f in self.features))
         object.__setattr__(self, "_level_index", tuple(
             {level: i for i, level in enumerate(f.levels)} for f in self.features))
+        object.__setattr__(self, "_plan", tuple(
+            (f, f.name, f.kind == NUMERIC, f.nullable, off, f.width, index, f.center, f.scale)
+            for f, off, index in zip(self.features, offsets, self._level_index, strict=True)))
 
     @property
     def names(self) -> list[str]:
@@ -145,37 +148,46 @@ class Schema:
         Raises:
             SchemaError: naming the first offending field and row.
         """
-        matrix = np.zeros((len(records), self._width), dtype=np.float32)
+        width = self._width
+        matrix = np.zeros((len(records), width), dtype=np.float32)
         names = self._names
+        # The non-zero cells are collected as flat positions and values and written in one numpy call:
+        # a numpy item assignment per cell would cost more than all the checks of the record.
+        cells: list[int] = []
+        values: list[float] = []
         for row, record in enumerate(records):
             if not isinstance(record, Mapping):
                 raise SchemaError("expected an object of feature values", row=row)
             if len(record) != len(names) or not names.issuperset(record):
                 self._raise_key_error(record, row)
-            out = matrix[row]
-            for feat, offset, index in zip(self.features, self._offsets, self._level_index, strict=True):
-                value = record[feat.name]
-                if is_missing(value):
-                    if not feat.nullable:
+            base = row * width
+            for feat, name, numeric, nullable, offset, span, index, center, scale in self._plan:
+                value = record[name]
+                if value is None or (isinstance(value, float) and math.isnan(value)):
+                    if not nullable:
                         raise SchemaError("a value is required (no missing values were seen in training)",
-                                          field=feat.name, row=row)
-                    out[offset:offset + feat.width] = np.nan
-                elif feat.kind == NUMERIC:
-                    if not _is_number(value):
-                        raise SchemaError(f"expected a number, got {type(value).__name__}",
-                                          field=feat.name, row=row)
+                                          field=name, row=row)
+                    cells.extend(range(base + offset, base + offset + span))
+                    values.extend([math.nan] * span)
+                elif numeric:
+                    # Exact int/float first: the numbers.Real ABC check is slow and only needed for the rest.
+                    if type(value) is not float and type(value) is not int and not _is_number(value):
+                        raise SchemaError(f"expected a number, got {type(value).__name__}", field=name, row=row)
                     if not math.isfinite(value):
-                        raise SchemaError("expected a finite number", field=feat.name, row=row)
-                    out[offset] = (value - feat.center) / feat.scale
+                        raise SchemaError("expected a finite number", field=name, row=row)
+                    cells.append(base + offset)
+                    values.append((value - center) / scale)
                 else:
                     if not isinstance(value, str):
-                        raise SchemaError(f"expected a string, got {type(value).__name__}",
-                                          field=feat.name, row=row)
+                        raise SchemaError(f"expected a string, got {type(value).__name__}", field=name, row=row)
                     position = index.get(value)
                     if position is None:
                         raise SchemaError(f"unknown category '{value}'; expected one of {list(feat.levels)}",
-                                          field=feat.name, row=row)
-                    out[offset + position] = 1.0
+                                          field=name, row=row)
+                    cells.append(base + offset + position)
+                    values.append(1.0)
+        if cells:
+            matrix.reshape(-1)[cells] = values
         return matrix
 
     def _raise_key_error(self, record: Mapping[str, Any], row: int) -> None:
