@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 from pandas.api import types as ptypes
@@ -19,64 +21,75 @@ MIN_TEST_ROWS = 2
 def load_table(path: Path, target: str) -> pd.DataFrame:
     """Read a CSV and check it can train a regressor on ``target``.
 
+    Every cell is read as text first, then each column becomes numeric only if all its non-empty cells are
+    finite numbers; otherwise it is categorical text ("True"/"False" included, as a JSON request would send
+    them). Line numbers in errors are the CSV's own (the header is line 1).
+
     Raises:
-        UserError: missing or empty file, missing or non-numeric target, an all-empty or mixed-type column.
+        UserError: missing or empty file, duplicate or missing columns, a missing or non-numeric target value,
+            an all-empty column, a column mixing numbers and text, a non-finite number.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: data file not found (run `dvc pull`, or set data.path in params.yaml)")
-    try:
-        frame = pd.read_csv(path, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{path}: the CSV is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
-    if frame.empty:
-        raise UserError(f"{path}: the CSV has a header but no rows")
-    if target not in frame.columns:
-        raise UserError(f"{path}: target column '{target}' not found; columns are {list(frame.columns)}")
-    if len(frame.columns) < 2:
-        raise UserError(f"{path}: no feature columns besides the target '{target}'")
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    header = _header(path)
+    duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise UserError(f"{path}: duplicate column name(s) {duplicated}")
-    _check_target(frame[target], path, target)
-    for column in frame.columns:
-        if column != target:
-            _check_feature(frame[column], path)
-            if ptypes.is_bool_dtype(frame[column]):
-                # pandas reads True/False as booleans; as a feature they are two categories, sent as text.
-                frame[column] = frame[column].map({True: "True", False: "False"})
+    try:
+        raw = pd.read_csv(path, dtype=str, skipinitialspace=True, index_col=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not a readable CSV ({str(err).strip().splitlines()[-1]})") from None
+    if raw.empty:
+        raise UserError(f"{path}: the CSV has a header but no rows")
+    if target not in raw.columns:
+        raise UserError(f"{path}: target column '{target}' not found; columns are {list(raw.columns)}")
+    if len(raw.columns) < 2:
+        raise UserError(f"{path}: no feature columns besides the target '{target}'")
+    frame = pd.DataFrame({column: _typed(raw[column], path, is_target=column == target)
+                          for column in raw.columns})
     return frame
 
 
-def _first_bad_row(mask: pd.Series) -> int:
+def _header(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            first = next(csv.reader(handle), None)
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a readable CSV (not UTF-8 text)") from None
+    if not first:
+        raise UserError(f"{path}: the CSV is empty")
+    return [name.strip() for name in first]
+
+
+def _line(mask: pd.Series) -> int:
     # +2: one for the header line, one because CSV line numbers start at 1.
     return int(mask.to_numpy().nonzero()[0][0]) + 2
 
 
-def _check_target(values: pd.Series, path: Path, target: str) -> None:
-    if values.isna().any():
-        raise UserError(f"{path}: target '{target}' is missing on line {_first_bad_row(values.isna())}")
-    if not ptypes.is_numeric_dtype(values) or ptypes.is_bool_dtype(values):
-        bad = pd.to_numeric(values, errors="coerce").isna()
-        raise UserError(f"{path}: target '{target}' must be numeric; line {_first_bad_row(bad)} has "
-                        f"'{values[bad].iloc[0]}'")
-
-
-def _check_feature(values: pd.Series, path: Path) -> None:
+def _typed(values: pd.Series, path: Path, *, is_target: bool) -> pd.Series:
+    """The column as numbers when every present cell is one, else as text; refusing what cannot train."""
     name = values.name
+    what = f"target '{name}'" if is_target else f"feature '{name}'"
     present = values.notna()
+    if is_target and not present.all():
+        raise UserError(f"{path}: {what} is missing on line {_line(~present)}")
     if not present.any():
-        raise UserError(f"{path}: feature '{name}' is entirely empty")
-    if ptypes.is_numeric_dtype(values) or ptypes.is_bool_dtype(values):
-        return
-    as_numbers = pd.to_numeric(values.where(present), errors="coerce")
-    numeric_like = as_numbers.notna()
-    if numeric_like.any():
-        text = present & ~numeric_like
-        raise UserError(f"{path}: feature '{name}' mixes numbers and text (line {_first_bad_row(numeric_like)} "
-                        f"is numeric, line {_first_bad_row(text)} is '{values[text].iloc[0]}')")
+        raise UserError(f"{path}: {what} is entirely empty")
+    numbers = pd.to_numeric(values, errors="coerce")
+    numeric = numbers.notna()
+    if not (present & ~numeric).any():
+        infinite = ~np.isfinite(numbers.where(present, 0.0).astype(float))
+        if infinite.any():
+            raise UserError(f"{path}: {what} has a non-finite number on line {_line(infinite)}")
+        return numbers
+    text = present & ~numeric
+    if is_target:
+        raise UserError(f"{path}: {what} must be numeric; line {_line(text)} has '{values[text].iloc[0]}'")
+    if numeric.any():
+        raise UserError(f"{path}: {what} mixes numbers and text (line {_line(numeric)} is numeric, "
+                        f"line {_line(text)} is '{values[text].iloc[0]}')")
+    return values.astype(object).where(present, None)
 
 
 def infer_schema(frame: pd.DataFrame, target: str, stats_from: pd.DataFrame | None = None) -> Schema:

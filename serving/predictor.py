@@ -173,7 +173,11 @@ class Schema:
                     # Exact int/float first: the numbers.Real ABC check is slow and only needed for the rest.
                     if type(value) is not float and type(value) is not int and not _is_number(value):
                         raise SchemaError(f"expected a number, got {type(value).__name__}", field=name, row=row)
-                    if not math.isfinite(value):
+                    try:
+                        finite = math.isfinite(value)
+                    except OverflowError:  # a JSON integer with hundreds of digits
+                        finite = False
+                    if not finite:
                         raise SchemaError("expected a finite number", field=name, row=row)
                     cells.append(base + offset)
                     values.append((value - center) / scale)

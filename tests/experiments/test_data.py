@@ -28,11 +28,23 @@ def _csv(tmp_path: Path, text: str) -> Path:
     ("a,b,y\n1,,2\n3,,4\n", "feature 'b' is entirely empty"),
     ("a,b,y\n1,x,2\nten,y,4\n", "feature 'a' mixes numbers and text"),
     ("y\n1\n2\n", "no feature columns"),
+    ("a,y\n1,True\n2,False\n", "target 'y' must be numeric; line 2 has 'True'"),
+    ("a,y\n1,2\n2,inf\n", "target 'y' has a non-finite number on line 3"),
+    ("a,y\n1,2\n-inf,3\n", "feature 'a' has a non-finite number on line 3"),
+    ("a,a,y\n1,2,3\n", r"duplicate column name\(s\) \['a'\]"),
+    ("a,y\n1,2\n3,4,5\n", "not a readable CSV"),
 ])
 def test_bad_tables_are_refused_in_one_line(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UserError, match=message) as err:
         load_table(_csv(tmp_path, text), "y")
     assert "\n" not in str(err.value)
+
+
+def test_true_false_columns_with_blanks_are_categories(tmp_path: Path) -> None:
+    table = load_table(_csv(tmp_path, "flag,y\nTrue,1\n,2\nFalse,3\n"), "y")
+    schema = infer_schema(table, "y")
+    (flag,) = schema.features
+    assert (flag.kind, flag.levels, flag.nullable) == (CATEGORICAL, ("False", "True"), True)
 
 
 def test_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
@@ -83,6 +95,7 @@ def test_encoding_refuses_what_the_schema_does_not_allow(sample_csv: Path) -> No
         (good | {"Hours_Studied": "ten"}, "field 'Hours_Studied': expected a number, got str"),
         (good | {"Hours_Studied": True}, "field 'Hours_Studied': expected a number, got bool"),
         (good | {"Hours_Studied": float("inf")}, "expected a finite number"),
+        (good | {"Hours_Studied": 10**400}, "expected a finite number"),
         (good | {"Gender": "Robot"}, "field 'Gender': unknown category 'Robot'"),
         (good | {"Gender": None}, "field 'Gender': a value is required"),
         (good | {"Gender": 1}, "field 'Gender': expected a string, got int"),

@@ -401,3 +401,14 @@ def test_200_concurrent_requests_all_succeed(server: Server, predictor: Predicto
     assert not failures, f"{len(failures)} of 200 failed, e.g. {failures[:3]}"
     got = [r[1][0] for r in results]
     assert all(math.isclose(g, e, abs_tol=1e-6) for g, e in zip(got, expected, strict=True))
+
+
+def test_a_json_integer_too_big_for_a_float_is_400_not_500(server: Server, predictor: Predictor) -> None:
+    name = _feature(predictor, NUMERIC, nullable=False)
+    record = dict(predictor.schema.example)
+    body = json.dumps([record]).replace(f'"{name}": {json.dumps(record[name])}', f'"{name}": {"9" * 400}', 1)
+
+    error = _error(_post(server, body.encode()), 400)
+
+    assert (error["field"], error["row"]) == (name, 0)
+    assert "finite" in error["error"]
