@@ -45,10 +45,23 @@ def test_requirements_are_serving_only_and_hash_pinned() -> None:
     text = REQUIREMENTS.read_text()
     names = _requirement_names(text)
 
-    assert {"flask", "gunicorn", "numpy", "xgboost"} <= names
+    assert {"flask", "gunicorn", "numpy", "xgboost-cpu"} <= names
     assert not names & TRAINING_ONLY, f"training packages in the image: {names & TRAINING_ONLY}"
     for block in re.split(r"\n(?=[A-Za-z0-9])", "\n".join(_body(text)).strip()):
         assert "--hash=sha256:" in block, f"not hash-pinned: {block.splitlines()[0]}"
+
+
+def test_the_image_gets_the_very_libraries_training_and_the_parity_test_use() -> None:
+    """One pin per package, whatever the Python (the image's 3.12, the venv's 3.11), equal to the venv's."""
+    from importlib.metadata import version
+
+    pins = [line.split(" ")[0] for line in REQUIREMENTS.read_text().splitlines() if "==" in line.split(" ")[0]]
+    names = [pin.split("==")[0] for pin in pins]
+    assert len(names) == len(set(names)), f"a package is pinned twice (per-Python forks): {sorted(pins)}"
+    for pin in pins:
+        name, pinned = pin.split("==")
+        assert version(name) == pinned, f"{name}: image gets {pinned}, the venv has {version(name)}"
+    assert "nvidia" not in REQUIREMENTS.read_text(), "no GPU libraries in a CPU-only image"
 
 
 def test_dockerfile_is_hadolint_clean() -> None:
