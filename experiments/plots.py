@@ -5,22 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: CI and servers have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+# Figures are built with matplotlib's object API, never pyplot: no global backend or figure registry, so
+# importing this module changes nothing and it works headless (CI, servers).
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     ax.scatter(actual, predicted, s=6, alpha=0.4)
     lo, hi = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
     ax.plot([lo, hi], [lo, hi], color="black", linewidth=1)
@@ -29,7 +29,8 @@ def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, path: Path) -
 
 
 def residuals(actual: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
+    fig = Figure(figsize=(9, 4))
+    left, right = fig.subplots(1, 2)
     res = actual - predicted
     left.scatter(predicted, res, s=6, alpha=0.4)
     left.axhline(0, color="black", linewidth=1)
@@ -41,14 +42,16 @@ def residuals(actual: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
 
 def feature_importance(names: Sequence[str], gains: Sequence[float], path: Path) -> Path:
     order = np.argsort(gains)
-    fig, ax = plt.subplots(figsize=(6, max(3, 0.28 * len(names))))
+    fig = Figure(figsize=(6, max(3, 0.28 * len(names))))
+    ax = fig.subplots()
     ax.barh([names[i] for i in order], [gains[i] for i in order])
     ax.set(xlabel="importance", title="Feature importance (one-hot columns summed)")
     return _save(fig, path)
 
 
 def optimisation_history(values: Sequence[float], best: Sequence[float], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.scatter(range(len(values)), values, s=10, label="trial CV RMSE")
     ax.plot(range(len(best)), best, color="black", label="best so far")
     ax.set(xlabel="trial", ylabel="CV RMSE", title="Optimisation history")
