@@ -38,16 +38,30 @@ class Choices(_Frozen):
     choices: Annotated[list[str], Field(min_length=1)]
 
 
+# XGBoost ignores parameters it does not know, so a misspelt name would be searched, logged and have no
+# effect; only these are accepted.
+BOOSTER_PARAMETERS = {
+    "gbtree": {"max_depth", "learning_rate", "min_child_weight", "subsample", "colsample_bytree",
+               "colsample_bylevel", "colsample_bynode", "reg_lambda", "reg_alpha", "gamma", "max_bin",
+               "max_leaves", "max_delta_step"},
+    "gblinear": {"learning_rate", "reg_lambda", "reg_alpha"},
+}
+
+
 class SearchSpace(_Frozen):
     booster: Choices
     gbtree: dict[str, Range] = {}
     gblinear: dict[str, Range] = {}
 
     @model_validator(mode="after")
-    def _known_boosters(self) -> SearchSpace:
-        unknown = set(self.booster.choices) - {"gbtree", "gblinear"}
+    def _known_boosters_and_parameters(self) -> SearchSpace:
+        unknown = set(self.booster.choices) - set(BOOSTER_PARAMETERS)
         if unknown:
             raise ValueError(f"unknown booster(s) {sorted(unknown)}; use gbtree and/or gblinear")
+        for booster, allowed in BOOSTER_PARAMETERS.items():
+            stray = sorted(set(getattr(self, booster)) - allowed)
+            if stray:
+                raise ValueError(f"{booster}: unknown XGBoost parameter(s) {stray}; known: {sorted(allowed)}")
         return self
 
 

@@ -102,7 +102,7 @@ def _score_production(registry: Registry, current: ModelVersion, tests: gate.Tes
 def promote(params: Params, registry: Registry, version: int | None, *, force: bool, dry_run: bool,
             reason: str | None, export: bool) -> None:
     """Gate a candidate against production and, if it passes, move the aliases and export it."""
-    data_hash = dvc_data_hash()
+    data_hash = dvc_data_hash(params.data.path)
     candidate = pick_candidate(registry, version, data_hash)
     current = registry.by_alias(params.registry.alias)
     if current is not None and same_version(current, candidate):

@@ -116,3 +116,27 @@ def test_predictor_rejects_a_booster_of_another_schema(tmp_path: Path, sample_cs
     save_model_dir(tmp_path, booster, schema)
     with pytest.raises(ModelError, match=f"booster expects 3 columns, schema encodes {len(schema.columns)}"):
         Predictor.from_dir(tmp_path)
+
+
+def test_data_hash_is_dvcs_record_and_refuses_a_csv_changed_since_dvc_add(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    from experiments.data import dvc_data_hash
+    csv = tmp_path / "data" / "t.csv"
+    csv.parent.mkdir()
+    csv.write_text("a,y\n1,2\n")
+    own = hashlib.md5(csv.read_bytes(), usedforsecurity=False).hexdigest()
+    manifest = tmp_path / ".dvc" / "cache" / "files" / "md5" / "ab" / "cdef.dir"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps([{"md5": own, "relpath": "t.csv"}]))
+    dvc_file = tmp_path / "data.dvc"
+    dvc_file.write_text("outs:\n- md5: abcdef.dir\n  path: data\n")
+
+    assert dvc_data_hash(csv, dvc_file) == "abcdef.dir"
+    csv.write_text("a,y\n1,3\n")
+    with pytest.raises(UserError, match=r"t\.csv is not the version data\.dvc records: run `dvc add data`"):
+        dvc_data_hash(csv, dvc_file)
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("a,y\n1,2\n")
+    assert dvc_data_hash(outside, dvc_file) == f"md5:{own}"

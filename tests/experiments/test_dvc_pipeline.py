@@ -66,6 +66,12 @@ def test_repro_trains_then_does_nothing_when_nothing_changed(clone: Path) -> Non
     assert metrics["trials"]["complete"] + metrics["trials"]["pruned"] == FAST_TRAIN["n_trials"]
     assert (clone / "model" / "booster.ubj").is_file()
 
+    (version,) = _versions(clone)
+    recorded = yaml.safe_load((clone / "data.dvc").read_text())["outs"][0]["md5"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
+    assert version.tags["data_hash"] == recorded, "lineage: the data version DVC recorded"
+    assert version.tags["git_commit"] in (head, f"{head}-dirty"), "lineage: the commit that was trained"
+
     second = _run(clone, "dvc", "repro")
     assert second.returncode == 0
     assert "Data and pipelines are up to date" in second.stdout
