@@ -16,7 +16,6 @@ version holding the ``production`` alias, written to ``export.path`` from params
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -85,10 +84,6 @@ def export_version(registry: Registry, mv: ModelVersion, out: Path) -> Path:
         return write_tarball(registry, mv, model_dir, out)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def parse_s3_uri(uri: str, filename: str) -> tuple[str, str]:
     """``s3://bucket/key`` → (bucket, key); a key ending in ``/`` (or none) gets ``filename`` appended.
 
@@ -143,7 +138,7 @@ def cli(params_file: Path, version: int | None, out: Path | None, s3_uri: str | 
             raise UserError(f"model '{registry.name}' has no '{params.registry.alias}' alias yet; promote a "
                             f"version first (python -m registry.promote) or pass --version")
     path = export_version(registry, mv, out)
-    click.echo(f"exported {registry.name} version {mv.version} to {path} (sha256 {sha256(path)})")
+    click.echo(f"exported {registry.name} version {mv.version} to {path} (sha256 {bundle.sha256(path)})")
     if target:
         upload(path, *target)
         click.echo(f"uploaded to s3://{target[0]}/{target[1]}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ from experiments.cli import UserError, run_cli
 from experiments.config import Params, load_params
 from experiments.data import dvc_data_hash
 from registry import gate, history
-from registry.export import sha256, write_tarball
+from registry.export import write_tarball
+from registry.lock import promotion_lock
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, quiet_mlflow, same_version
+from serving.bundle import sha256
 
 
 def _test_rmse(mv: ModelVersion) -> float:
@@ -160,14 +163,23 @@ def rollback(params: Params, registry: Registry, *, dry_run: bool, reason: str |
     if target is None or same_version(target, current):
         raise UserError(f"model '{registry.name}' has no '{previous_alias}' version to roll back to")
     with tempfile.TemporaryDirectory(prefix="registry-rollback-") as tmp:
-        model_dir, _ = fetch_model(registry, target, Path(tmp))
+        model_dir, predictor = fetch_model(registry, target, Path(tmp) / "target")
+        # No gate (a rollback is an emergency), but the history still records both scores on today's data.
+        tests = gate.current_test_set(params)
+        target_rmse = gate.score(predictor, tests, f"version {target.version}")
+        try:
+            current_rmse = _score_production(registry, current, tests, Path(tmp) / "production")
+        except UserError:
+            current_rmse = None  # a broken production version is a reason to roll back, not to refuse to
+        scores = gate.Verdict(accepted=True, candidate_rmse=target_rmse, production_rmse=current_rmse,
+                              tolerance=params.registry.gate_tolerance)
         if dry_run:
             click.echo(f"dry run: would move @{alias} from version {current.version} to version {target.version} "
                        f"and @{previous_alias} to version {current.version}; nothing changed")
             return
         at = history.now()
         _move(registry, params, target, current)
-        history.append(registry, _event("rollback", current, target, reason, None, None, at))
+        history.append(registry, _event("rollback", current, target, reason, scores, "rollback", at))
         click.echo(f"rolled back {registry.name}: version {target.version} holds @{alias}, "
                    f"version {current.version} holds @{previous_alias}")
         if export:
@@ -203,10 +215,14 @@ def cli(params_file: Path, version: int | None, dry_run: bool, force: bool, do_r
     registry = open_registry(params)
     if show_history:
         click.echo(history.format_table(history.read(registry)))
-    elif do_rollback:
-        rollback(params, registry, dry_run=dry_run, reason=reason, export=not no_export)
-    else:
-        promote(params, registry, version, force=force, dry_run=dry_run, reason=reason, export=not no_export)
+        return
+    # A dry run changes nothing, so it needs no lock; a real change holds it from reading production to the
+    # last history entry, so two concurrent promotions are serialised, never interleaved.
+    with nullcontext() if dry_run else promotion_lock(registry):
+        if do_rollback:
+            rollback(params, registry, dry_run=dry_run, reason=reason, export=not no_export)
+        else:
+            promote(params, registry, version, force=force, dry_run=dry_run, reason=reason, export=not no_export)
 
 
 def main(argv: list[str] | None = None) -> int:

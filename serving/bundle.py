@@ -37,7 +37,7 @@ MAX_UNPACKED_BYTES = 2 * 1024**3
 _CHUNK = 1024 * 1024
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(_CHUNK), b""):
@@ -74,7 +74,7 @@ def file_digests(model_dir: str | Path) -> dict[str, str]:
     if not model_dir.is_dir():
         raise ModelError(f"{model_dir}: model directory not found")
     _, files = _walk(model_dir)
-    return {name: _sha256(model_dir / name) for name in files if name != METADATA_FILE}
+    return {name: sha256(model_dir / name) for name in files if name != METADATA_FILE}
 
 
 def write_metadata(model_dir: str | Path, info: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def verify(model_dir: str | Path) -> dict[str, Any]:
         path = model_dir / name
         if path.is_symlink() or not path.is_file():
             raise ModelError(f"{name}: listed in {METADATA_FILE} but not a regular file in {model_dir}")
-        if _sha256(path) != expected:
+        if sha256(path) != expected:
             raise ModelError(f"{name}: sha256 does not match {METADATA_FILE} (corrupt or tampered file)")
     return metadata
 

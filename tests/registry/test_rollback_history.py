@@ -62,6 +62,9 @@ def test_history_records_each_promotion_and_rollback(store, monkeypatch):
     assert events[0]["candidate_rmse"] > 0 and events[0]["production_rmse"] is None
     assert events[1]["decision"] == "forced"
     assert all(e["when"].endswith("Z") for e in events)
+    rollback = events[2]
+    assert rollback["decision"] == "rollback"
+    assert rollback["candidate_rmse"] > 0 and rollback["production_rmse"] > 0, "both scored on today's data"
 
 
 def test_gated_promotion_records_both_scores_in_history(store):

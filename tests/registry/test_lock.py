@@ -1,0 +1,67 @@
+"""Promotions are serialised by a lock built on the registry's atomic create of a registered model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments.cli import UserError
+from registry import history
+from registry.lock import _try_acquire, lock_name, promotion_lock
+from registry.versions import Registry
+from tests.registry.conftest import REPO, Store
+
+
+def _registry(store: Store) -> Registry:
+    return Registry(client=store.client(), uri=store.uri, name=store.name)
+
+
+def test_the_lock_is_exclusive_and_released(store: Store) -> None:
+    registry = _registry(store)
+    with promotion_lock(registry):
+        assert not _try_acquire(registry, lock_name(registry)), "a second holder must be refused"
+    assert _try_acquire(registry, lock_name(registry)), "released on exit"
+    registry.client.delete_registered_model(lock_name(registry))
+
+
+def test_a_held_lock_makes_a_promotion_wait_then_fail_in_one_line(store: Store) -> None:
+    registry = _registry(store)
+    with promotion_lock(registry):
+        started = time.monotonic()
+        with pytest.raises(UserError, match="promotion lock of 'student-score-test' is held by"):
+            with promotion_lock(registry, wait_s=0.6):
+                pass
+        assert time.monotonic() - started >= 0.6
+
+
+def test_a_stale_lock_of_a_killed_promotion_is_broken(store: Store) -> None:
+    registry = _registry(store)
+    registry.client.create_registered_model(lock_name(registry), tags={"lock.holder": "ghost",
+                                                                        "lock.since": f"{time.time() - 3600}"})
+    with promotion_lock(registry, wait_s=1, stale_after_s=60):
+        pass
+    assert not registry.client.search_registered_models(f"name = '{lock_name(registry)}'")
+
+
+@pytest.mark.slow
+def test_two_concurrent_promotions_are_serialised(store: Store) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    first, second = store.good
+    procs = [subprocess.Popen([sys.executable, "-m", "registry.promote", *store.args("--version", v, "--force",
+                                                                                     "--no-export")],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for v in (first, second)]
+    outcomes = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    events = history.read(_registry(store))
+    assert [e["#"] for e in events] == [1, 2], "two entries, neither overwritten"
+    assert events[0]["from"] is None
+    assert events[1]["from"] == events[0]["to"], "the second promotion saw the first one's result"
+    aliases = store.aliases()
+    assert aliases == {"production": str(events[1]["to"]), "previous": str(events[0]["to"])}, json.dumps(events)
