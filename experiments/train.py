@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -48,6 +49,7 @@ PLOTS_DIR = Path("plots")
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 DIGEST_ATTR = "search_digest"
 RETRY_TAG = "optuna.retry_of"
+WORKER_ATTR = "worker"
 PYFUNC_FILE = Path(__file__).with_name("mlflow_model.py")
 
 
@@ -91,7 +93,7 @@ def prepare(params: Params) -> Prepared:
     return Prepared(frame=frame, schema=schema, x_train=schema.encode(records_from_frame(train_df[features])),
                     y_train=train_df[target].to_numpy(dtype=np.float64),
                     test_records=records_from_frame(test_df[features]),
-                    y_test=test_df[target].to_numpy(dtype=np.float64), data_hash=dvc_data_hash())
+                    y_test=test_df[target].to_numpy(dtype=np.float64), data_hash=dvc_data_hash(params.data.path))
 
 
 def storage_url(params: Params, storage: str | None = None) -> str:
@@ -124,10 +126,14 @@ class Progress:
         self.tty = sys.stdout.isatty()
 
     def update(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        done = sum(t.state.is_finished() for t in study.trials)
-        try:
-            best = f"best CV RMSE {study.best_value:.4f} (trial {study.best_trial.number})"
-        except ValueError:
+        # One read of the trials, not three: with a shared database every read is a round trip per trial.
+        trials = study.get_trials(deepcopy=False)
+        done = sum(t.state.is_finished() for t in trials)
+        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if complete:
+            top = min(complete, key=lambda t: t.value)
+            best = f"best CV RMSE {top.value:.4f} (trial {top.number})"
+        else:
             best = "no complete trial yet"
         line = f"trial {min(done, self.total)}/{self.total}  {trial.state.name.lower():8s}  {best}"
         print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", flush=True)
@@ -182,6 +188,8 @@ def make_objective(x: np.ndarray, y: np.ndarray, params: Params):
 
     def objective(trial: optuna.Trial) -> float:
         sampled = search.suggest(trial, cfg.search_space)
+        # Which machine and process ran a trial, for a team reading a shared study (and a test killing one).
+        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
 
         def report(fold: int, rmse: float) -> None:
             trial.report(rmse, fold)
@@ -381,7 +389,7 @@ def quiet_libraries() -> None:
 def _requirements() -> list[str]:
     # Stated rather than inferred: inference re-imports the model in a subprocess, which costs seconds.
     from importlib.metadata import version
-    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "xgboost", "numpy", "pandas")]
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "xgboost-cpu", "numpy", "pandas")]
 
 
 @click.command(help="Search XGBoost hyper-parameters with Optuna, log to MLflow, register the best model.")

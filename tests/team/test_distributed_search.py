@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments import search, tracking
 from experiments.config import load_params
-from experiments.train import PARENT_RUN_ATTR, RETRY_TAG, prepare
+from experiments.train import PARENT_RUN_ATTR, RETRY_TAG, WORKER_ATTR, prepare
 from tests.team.conftest import client_env, finish, output, start, team_params, wait_until
 
 pytestmark = pytest.mark.slow
@@ -43,10 +42,11 @@ def _study(url: str) -> optuna.Study | None:
         return None
 
 
-def _running(url: str) -> set[int]:
-    study = _study(url)
-    states = (optuna.trial.TrialState.RUNNING,)
-    return {t.number for t in study.get_trials(deepcopy=False, states=states)} if study else set()
+def _trial_of(url: str, pid: int) -> tuple[int] | None:
+    """The number of the trial process ``pid`` is running, as a 1-tuple (trial 0 is falsy), or None."""
+    running = _study(url).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    mine = [t.number for t in running if t.user_attrs.get(WORKER_ATTR, "").endswith(f":{pid}")]
+    return (mine[0],) if mine else None
 
 
 @pytest.fixture(scope="module")
@@ -64,22 +64,19 @@ def outcome(team_stack, tmp_path_factory: pytest.TempPathFactory, sample_csv: Pa
                      log=folder / "survivor.log")
     victim_log = folder / "victim.log"
     victim = start("experiments.worker", "--params", params, "--study", STUDY, cwd=folder, env=env, log=victim_log)
-    # The victim prints a line per finished trial and starts its next one at once: kill it inside that one.
-    wait_until(lambda: "trial " in output(victim_log) or victim.poll() is not None,
-               "the victim worker to finish its first trial")
-    assert victim.poll() is None, f"the victim exited before it could be killed:\n{output(victim_log)}"
-    time.sleep(1.0)
+    # Killed the moment it is inside a trial: a trial names its worker once it has drawn its parameters.
+    found = wait_until(lambda: _trial_of(url, victim.pid) or victim.poll() is not None,
+                       "the victim worker to start a trial")
+    assert found is not True, f"the victim exited before starting a trial:\n{output(victim_log)}"
+    (killed,) = found
     victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    # The dead trial stays RUNNING until its heartbeat is GRACE_S old.
-    in_flight = _running(url)
+    assert victim.wait() == -signal.SIGKILL, f"the victim ended on its own:\n{output(victim_log)}"
     train_output = finish(train, folder / "train.log")
     survivor_output = finish(survivor, folder / "survivor.log")
 
     study = _study(url)
     failed = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))]
-    assert len(failed) == 1, f"exactly the victim's trial fails, got failed trials {failed}"
-    assert failed[0] in in_flight, f"the failed trial was in flight when the victim died ({in_flight})"
+    assert failed == [killed], f"exactly the victim's trial {killed} fails, got failed trials {failed}"
     done = re.search(r"worker finished (\d+) trial", survivor_output)
     assert done, survivor_output
     return Outcome(study=study, parent_run_id=study.user_attrs[PARENT_RUN_ATTR], killed_trial=failed[0],
@@ -92,6 +89,8 @@ def test_the_training_and_a_worker_complete_one_study_together(outcome: Outcome)
     assert len(finished) >= SEARCH["n_trials"]
     assert len(finished) <= SEARCH["n_trials"] + 2, "workers do not overshoot the budget by more than one each"
     assert outcome.survivor_trials >= 1, "the surviving worker ran trials of the shared study"
+    workers = {t.user_attrs[WORKER_ATTR] for t in finished}
+    assert len(workers) >= 2, f"finished trials came from the training and a worker, got {workers}"
     assert re.search(r"registered student-score version \d+", outcome.train_output)
 
 
@@ -103,9 +102,7 @@ def test_the_killed_trial_is_retried_with_the_same_parameters(outcome: Outcome) 
     assert len(retries) == 1, "one retry, not zero and not several"
     (retry,) = retries
     assert retry.state in FINISHED
-    # A worker killed while still drawing parameters leaves the rest to be drawn by the retry.
-    assert killed.params.items() <= retry.params.items(), "the retry keeps every parameter the dead trial drew"
-    assert killed.params, "the dead trial had drawn its parameters"
+    assert retry.params == killed.params
 
 
 def test_the_retry_scores_what_an_uninterrupted_trial_would(outcome: Outcome) -> None:
