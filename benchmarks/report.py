@@ -18,8 +18,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("xgboost", "optuna", "mlflow", "scikit-learn", "pandas", "numpy", "flask", "werkzeug", "gunicorn",
+# A name with "|" lists alternatives: the CPU-only wheel of xgboost is another distribution of the same package.
+LIBRARIES = ("xgboost|xgboost-cpu", "optuna", "mlflow", "scikit-learn", "pandas", "numpy", "flask", "werkzeug", "gunicorn",
              "uvicorn")
+
+
+# A load point whose fastest rep beats its slowest by more than this was disturbed by other work.
+NOISY_SPREAD = 1.2
 
 
 @dataclass(frozen=True)
@@ -135,11 +140,15 @@ def _wrk_version() -> str:
 def machine() -> dict[str, Any]:
     """CPU model, core count, OS, Python, library versions and the load average (how busy the machine was)."""
     libs = {}
-    for name in LIBRARIES:
-        try:
-            libs[name] = version(name)
-        except PackageNotFoundError:
-            libs[name] = "not installed"
+    for names in LIBRARIES:
+        for name in names.split("|"):
+            try:
+                libs[name] = version(name)
+                break
+            except PackageNotFoundError:
+                continue
+        else:
+            libs[names.split("|")[0]] = "not installed"
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "os": platform.platform(),
             "python": platform.python_version(), "libraries": libs, "wrk": _wrk_version(),
             "load_average": [round(x, 2) for x in os.getloadavg()]}
@@ -170,6 +179,11 @@ def markdown(results: Mapping[str, Any]) -> str:
     for name, r in m.get("load", {}).items():
         lines.append(f"| {name} | {r['rps']:,.0f} | {r['rows_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
                      f"| {r['rps_min']:,.0f}–{r['rps_max']:,.0f} |")
+    spreads = {name: r["rps_max"] / r["rps_min"] for name, r in m.get("load", {}).items() if r["rps_min"] > 0}
+    if spreads:
+        noisy = max(spreads.values()) > NOISY_SPREAD
+        lines += ["", "Spread of req/s across reps (max/min): " + ", ".join(f"{k} {v:.2f}×" for k, v in spreads.items())
+                  + (f" — above {NOISY_SPREAD}×: the machine was busy, treat the ratios as rough." if noisy else ".")]
     if m.get("cold_start_s") or m.get("rss_mb"):
         lines += ["", "| Server | cold start s (median) | cold start range s | worker RSS MB |", "|---|---|---|---|"]
         for name in ("ours", "reference", "mlflow", "noop"):

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -287,6 +288,8 @@ def cli(quick: bool, results_dir: Path, csv: Path, train_fraction: float, keep_w
     if len(os.sched_getaffinity(0)) < 2:
         raise UserError("the benchmark needs two CPUs (server on one, wrk on the other)")
     plan = (QUICK if quick else FULL).scaled(train_fraction)
+    # SIGTERM becomes an exit, so the finally blocks stop every server and training this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         results = run(plan, work, csv.resolve())
