@@ -1,7 +1,7 @@
 """Owns the deployment settings: one frozen object per environment, read from CDK context once and validated.
 
 ``-c env=dev`` (default) or ``-c env=prod`` picks a row of ``ENVIRONMENTS``; any field can be overridden
-with ``-c FIELD=VALUE`` (e.g. ``-c max_concurrency=10``). The stacks take these values as constructor
+with ``-c FIELD=VALUE`` (e.g. ``-c endpoint_max_concurrency=10``). The stacks take these values as constructor
 arguments, so the same code builds both environments.
 
 Other context keys, read in ``infra/app.py``: ``model_tarball`` (default: params.yaml ``export.path``),
@@ -13,6 +13,7 @@ Other context keys, read in ``infra/app.py``: ``model_tarball`` (default: params
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,8 @@ class EnvironmentSettings:
             raise ValueError(f"endpoint_max_concurrency must be 1..200, got {self.endpoint_max_concurrency}")
         if not 0 <= self.endpoint_provisioned_concurrency <= self.endpoint_max_concurrency:
             raise ValueError("endpoint_provisioned_concurrency must be 0..endpoint_max_concurrency")
-        if self.throttle_rate <= 0 or self.throttle_burst < 1 or self.max_records < 1:
+        if not math.isfinite(self.throttle_rate) or self.throttle_rate <= 0 or self.throttle_burst < 1 \
+                or self.max_records < 1:
             raise ValueError("throttle_rate, throttle_burst and max_records must be positive")
 
 

@@ -41,7 +41,6 @@ class ServingStack(Stack):
         endpoint = ServerlessEndpoint(
             self,
             "Endpoint",
-            endpoint_name=f"student-score-{settings.name}",
             image_directory=image_directory,
             model_tarball=model_tarball,
             memory_mb=settings.endpoint_memory_mb,

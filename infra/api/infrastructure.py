@@ -28,14 +28,21 @@ RESOURCE_PATH = "predict-student-score"
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 POWERTOOLS_LAYER_VERSION = 27
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13
-# The handler's client gives up after ~24 s (see runtime/handler.py); API Gateway cuts at 29 s.
+# The handler's client gives up after ~23 s (see runtime/handler.py); API Gateway cuts at 29 s.
 LAMBDA_TIMEOUT = Duration.seconds(28)
 MODEL_HEADERS = ["X-Model-Name", "X-Model-Version", "X-Data-Hash"]
 
 
 def request_schema(*, max_records: int) -> apigw.JsonSchema:
-    """The body API Gateway lets through: one record or 1..max_records records (objects)."""
-    record = apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT)
+    """The body API Gateway lets through: one record or 1..max_records records (objects).
+
+    A record may not be one of the container's batch wrappers, which would carry past ``max_records``.
+    """
+    wrappers = ("instances", "inputs", "dataframe_records", "dataframe_split")
+    record = apigw.JsonSchema(
+        type=apigw.JsonSchemaType.OBJECT,
+        not_=apigw.JsonSchema(any_of=[apigw.JsonSchema(required=[key]) for key in wrappers]),
+    )
     return apigw.JsonSchema(
         schema=apigw.JsonSchemaVersion.DRAFT4,
         title="PredictRequest",

@@ -30,7 +30,6 @@ class ServerlessEndpoint(Construct):
     """A SageMaker Serverless endpoint serving ``model_tarball`` with the container built from ``image_directory``.
 
     Args:
-        endpoint_name: the endpoint's stable name (the Lambda and the alarms refer to it).
         image_directory: folder with the container's Dockerfile (``serving/``).
         model_tarball: the exported ``model.tar.gz``.
         memory_mb: serverless memory, one of 1024..6144 in steps of 1024.
@@ -43,7 +42,6 @@ class ServerlessEndpoint(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        endpoint_name: str,
         image_directory: Path,
         model_tarball: Path,
         memory_mb: int,
@@ -132,7 +130,8 @@ class ServerlessEndpoint(Construct):
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
-            endpoint_name=endpoint_name,
+            # No explicit name: CloudFormation names it once and keeps the name across config updates, so
+            # two copies of a stack never collide, and the Lambda and alarms read it from this resource.
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
         )
         self.endpoint_name = self.endpoint.attr_endpoint_name

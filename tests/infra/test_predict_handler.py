@@ -89,8 +89,11 @@ def test_custom_attributes_become_model_headers(handler_env: StubRuntime) -> Non
         ("a string", 400, "JSON object"),
         ([RECORD, 3], 400, "row 1"),
         ([RECORD] * (handler.DEFAULT_MAX_RECORDS + 1), 413, "at most 100 records"),
+        ({"instances": [RECORD] * 500}, 400, "not a 'instances' wrapper"),
+        ({"dataframe_records": [RECORD] * 500}, 400, "not a 'dataframe_records' wrapper"),
     ],
-    ids=["malformed", "empty", "empty-list", "string", "list-with-non-object", "too-many-records"],
+    ids=["malformed", "empty", "empty-list", "string", "list-with-non-object", "too-many-records",
+         "instances-wrapper", "dataframe-wrapper"],
 )
 def test_bodies_that_can_never_be_valid_are_refused_before_the_endpoint(
     handler_env: StubRuntime, body: Any, status: int, fragment: str
