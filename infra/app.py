@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
-import yaml
 from cdk_nag import AwsSolutionsChecks
 
+from experiments.config import load_params
 from infra.settings import settings_from_context
 from infra.stacks import BootstrapStack, ServingStack, StorageStack
 
@@ -34,7 +34,7 @@ def _path(value: str | None, default: Path) -> Path:
 
 def default_tarball() -> Path:
     """params.yaml ``export.path``: where the registry's export job writes the model."""
-    return ROOT / yaml.safe_load((ROOT / "params.yaml").read_text())["export"]["path"]
+    return ROOT / load_params(ROOT / "params.yaml").export.path
 
 
 def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = None) -> cdk.App:

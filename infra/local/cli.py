@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import urllib.error
@@ -33,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
+from experiments.config import load_params
 from infra.local.endpoint import REGION, start_endpoint
 from infra.local.front_door import start_front_door
+from serving import bundle
+from serving.predictor import ModelError
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE = ROOT / "serving" / "serve"
@@ -46,8 +47,7 @@ SELF_TEST = "self-test"
 
 def default_tarball() -> Path:
     """The exported model's path: ``export.path`` in params.yaml, relative to the repository root."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    return ROOT / params["export"]["path"]
+    return ROOT / load_params(ROOT / "params.yaml").export.path
 
 
 def handler_environment(*, endpoint_name: str, endpoint_url: str) -> dict[str, str]:
@@ -65,9 +65,11 @@ def handler_environment(*, endpoint_name: str, endpoint_url: str) -> dict[str, s
 
 
 def unpack(tarball: Path, model_dir: Path) -> None:
-    """Unpack the tarball as SageMaker does into ``/opt/ml/model`` (the ``data`` filter refuses unsafe entries)."""
-    with tarfile.open(tarball) as archive:
-        archive.extractall(model_dir, filter="data")
+    """Unpack the tarball as SageMaker does into ``/opt/ml/model``, refusing unsafe entries as the container does."""
+    try:
+        bundle.unpack(tarball, model_dir)
+    except ModelError as err:
+        raise click.ClickException(str(err)) from None
 
 
 def wait_ready(url: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
