@@ -95,13 +95,8 @@ def test_promote_and_export_work_unchanged_against_the_server(team_stack, two_tr
     assert metadata["run_id"] == training["run_id"]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "registry/ has a lost-update race: promote reads @production, scores, then moves the aliases and appends "
-    "history.<max+1>, with nothing stopping a second promotion in between. Seen here: both promotions exit 0, "
-    "both say 'no production version yet' (the gate compares against nothing), @previous is never set and "
-    "both history events say from=null; if they read the history at the same moment one event is overwritten. "
-    "registry/ needs a lock around promote/rollback (see the team-mode report)."))
 def test_two_promotions_at_once_end_as_if_one_ran_after_the_other(team_stack, two_trainings) -> None:
+    # Started together so that, without registry/lock.py's lock, each would read "no production version".
     client = MlflowClient(team_stack.tracking_uri)
     _reset_aliases(client)
     history_before = {k for k in client.get_registered_model(MODEL).tags if k.startswith("history.")}
