@@ -5,7 +5,7 @@ TEAM_STATE ?= team/run
 STUDY ?=
 STORAGE ?= $(OPTUNA_STORAGE)
 
-.PHONY: team-deps team-up team-down team-env team-worker test-team
+.PHONY: team-deps team-up team-down team-env team-worker test-team bench-workers
 team-deps: ## install the PostgreSQL server (Debian package) the team stack and its tests need
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then \
 		echo "PostgreSQL server already installed"; \
@@ -29,3 +29,6 @@ team-worker: ## join a training's study: STUDY=<name> [STORAGE=<url>, default: O
 
 test-team: data ## the team-mode tests (real PostgreSQL, moto server and mlflow server)
 	$(VENV)/bin/pytest tests/team $(PYTEST_ARGS)
+
+bench-workers: data ## trials/min with 1 and 2 workers on one study (own team stack, ≈4 min): benchmarks/results/workers.{json,md}
+	$(PY) -m benchmarks.workers $(BENCH_ARGS)
