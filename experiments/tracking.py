@@ -47,7 +47,14 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
 
 def use_experiment(uri: str, name: str) -> str:
     """Point the fluent API at ``uri`` and return the id of experiment ``name`` (created if new)."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    # MLflow also writes the URI into MLFLOW_TRACKING_URI for child processes; in this project that variable
+    # is the user's override (a team server), so it goes back to what the user set, or to unset.
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     experiment = mlflow.set_experiment(name)
     return experiment.experiment_id
 

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -257,7 +258,17 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
     url = storage_url(params, storage)
     study = search.make_study(name=sname, storage=url, seed=params.train.seed,
                               startup_trials=params.train.pruner_startup_trials)
-    parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    parent_id = _live_parent_run(client, study.user_attrs.get(PARENT_RUN_ATTR))
+    done = _registered_version(client, params.model.name, parent_id) if parent_id else None
+    if done is not None and log:
+        # Same data, same settings, a finished study whose best model is registered: rewrite the stage's
+        # outputs (DVC may have asked for them) but register nothing twice.
+        print(f"study {sname} is finished and registered as {params.model.name} version {done}; "
+              f"rewriting outputs only", flush=True)
+        result = _search_and_log(params, study, client, experiment_id, parent_id, data, False, log=False)
+        return replace(result, version=done)
+    # An unfinished study resumes under its own parent run; a fresh one (or one whose run is gone, e.g. a
+    # different tracking server) gets a new parent run.
     run = mlflow.start_run(run_id=parent_id) if parent_id else mlflow.start_run(run_name=f"train-{sname}")
     # Workers read both attributes: which run to log under, and whether their data and settings match.
     study.set_user_attr(DIGEST_ATTR, search_digest(params, data.data_hash))
@@ -273,6 +284,26 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
         raise
     mlflow.end_run(status="FINISHED")
     return result
+
+
+def _live_parent_run(client: MlflowClient, run_id: str | None) -> str | None:
+    """``run_id`` if that run still exists in this tracking store, else None."""
+    if not run_id:
+        return None
+    try:
+        run = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return None if run.info.lifecycle_stage == "deleted" else run_id
+
+
+def _registered_version(client: MlflowClient, name: str, run_id: str) -> str | None:
+    """The version of ``name`` registered from training run ``run_id``, if any."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    return str(max(int(v.version) for v in versions)) if versions else None
 
 
 def _search_and_log(params: Params, study: optuna.Study, client: MlflowClient, experiment_id: str,
@@ -363,15 +394,16 @@ def _log_parent(params: Params, frame: pd.DataFrame, schema: Schema, best_params
     mlflow.log_artifact(str(METRICS_FILE))
 
     features = frame[schema.names]
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(PYFUNC_FILE),
-        artifacts={"booster": str(MODEL_DIR / "booster.ubj"), "schema": str(MODEL_DIR / "schema.json")},
-        code_paths=[str(Path(__file__).resolve().parent.parent / "serving")],
-        signature=_signature(schema, features),
-        input_example=_input_example(features),
-        pip_requirements=_requirements(),
-    )
+    with tempfile.TemporaryDirectory() as code:
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_FILE),
+            artifacts={"booster": str(MODEL_DIR / "booster.ubj"), "schema": str(MODEL_DIR / "schema.json")},
+            code_paths=[str(_predict_package(Path(code)))],
+            signature=_signature(schema, features),
+            input_example=_input_example(features),
+            pip_requirements=_requirements(),
+        )
     tags = lineage | {"run_id": mlflow.active_run().info.run_id, "test_rmse": f"{metrics['test_rmse']:.6f}",
                       "baseline_rmse": f"{metrics['baseline_rmse']:.6f}", "booster": best_params["booster"]}
     registered = mlflow.register_model(info.model_uri, params.model.name, tags=tags)
@@ -384,6 +416,19 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+
+def _predict_package(folder: Path) -> Path:
+    """A copy of the ``serving`` package holding only the predict path, to travel with the MLflow model.
+
+    The model needs ``serving.predictor`` and nothing else of the container (app, launcher, Dockerfile).
+    """
+    package = folder / "serving"
+    package.mkdir()
+    source = Path(__file__).resolve().parent.parent / "serving"
+    for name in ("__init__.py", "predictor.py"):
+        shutil.copy2(source / name, package / name)
+    return package
 
 
 def _requirements() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,21 @@ def write_params(folder: Path, csv: Path, **sections: dict) -> Path:
 
 FAST_TRAIN = {"n_trials": 3, "cv_folds": 2, "max_rounds": 80, "early_stopping_rounds": 10,
               "pruner_startup_trials": 1}
+
+
+@pytest.fixture(autouse=True)
+def _tracking_uri_does_not_leak() -> Iterator[None]:
+    """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI, which every later CLI would obey: undo it."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    _restore_tracking_uri(before)
+
+
+def _restore_tracking_uri(value: str | None) -> None:
+    if value is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = value
 
 
 @pytest.fixture
@@ -61,8 +77,7 @@ def default_training(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path)
         result = train(params)
     finally:
         os.chdir(old)
-        if saved_uri is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_uri
+        _restore_tracking_uri(saved_uri)
     return folder, params, result
 
 

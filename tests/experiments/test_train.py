@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -11,9 +15,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from experiments import search
 from experiments import train as train_module
 from experiments.config import load_params
-from tests.conftest import FAST_TRAIN, write_params
+from tests.conftest import FAST_TRAIN, ROOT, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -102,14 +107,62 @@ def test_same_seed_gives_same_best_params(tmp_path: Path, sample_csv: Path, monk
     assert results[0].metrics["test_rmse"] == pytest.approx(results[1].metrics["test_rmse"], abs=1e-9)
 
 
-def test_an_interrupted_study_resumes_instead_of_starting_over(workdir: Path, sample_csv: Path) -> None:
-    params = load_params(write_params(workdir, sample_csv, train=FAST_TRAIN | {"n_trials": 2}))
-    first = train_module.train(params, log=False)
-    more = load_params(write_params(workdir, sample_csv, train=FAST_TRAIN | {"n_trials": 2}))
-    again = train_module.train(more, log=False)
-    assert again.study_name == first.study_name
-    metrics = json.loads((workdir / "metrics.json").read_text())
-    assert metrics["trials"]["complete"] + metrics["trials"]["pruned"] == 2, "no extra trials on a finished study"
+def test_an_interrupted_training_resumes_its_study_and_parent_run(workdir: Path, sample_csv: Path) -> None:
+    """Given a training killed after some trials, when it runs again, then it finishes the same study."""
+    import optuna
+
+    slow = FAST_TRAIN | {"n_trials": 8, "max_rounds": 300, "early_stopping_rounds": 300, "pruner_startup_trials": 8}
+    params_file = write_params(workdir, sample_csv, train=slow)
+    params = load_params(params_file)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.train", "--params", str(params_file)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = search.make_storage(params.train.storage)
+    deadline = time.monotonic() + 240
+    finished = 0
+    while finished < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        studies = optuna.get_all_study_summaries(storage) if (workdir / "optuna.journal").exists() else []
+        finished = max((s.n_trials for s in studies), default=0)
+    proc.kill()
+    proc.wait()
+    assert 2 <= finished < 8, f"killed after {finished} trials: the test needs an unfinished study"
+
+    result = train_module.train(params)
+
+    study = optuna.load_study(study_name=result.study_name, storage=storage)
+    states = [t.state for t in study.trials]
+    assert sum(s.is_finished() and s != optuna.trial.TrialState.FAIL for s in states) >= 8
+    assert study.user_attrs[train_module.PARENT_RUN_ATTR] == result.run_id
+    children = [r for r in _client(workdir).search_runs([_client(workdir).get_run(result.run_id).info.experiment_id])
+                if r.data.tags.get("mlflow.parentRunId") == result.run_id]
+    assert len(children) >= 8, "the trials before the kill and after it sit under one parent run"
+
+
+def test_rerunning_a_finished_study_registers_nothing_new(workdir: Path, sample_csv: Path, capsys) -> None:
+    params = load_params(write_params(workdir, sample_csv, train=FAST_TRAIN))
+    first = train_module.train(params)
+    (workdir / "metrics.json").unlink()
+
+    again = train_module.train(params)
+
+    assert again.version == first.version
+    assert len(_registered_versions(workdir)) == 1
+    assert (workdir / "metrics.json").is_file(), "the stage's outputs are written again for DVC"
+    assert "registered as student-score version 1; rewriting outputs only" in capsys.readouterr().out
+
+
+def test_a_study_whose_parent_run_is_gone_starts_a_new_run(workdir: Path, sample_csv: Path) -> None:
+    """Given the same study but another tracking store (the old run is not there), training still works."""
+    params = load_params(write_params(workdir, sample_csv, train=FAST_TRAIN))
+    train_module.train(params)
+    moved = params.model_copy(update={"mlflow": params.mlflow.model_copy(
+        update={"tracking_uri": f"sqlite:///{workdir / 'other.db'}"})})
+
+    result = train_module.train(moved)
+
+    assert result.version == "1"
+    assert MlflowClient(moved.mlflow.tracking_uri).get_run(result.run_id).info.status == "FINISHED"
 
 
 def _closed_port() -> int:

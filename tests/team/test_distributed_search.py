@@ -9,19 +9,32 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from experiments import search, tracking
 from experiments.config import load_params
 from experiments.train import PARENT_RUN_ATTR, RETRY_TAG, WORKER_ATTR, prepare
+from tests.conftest import ROOT
 from tests.team.conftest import client_env, finish, output, start, team_params, wait_until
 
 pytestmark = pytest.mark.slow
 
 STUDY = "team-distributed"
-# Trials long enough (a few seconds) that the workers, which take seconds to start, join a search in progress.
+
+
+def _slow_space() -> dict:
+    """The project's tree space at a low learning rate: every trial boosts hundreds of rounds."""
+    space = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["search_space"]
+    space["booster"] = {"choices": ["gbtree"]}
+    space["gbtree"]["learning_rate"] = {"low": 0.01, "high": 0.02, "log": True}
+    return space
+
+
+# Trials long enough (a few seconds each, whatever params.yaml's own space is) that the workers, which take
+# seconds to start, join a search in progress.
 SEARCH = {"n_trials": 14, "cv_folds": 3, "max_rounds": 400, "early_stopping_rounds": 20,
-          "pruner_startup_trials": 3, "timeout_s": 600}
+          "pruner_startup_trials": 3, "timeout_s": 600, "search_space": _slow_space()}
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
