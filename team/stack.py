@@ -196,7 +196,8 @@ def _start_postgres(state_dir: Path, port: int, password: str, started: dict) ->
     if done.returncode != 0:
         raise UserError(f"initdb failed: {(done.stderr or done.stdout).strip().splitlines()[-1]}")
     # Loopback only; the socket lives in our own folder, not /var/run/postgresql (absent or root-owned here).
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets}"
+    # Every worker and the mlflow server keep a connection pool: room for a team's worth of them.
+    options = f"-c listen_addresses=127.0.0.1 -c max_connections=300 -p {port} -k {sockets}"
     done = subprocess.run([pg_binary("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60",
                            "start"], capture_output=True, text=True, **as_owner)
     if done.returncode != 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 from dataclasses import dataclass
@@ -48,9 +49,15 @@ class Outcome:
     params_file: Path
 
 
+@functools.cache
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    # One engine for all the polling below: a storage per call would open a connection pool per call.
+    return optuna.storages.RDBStorage(url)
+
+
 def _study(url: str) -> optuna.Study | None:
     try:
-        return optuna.load_study(study_name=STUDY, storage=url)
+        return optuna.load_study(study_name=STUDY, storage=_storage(url))
     except KeyError:
         return None
 
