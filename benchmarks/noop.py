@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Flask, Response
 
 from serving import codecs
-from serving.app import trace_headers
+from serving.app import base_app
 
 CONSTANT = b'{"predictions": [0.0]}'
 METADATA = {"registered_name": "noop", "version": "0", "data_hash": "none"}
@@ -19,14 +19,7 @@ METADATA = {"registered_name": "noop", "version": "0", "data_hash": "none"}
 
 def create(max_body_bytes: int) -> Flask:
     """gunicorn app factory, called like ``serving.wsgi:create``: the no-op app."""
-    app = Flask("serving")
-    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    headers = trace_headers(METADATA)
-
-    @app.after_request
-    def add_trace_headers(response: Response) -> Response:
-        response.headers.update(headers)
-        return response
+    app = base_app(METADATA, max_body_bytes=max_body_bytes)
 
     @app.get("/ping")
     def ping() -> Response:

@@ -58,6 +58,20 @@ def _response_type() -> str | None:
     return accept.best_match(codecs.RESPONSE_TYPES)
 
 
+def base_app(metadata: Mapping[str, Any], *, max_body_bytes: int) -> Flask:
+    """The Flask app every server of ours starts from: the body limit, and trace headers on every response."""
+    app = Flask("serving")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    headers = trace_headers(metadata)
+
+    @app.after_request
+    def add_trace_headers(response: Response) -> Response:
+        response.headers.update(headers)
+        return response
+
+    return app
+
+
 def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_body_bytes: int,
                load_error: str | None = None) -> Flask:
     """Build the WSGI app around a loaded, self-tested predictor.
@@ -68,15 +82,8 @@ def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_
         max_body_bytes: larger request bodies are refused with 413.
         load_error: why the model is not loaded, reported in the 503 body.
     """
-    app = Flask("serving")
-    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    headers = trace_headers(metadata)
+    app = base_app(metadata, max_body_bytes=max_body_bytes)
     not_loaded = f"model not loaded: {load_error or 'unknown error'}"
-
-    @app.after_request
-    def add_trace_headers(response: Response) -> Response:
-        response.headers.update(headers)
-        return response
 
     @app.get("/ping")
     def ping() -> Response:
