@@ -43,7 +43,7 @@ run: train ## the main job on embedded defaults: data, train, promote, export, a
 	$(PY) -m infra.local --port 0 --request self-test
 	@echo "browse every trial: $(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI)  (then open http://127.0.0.1:5000)"
 
-test: data team-deps ## every test (real MLflow, dvc repro, gunicorn, moto, CDK synth, PostgreSQL)
+test: data team-deps bench-deps ## every test (real MLflow, dvc repro, gunicorn, moto, CDK synth, PostgreSQL, wrk)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: data ## the tests not marked slow

@@ -3,6 +3,12 @@
 # BENCH_ARGS passes flags through, e.g. `make bench BENCH_ARGS=--quick` for a smoke run.
 BENCH_ARGS ?=
 
-.PHONY: bench
-bench: data ## benchmarks vs the reference design (≈10 min, 2 CPUs, wrk): benchmarks/results/latest.{json,md}
+.PHONY: bench bench-deps
+bench-deps: ## install Debian's wrk, the load generator (make test needs it for the benchmark's own test)
+	@if command -v wrk >/dev/null; then echo "wrk already installed"; else \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends wrk; \
+	fi
+
+bench: data bench-deps ## benchmarks vs the reference design (≈10 min, 2 CPUs, wrk): benchmarks/results/latest.{json,md}
 	$(PY) -m benchmarks.run $(BENCH_ARGS)

@@ -130,7 +130,7 @@ def test_wrk_output_without_a_result_line_is_an_error() -> None:
 @pytest.mark.slow
 def test_wrk_script_drives_a_real_server(tmp_path: Path) -> None:
     if shutil.which("wrk") is None:
-        pytest.skip("wrk is not installed (apt-get install wrk)")
+        pytest.fail("wrk is not installed: `make test` installs it (make bench-deps)")
     port = servers.free_port()
     spec = servers.noop(port)
     body = tmp_path / "body.json"
