@@ -68,10 +68,9 @@ def train_ours(params_file: Path, *, log: bool) -> dict[str, Any]:
     """Run our train stage in the current directory; wall time, MLflow time, test RMSE, registered version."""
     from experiments import train as stage
     from experiments.config import load_params
+    from experiments.tracking import quiet_mlflow
 
-    quiet = getattr(stage, "quiet_libraries", None) or getattr(stage, "_quiet_libraries", None)
-    if quiet is not None:
-        quiet()
+    quiet_mlflow()
     mlflow_s = [0.0]
     for name in ("_log_trial", "log_lost_trials", "_log_parent"):
         if hasattr(stage, name):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,15 @@ from experiments.cli import UserError
 TRIAL_STATE_TAG = "optuna.trial_state"
 TRIAL_NUMBER_TAG = "optuna.trial_number"
 PARENT_TAG = "mlflow.parentRunId"
+
+
+def quiet_mlflow() -> None:
+    """Keep command output to our own lines: MLflow's progress bars, hints and migrations are for notebooks."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
 
 
 def tracking_uri(default: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 import shutil
@@ -19,7 +18,6 @@ import socket
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -410,14 +408,6 @@ def _log_parent(params: Params, frame: pd.DataFrame, schema: Schema, best_params
     return str(registered.version)
 
 
-def quiet_libraries() -> None:
-    """Keep the terminal to the progress line and the headline: MLflow's hints are for notebooks."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-
-
 def _predict_package(folder: Path) -> Path:
     """A copy of the ``serving`` package holding only the predict path, to travel with the MLflow model.
 
@@ -444,7 +434,7 @@ def _requirements() -> list[str]:
               help="Optuna storage URL (default: $OPTUNA_STORAGE, else train.storage in params.yaml).")
 @click.option("--study-name", default=None, help="Join or create this study (default: derived from data+params).")
 def cli(params_file: Path, storage: str | None, study_name: str | None) -> None:
-    quiet_libraries()
+    tracking.quiet_mlflow()
     params = load_params(params_file)
     result = train(params, storage=storage, name=study_name)
     m = result.metrics

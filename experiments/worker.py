@@ -30,7 +30,6 @@ from experiments.train import (
     Progress,
     make_objective,
     prepare,
-    quiet_libraries,
     search_digest,
     storage_url,
     trial_logger,
@@ -90,7 +89,7 @@ def work(params: Params, *, study_name: str, storage: str | None = None) -> int:
 @click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("params.yaml"), show_default=True)
 def cli(study_name: str, storage: str | None, params_file: Path) -> None:
-    quiet_libraries()
+    tracking.quiet_mlflow()
     done = work(load_params(params_file), study_name=study_name, storage=storage)
     click.echo(f"worker finished {done} trial(s) of study {study_name}")
 

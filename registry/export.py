@@ -26,9 +26,10 @@ from urllib.parse import urlparse
 import click
 from mlflow.entities.model_registry import ModelVersion
 
+from experiments import tracking
 from experiments.cli import UserError, run_cli
 from experiments.config import load_params
-from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, quiet_mlflow
+from registry.versions import Registry, fetch_model, mlflow_errors, open_registry
 from serving import bundle
 from serving.predictor import ModelError
 
@@ -125,7 +126,7 @@ def upload(path: Path, bucket: str, key: str) -> None:
               help="Tarball path (default: export.path in params.yaml).")
 @click.option("--s3-uri", default=None, help="Also upload the tarball to s3://bucket/key with boto3.")
 def cli(params_file: Path, version: int | None, out: Path | None, s3_uri: str | None) -> None:
-    quiet_mlflow()
+    tracking.quiet_mlflow()
     params = load_params(params_file)
     out = out or params.export.path
     target = parse_s3_uri(s3_uri, out.name) if s3_uri else None

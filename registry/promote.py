@@ -22,13 +22,14 @@ from typing import Any
 import click
 from mlflow.entities.model_registry import ModelVersion
 
+from experiments import tracking
 from experiments.cli import UserError, run_cli
 from experiments.config import Params, load_params
 from experiments.data import dvc_data_hash
 from registry import gate, history
 from registry.export import write_tarball
 from registry.lock import promotion_lock
-from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, quiet_mlflow, same_version
+from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
 from serving.bundle import sha256
 
 
@@ -210,7 +211,7 @@ def cli(params_file: Path, version: int | None, dry_run: bool, force: bool, do_r
         show_history: bool, reason: str | None, no_export: bool) -> None:
     _check_conflicts(**{"--version": version is not None, "--dry-run": dry_run, "--force": force,
                         "--rollback": do_rollback, "--history": show_history, "--reason": reason is not None})
-    quiet_mlflow()
+    tracking.quiet_mlflow()
     params = load_params(params_file)
     registry = open_registry(params)
     if show_history:

@@ -7,10 +7,8 @@ never print a traceback for a missing model, version, alias or artifact.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +26,6 @@ from serving.predictor import BOOSTER_FILE, SCHEMA_FILE, ModelError, Predictor
 # Where train.py logs the booster and schema inside the registered model's directory.
 ARTIFACTS_SUBDIR = "artifacts"
 MODEL_FILES = (BOOSTER_FILE, SCHEMA_FILE)
-
-
-def quiet_mlflow() -> None:
-    """Keep command output to our own lines: MLflow's progress bars and hints are for notebooks."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager
