@@ -78,14 +78,12 @@ def log(message: str) -> None:
 def test_records(params_file: Path) -> list[dict[str, Any]]:
     """The raw test-split records (JSON-ready, missing values as None) of the params' data."""
     from experiments.config import load_params
-    from experiments.data import load_table, split
+    from experiments.data import load_and_split
     from serving.predictor import records_from_frame
 
     params = load_params(params_file)
-    frame = load_table(params.data.path, params.data.target)
-    _, test = split(frame, test_size=params.data.test_size, seed=params.data.split_seed,
-                    min_train_rows=params.train.cv_folds * 2)
-    features = [c for c in frame.columns if c != params.data.target]
+    _, _, test = load_and_split(params)
+    features = [c for c in test.columns if c != params.data.target]
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
             for r in records_from_frame(test[features])]
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,10 @@ from pandas.api import types as ptypes
 from sklearn.model_selection import train_test_split
 
 from experiments.cli import UserError
+
+if TYPE_CHECKING:
+    from experiments.config import Params
+
 from serving.predictor import CATEGORICAL, NUMERIC, Feature, Schema
 
 MIN_TEST_ROWS = 2
@@ -132,6 +137,18 @@ def split(frame: pd.DataFrame, *, test_size: float, seed: int, min_train_rows: i
         raise UserError(f"too few rows to split: {len(frame)} rows, need at least {needed}")
     train, test = train_test_split(frame, test_size=test_size, random_state=seed, shuffle=True)
     return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def load_and_split(params: Params) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The table params.yaml names, and its train and test splits exactly as the train stage makes them.
+
+    Training, the promotion gate, the benchmarks and the tests all score "the test split" through this one
+    function, so they can never disagree about which rows it holds.
+    """
+    frame = load_table(params.data.path, params.data.target)
+    train, test = split(frame, test_size=params.data.test_size, seed=params.data.split_seed,
+                        min_train_rows=params.train.cv_folds * 2)
+    return frame, train, test
 
 
 def dvc_data_hash(data_path: Path | None = None, dvc_file: Path = Path("data.dvc")) -> str:

@@ -39,7 +39,7 @@ from sklearn.pipeline import make_pipeline
 from experiments import plots, search, tracking
 from experiments.cli import UserError, run_cli
 from experiments.config import Params, load_params
-from experiments.data import dvc_data_hash, infer_schema, load_table, split
+from experiments.data import dvc_data_hash, infer_schema, load_and_split
 from serving.predictor import NUMERIC, Predictor, Schema, records_from_frame, save_model_dir
 
 MODEL_DIR = Path("model")
@@ -84,9 +84,7 @@ class Prepared:
 def prepare(params: Params) -> Prepared:
     """Load, check, split and encode the table named by params."""
     target = params.data.target
-    frame = load_table(params.data.path, target)
-    train_df, test_df = split(frame, test_size=params.data.test_size, seed=params.data.split_seed,
-                              min_train_rows=params.train.cv_folds * 2)
+    frame, train_df, test_df = load_and_split(params)
     schema = infer_schema(frame, target, stats_from=train_df)
     features = schema.names
     return Prepared(frame=frame, schema=schema, x_train=schema.encode(records_from_frame(train_df[features])),

@@ -13,7 +13,7 @@ import numpy as np
 
 from experiments.cli import UserError
 from experiments.config import Params
-from experiments.data import load_table, split
+from experiments.data import load_and_split
 from serving.predictor import Predictor, SchemaError, records_from_frame
 
 
@@ -37,9 +37,7 @@ class Verdict:
 
 def current_test_set(params: Params) -> TestSet:
     """The deterministic test split of the data params.yaml points at, exactly as training splits it."""
-    frame = load_table(params.data.path, params.data.target)
-    _, test = split(frame, test_size=params.data.test_size, seed=params.data.split_seed,
-                    min_train_rows=params.train.cv_folds * 2)
+    _, _, test = load_and_split(params)
     features = [c for c in test.columns if c != params.data.target]
     return TestSet(records=records_from_frame(test[features]),
                    targets=test[params.data.target].to_numpy(dtype=np.float64))

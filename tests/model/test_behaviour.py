@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.data import load_table, split
+from experiments.data import load_and_split
 from serving.predictor import Predictor, records_from_frame
 
 pytestmark = pytest.mark.slow
@@ -21,9 +21,7 @@ def predictor(default_training) -> Predictor:
 @pytest.fixture(scope="module")
 def test_rows(default_training) -> pd.DataFrame:
     _, params, _ = default_training
-    frame = load_table(params.data.path, params.data.target)
-    _, test = split(frame, test_size=params.data.test_size, seed=params.data.split_seed,
-                    min_train_rows=params.train.cv_folds * 2)
+    _, _, test = load_and_split(params)
     return test
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import requests
 
-from experiments.data import load_table, split
+from experiments.data import load_and_split, load_table
 from registry import export
 from serving.predictor import records_from_frame
 from tests.serving.serving_helpers import running
@@ -22,9 +22,7 @@ def test_container_matches_the_registered_pyfunc_on_every_test_row(default_train
     tarball = tmp_path / "model" / "model.tar.gz"
     assert export.main(["--params", str(folder / "params.yaml"), "--version", result.version,
                         "--out", str(tarball)]) == 0
-    frame = load_table(params.data.path, params.data.target)
-    _, test = split(frame, test_size=params.data.test_size, seed=params.data.split_seed,
-                    min_train_rows=params.train.cv_folds * 2)
+    _, _, test = load_and_split(params)
     features = test.drop(columns=[params.data.target])
     mlflow.set_tracking_uri(params.mlflow.tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{params.model.name}/{result.version}")
