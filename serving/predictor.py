@@ -17,6 +17,7 @@ Validation policy, applied to every record:
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import numbers
@@ -34,6 +35,13 @@ SCHEMA_FORMAT = 1
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 SELF_TEST_TOLERANCE = 1e-4
+# Below this many records a request is encoded record by record: numpy's per-call costs outweigh its gains.
+COLUMN_PASS_MIN_ROWS = 8
+_NUMBER_TYPES = frozenset({int, float})
+_NUMBER_TYPES_OR_NONE = _NUMBER_TYPES | {type(None)}
+_STRING = frozenset({str})
+# A missing categorical value arrives as None, or as NaN from a pandas frame.
+_STRING_OR_MISSING = _STRING | {type(None), float}
 
 
 class SchemaError(ValueError):
@@ -148,6 +156,16 @@ class Schema:
         Raises:
             SchemaError: naming the first offending field and row.
         """
+        # A batch of clean records is checked and encoded a column at a time in numpy. Anything that column
+        # pass is not sure of goes through the record-by-record pass, which alone decides what is an error
+        # and reports the first one in reading order; both passes give bit-identical matrices.
+        if len(records) >= COLUMN_PASS_MIN_ROWS:
+            matrix = self._encode_columns(records)
+            if matrix is not None:
+                return matrix
+        return self._encode_rows(records)
+
+    def _encode_rows(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         width = self._width
         matrix = np.zeros((len(records), width), dtype=np.float32)
         names = self._names
@@ -194,6 +212,43 @@ class Schema:
             matrix.reshape(-1)[cells] = values
         return matrix
 
+    def _encode_columns(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+        """The matrix of records that are plain dicts of plain values, or None when any record is not."""
+        names = self._names
+        if not all(type(record) is dict and record.keys() == names for record in records):
+            return None
+        rows = len(records)
+        matrix = np.zeros((rows, self._width), dtype=np.float32)
+        for _, name, numeric, nullable, offset, span, index, center, scale in self._plan:
+            column = [record[name] for record in records]
+            kinds = set(map(type, column))
+            if numeric:
+                if not kinds <= (_NUMBER_TYPES_OR_NONE if nullable else _NUMBER_TYPES):
+                    return None
+                if type(None) in kinds:
+                    column = [math.nan if value is None else value for value in column]
+                try:
+                    values = np.array(column, dtype=np.float64)
+                except OverflowError:  # an integer too large for a float is an error: the row pass names it
+                    return None
+                if np.isinf(values).any() or (not nullable and np.isnan(values).any()):
+                    return None
+                matrix[:, offset] = (values - center) / scale
+                continue
+            if not kinds <= (_STRING_OR_MISSING if nullable else _STRING):
+                return None
+            positions = list(map(index.get, column))  # None where a value is unknown or missing
+            if None in positions:
+                absent = [row for row, position in enumerate(positions) if position is None]
+                if not nullable or not all(is_missing(column[row]) for row in absent):
+                    return None
+                matrix[absent, offset:offset + span] = math.nan
+                present = [row for row, position in enumerate(positions) if position is not None]
+                matrix[present, [offset + positions[row] for row in present]] = 1.0
+            else:
+                matrix[np.arange(rows), np.add(positions, offset)] = 1.0
+        return matrix
+
     def _raise_key_error(self, record: Mapping[str, Any], row: int) -> None:
         for name in self.names:
             if name not in record:
@@ -223,17 +278,54 @@ class Schema:
             raise ModelError(f"schema: malformed ({err.__class__.__name__}: {err})") from err
 
 
+class _DensePredict:
+    """XGBoost's own in-place prediction, called through its C API without the Python wrapper around it.
+
+    ``Booster.inplace_predict`` spends about twice as long in Python (argument checks for a dozen input
+    types, JSON built per call, a ctypes class made per result) as XGBoost spends predicting one record.
+    Here the arguments are built once and each call passes a dense float32 matrix's array interface to the
+    same C function, ``XGBoosterPredictFromDense``; the result is copied out at once, because XGBoost reuses
+    the buffer on the next call in this thread. Parity with ``inplace_predict`` is tested.
+    """
+
+    def __init__(self, booster: xgb.Booster) -> None:
+        self._lib = xgb.core._LIB  # the library the booster was loaded by; its handle is only valid there
+        self._handle = booster.handle
+        self._args = json.dumps({"type": 0, "training": False, "iteration_begin": 0, "iteration_end": 0,
+                                 "missing": math.nan, "strict_shape": False, "cache_id": 0}).encode()
+        self._typestr = np.dtype(np.float32).str
+        self._proxy = ctypes.c_void_p()  # no proxy DMatrix: no base margin
+
+    def __call__(self, matrix: np.ndarray) -> np.ndarray:
+        rows = matrix.shape[0]
+        interface = (f'{{"data": [{matrix.ctypes.data}, true], "shape": [{rows}, {matrix.shape[1]}], '
+                     f'"strides": null, "typestr": "{self._typestr}", "version": 3}}').encode()
+        shape = ctypes.POINTER(ctypes.c_uint64)()
+        dims = ctypes.c_uint64()
+        out = ctypes.POINTER(ctypes.c_float)()
+        status = self._lib.XGBoosterPredictFromDense(self._handle, interface, self._args, self._proxy,
+                                                     ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(out))
+        if status != 0:
+            raise ModelError(f"XGBoost prediction failed: {self._lib.XGBGetLastError().decode()}")
+        if dims.value != 1 or shape[0] != rows:
+            raise ModelError(f"XGBoost returned {[shape[i] for i in range(dims.value)]} values for {rows} rows")
+        return np.ctypeslib.as_array(out, shape=(rows,)).astype(np.float64)
+
+
 class Predictor:
     """A booster and its schema: raw records in, predictions out."""
 
     def __init__(self, booster: xgb.Booster, schema: Schema) -> None:
+        if booster.num_features() != len(schema.columns):
+            raise ModelError(f"booster expects {booster.num_features()} columns, "
+                             f"schema encodes {len(schema.columns)}")
         self.booster = booster
         self.schema = schema
         # One thread per request: gunicorn scales with processes, and oversubscribing cores hurts tails.
         self.booster.set_param({"nthread": 1})
         kind = json.loads(booster.save_config())["learner"]["gradient_booster"]["name"]
-        # gblinear has no in-place prediction; trees use it because it skips building a DMatrix.
-        self._inplace = kind != "gblinear"
+        # gblinear has no in-place prediction; trees skip building a DMatrix.
+        self._dense = None if kind == "gblinear" else _DensePredict(booster)
 
     @classmethod
     def from_dir(cls, path: str | Path) -> Predictor:
@@ -264,9 +356,6 @@ class Predictor:
             booster.load_model(str(booster_path))
         except xgb.core.XGBoostError as err:
             raise ModelError(f"{booster_path} is not a valid XGBoost model") from err
-        if booster.num_features() != len(schema.columns):
-            raise ModelError(f"booster expects {booster.num_features()} columns, "
-                             f"schema encodes {len(schema.columns)}")
         return cls(booster, schema)
 
     def predict(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -278,11 +367,9 @@ class Predictor:
         if not records:
             return np.empty(0, dtype=np.float64)
         matrix = self.schema.encode(records)
-        if self._inplace:
-            raw = self.booster.inplace_predict(matrix)
-        else:
-            raw = self.booster.predict(xgb.DMatrix(matrix, nthread=1))
-        return np.asarray(raw, dtype=np.float64).reshape(-1)
+        if self._dense is not None:
+            return self._dense(matrix)
+        return np.asarray(self.booster.predict(xgb.DMatrix(matrix, nthread=1)), dtype=np.float64).reshape(-1)
 
     def self_test(self) -> float:
         """Predict the schema's example record and compare it to the prediction recorded at training.
