@@ -54,7 +54,7 @@ PYFUNC_FILE = Path(__file__).with_name("mlflow_model.py")
 
 @dataclass(frozen=True)
 class TrainResult:
-    run_id: str
+    run_id: str | None  # None when trained with log=False
     version: str
     study_name: str
     metrics: dict[str, float]
@@ -182,6 +182,7 @@ def log_lost_trials(study: optuna.Study, client: MlflowClient, experiment_id: st
 def make_objective(x: np.ndarray, y: np.ndarray, params: Params):
     """The Optuna objective: cross-validated RMSE of one sampled parameter set, reported fold by fold."""
     cfg = params.train
+    folds = search.Folds(x, y, cfg)
 
     def objective(trial: optuna.Trial) -> float:
         sampled = search.suggest(trial, cfg.search_space)
@@ -193,7 +194,7 @@ def make_objective(x: np.ndarray, y: np.ndarray, params: Params):
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        result = search.cross_validate(x, y, sampled, cfg, report)
+        result = search.cross_validate(folds, sampled, cfg, report)
         trial.set_user_attr("cv_rmse", result.rmse)
         trial.set_user_attr("cv_rmse_std", result.rmse_std)
         trial.set_user_attr("rounds", float(result.rounds))
@@ -238,8 +239,19 @@ def _importance(booster, schema: Schema, booster_kind: str) -> tuple[list[str], 
 
 def train(params: Params, *, storage: str | None = None, name: str | None = None,
           log: bool = True) -> TrainResult:
-    """Run the whole stage. Everything the user can get wrong is checked before anything is logged."""
+    """Run the whole stage. Everything the user can get wrong is checked before anything is logged.
+
+    ``log=False`` runs the same search, refit and outputs without touching MLflow at all (nothing is
+    registered): the benchmark prices MLflow logging as the difference between the two.
+    """
     data = prepare(params)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sname = name or study_name(params, data.data_hash)
+    url = storage_url(params, storage)
+    if not log:
+        study = search.make_study(name=sname, storage=url, seed=params.train.seed,
+                                  startup_trials=params.train.pruner_startup_trials)
+        return _search_and_log(params, study, None, None, None, data, search.has_heartbeat(url), log=False)
 
     uri = tracking.tracking_uri(params.mlflow.tracking_uri)
     tracking.check_reachable(uri)
@@ -248,15 +260,11 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
     except mlflow.exceptions.MlflowException as err:
         raise UserError(f"MLflow tracking store {uri}: {str(err).splitlines()[0]}") from None
     client = MlflowClient(uri)
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sname = name or study_name(params, data.data_hash)
-    url = storage_url(params, storage)
     study = search.make_study(name=sname, storage=url, seed=params.train.seed,
                               startup_trials=params.train.pruner_startup_trials)
     parent_id = _live_parent_run(client, study.user_attrs.get(PARENT_RUN_ATTR))
     done = _registered_version(client, params.model.name, parent_id) if parent_id else None
-    if done is not None and log:
+    if done is not None:
         # Same data, same settings, a finished study whose best model is registered: rewrite the stage's
         # outputs (DVC may have asked for them) but register nothing twice.
         print(f"study {sname} is finished and registered as {params.model.name} version {done}; "
@@ -302,8 +310,8 @@ def _registered_version(client: MlflowClient, name: str, run_id: str) -> str | N
     return str(max(int(v.version) for v in versions)) if versions else None
 
 
-def _search_and_log(params: Params, study: optuna.Study, client: MlflowClient, experiment_id: str,
-                    run_id: str, data: Prepared, heartbeat: bool, log: bool) -> TrainResult:
+def _search_and_log(params: Params, study: optuna.Study, client: MlflowClient | None, experiment_id: str | None,
+                    run_id: str | None, data: Prepared, heartbeat: bool, log: bool) -> TrainResult:
     cfg = params.train
     frame, schema, x_train, y_train = data.frame, data.schema, data.x_train, data.y_train
     test_records, y_test, data_hash = data.test_records, data.y_test, data.data_hash
@@ -322,7 +330,7 @@ def _search_and_log(params: Params, study: optuna.Study, client: MlflowClient, e
         raise UserError(f"study {study.study_name}: no trial completed within {cfg.timeout_s}s") from None
     best_params = search.from_trial_params(best.params)
     rounds = int(best.user_attrs["rounds"])
-    booster = search.fit(x_train, y_train, best_params, rounds=rounds, seed=cfg.seed, nthread=cfg.nthread)
+    booster = search.fit(x_train, y_train, best_params, rounds=rounds, seed=cfg.seed)
 
     predictor = Predictor(booster, schema)
     test_pred = predictor.predict(test_records)

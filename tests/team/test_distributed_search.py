@@ -131,7 +131,8 @@ def test_the_retry_scores_what_an_uninterrupted_trial_would(outcome: Outcome) ->
     data = prepare(params)
     folds: dict[int, float] = {}
 
-    search.cross_validate(data.x_train, data.y_train, search.from_trial_params(retry.params), params.train,
+    search.cross_validate(search.Folds(data.x_train, data.y_train, params.train),
+                          search.from_trial_params(retry.params), params.train,
                           report=folds.__setitem__)
 
     # Fold by fold, so that the comparison holds whether the median rule pruned the retry or not.
