@@ -112,10 +112,10 @@ def targets(m: Mapping[str, Any]) -> list[Target]:
                detail=f"{fmt(t_on, ' s')} vs {fmt(t_ref, ' s')}"),
         Target("training_rmse_vs_reference", "Test RMSE vs reference (no worse)", ratio(rmse_ours, rmse_ref), 1.0,
                False, detail=f"{fmt(rmse_ours)} vs {fmt(rmse_ref)}"),
-        Target("logging_share", "MLflow logging share of study wall time", ratio(mlflow_s, t_on), 0.05, False,
-               unit="", detail=f"{fmt(mlflow_s, ' s')} in MLflow calls of {fmt(t_on, ' s')}; wall on−off "
-                               f"difference {fmt(None if logging_diff is None else 100 * logging_diff, '%')} "
-                               f"({fmt(t_on, ' s')} vs {fmt(t_off, ' s')})"),
+        # The whole price of logging: MLflow is never touched with logging off (medians of the reps).
+        Target("logging_share", "MLflow logging share of study wall time", logging_diff, 0.05, False,
+               unit="", detail=f"wall {fmt(t_on, ' s')} with logging vs {fmt(t_off, ' s')} without; "
+                               f"{fmt(mlflow_s, ' s')} of it inside the logging calls"),
     ]
 
 
@@ -202,7 +202,7 @@ def markdown(results: Mapping[str, Any]) -> str:
                          f"{'—' if mlflow_s is None else f'{mlflow_s:.1f}'} |")
     mach, run = results["machine"], results["run"]
     libs = ", ".join(f"{k} {v}" for k, v in mach["libraries"].items())
-    scaled = "" if run.get("reference_trials", 50) == 50 else " — CUT DOWN with --train-fraction, not the spec's 30 vs 50"
+    scaled = "" if run.get("reference_trials", 50) == 50 else " — CUT DOWN with --train-fraction, not the default study vs the spec's 50"
     lines += ["", f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['os']}, Python {mach['python']}, "
                   f"{mach['wrk']}; {libs}.",
               f"Run: {run['mode']} mode, {run['reps']} alternating rep(s) of {run['seconds']} s per load point, "

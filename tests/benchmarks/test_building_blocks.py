@@ -19,6 +19,7 @@ from xgboost import XGBRegressor
 
 from benchmarks import load, noop, report, servers
 from benchmarks import run as bench_run
+from benchmarks import training as bench_training
 from benchmarks.reference import train as reference_train
 
 TARGET = "Exam_Score"
@@ -199,6 +200,6 @@ def test_image_dependency_set_hides_what_the_serving_image_does_not_install() ->
 
 def test_train_fraction_cuts_both_searches_in_proportion() -> None:
     plan = bench_run.FULL.scaled(0.2)
-    assert plan.train_overrides["n_trials"] == 6
+    assert plan.train_overrides["n_trials"] == round(0.2 * bench_training.default_trials())
     assert plan.reference_trials == 10
     assert bench_run.FULL.scaled(1.0) is bench_run.FULL
