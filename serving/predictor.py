@@ -21,8 +21,10 @@ import ctypes
 import json
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +40,6 @@ SELF_TEST_TOLERANCE = 1e-4
 # Below this many records a request is encoded record by record: numpy's per-call costs outweigh its gains.
 COLUMN_PASS_MIN_ROWS = 8
 _NUMBER_TYPES = frozenset({int, float})
-_NUMBER_TYPES_OR_NONE = _NUMBER_TYPES | {type(None)}
-_STRING = frozenset({str})
-# A missing categorical value arrives as None, or as NaN from a pandas frame.
-_STRING_OR_MISSING = _STRING | {type(None), float}
 
 
 class SchemaError(ValueError):
@@ -114,6 +112,28 @@ class Feature:
         )
 
 
+def _tuple_getter(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """``operator.itemgetter`` that always returns a tuple, even for one name (or none)."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda record: (record[name],)
+    if not names:
+        return lambda record: ()
+    return itemgetter(*names)
+
+
+@dataclass(frozen=True)
+class _ColumnGroup:
+    """The numeric or the categorical features, prepared for encoding a batch a column group at a time."""
+
+    getter: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    offsets: np.ndarray
+    nullable: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    levels: tuple[tuple[dict[str, int], int, int, bool], ...]
+
+
 @dataclass(frozen=True)
 class Schema:
     """The model's input contract, inferred at training time and checked on every request."""
@@ -137,6 +157,25 @@ class Schema:
         object.__setattr__(self, "_plan", tuple(
             (f, f.name, f.kind == NUMERIC, f.nullable, off, f.width, index, f.center, f.scale)
             for f, off, index in zip(self.features, offsets, self._level_index, strict=True)))
+        numeric = [(f, off) for f, off in zip(self.features, offsets, strict=True) if f.kind == NUMERIC]
+        categorical = [(f, off, index) for f, off, index in zip(self.features, offsets, self._level_index,
+                                                                strict=True) if f.kind == CATEGORICAL]
+        object.__setattr__(self, "_numeric", _ColumnGroup(
+            getter=_tuple_getter([f.name for f, _ in numeric]),
+            offsets=np.array([off for _, off in numeric], dtype=np.intp),
+            nullable=np.array([f.nullable for f, _ in numeric], dtype=bool),
+            center=np.array([f.center for f, _ in numeric]), scale=np.array([f.scale for f, _ in numeric]),
+            levels=()))
+        object.__setattr__(self, "_categorical", _ColumnGroup(
+            getter=_tuple_getter([f.name for f, _, _ in categorical]),
+            offsets=np.array([off for _, off, _ in categorical], dtype=np.intp),
+            nullable=np.array([f.nullable for f, _, _ in categorical], dtype=bool),
+            center=np.empty(0), scale=np.empty(0),
+            # Each level maps straight to its one-hot column in the matrix.
+            levels=tuple(({level: off + i for level, i in index.items()}, off, f.width, f.nullable)
+                         for f, off, index in categorical)))
+        # A category without levels (never seen with a value) has no column to hold a placeholder.
+        object.__setattr__(self, "_column_pass", all(f.width for f, _, _ in categorical))
 
     @property
     def names(self) -> list[str]:
@@ -213,40 +252,56 @@ class Schema:
         return matrix
 
     def _encode_columns(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
-        """The matrix of records that are plain dicts of plain values, or None when any record is not."""
-        names = self._names
-        if not all(type(record) is dict and record.keys() == names for record in records):
+        """The matrix of records that are plain dicts of plain values, or None when any record is not.
+
+        All numeric features are converted in one numpy call and all one-hot cells written in another.
+        """
+        if (not self._column_pass or set(map(type, records)) != {dict}
+                or set(map(len, records)) != {len(self.features)}):
+            return None
+        numeric, categorical = self._numeric, self._categorical
+        try:
+            # With every schema name present and the right count of keys, a record holds exactly the schema.
+            numbers = list(map(numeric.getter, records))
+            labels = list(map(categorical.getter, records))
+        except KeyError:
             return None
         rows = len(records)
         matrix = np.zeros((rows, self._width), dtype=np.float32)
-        for _, name, numeric, nullable, offset, span, index, center, scale in self._plan:
-            column = [record[name] for record in records]
-            kinds = set(map(type, column))
-            if numeric:
-                if not kinds <= (_NUMBER_TYPES_OR_NONE if nullable else _NUMBER_TYPES):
-                    return None
-                if type(None) in kinds:
-                    column = [math.nan if value is None else value for value in column]
-                try:
-                    values = np.array(column, dtype=np.float64)
-                except OverflowError:  # an integer too large for a float is an error: the row pass names it
-                    return None
-                if np.isinf(values).any() or (not nullable and np.isnan(values).any()):
-                    return None
-                matrix[:, offset] = (values - center) / scale
-                continue
-            if not kinds <= (_STRING_OR_MISSING if nullable else _STRING):
+        if len(numeric.offsets):
+            # Missing numbers are rare: a None (or any non-number) sends the batch to the row pass.
+            if not set(map(type, chain.from_iterable(numbers))) <= _NUMBER_TYPES:
                 return None
-            positions = list(map(index.get, column))  # None where a value is unknown or missing
-            if None in positions:
-                absent = [row for row, position in enumerate(positions) if position is None]
-                if not nullable or not all(is_missing(column[row]) for row in absent):
+            try:
+                values = np.array(numbers, dtype=np.float64)
+            except OverflowError:  # an integer too large for a float is an error: the row pass names it
+                return None
+            if np.isinf(values).any() or np.isnan(values[:, ~numeric.nullable]).any():
+                return None
+            matrix[:, numeric.offsets] = (values - numeric.center) / numeric.scale
+        if len(categorical.offsets):
+            # Only a str can equal a str level, so a lookup hit needs no type check; a miss (-1) is a missing
+            # value (None, or NaN from pandas) or an error; an unhashable value (a list, an object) is an error.
+            columns = list(zip(*labels))
+            try:
+                cells = np.fromiter(chain.from_iterable(
+                    map(index.get, column, repeat(-1))
+                    for (index, _, _, _), column in zip(categorical.levels, columns, strict=True)),
+                    dtype=np.intp, count=rows * len(columns))
+            except TypeError:
+                return None
+            cells = cells.reshape(len(columns), rows)
+            absent_spans = []
+            for feature in np.flatnonzero((cells < 0).any(axis=1)):
+                _, offset, span, nullable = categorical.levels[feature]
+                absent = np.flatnonzero(cells[feature] < 0)
+                if not nullable or not all(is_missing(columns[feature][row]) for row in absent):
                     return None
+                cells[feature, absent] = offset  # a placeholder: the whole span becomes NaN below
+                absent_spans.append((absent, offset, span))
+            matrix[np.arange(rows), cells] = 1.0
+            for absent, offset, span in absent_spans:
                 matrix[absent, offset:offset + span] = math.nan
-                present = [row for row, position in enumerate(positions) if position is not None]
-                matrix[present, [offset + positions[row] for row in present]] = 1.0
-            else:
-                matrix[np.arange(rows), np.add(positions, offset)] = 1.0
         return matrix
 
     def _raise_key_error(self, record: Mapping[str, Any], row: int) -> None:

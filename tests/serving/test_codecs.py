@@ -1,0 +1,63 @@
+"""A JSON body means the same whichever parser reads it: orjson first, the standard library where it refuses."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from serving import codecs
+from serving.predictor import Predictor, SchemaError
+from tests.serving.serving_helpers import sample_records
+
+BODIES = [
+    b'[{"a": 1, "b": "x"}, {"a": 2.5, "b": null}]',
+    b'{"instances": [{"a": -0, "b": "\\u00e9"}]}',
+    b'[{"a": NaN}, {"a": Infinity}, {"a": -Infinity}]',  # not JSON, but what Python clients send
+    b'[{"a": "\\ud800"}]',                                  # a lone surrogate
+    b'{"a": 1, "a": 2}',                                    # duplicate keys: the last one wins
+]
+
+
+def _same(left: object, right: object) -> bool:
+    return json.dumps(left, sort_keys=True) == json.dumps(right, sort_keys=True) and type(left) is type(right)
+
+
+@pytest.mark.parametrize("body", BODIES, ids=range(len(BODIES)))
+def test_json_bodies_decode_as_the_standard_library_reads_them(predictor: Predictor, body: bytes) -> None:
+    expected = json.loads(body)
+    expected = expected if isinstance(expected, list) else expected.get("instances", [expected])
+    assert _same(codecs.decode(codecs.JSON, body, predictor.schema), expected)
+
+
+def test_an_integer_beyond_64_bits_arrives_as_the_double_the_model_would_see(predictor: Predictor) -> None:
+    decoded = codecs.decode(codecs.JSON, b'[{"a": 100000000000000000000000000000}]', predictor.schema)
+    assert decoded == [{"a": float(10**29)}]
+    # Beyond a double it is the standard library's integer, which the schema check refuses by name.
+    decoded = codecs.decode(codecs.JSON, b'[{"a": 1' + b"0" * 400 + b"}]", predictor.schema)
+    assert decoded == [{"a": 10**400}]
+
+
+def test_a_nan_literal_is_a_missing_value_deep_in_a_batch(predictor: Predictor) -> None:
+    # Given a batch big enough for the column pass, with NaN for a feature that may be missing
+    records, _ = sample_records(30)
+    nullable = next(f.name for f in predictor.schema.features if f.nullable)
+    records[17][nullable] = "__NAN__"
+    body = json.dumps(records).replace('"__NAN__"', "NaN").encode()
+    # When it is decoded and predicted, then the NaN reads as a missing value and predicts like null
+    decoded = codecs.decode(codecs.JSON, body, predictor.schema)
+    assert math.isnan(decoded[17][nullable])
+    records[17][nullable] = None
+    assert list(predictor.predict(decoded)) == list(predictor.predict(records))
+
+
+def test_malformed_json_and_bad_utf8_are_decode_errors(predictor: Predictor) -> None:
+    for body in (b'[{"a": 1', b'\xff\xfe[1]x', b"[1,]"):
+        with pytest.raises(SchemaError, match="malformed JSON"):
+            codecs.decode(codecs.JSON, body, predictor.schema)
+
+
+def test_json_answers_parse_back_to_the_exact_predictions() -> None:
+    predictions = [64.20693969726562, 1e-05, 1e16, -0.0, 71.5]
+    assert json.loads(codecs.encode(codecs.JSON, predictions)) == {"predictions": predictions}
