@@ -107,6 +107,55 @@ def test_same_seed_gives_same_best_params(tmp_path: Path, sample_csv: Path, monk
     assert results[0].metrics["test_rmse"] == pytest.approx(results[1].metrics["test_rmse"], abs=1e-9)
 
 
+def test_training_without_logging_never_touches_mlflow(tmp_path: Path, sample_csv: Path, monkeypatch) -> None:
+    """What the benchmark prices logging against: the same stage outputs, and no tracking store at all."""
+    monkeypatch.chdir(tmp_path)
+    params = load_params(write_params(tmp_path, sample_csv, train=FAST_TRAIN))
+    result = train_module.train(params, log=False)
+    assert (result.version, result.run_id) == ("unregistered", None)
+    assert (tmp_path / "model" / "booster.ubj").is_file() and (tmp_path / "metrics.json").is_file()
+    assert not (tmp_path / "mlflow.db").exists(), "logging off must not create the tracking store"
+
+
+def test_fold_scores_do_not_depend_on_how_many_folds_train_at_once(sample_csv: Path, tmp_path: Path) -> None:
+    params = load_params(write_params(tmp_path, sample_csv, train=FAST_TRAIN | {"cv_folds": 3}))
+    data = train_module.prepare(params)
+    sampled = {"booster": "gbtree", "max_depth": 3, "learning_rate": 0.3, "subsample": 0.8}
+    scores = {}
+    for threads in (1, 2, 3):
+        cfg = params.train.model_copy(update={"nthread": threads})
+        reported: dict[int, float] = {}
+        result = search.cross_validate(search.Folds(data.x_train, data.y_train, cfg), sampled, cfg,
+                                       reported.__setitem__)
+        scores[threads] = (result, reported)
+    assert scores[1] == scores[2] == scores[3]
+    assert list(scores[2][1]) == [0, 1, 2], "folds are reported in order"
+
+
+@pytest.mark.parametrize("booster", ["gbtree", "gblinear"])
+def test_early_stopping_through_the_c_api_matches_xgboost_train(sample_csv: Path, tmp_path: Path,
+                                                                 booster: str) -> None:
+    import math
+
+    import numpy as np
+    import xgboost as xgb
+
+    params = load_params(write_params(tmp_path, sample_csv, train=FAST_TRAIN | {"max_rounds": 400,
+                                                                                "early_stopping_rounds": 5}))
+    data = train_module.prepare(params)
+    fold = search.Folds(data.x_train, data.y_train, params.train).folds[0]
+    sampled = {"booster": booster, "learning_rate": 0.3} | ({"max_depth": 4} if booster == "gbtree" else {})
+    full = search.xgb_params(sampled, seed=params.train.seed, nthread=1)
+
+    rmse, rounds = search._fit_fold(fold, full, params.train)
+
+    reference = xgb.train(full, fold.fit, num_boost_round=400, evals=[(fold.val, "val")],
+                          early_stopping_rounds=5, verbose_eval=False)
+    assert rounds == reference.best_iteration + 1 < 400, "early stopping must have stopped before the cap"
+    pred = reference.predict(fold.val, iteration_range=(0, rounds))
+    assert rmse == math.sqrt(float(np.mean((pred - fold.y_val) ** 2)))
+
+
 def test_an_interrupted_training_resumes_its_study_and_parent_run(workdir: Path, sample_csv: Path) -> None:
     """Given a training killed after some trials, when it runs again, then it finishes the same study."""
     import optuna
