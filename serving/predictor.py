@@ -21,6 +21,8 @@ import ctypes
 import json
 import math
 import numbers
+import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
@@ -337,10 +339,12 @@ class _DensePredict:
     """XGBoost's own in-place prediction, called through its C API without the Python wrapper around it.
 
     ``Booster.inplace_predict`` spends about twice as long in Python (argument checks for a dozen input
-    types, JSON built per call, a ctypes class made per result) as XGBoost spends predicting one record.
-    Here the arguments are built once and each call passes a dense float32 matrix's array interface to the
-    same C function, ``XGBoosterPredictFromDense``; the result is copied out at once, because XGBoost reuses
-    the buffer on the next call in this thread. Parity with ``inplace_predict`` is tested.
+    types, JSON built per call, a ctypes class made per result) as XGBoost spends predicting one record,
+    and it makes XGBoost build a new proxy matrix per call, whose set-up reads the cgroup CPU quota files
+    every time. Here the arguments are built once, each thread keeps one proxy matrix, and each call passes
+    a dense float32 matrix's array interface to the same C function, ``XGBoosterPredictFromDense``; the
+    result is copied out at once, because XGBoost reuses the buffer on the next call in this thread.
+    Parity with ``inplace_predict`` is tested.
     """
 
     def __init__(self, booster: xgb.Booster) -> None:
@@ -349,7 +353,14 @@ class _DensePredict:
         self._args = json.dumps({"type": 0, "training": False, "iteration_begin": 0, "iteration_end": 0,
                                  "missing": math.nan, "strict_shape": False, "cache_id": 0}).encode()
         self._typestr = np.dtype(np.float32).str
-        self._proxy = ctypes.c_void_p()  # no proxy DMatrix: no base margin
+        # A proxy matrix holds the array of the call in progress, so threads (MLflow's server) need their own.
+        self._local = threading.local()
+
+    def _proxy(self) -> ctypes.c_void_p:
+        proxy = getattr(self._local, "proxy", None)
+        if proxy is None:
+            proxy = self._local.proxy = _ProxyMatrix(self._lib)
+        return proxy.handle
 
     def __call__(self, matrix: np.ndarray) -> np.ndarray:
         rows = matrix.shape[0]
@@ -358,13 +369,23 @@ class _DensePredict:
         shape = ctypes.POINTER(ctypes.c_uint64)()
         dims = ctypes.c_uint64()
         out = ctypes.POINTER(ctypes.c_float)()
-        status = self._lib.XGBoosterPredictFromDense(self._handle, interface, self._args, self._proxy,
+        status = self._lib.XGBoosterPredictFromDense(self._handle, interface, self._args, self._proxy(),
                                                      ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(out))
         if status != 0:
             raise ModelError(f"XGBoost prediction failed: {self._lib.XGBGetLastError().decode()}")
         if dims.value != 1 or shape[0] != rows:
             raise ModelError(f"XGBoost returned {[shape[i] for i in range(dims.value)]} values for {rows} rows")
         return np.ctypeslib.as_array(out, shape=(rows,)).astype(np.float64)
+
+
+class _ProxyMatrix:
+    """An XGBoost proxy matrix (the input slot of in-place prediction), freed with this object."""
+
+    def __init__(self, lib: Any) -> None:
+        self.handle = ctypes.c_void_p()
+        if lib.XGProxyDMatrixCreate(ctypes.byref(self.handle)) != 0:
+            raise ModelError(f"XGBoost proxy matrix: {lib.XGBGetLastError().decode()}")
+        weakref.finalize(self, lib.XGDMatrixFree, self.handle)
 
 
 class Predictor:

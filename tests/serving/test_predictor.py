@@ -127,3 +127,18 @@ def test_each_prediction_is_its_own_copy(predictor: Predictor) -> None:
     kept = first.copy()
     predictor.predict(records[5:])
     assert np.array_equal(first, kept)
+
+
+def test_threads_predicting_at_once_each_get_their_own_answers(predictor: Predictor) -> None:
+    # MLflow's server calls the model from a thread pool: each thread must see only its own rows.
+    from concurrent.futures import ThreadPoolExecutor
+
+    records, _ = sample_records(120)
+    batches = [records[i:i + 1 + i % 17] for i in range(0, 120, 6)]
+    expected = [predictor.predict(batch) for batch in batches]
+
+    def run(index: int) -> bool:
+        return all(np.array_equal(predictor.predict(batches[index]), expected[index]) for _ in range(50))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(run, range(len(batches))))
