@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -22,7 +23,9 @@ def _commit(repo: Path, message: str) -> None:
 def _retrain(repo: Path, rmse: float) -> None:
     """What `dvc repro` leaves after a params change: params.yaml and metrics.json both differ."""
     params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("n_trials: 30", "n_trials: 31"))
+    text, changed = re.subn(r"n_trials: (\d+)", lambda m: f"n_trials: {int(m[1]) + 1}", params.read_text())
+    assert changed == 1
+    params.write_text(text)
     metrics = json.loads((repo / "metrics.json").read_text())
     metrics["test"]["rmse"] = rmse
     (repo / "metrics.json").write_text(json.dumps(metrics, indent=2))
