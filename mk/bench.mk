@@ -10,5 +10,5 @@ bench-deps: ## install Debian's wrk, the load generator (make test needs it for 
 		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends wrk; \
 	fi
 
-bench: data bench-deps ## benchmarks vs the reference design (≈10 min, 2 CPUs, wrk): benchmarks/results/latest.{json,md}
+bench: data bench-deps ## benchmarks vs the reference design (≈5 min, 2 CPUs, wrk): benchmarks/results/latest.{json,md}
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
