@@ -224,7 +224,7 @@ def _fit_fold(fold: Fold, full: dict[str, Any], cfg: TrainParams) -> tuple[float
     lib, handle, fit = xgb.core._LIB, booster.handle, fold.fit.handle
     evals, names, message = (ctypes.c_void_p * 1)(fold.val.handle.value), (ctypes.c_char_p * 1)(b"val"), \
         ctypes.c_char_p()
-    best, best_round = math.inf, 0
+    best, best_round = math.nan, 0
     for iteration in range(cfg.max_rounds):
         current = ctypes.c_int(iteration)
         if (lib.XGBoosterUpdateOneIter(handle, current, fit) != 0
@@ -232,7 +232,7 @@ def _fit_fold(fold: Fold, full: dict[str, Any], cfg: TrainParams) -> tuple[float
                                             ctypes.byref(message)) != 0):
             raise xgb.core.XGBoostError(lib.XGBGetLastError().decode())
         score = float(message.value.rsplit(b":", 1)[1])  # "[12]\tval-rmse:2.0812..."
-        if score < best:
+        if iteration == 0 or score < best:  # the first round is the best so far, even a NaN (as in xgboost)
             best, best_round = score, iteration
         elif iteration - best_round >= cfg.early_stopping_rounds:
             break

@@ -249,7 +249,8 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
     sname = name or study_name(params, data.data_hash)
     url = storage_url(params, storage)
     if not log:
-        study = search.make_study(name=sname, storage=url, seed=params.train.seed,
+        # A study of its own: a logged training must never resume trials that no MLflow run recorded.
+        study = search.make_study(name=f"{sname}-unlogged", storage=url, seed=params.train.seed,
                                   startup_trials=params.train.pruner_startup_trials)
         return _search_and_log(params, study, None, None, None, data, search.has_heartbeat(url), log=False)
 

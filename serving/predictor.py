@@ -107,10 +107,14 @@ class Feature:
         kind = raw["kind"]
         if kind not in (NUMERIC, CATEGORICAL):
             raise ModelError(f"schema: feature '{raw.get('name')}' has unknown kind '{kind}'")
+        center, scale = float(raw.get("center", 0.0)), float(raw.get("scale", 1.0))
+        if not (math.isfinite(center) and math.isfinite(scale) and scale > 0):
+            raise ModelError(f"schema: feature '{raw.get('name')}' needs a finite center and a positive scale, "
+                             f"got {center} and {scale}")
         return cls(
             name=str(raw["name"]), kind=kind, nullable=bool(raw["nullable"]),
             levels=tuple(raw.get("levels", ())), minimum=raw.get("minimum"), maximum=raw.get("maximum"),
-            center=float(raw.get("center", 0.0)), scale=float(raw.get("scale", 1.0)),
+            center=center, scale=scale,
         )
 
 
@@ -280,7 +284,11 @@ class Schema:
                 return None
             if np.isinf(values).any() or np.isnan(values[:, ~numeric.nullable]).any():
                 return None
-            matrix[:, numeric.offsets] = (values - numeric.center) / numeric.scale
+            scaled = (values - numeric.center) / numeric.scale
+            missing = np.isnan(scaled)
+            if missing.any():
+                scaled[missing] = math.nan  # one NaN for every missing value, as the row pass writes (not -nan)
+            matrix[:, numeric.offsets] = scaled
         if len(categorical.offsets):
             # Only a str can equal a str level, so a lookup hit needs no type check; a miss (-1) is a missing
             # value (None, or NaN from pandas) or an error; an unhashable value (a list, an object) is an error.

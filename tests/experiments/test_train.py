@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from experiments import search
+from experiments import search, tracking
 from experiments import train as train_module
 from experiments.config import load_params
 from tests.conftest import FAST_TRAIN, ROOT, write_params
@@ -115,6 +115,12 @@ def test_training_without_logging_never_touches_mlflow(tmp_path: Path, sample_cs
     assert (result.version, result.run_id) == ("unregistered", None)
     assert (tmp_path / "model" / "booster.ubj").is_file() and (tmp_path / "metrics.json").is_file()
     assert not (tmp_path / "mlflow.db").exists(), "logging off must not create the tracking store"
+    # And a logged training afterwards runs and logs its own trials: it never resumes the unlogged study.
+    logged = train_module.train(params)
+    client = MlflowClient(params.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name(params.mlflow.experiment).experiment_id
+    assert len(tracking.trial_runs(client, experiment, logged.run_id)) == params.train.n_trials
+    assert logged.study_name != result.study_name
 
 
 def test_fold_scores_do_not_depend_on_how_many_folds_train_at_once(sample_csv: Path, tmp_path: Path) -> None:

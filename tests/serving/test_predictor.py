@@ -142,3 +142,21 @@ def test_threads_predicting_at_once_each_get_their_own_answers(predictor: Predic
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert all(pool.map(run, range(len(batches))))
+
+
+def test_every_missing_number_is_the_same_nan_in_both_passes() -> None:
+    # A CSV cell "-nan" parses to a NaN with its sign bit set; the row pass writes the one plain NaN.
+    from serving.predictor import NUMERIC, Feature, Schema
+    schema = Schema("t", (Feature("x", NUMERIC, nullable=True, center=1.0, scale=2.0),))
+    records = [{"x": float("-nan")}, {"x": None}, {"x": 3}] * COLUMN_PASS_MIN_ROWS
+    together, alone = schema.encode(records), schema._encode_rows(records)
+    assert together.view(np.uint32).tolist() == alone.view(np.uint32).tolist()
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, math.inf, math.nan])
+def test_a_schema_file_with_an_unusable_scale_is_refused_at_load(scale: float) -> None:
+    from serving.predictor import ModelError, Schema
+    raw = {"format": 1, "target": "t", "features": [{"name": "x", "kind": "numeric", "nullable": False,
+                                                      "center": 0.0, "scale": scale}]}
+    with pytest.raises(ModelError, match="feature 'x' needs a finite center and a positive scale"):
+        Schema.from_json(raw)
