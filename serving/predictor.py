@@ -129,15 +129,23 @@ def _tuple_getter(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[A
 
 
 @dataclass(frozen=True)
-class _ColumnGroup:
-    """The numeric or the categorical features, prepared for encoding a batch a column group at a time."""
+class _NumericColumns:
+    """The numeric features, prepared for encoding a batch in one numpy call."""
 
     getter: Callable[[Mapping[str, Any]], tuple[Any, ...]]
-    offsets: np.ndarray
+    offsets: np.ndarray  # matrix column of each feature
     nullable: np.ndarray
     center: np.ndarray
     scale: np.ndarray
-    levels: tuple[tuple[dict[str, int], int, int, bool], ...]
+
+
+@dataclass(frozen=True)
+class _CategoricalColumns:
+    """The categorical features, prepared for writing a batch's one-hot cells in one numpy call."""
+
+    getter: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    # Per feature: each level's matrix column, the feature's first column, its width, whether it may be missing.
+    features: tuple[tuple[dict[str, int], int, int, bool], ...]
 
 
 @dataclass(frozen=True)
@@ -155,7 +163,6 @@ class Schema:
         for feat in self.features:
             offsets.append(offset)
             offset += feat.width
-        object.__setattr__(self, "_offsets", tuple(offsets))
         object.__setattr__(self, "_width", offset)
         object.__setattr__(self, "_names", frozenset(f.name for f in self.features))
         object.__setattr__(self, "_level_index", tuple(
@@ -166,20 +173,15 @@ class Schema:
         numeric = [(f, off) for f, off in zip(self.features, offsets, strict=True) if f.kind == NUMERIC]
         categorical = [(f, off, index) for f, off, index in zip(self.features, offsets, self._level_index,
                                                                 strict=True) if f.kind == CATEGORICAL]
-        object.__setattr__(self, "_numeric", _ColumnGroup(
+        object.__setattr__(self, "_numeric", _NumericColumns(
             getter=_tuple_getter([f.name for f, _ in numeric]),
             offsets=np.array([off for _, off in numeric], dtype=np.intp),
             nullable=np.array([f.nullable for f, _ in numeric], dtype=bool),
-            center=np.array([f.center for f, _ in numeric]), scale=np.array([f.scale for f, _ in numeric]),
-            levels=()))
-        object.__setattr__(self, "_categorical", _ColumnGroup(
+            center=np.array([f.center for f, _ in numeric]), scale=np.array([f.scale for f, _ in numeric])))
+        object.__setattr__(self, "_categorical", _CategoricalColumns(
             getter=_tuple_getter([f.name for f, _, _ in categorical]),
-            offsets=np.array([off for _, off, _ in categorical], dtype=np.intp),
-            nullable=np.array([f.nullable for f, _, _ in categorical], dtype=bool),
-            center=np.empty(0), scale=np.empty(0),
-            # Each level maps straight to its one-hot column in the matrix.
-            levels=tuple(({level: off + i for level, i in index.items()}, off, f.width, f.nullable)
-                         for f, off, index in categorical)))
+            features=tuple(({level: off + i for level, i in index.items()}, off, f.width, f.nullable)
+                           for f, off, index in categorical)))
         # A category without levels (never seen with a value) has no column to hold a placeholder.
         object.__setattr__(self, "_column_pass", all(f.width for f, _, _ in categorical))
 
@@ -289,21 +291,21 @@ class Schema:
             if missing.any():
                 scaled[missing] = math.nan  # one NaN for every missing value, as the row pass writes (not -nan)
             matrix[:, numeric.offsets] = scaled
-        if len(categorical.offsets):
+        if categorical.features:
             # Only a str can equal a str level, so a lookup hit needs no type check; a miss (-1) is a missing
             # value (None, or NaN from pandas) or an error; an unhashable value (a list, an object) is an error.
-            columns = list(zip(*labels))
+            columns = list(zip(*labels, strict=True))
             try:
                 cells = np.fromiter(chain.from_iterable(
                     map(index.get, column, repeat(-1))
-                    for (index, _, _, _), column in zip(categorical.levels, columns, strict=True)),
+                    for (index, _, _, _), column in zip(categorical.features, columns, strict=True)),
                     dtype=np.intp, count=rows * len(columns))
             except TypeError:
                 return None
             cells = cells.reshape(len(columns), rows)
             absent_spans = []
             for feature in np.flatnonzero((cells < 0).any(axis=1)):
-                _, offset, span, nullable = categorical.levels[feature]
+                _, offset, span, nullable = categorical.features[feature]
                 absent = np.flatnonzero(cells[feature] < 0)
                 if not nullable or not all(is_missing(columns[feature][row]) for row in absent):
                     return None
