@@ -103,7 +103,7 @@ def run_training(work: Path, csv: Path, plan: Plan) -> dict[str, dict[str, Any]]
             folder = work / (name if rep == 0 else f"{name}-{rep + 1}")
             folder.mkdir()
             params = training.write_params(folder, csv, plan.train_overrides)
-            if args[0] == "ours" and "--log" in args:
+            if name == "ours_logging_on":
                 # The steady state of a project: its tracking store and experiment exist from earlier runs.
                 training.run_isolated(["store", "--params", str(params)], folder, folder / "store.log")
             log(f"training: {name} (rep {rep + 1}/{plan.train_reps}) ...")
