@@ -11,7 +11,6 @@ UV_VERSION := 0.13.9
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 DVC := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc
-MLFLOW_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow.db)
 
 .PHONY: help setup data train metrics run test test-fast lint
 help: ## list targets
@@ -38,10 +37,9 @@ metrics: ## the headline metrics of the last training (dvc metrics show)
 
 run: train ## the main job on embedded defaults: data, train, promote, export, a REST call to the served model
 	@$(DVC) metrics show
-	$(PY) -m registry.promote --no-export --reason "make run"
-	$(PY) -m registry.export
+	$(PY) -m registry.promote --reason "make run"
 	$(PY) -m infra.local --port 0 --request self-test
-	@echo "browse every trial: $(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI)  (then open http://127.0.0.1:5000)"
+	@$(PY) -m core
 
 test: data team-deps bench-deps ## every test (real MLflow, dvc repro, gunicorn, moto, CDK synth, PostgreSQL, wrk)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

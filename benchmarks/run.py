@@ -7,8 +7,8 @@ Everything happens in a throwaway folder (its own MLflow store, Optuna journal a
 1. Training, each in a fresh interpreter on the same data and split: our default study (``params.yaml``
    as is) with MLflow logging on — which also registers the version served below — then the reference
    design's 50-trial search, then our study with logging off.
-2. Export: the registered version to ``model.tar.gz`` with ``registry.export`` (falling back to
-   ``serving.bundle`` from the training's ``model/`` folder); the reference's pickles to a tarball too.
+2. Export: the registered version to ``model.tar.gz`` with ``registry.export`` (``benchmarks/bundles.py``);
+   the reference's pickles to a tarball too.
 3. Cold start and worker RSS at ready: ours, the reference and ``mlflow models serve``, alternating, each
    from launch until its first 200 from ``POST /invocations``.
 4. Load: ours, the reference and the no-op route together (one worker each, server on CPU 0, wrk on CPU 1,
@@ -22,9 +22,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Sequence
@@ -34,8 +32,8 @@ from typing import Any
 
 import click
 
-from benchmarks import load, report, servers, training
-from experiments.cli import UserError, run_cli
+from benchmarks import bundles, load, report, servers, training
+from core.cli import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -79,7 +77,7 @@ def log(message: str) -> None:
 
 def test_records(params_file: Path) -> list[dict[str, Any]]:
     """The raw test-split records (JSON-ready, missing values as None) of the params' data."""
-    from experiments.config import load_params
+    from core.params import load_params
     from experiments.data import load_and_split
     from serving.predictor import records_from_frame
 
@@ -121,45 +119,6 @@ def summarise_training(results: list[dict[str, Any]]) -> dict[str, Any]:
     if "mlflow_s" in results[0]:
         summary["mlflow_s"] = report.median([r["mlflow_s"] for r in results])
     return summary
-
-
-# --- 2. export ---------------------------------------------------------------------------------------------
-
-def export_ours(train_dir: Path, version: str, out_dir: Path) -> Path:
-    """``model.tar.gz`` of the registered version, alone in ``out_dir`` (what ``docker run -v`` mounts)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tarball = out_dir / "model.tar.gz"
-    done = subprocess.run([sys.executable, "-m", "registry.export", "--params", str(train_dir / "params.yaml"),
-                           "--version", version, "--out", str(tarball)], cwd=train_dir, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
-    if done.returncode == 0 and tarball.is_file():
-        return tarball
-    log(f"export: registry.export failed ({done.stderr.strip().splitlines()[-1:] or '?'}); bundling model/")
-    from serving import bundle
-
-    model_dir = out_dir.parent / "bundle"
-    shutil.copytree(train_dir / "model", model_dir)
-    bundle.write_metadata(model_dir, {"registered_name": "student-score", "version": version})
-    return bundle.pack(model_dir, tarball)
-
-
-def pack_reference(train_dir: Path, out_dir: Path) -> Path:
-    """The reference's two pickles in ``model.tar.gz``, as its pipeline uploaded them."""
-    from benchmarks.reference.train import ENCODERS_FILE, MODEL_FILE
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tarball = out_dir / "model.tar.gz"
-    with tarfile.open(tarball, "w:gz") as tar:
-        for name in (MODEL_FILE, ENCODERS_FILE):
-            tar.add(train_dir / name, arcname=name)
-    return tarball
-
-
-def fresh_dir(tarball: Path, parent: Path) -> Path:
-    """A new model dir holding only a copy of ``tarball`` (the reference unpacks into its model dir)."""
-    folder = Path(tempfile.mkdtemp(prefix="model-", dir=parent))
-    shutil.copy2(tarball, folder / "model.tar.gz")
-    return folder
 
 
 # --- 3. cold start and memory ------------------------------------------------------------------------------
@@ -241,8 +200,8 @@ def run(plan: Plan, work: Path, csv: Path) -> dict[str, Any]:
     load.wrk_path()  # fail before an expensive training when wrk is missing
     trained = run_training(work, csv, plan)
     version = str(trained["ours_logging_on"]["version"])
-    ours_tar = export_ours(work / "ours_logging_on", version, work / "ours-model")
-    ref_tar = pack_reference(work / "reference", work / "reference-model")
+    ours_tar = bundles.export_ours(work / "ours_logging_on", version, work / "ours-model")
+    ref_tar = bundles.pack_reference(work / "reference", work / "reference-model")
     records = test_records(work / "ours_logging_on" / "params.yaml")
     tracking_uri = f"sqlite:///{work / 'ours_logging_on' / 'mlflow.db'}"
     models = work / "model-dirs"
@@ -251,13 +210,13 @@ def run(plan: Plan, work: Path, csv: Path) -> dict[str, Any]:
 
     cold_specs = {
         "ours": lambda port: servers.ours(ours_dir, port),
-        "reference": lambda port: servers.reference(fresh_dir(ref_tar, models), port),
-        "mlflow": lambda port: servers.mlflow(f"models:/student-score/{version}", tracking_uri, port),
+        "reference": lambda port: servers.reference(bundles.fresh_dir(ref_tar, models), port),
+        "mlflow": lambda port: servers.mlflow(bundles.model_uri(work / "ours_logging_on", version), tracking_uri, port),
     }
     cold, rss = measure_cold(cold_specs, work, records, plan.cold_reps)
     load_specs = {
         "ours": lambda port: servers.ours(ours_dir, port),
-        "reference": lambda port: servers.reference(fresh_dir(ref_tar, models), port),
+        "reference": lambda port: servers.reference(bundles.fresh_dir(ref_tar, models), port),
         "noop": servers.noop,
     }
     load_runs = measure_load(load_specs, work, records, plan)

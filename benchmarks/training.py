@@ -10,12 +10,11 @@ With logging on, the tracking store and its experiment exist before the clock st
 them in a process of their own), as they do for every training of a project after its first; connecting to
 the store is timed. With logging off MLflow is never touched, so the difference of the two wall times is the
 whole price of logging. ``mlflow_s`` is the part of it spent inside the project's logging calls (trial runs,
-lost-trial check, parent run and model registration), measured by wrapping them.
+lost-trial check, parent run and model registration), as the stage itself reports it (``TrainResult.mlflow_s``).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ from typing import Any
 import click
 import yaml
 
-from experiments.cli import run_cli
+from core.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_MARKER = "BENCH_TRAINING "
@@ -51,37 +50,18 @@ def default_trials() -> int:
     return int(yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["train"]["n_trials"])
 
 
-def _timed(module: Any, name: str, total: list[float]) -> None:
-    """Replace ``module.name`` by a wrapper adding each call's duration to ``total[0]``."""
-    original = getattr(module, name)
-
-    @functools.wraps(original)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            total[0] += time.perf_counter() - started
-
-    setattr(module, name, wrapper)
-
-
 def train_ours(params_file: Path, *, log: bool) -> dict[str, Any]:
     """Run our train stage in the current directory; wall time, MLflow time, test RMSE, registered version."""
+    from core.params import load_params
+    from core.tracking import quiet_mlflow
     from experiments import train as stage
-    from experiments.config import load_params
-    from experiments.tracking import quiet_mlflow
 
     quiet_mlflow()
-    mlflow_s = [0.0]
-    for name in ("_log_trial", "log_lost_trials", "_log_parent"):
-        if hasattr(stage, name):
-            _timed(stage, name, mlflow_s)
     params = load_params(params_file)
     started = time.perf_counter()
     result = stage.train(params, log=log)
     wall = time.perf_counter() - started
-    return {"wall_s": wall, "mlflow_s": mlflow_s[0], "test_rmse": result.metrics["test_rmse"],
+    return {"wall_s": wall, "mlflow_s": result.mlflow_s, "test_rmse": result.metrics["test_rmse"],
             "n_trials": params.train.n_trials, "version": result.version,
             "booster": result.best_params.get("booster")}
 
@@ -89,7 +69,7 @@ def train_ours(params_file: Path, *, log: bool) -> dict[str, Any]:
 def train_reference(params_file: Path, out_dir: Path, *, n_trials: int) -> dict[str, Any]:
     """Run the reference design's training on the same data and split as ours."""
     from benchmarks.reference import train as reference
-    from experiments.config import load_params
+    from core.params import load_params
 
     params = load_params(params_file)
     result = reference.train(params.data.path, out_dir, target=params.data.target,
@@ -121,8 +101,8 @@ def run_isolated(args: Sequence[str], folder: Path, log_file: Path) -> dict[str,
 
 def create_store(params_file: Path) -> dict[str, Any]:
     """Create the params' tracking store and experiment, as a project has them after its first training."""
-    from experiments import tracking
-    from experiments.config import load_params
+    from core import tracking
+    from core.params import load_params
 
     tracking.quiet_mlflow()
     params = load_params(params_file)

@@ -24,8 +24,8 @@ import click
 import optuna
 import yaml
 
+from core.cli import run_cli
 from experiments import search
-from experiments.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -54,11 +54,11 @@ def _fixed_trials(params, count: int, seed: int = 7) -> list[dict]:
 
 
 def _worker(params_file: str, study: str, storage: str, barrier, cpu) -> None:
-    from experiments.config import load_params
-    from experiments.train import quiet_libraries
+    from core.params import load_params
+    from core.tracking import quiet_mlflow
     from experiments.worker import work
 
-    quiet_libraries()
+    quiet_mlflow()
     params = load_params(params_file)
     barrier.wait()  # imports are done: from here on, every worker is searching
     started = time.process_time()
@@ -74,15 +74,15 @@ def _busy_cpu_seconds() -> float:
 
 
 def _run(workers: int, params_file: Path, storage: str, parent_run_id: str, trials: list[dict], index: int) -> dict:
-    from experiments.config import load_params
-    from experiments.train import DIGEST_ATTR, PARENT_RUN_ATTR, prepare, search_digest
+    from core.params import load_params
+    from experiments.data import prepare
 
     params = load_params(params_file)
     name = f"bench-{index}-{workers}-workers"
     study = search.make_study(name=name, storage=storage, seed=params.train.seed,
                               startup_trials=params.train.pruner_startup_trials)
-    study.set_user_attr(DIGEST_ATTR, search_digest(params, prepare(params).data_hash))
-    study.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
+    study.set_user_attr(search.DIGEST_ATTR, search.search_digest(params, prepare(params).data_hash))
+    study.set_user_attr(search.PARENT_RUN_ATTR, parent_run_id)
     for fixed in trials:
         study.enqueue_trial(fixed)
     context = multiprocessing.get_context("spawn")
@@ -155,7 +155,7 @@ def _markdown(result: dict) -> str:
 def cli(trials: int, out: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from experiments.config import load_params
+    from core.params import load_params
     from team import stack
 
     machine = _machine()

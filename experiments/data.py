@@ -1,26 +1,25 @@
-"""Owns reading the training table: checks at the boundary, schema inference and the train/test split."""
+"""Owns reading the training table: checks at the boundary, schema inference, the split and its encoding."""
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from pandas.api import types as ptypes
 from sklearn.model_selection import train_test_split
 
-from experiments.cli import UserError
+from core.cli import UserError
+from core.lineage import dvc_data_hash
 
 if TYPE_CHECKING:
-    from experiments.config import Params
+    from core.params import Params
 
-from serving.predictor import CATEGORICAL, NUMERIC, Feature, Schema
+from serving.predictor import CATEGORICAL, NUMERIC, Feature, Schema, records_from_frame
 
 MIN_TEST_ROWS = 2
 
@@ -151,41 +150,26 @@ def load_and_split(params: Params) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     return frame, train, test
 
 
-def dvc_data_hash(data_path: Path | None = None, dvc_file: Path = Path("data.dvc")) -> str:
-    """The data version to record as lineage: the md5 DVC recorded for the tracked folder.
+@dataclass(frozen=True)
+class Prepared:
+    """The training table split, encoded and described: what both the stage and a worker search over."""
 
-    With ``data_path``, the file's bytes are checked against DVC's record of it (when DVC's manifest of the
-    folder is in the local cache), so a CSV replaced without ``dvc add`` is not trained under an old hash; a
-    file outside the tracked folder is identified by its own content, ``md5:<hex>``.
-
-    Raises:
-        UserError: ``data_path`` differs from what ``data.dvc`` records.
-    """
-    try:
-        out = yaml.safe_load(Path(dvc_file).read_text(encoding="utf-8"))["outs"][0]
-        recorded, tracked = str(out["md5"]), Path(dvc_file).parent / out["path"]
-    except (FileNotFoundError, KeyError, IndexError, TypeError, yaml.YAMLError):
-        recorded, tracked = None, None
-    if data_path is None:
-        return recorded or "untracked"
-    data_path = Path(data_path)
-    actual = hashlib.md5(data_path.read_bytes(), usedforsecurity=False).hexdigest()
-    inside = tracked is not None and data_path.resolve().is_relative_to(tracked.resolve())
-    if not inside:
-        return f"md5:{actual}"
-    expected = _manifest_md5(Path(dvc_file).parent, recorded, data_path.resolve().relative_to(tracked.resolve()))
-    if expected is not None and expected != actual:
-        raise UserError(f"{data_path} is not the version data.dvc records: run `dvc add {out['path']}` to "
-                        f"version it (or `dvc checkout` to restore the recorded one)")
-    return recorded
+    frame: pd.DataFrame
+    schema: Schema
+    x_train: np.ndarray
+    y_train: np.ndarray
+    test_records: list[dict[str, Any]]
+    y_test: np.ndarray
+    data_hash: str
 
 
-def _manifest_md5(root: Path, dir_md5: str, relpath: Path) -> str | None:
-    """The md5 DVC's cached folder manifest records for ``relpath``, or None when the manifest is not cached."""
-    digest = dir_md5.removesuffix(".dir")
-    manifest = root / ".dvc" / "cache" / "files" / "md5" / digest[:2] / f"{digest[2:]}.dir"
-    try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return next((e["md5"] for e in entries if e.get("relpath") == relpath.as_posix()), None)
+def prepare(params: Params) -> Prepared:
+    """Load, check, split and encode the table named by params."""
+    target = params.data.target
+    frame, train_df, test_df = load_and_split(params)
+    schema = infer_schema(frame, target, stats_from=train_df)
+    features = schema.names
+    return Prepared(frame=frame, schema=schema, x_train=schema.encode(records_from_frame(train_df[features])),
+                    y_train=train_df[target].to_numpy(dtype=np.float64),
+                    test_records=records_from_frame(test_df[features]),
+                    y_test=test_df[target].to_numpy(dtype=np.float64), data_hash=dvc_data_hash(params.data.path))

@@ -15,7 +15,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from experiments.cli import run_cli
+from core.cli import run_cli
 
 NOISE_SD = 2.0
 DEFAULT_ROWS = 6607

@@ -1,4 +1,4 @@
-"""Owns the diagnostic figures logged with each training run."""
+"""Owns the diagnostic figures logged with each training run, and the feature importance they show."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from serving.predictor import Schema
 
 # Figures are built with matplotlib's object API, never pyplot: no global backend or figure registry, so
 # importing this module changes nothing and it works headless (CI, servers).
@@ -57,3 +59,19 @@ def optimisation_history(values: Sequence[float], best: Sequence[float], path: P
     ax.set(xlabel="trial", ylabel="CV RMSE", title="Optimisation history")
     ax.legend()
     return _save(fig, path)
+
+
+def importance(booster, schema: Schema, booster_kind: str) -> tuple[list[str], list[float]]:
+    """Importance per feature, summing a categorical's one-hot columns.
+
+    Trees report total gain; the linear booster only has coefficients, whose magnitude is comparable
+    because numeric inputs are standardised.
+    """
+    if booster_kind == "gblinear":
+        scores = {k: abs(v) for k, v in booster.get_score(importance_type="weight").items()}
+    else:
+        scores = booster.get_score(importance_type="total_gain")
+    per_column = {column: float(scores.get(f"f{i}", 0.0)) for i, column in enumerate(schema.columns)}
+    names = schema.names
+    gains = [sum(v for c, v in per_column.items() if c == n or c.startswith(f"{n}=")) for n in names]
+    return names, gains

@@ -1,5 +1,6 @@
-"""Owns the Optuna search: the study, its storage, the sampled XGBoost parameters and the CV objective.
+"""Owns the Optuna search: the study (its name, storage and budget), the sampled parameters, the objective.
 
+What the train stage and a worker (``experiments.worker``) share: both search the same study through these.
 Several processes may run trials of one study through a shared RDB storage (PostgreSQL for a team). Each
 running trial then sends a heartbeat; a trial whose process died (no heartbeat for ``GRACE_S``) is marked
 failed by whichever process looks next and re-queued once with the same parameters, so a killed worker
@@ -8,32 +9,22 @@ loses at most the trial it was running.
 
 from __future__ import annotations
 
-import ctypes
-import math
+import hashlib
+import json
+import os
+import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-import xgboost as xgb
-from sklearn.model_selection import KFold
 
-from experiments.config import SearchSpace, TrainParams
-
-
-@dataclass(frozen=True)
-class CvResult:
-    """Cross-validated RMSE of one parameter set, and the boosting rounds early stopping chose."""
-
-    rmse: float
-    rmse_std: float
-    rounds: int
-
+from core.params import Params, SearchSpace
+from experiments import cv
 
 # A trial sends a heartbeat every HEARTBEAT_S; after GRACE_S without one its process is taken for dead. The
 # grace is several heartbeats long so that a busy but alive worker is never failed; a trial here takes
@@ -43,6 +34,11 @@ GRACE_S = 20
 MAX_RETRY = 2
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 POLL_S = 1.0
+# Study attributes the train stage sets and workers read: which MLflow run to log under, and whether a
+# worker's data and settings match; trial attribute naming the machine and process that ran it.
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+DIGEST_ATTR = "search_digest"
+WORKER_ATTR = "worker"
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
@@ -170,95 +166,71 @@ def from_trial_params(flat: dict[str, Any]) -> dict[str, Any]:
     return {k.split(".", 1)[-1]: v for k, v in flat.items()}
 
 
-def xgb_params(params: dict[str, Any], *, seed: int, nthread: int) -> dict[str, Any]:
-    """Full XGBoost training parameters for a sampled set."""
-    full = {"objective": "reg:squarederror", "eval_metric": "rmse", "seed": seed, "nthread": nthread,
-            "verbosity": 0, **params}
-    if params["booster"] == "gbtree":
-        full["tree_method"] = "hist"
-    else:
-        # Coordinate descent with a cyclic order is deterministic, unlike the default parallel "shotgun".
-        full.update(updater="coord_descent", feature_selector="cyclic")
-    return full
+def storage_url(params: Params, storage: str | None = None) -> str:
+    """``--storage``, else ``$OPTUNA_STORAGE`` (a team's shared database), else ``train.storage``."""
+    return storage or os.environ.get("OPTUNA_STORAGE") or params.train.storage
 
 
-def fit(x: np.ndarray, y: np.ndarray, params: dict[str, Any], *, rounds: int, seed: int) -> xgb.Booster:
-    """Fit a booster on all given rows with a fixed number of rounds (one thread, like every CV fold)."""
-    dtrain = xgb.DMatrix(x, label=y, nthread=1)
-    return xgb.train(xgb_params(params, seed=seed, nthread=1), dtrain, num_boost_round=rounds)
+def _search_settings(params: Params) -> str:
+    return json.dumps({"data": params.data.model_dump(mode="json"),
+                       "train": params.train.model_dump(mode="json", exclude={"storage", "timeout_s"})},
+                      sort_keys=True)
 
 
-@dataclass(frozen=True)
-class Fold:
-    fit: xgb.DMatrix
-    val: xgb.DMatrix
-    y_val: np.ndarray
+def search_digest(params: Params, data_hash: str) -> str:
+    """A digest of everything that makes two trials comparable: the data and the search settings."""
+    return hashlib.sha256(f"{data_hash}:{_search_settings(params)}".encode()).hexdigest()[:10]
 
 
-class Folds:
-    """The k CV folds of the training rows as XGBoost matrices, built once and shared by every trial.
-
-    Reusing the matrices also reuses the histogram cuts XGBoost computes on a matrix's first use. A fold is
-    only ever trained on by one thread at a time (``cross_validate`` waits for all it started).
-    """
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, cfg: TrainParams) -> None:
-        splits = KFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed).split(x)
-        self.folds = tuple(Fold(fit=xgb.DMatrix(x[fit_idx], label=y[fit_idx], nthread=1),
-                                val=xgb.DMatrix(x[val_idx], label=y[val_idx], nthread=1), y_val=y[val_idx])
-                           for fit_idx, val_idx in splits)
-
-    def __len__(self) -> int:
-        return len(self.folds)
+def study_name(params: Params, data_hash: str) -> str:
+    """Same data and same search settings → same study, so an interrupted training resumes it."""
+    digest = hashlib.sha256(_search_settings(params).encode()).hexdigest()[:10]
+    return f"{params.model.name}-{data_hash[:10]}-{digest}"
 
 
-def _fit_fold(fold: Fold, full: dict[str, Any], cfg: TrainParams) -> tuple[float, int]:
-    """Train on one fold until its validation RMSE has not improved for ``early_stopping_rounds`` rounds.
+class Progress:
+    """One line on a terminal (rewritten in place), or a line per trial in a log."""
 
-    The same rule as ``xgb.train(..., early_stopping_rounds=...)`` (strictly lower is better, the score as
-    XGBoost reports it), with each round's update and evaluation called straight through XGBoost's C API:
-    the Python wrapper re-checks the matrices' feature names twice a round, which cost as much as a round of
-    training on these small folds.
-    """
-    booster = xgb.Booster(full, [fold.fit, fold.val])
-    lib, handle, fit = xgb.core._LIB, booster.handle, fold.fit.handle
-    evals, names, message = (ctypes.c_void_p * 1)(fold.val.handle.value), (ctypes.c_char_p * 1)(b"val"), \
-        ctypes.c_char_p()
-    best, best_round = math.nan, 0
-    for iteration in range(cfg.max_rounds):
-        current = ctypes.c_int(iteration)
-        if (lib.XGBoosterUpdateOneIter(handle, current, fit) != 0
-                or lib.XGBoosterEvalOneIter(handle, current, evals, names, ctypes.c_uint64(1),
-                                            ctypes.byref(message)) != 0):
-            raise xgb.core.XGBoostError(lib.XGBGetLastError().decode())
-        score = float(message.value.rsplit(b":", 1)[1])  # "[12]\tval-rmse:2.0812..."
-        if iteration == 0 or score < best:  # the first round is the best so far, even a NaN (as in xgboost)
-            best, best_round = score, iteration
-        elif iteration - best_round >= cfg.early_stopping_rounds:
-            break
-    rounds = best_round + 1
-    pred = booster.predict(fold.val, iteration_range=(0, rounds))
-    return math.sqrt(float(np.mean((pred - fold.y_val) ** 2))), rounds
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.tty = sys.stdout.isatty()
+
+    def update(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        # One read of the trials, not three: with a shared database every read is a round trip per trial.
+        trials = study.get_trials(deepcopy=False)
+        done = sum(t.state.is_finished() for t in trials)
+        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if complete:
+            top = min(complete, key=lambda t: t.value)
+            best = f"best CV RMSE {top.value:.4f} (trial {top.number})"
+        else:
+            best = "no complete trial yet"
+        line = f"trial {min(done, self.total)}/{self.total}  {trial.state.name.lower():8s}  {best}"
+        print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(flush=True)
 
 
-def cross_validate(folds: Folds, params: dict[str, Any], cfg: TrainParams,
-                   report: Callable[[int, float], None] | None = None) -> CvResult:
-    """K-fold CV with early stopping inside each fold, ``cfg.nthread`` folds at a time.
+def make_objective(x: np.ndarray, y: np.ndarray, params: Params):
+    """The Optuna objective: cross-validated RMSE of one sampled parameter set, reported fold by fold."""
+    cfg = params.train
+    folds = cv.Folds(x, y, cfg)
 
-    Each fold trains on one thread, so the scores do not depend on ``nthread``, and folds are reported in
-    order: ``report(fold, mean_rmse_so_far)`` after each, so a pruner stops the trial exactly where it would
-    have stopped it with the folds run one after another (a fold already started alongside is wasted).
-    """
-    full = xgb_params(params, seed=cfg.seed, nthread=1)
-    scores, rounds = [], []
-    with ThreadPoolExecutor(max_workers=cfg.nthread, thread_name_prefix="cv-fold") as pool:
-        for start in range(0, len(folds), cfg.nthread):
-            wave = [pool.submit(_fit_fold, fold, full, cfg) for fold in folds.folds[start:start + cfg.nthread]]
-            for fold, outcome in enumerate((f.result() for f in wave), start=start):
-                scores.append(outcome[0])
-                rounds.append(outcome[1])
-                if report is not None:
-                    report(fold, float(np.mean(scores)))
-    # The refit sees 1/(k-1) more rows than each fold did, so it gets proportionally more rounds.
-    refit_rounds = max(1, round(float(np.mean(rounds)) * cfg.cv_folds / (cfg.cv_folds - 1)))
-    return CvResult(rmse=float(np.mean(scores)), rmse_std=float(np.std(scores)), rounds=refit_rounds)
+    def objective(trial: optuna.Trial) -> float:
+        sampled = suggest(trial, cfg.search_space)
+        # Which machine and process ran a trial, for a team reading a shared study (and a test killing one).
+        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+
+        def report(fold: int, rmse: float) -> None:
+            trial.report(rmse, fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        result = cv.cross_validate(folds, sampled, cfg, report)
+        trial.set_user_attr("cv_rmse", result.rmse)
+        trial.set_user_attr("cv_rmse_std", result.rmse_std)
+        trial.set_user_attr("rounds", float(result.rounds))
+        return result.rmse
+    return objective

@@ -21,23 +21,15 @@ import mlflow
 import optuna
 from mlflow.tracking import MlflowClient
 
-from experiments import search, tracking
-from experiments.cli import UserError, run_cli
-from experiments.config import Params, load_params
-from experiments.train import (
-    DIGEST_ATTR,
-    PARENT_RUN_ATTR,
-    Progress,
-    make_objective,
-    prepare,
-    search_digest,
-    storage_url,
-    trial_logger,
-)
+from core import tracking
+from core.cli import UserError, run_cli
+from core.params import Params, load_params, params_option
+from experiments import search, trials
+from experiments.data import prepare
 
 
 def _parent_run(study: optuna.Study, client: MlflowClient, uri: str) -> tuple[str, str]:
-    parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    parent_id = study.user_attrs.get(search.PARENT_RUN_ATTR)
     if not parent_id:
         raise UserError(f"study {study.study_name} has no parent MLflow run; it was not created by the train "
                         f"stage (run dvc repro or python -m experiments.train first)")
@@ -56,14 +48,14 @@ def work(params: Params, *, study_name: str, storage: str | None = None) -> int:
         UserError: the study does not exist, was not created by the train stage, or has other data or
             settings; the tracking server is unreachable.
     """
-    url = storage_url(params, storage)
+    url = search.storage_url(params, storage)
     data = prepare(params)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = search.join_study(name=study_name, storage=url, startup_trials=params.train.pruner_startup_trials)
     if study is None:
         raise UserError(f"no study named {study_name!r} in the storage; start the training first (dvc repro), "
                         f"which creates it")
-    expected, ours = study.user_attrs.get(DIGEST_ATTR), search_digest(params, data.data_hash)
+    expected, ours = study.user_attrs.get(search.DIGEST_ATTR), search.search_digest(params, data.data_hash)
     if expected != ours:
         raise UserError(f"study {study_name} was created with other data or search settings (digest "
                         f"{expected}, this worker's {ours}); check out the same params.yaml and dvc pull")
@@ -73,10 +65,10 @@ def work(params: Params, *, study_name: str, storage: str | None = None) -> int:
     parent_id, experiment_id = _parent_run(study, client, uri)
 
     finished = []
-    progress = Progress(params.train.n_trials)
-    search.run_trials(study, make_objective(data.x_train, data.y_train, params), n_trials=params.train.n_trials,
+    progress = search.Progress(params.train.n_trials)
+    search.run_trials(study, search.make_objective(data.x_train, data.y_train, params), n_trials=params.train.n_trials,
                       timeout_s=params.train.timeout_s, heartbeat=search.has_heartbeat(url), wait_for_others=False,
-                      callbacks=[trial_logger(client, experiment_id, parent_id), progress.update,
+                      callbacks=[trials.trial_logger(client, experiment_id, parent_id), progress.update,
                                  lambda _study, trial: finished.append(trial.number)])
     progress.close()
     return len(finished)
@@ -86,8 +78,7 @@ def work(params: Params, *, study_name: str, storage: str | None = None) -> int:
 @click.option("--study", "study_name", required=True, help="Name of the study the training created.")
 @click.option("--storage", default=None,
               help="Optuna storage URL (default: $OPTUNA_STORAGE, else train.storage in params.yaml).")
-@click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("params.yaml"), show_default=True)
+@params_option
 def cli(study_name: str, storage: str | None, params_file: Path) -> None:
     tracking.quiet_mlflow()
     done = work(load_params(params_file), study_name=study_name, storage=storage)

@@ -16,7 +16,7 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from experiments.config import load_params
+from core.params import load_params
 from infra.settings import settings_from_context
 from infra.stacks import BootstrapStack, ServingStack, StorageStack
 

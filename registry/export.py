@@ -26,12 +26,12 @@ from urllib.parse import urlparse
 import click
 from mlflow.entities.model_registry import ModelVersion
 
-from experiments import tracking
-from experiments.cli import UserError, run_cli
-from experiments.config import load_params
+from core import tracking
+from core.cli import UserError, run_cli
+from core.params import load_params, params_option
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry
 from serving import bundle
-from serving.predictor import ModelError
+from serving.layout import ModelError
 
 TEST_METRICS = ("test_rmse", "test_mse", "test_mae", "test_r2")
 
@@ -118,8 +118,7 @@ def upload(path: Path, bucket: str, key: str) -> None:
 
 
 @click.command(help="Export a registered version (default: the production alias) as model.tar.gz.")
-@click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("params.yaml"), show_default=True)
+@params_option
 @click.option("--version", "version", type=click.IntRange(min=1), default=None,
               help="Version number to export (default: the version holding registry.alias).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,

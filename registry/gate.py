@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from experiments.cli import UserError
-from experiments.config import Params
+from core.cli import UserError
+from core.params import Params
 from experiments.data import load_and_split
 from serving.predictor import Predictor, SchemaError, records_from_frame
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from mlflow.exceptions import MlflowException
 
-from experiments.cli import UserError
+from core.cli import UserError
 from registry import history
 from registry.versions import Registry
 

@@ -22,14 +22,15 @@ from typing import Any
 import click
 from mlflow.entities.model_registry import ModelVersion
 
-from experiments import tracking
-from experiments.cli import UserError, run_cli
-from experiments.config import Params, load_params
-from experiments.data import dvc_data_hash
+from core import tracking
+from core.cli import UserError, run_cli
+from core.lineage import dvc_data_hash
+from core.params import Params, load_params, params_option
 from registry import gate, history
 from registry.export import write_tarball
 from registry.lock import promotion_lock
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
+from serving import layout
 from serving.bundle import sha256
 
 
@@ -95,6 +96,15 @@ def _export(registry: Registry, mv: ModelVersion, model_dir: Path, out: Path) ->
     click.echo(f"exported version {mv.version} to {path} (sha256 {sha256(path)})")
 
 
+def _exported_version(path: Path, name: str) -> str | None:
+    """The version of model ``name`` that the bundle at ``path`` holds, or None (no bundle, another model)."""
+    try:
+        metadata = layout.bundle_metadata(path)
+    except layout.ModelError:
+        return None
+    return str(metadata["version"]) if metadata.get("registered_name") == name else None
+
+
 def _score_production(registry: Registry, current: ModelVersion, tests: gate.TestSet, workdir: Path) -> float:
     try:
         _, predictor = fetch_model(registry, current, workdir)
@@ -110,7 +120,15 @@ def promote(params: Params, registry: Registry, version: int | None, *, force: b
     candidate = pick_candidate(registry, version, data_hash)
     current = registry.by_alias(params.registry.alias)
     if current is not None and same_version(current, candidate):
-        click.echo(f"version {candidate.version} already holds @{params.registry.alias}; nothing to do")
+        exported = _exported_version(params.export.path, registry.name) if export else str(candidate.version)
+        if exported == str(candidate.version):
+            click.echo(f"version {candidate.version} already holds @{params.registry.alias}; nothing to do")
+            return
+        click.echo(f"version {candidate.version} already holds @{params.registry.alias}; nothing to do but the "
+                   f"export ({params.export.path} holds {f'version {exported}' if exported else 'no bundle of it'})")
+        with tempfile.TemporaryDirectory(prefix="registry-promote-") as tmp:
+            model_dir, _ = fetch_model(registry, candidate, Path(tmp))
+            _export(registry, candidate, model_dir, params.export.path)
         return
     with tempfile.TemporaryDirectory(prefix="registry-promote-") as tmp:
         model_dir, predictor = fetch_model(registry, candidate, Path(tmp) / "candidate")
@@ -197,8 +215,7 @@ def _check_conflicts(**flags: bool) -> None:
 
 @click.command(help="Promote a registered version to production through the quality gate, roll back, or "
                     "show the promotion history.")
-@click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("params.yaml"), show_default=True)
+@params_option
 @click.option("--version", "version", type=click.IntRange(min=1), default=None,
               help="Version to promote (default: best version trained on the current data).")
 @click.option("--dry-run", is_flag=True, help="Score and print what would happen; change nothing.")

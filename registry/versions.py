@@ -18,10 +18,11 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from experiments import tracking
-from experiments.cli import UserError
-from experiments.config import Params
-from serving.predictor import BOOSTER_FILE, SCHEMA_FILE, ModelError, Predictor
+from core import tracking
+from core.cli import UserError
+from core.params import Params
+from serving.layout import BOOSTER_FILE, SCHEMA_FILE, ModelError
+from serving.predictor import Predictor
 
 # Where train.py logs the booster and schema inside the registered model's directory.
 ARTIFACTS_SUBDIR = "artifacts"

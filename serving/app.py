@@ -1,6 +1,7 @@
 """Owns the HTTP contract of the container: ``GET /ping``, ``POST /invocations`` and every error response.
 
-Every response, errors included, carries ``X-Model-Name``, ``X-Model-Version`` and ``X-Data-Hash`` from the
+Every response, errors included, carries the model headers of the wire contract (``serving/contract.py``:
+``X-Model-Name``, ``X-Model-Version``, ``X-Data-Hash`` and the same as SageMaker custom attributes) from the
 bundle's ``metadata.json``, so any answer can be traced to the registered version and its training data.
 Errors are JSON ``{"error": ..., "field": ..., "row": ...}``: bad records or bodies 400, unknown path 404,
 wrong method 405, unsupported ``Accept`` 406, body over the limit 413, unsupported ``Content-Type`` 415,
@@ -17,32 +18,17 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from serving import codecs
+from serving import codecs, contract
 from serving.predictor import Predictor, SchemaError
 
 logger = logging.getLogger(__name__)
 
-HEADER_FIELDS = {"X-Model-Name": "registered_name", "X-Model-Version": "version", "X-Data-Hash": "data_hash"}
-# SageMaker's InvokeEndpoint drops every container header but this one, so the same three facts travel in it
-# too (as ``model-name=...,model-version=...,data-hash=...``) for the predict Lambda to turn back into headers.
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
-CUSTOM_ATTRIBUTE_NAMES = {"X-Model-Name": "model-name", "X-Model-Version": "model-version",
-                          "X-Data-Hash": "data-hash"}
 _PING_OK = b'{"status": "ok"}\n'
 
 
 def trace_headers(metadata: Mapping[str, Any]) -> dict[str, str]:
-    """The tracing headers for a bundle's metadata; ``unknown`` where a field is absent."""
-    headers = {}
-    for header, key in HEADER_FIELDS.items():
-        value = metadata.get(key)
-        text = "unknown" if value is None or value == "" else str(value)
-        # Header values must be printable ASCII; a stray newline in metadata must not break every response.
-        headers[header] = "".join(c if " " <= c <= "~" else "?" for c in text)
-    # Separators inside a value would split it into bogus attributes.
-    headers[CUSTOM_ATTRIBUTES] = ",".join(
-        f"{CUSTOM_ATTRIBUTE_NAMES[h]}={''.join('?' if c in ',;=' else c for c in headers[h])}" for h in HEADER_FIELDS)
-    return headers
+    """The model headers of the wire contract for a bundle's metadata; ``unknown`` where a field is absent."""
+    return contract.model_headers(metadata)
 
 
 def error_response(status: int, message: str, *, field: str | None = None, row: int | None = None) -> Response:

@@ -1,7 +1,7 @@
-"""Owns the model tarball format: ``metadata.json`` with sha256 sums, reproducible packing, safe unpacking.
+"""Owns writing and checking bundles: ``metadata.json`` with sha256 sums, reproducible packing, safe unpacking.
 
-A bundle is a flat-or-nested model directory (``booster.ubj``, ``schema.json``, ``metadata.json``) packed
-at the root of ``model.tar.gz``, which is the layout SageMaker unpacks into ``/opt/ml/model``.
+A bundle is a flat-or-nested model directory packed at the root of ``model.tar.gz``; its file names are
+``serving.layout``'s.
 
 - ``write_metadata`` records the sha256 of every file next to the caller's lineage fields;
   ``verify`` checks them, so a tampered or truncated file is refused before it is ever loaded.
@@ -26,12 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from serving.predictor import BOOSTER_FILE, SCHEMA_FILE, ModelError
+from serving.layout import METADATA_FILE, REQUIRED_FILES, ModelError
 
-METADATA_FILE = "metadata.json"
-TARBALL_FILE = "model.tar.gz"
-# Every bundle must list these; otherwise a metadata.json naming no files would "verify" anything.
-REQUIRED_FILES = (BOOSTER_FILE, SCHEMA_FILE)
 # Far above any model this project trains, low enough that a gzip bomb cannot fill /tmp.
 MAX_UNPACKED_BYTES = 2 * 1024**3
 _CHUNK = 1024 * 1024

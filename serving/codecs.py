@@ -30,9 +30,10 @@ from typing import Any
 
 import orjson
 
+from serving import contract
 from serving.predictor import NUMERIC, Schema, SchemaError
 
-JSON = "application/json"
+JSON = contract.JSON
 CSV = "text/csv"
 JSONLINES = "application/jsonlines"
 REQUEST_TYPES: dict[str, str] = {
@@ -41,7 +42,6 @@ REQUEST_TYPES: dict[str, str] = {
 }
 # Offered in this order, so "*/*" and "application/*" pick JSON.
 RESPONSE_TYPES = (JSON, CSV)
-_WRAPPERS = ("instances", "dataframe_records", "dataframe_split")
 
 
 class DecodeError(SchemaError):
@@ -92,7 +92,7 @@ def decode_json(body: bytes, schema: Schema) -> list[Any]:
         (key, value), = payload.items()
         if key == "dataframe_split":
             return _from_split(value)
-        if key in _WRAPPERS:
+        if key in contract.BATCH_WRAPPERS:
             return _records(value, key)
     return [payload]
 

@@ -5,7 +5,7 @@ so a record is turned into model input in exactly one place. Only numpy and xgbo
 the container installs nothing else to predict, and nothing is ever unpickled.
 
 A model directory holds ``booster.ubj`` (XGBoost's own format) and ``schema.json`` (feature names,
-kinds, category levels, and a self-test record with its expected prediction).
+kinds, category levels, and a self-test record with its expected prediction); see ``serving.layout``.
 
 Validation policy, applied to every record:
 - every feature must be present; unknown fields are refused (a typo would otherwise be silently dropped);
@@ -17,12 +17,9 @@ Validation policy, applied to every record:
 
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import numbers
-import threading
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
@@ -33,8 +30,9 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-BOOSTER_FILE = "booster.ubj"
-SCHEMA_FILE = "schema.json"
+from serving.layout import BOOSTER_FILE, SCHEMA_FILE, ModelError
+from serving.xgb_capi import CapiError, DensePredict
+
 SCHEMA_FORMAT = 1
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -60,10 +58,6 @@ class SchemaError(ValueError):
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": str(self), "field": self.field, "row": self.row}
-
-
-class ModelError(RuntimeError):
-    """A model directory is missing, corrupt or fails its self-test."""
 
 
 def is_missing(value: Any) -> bool:
@@ -345,59 +339,6 @@ class Schema:
             raise ModelError(f"schema: malformed ({err.__class__.__name__}: {err})") from err
 
 
-class _DensePredict:
-    """XGBoost's own in-place prediction, called through its C API without the Python wrapper around it.
-
-    ``Booster.inplace_predict`` spends about twice as long in Python (argument checks for a dozen input
-    types, JSON built per call, a ctypes class made per result) as XGBoost spends predicting one record,
-    and it makes XGBoost build a new proxy matrix per call, whose set-up reads the cgroup CPU quota files
-    every time. Here the arguments are built once, each thread keeps one proxy matrix, and each call passes
-    a dense float32 matrix's array interface to the same C function, ``XGBoosterPredictFromDense``; the
-    result is copied out at once, because XGBoost reuses the buffer on the next call in this thread.
-    Parity with ``inplace_predict`` is tested.
-    """
-
-    def __init__(self, booster: xgb.Booster) -> None:
-        self._lib = xgb.core._LIB  # the library the booster was loaded by; its handle is only valid there
-        self._handle = booster.handle
-        self._args = json.dumps({"type": 0, "training": False, "iteration_begin": 0, "iteration_end": 0,
-                                 "missing": math.nan, "strict_shape": False, "cache_id": 0}).encode()
-        self._typestr = np.dtype(np.float32).str
-        # A proxy matrix holds the array of the call in progress, so threads (MLflow's server) need their own.
-        self._local = threading.local()
-
-    def _proxy(self) -> ctypes.c_void_p:
-        proxy = getattr(self._local, "proxy", None)
-        if proxy is None:
-            proxy = self._local.proxy = _ProxyMatrix(self._lib)
-        return proxy.handle
-
-    def __call__(self, matrix: np.ndarray) -> np.ndarray:
-        rows = matrix.shape[0]
-        interface = (f'{{"data": [{matrix.ctypes.data}, true], "shape": [{rows}, {matrix.shape[1]}], '
-                     f'"strides": null, "typestr": "{self._typestr}", "version": 3}}').encode()
-        shape = ctypes.POINTER(ctypes.c_uint64)()
-        dims = ctypes.c_uint64()
-        out = ctypes.POINTER(ctypes.c_float)()
-        status = self._lib.XGBoosterPredictFromDense(self._handle, interface, self._args, self._proxy(),
-                                                     ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(out))
-        if status != 0:
-            raise ModelError(f"XGBoost prediction failed: {self._lib.XGBGetLastError().decode()}")
-        if dims.value != 1 or shape[0] != rows:
-            raise ModelError(f"XGBoost returned {[shape[i] for i in range(dims.value)]} values for {rows} rows")
-        return np.ctypeslib.as_array(out, shape=(rows,)).astype(np.float64)
-
-
-class _ProxyMatrix:
-    """An XGBoost proxy matrix (the input slot of in-place prediction), freed with this object."""
-
-    def __init__(self, lib: Any) -> None:
-        self.handle = ctypes.c_void_p()
-        if lib.XGProxyDMatrixCreate(ctypes.byref(self.handle)) != 0:
-            raise ModelError(f"XGBoost proxy matrix: {lib.XGBGetLastError().decode()}")
-        weakref.finalize(self, lib.XGDMatrixFree, self.handle)
-
-
 class Predictor:
     """A booster and its schema: raw records in, predictions out."""
 
@@ -411,7 +352,7 @@ class Predictor:
         self.booster.set_param({"nthread": 1})
         kind = json.loads(booster.save_config())["learner"]["gradient_booster"]["name"]
         # gblinear has no in-place prediction; trees skip building a DMatrix.
-        self._dense = None if kind == "gblinear" else _DensePredict(booster)
+        self._dense = None if kind == "gblinear" else DensePredict(booster)
 
     @classmethod
     def from_dir(cls, path: str | Path) -> Predictor:
@@ -454,7 +395,10 @@ class Predictor:
             return np.empty(0, dtype=np.float64)
         matrix = self.schema.encode(records)
         if self._dense is not None:
-            return self._dense(matrix)
+            try:
+                return self._dense(matrix)
+            except CapiError as err:
+                raise ModelError(str(err)) from None
         return np.asarray(self.booster.predict(xgb.DMatrix(matrix, nthread=1)), dtype=np.float64).reshape(-1)
 
     def self_test(self) -> float:

@@ -21,9 +21,10 @@ from typing import Any
 
 from flask import Flask
 
-from serving import bundle
+from serving import bundle, layout
 from serving.app import create_app
-from serving.predictor import BOOSTER_FILE, SCHEMA_FILE, ModelError, Predictor
+from serving.layout import BOOSTER_FILE, SCHEMA_FILE, ModelError
+from serving.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +48,14 @@ def load_model(model_dir: str | Path) -> tuple[Predictor, dict[str, Any]]:
     model_dir = Path(model_dir)
     if (model_dir / BOOSTER_FILE).exists() or (model_dir / SCHEMA_FILE).exists():
         return _load_verified(model_dir)
-    tarball = model_dir / bundle.TARBALL_FILE
+    tarball = model_dir / layout.TARBALL_FILE
     if tarball.is_file():
         # The booster and schema are read into memory, so the unpacked copy is not needed after loading.
         with tempfile.TemporaryDirectory(prefix="model-") as tmp:
             bundle.unpack(tarball, tmp)
             return _load_verified(Path(tmp))
     raise ModelError(f"{model_dir}: no model found (expected {BOOSTER_FILE}, {SCHEMA_FILE} and "
-                     f"{bundle.METADATA_FILE}, or {bundle.TARBALL_FILE})")
+                     f"{layout.METADATA_FILE}, or {layout.TARBALL_FILE})")
 
 
 def create(model_dir: str, max_body_bytes: int) -> Flask:

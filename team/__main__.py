@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from experiments.cli import run_cli
+from core.cli import run_cli
 from team import stack
 
 DEFAULT_STATE = Path(__file__).resolve().parent / "run"

@@ -16,29 +16,25 @@ refuses root) runs as the ``postgres`` user with its data in a fresh folder unde
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from experiments.cli import UserError
+from core.cli import UserError
+from team import postgres
 
 STATE_FILE = "stack.json"
 BUCKET = "team-artifacts"
-PG_USER = "team"
-DATABASES = ("mlflow", "optuna")
 # The moto server accepts any key pair; only the mlflow server process ever sees these.
 S3_ENV = {"AWS_ACCESS_KEY_ID": "team-local", "AWS_SECRET_ACCESS_KEY": "team-local",
           "AWS_DEFAULT_REGION": "us-east-1"}
@@ -71,34 +67,14 @@ class State:
 
     def endpoints(self) -> Endpoints:
         return Endpoints(tracking_uri=f"http://127.0.0.1:{self.mlflow_port}",
-                         optuna_storage=pg_url(self.pg_port, self.pg_password, "optuna"),
+                         optuna_storage=postgres.pg_url(self.pg_port, self.pg_password, "optuna"),
                          s3_endpoint=f"http://127.0.0.1:{self.moto_port}", artifacts=f"s3://{BUCKET}/mlflow")
-
-
-def pg_url(port: int, password: str, database: str) -> str:
-    """A SQLAlchemy URL through psycopg 3 (``postgresql://`` alone would ask for psycopg2)."""
-    return f"postgresql+psycopg://{PG_USER}:{password}@127.0.0.1:{port}/{database}"
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def pg_binary(name: str) -> str:
-    """``name`` from PATH, else from Debian's versioned folder (which is not on PATH), newest first.
-
-    Raises:
-        UserError: no PostgreSQL server is installed.
-    """
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
-    if not candidates:
-        raise UserError(f"PostgreSQL's {name} was not found; install the server with `make team-deps`")
-    return candidates[-1]
 
 
 def _read_state(state_dir: Path) -> State | None:
@@ -130,22 +106,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def _wait_for(check, what: str, timeout_s: float, proc: subprocess.Popen | None, log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise UserError(f"{what} exited with code {proc.returncode}; last lines of {log}:\n{_tail(log)}")
+            raise UserError(f"{what} exited with code {proc.returncode}; last lines of {log}:\n"
+                            f"{postgres.log_tail(log)}")
         if check():
             return
         time.sleep(0.25)
-    raise UserError(f"{what} did not become ready within {timeout_s:.0f}s; last lines of {log}:\n{_tail(log)}")
+    raise UserError(f"{what} did not become ready within {timeout_s:.0f}s; last lines of {log}:\n"
+                    f"{postgres.log_tail(log)}")
 
 
 def _port_open(port: int) -> bool:
@@ -160,66 +131,6 @@ def _health(port: int) -> bool:
             return reply.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _as_owner(owner: str | None) -> dict:
-    return {"user": owner, "group": pwd.getpwnam(owner).pw_gid} if owner else {}
-
-
-def _start_postgres(state_dir: Path, port: int, password: str, started: dict) -> None:
-    """initdb a fresh cluster and start it with pg_ctl, noting in ``started`` what to clean up."""
-    owner = None
-    if os.geteuid() == 0:
-        # The server refuses to run as root, and pytest's and the repo's folders are not readable by others.
-        owner = "postgres" if _user_exists("postgres") else "nobody"
-        started["pg_tmp_root"] = tempfile.mkdtemp(prefix="team-pg-")
-        os.chown(started["pg_tmp_root"], pwd.getpwnam(owner).pw_uid, pwd.getpwnam(owner).pw_gid)
-        root = Path(started["pg_tmp_root"])
-    else:
-        root = state_dir / "postgres"
-        shutil.rmtree(root, ignore_errors=True)  # a cluster left by a crashed `up`; `down` deletes it too
-        root.mkdir(parents=True)
-    data, sockets, log = root / "data", root / "sockets", root / "postgres.log"
-    started["pg_owner"], started["pg_data"] = owner, str(data)
-    pwfile = root / "pwfile"
-    as_owner = _as_owner(owner)
-    sockets.mkdir()
-    pwfile.write_text(password, encoding="utf-8")
-    pwfile.chmod(0o600)
-    if owner:
-        for path in (sockets, pwfile):
-            os.chown(path, pwd.getpwnam(owner).pw_uid, pwd.getpwnam(owner).pw_gid)
-    done = subprocess.run([pg_binary("initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}",
-                           "--auth=scram-sha-256", "-E", "UTF8", "--no-sync", "--no-instructions"],
-                          capture_output=True, text=True, **as_owner)
-    pwfile.unlink()
-    if done.returncode != 0:
-        raise UserError(f"initdb failed: {(done.stderr or done.stdout).strip().splitlines()[-1]}")
-    # Loopback only; the socket lives in our own folder, not /var/run/postgresql (absent or root-owned here).
-    # Every worker and the mlflow server keep a connection pool: room for a team's worth of them.
-    options = f"-c listen_addresses=127.0.0.1 -c max_connections=300 -p {port} -k {sockets}"
-    done = subprocess.run([pg_binary("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60",
-                           "start"], capture_output=True, text=True, **as_owner)
-    if done.returncode != 0:
-        raise UserError(f"PostgreSQL did not start (pg_ctl exit {done.returncode}); last lines of {log}:\n"
-                        f"{_tail(log)}")
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-def _create_databases(port: int, password: str) -> None:
-    import psycopg  # only `up` needs the driver
-
-    with psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, password=password, dbname="postgres",
-                         autocommit=True) as conn:
-        for name in DATABASES:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _create_optuna_schema(url: str) -> None:
@@ -260,9 +171,9 @@ def up(state_dir: Path, *, mlflow_port: int = 0, timeout_s: float = 180.0) -> En
     password = secrets.token_hex(16)
     started: dict = {}
     try:
-        _start_postgres(state_dir, pg_port, password, started)
-        _create_databases(pg_port, password)
-        _create_optuna_schema(pg_url(pg_port, password, "optuna"))
+        postgres.start(state_dir, pg_port, password, started)
+        postgres.create_databases(pg_port, password)
+        _create_optuna_schema(postgres.pg_url(pg_port, password, "optuna"))
         moto = _spawn([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(moto_port)],
                       logs / "moto.log")
         started["moto_pid"] = moto.pid
@@ -274,7 +185,7 @@ def up(state_dir: Path, *, mlflow_port: int = 0, timeout_s: float = 180.0) -> En
                                      "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI", None)
         server = _spawn([sys.executable, "-m", "mlflow", "server",
-                         "--backend-store-uri", pg_url(pg_port, password, "mlflow"),
+                         "--backend-store-uri", postgres.pg_url(pg_port, password, "mlflow"),
                          "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--serve-artifacts",
                          "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", str(MLFLOW_WORKERS)],
                         logs / "mlflow.log", env=env)
@@ -316,8 +227,9 @@ def _stop(started: dict) -> None:
     _stop_group(started.get("moto_pid"))
     data = started.get("pg_data")
     if data and Path(data, "postmaster.pid").exists():
-        subprocess.run([pg_binary("pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], capture_output=True,
-                       **_as_owner(started.get("pg_owner")))
+        subprocess.run([postgres.pg_binary("pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"],
+                       capture_output=True,
+                       **postgres.as_owner(started.get("pg_owner")))
     if started.get("pg_tmp_root"):
         shutil.rmtree(started["pg_tmp_root"], ignore_errors=True)
     elif data:

@@ -65,7 +65,7 @@ def sample_csv() -> Path:
 @pytest.fixture(scope="session")
 def default_training(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path):
     """One training with the repository's default params on the sample data, shared by model tests."""
-    from experiments.config import load_params
+    from core.params import load_params
     from experiments.train import train
 
     folder = tmp_path_factory.mktemp("default-training")

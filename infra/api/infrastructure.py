@@ -1,6 +1,7 @@
 """Owns the predict API: the Lambda in ``runtime/`` and the REST API (stage ``score``) in front of it.
 
-Bundling: the asset is ``runtime/`` as it is (``Code.from_asset``), with no Docker and no pip at synth.
+Bundling: the asset is ``runtime/`` as it is (``Code.from_asset``, the contract link followed), with no Docker
+and no pip at synth.
 Powertools comes from AWS's managed Lambda layer, its ARN built from the stack's partition and region
 tokens, so synth stays offline and the layer is the one AWS publishes in every commercial region;
 boto3 comes with the Lambda Python runtime. ``runtime/requirements.txt`` pins the same versions for the
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Duration, Fn, RemovalPolicy, Stack, SymlinkFollowMode
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -19,10 +20,11 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.nag import acknowledge
+from serving import contract
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
-STAGE_NAME = "score"
-RESOURCE_PATH = "predict-student-score"
+STAGE_NAME = contract.STAGE
+RESOURCE_PATH = contract.RESOURCE
 # AWS's account that publishes the Powertools layers (commercial partition), and a layer version that
 # matches runtime/requirements.txt's major version.
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
@@ -30,7 +32,6 @@ POWERTOOLS_LAYER_VERSION = 27
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13
 # The handler's client gives up after ~23 s (see runtime/handler.py); API Gateway cuts at 29 s.
 LAMBDA_TIMEOUT = Duration.seconds(28)
-MODEL_HEADERS = ["X-Model-Name", "X-Model-Version", "X-Data-Hash"]
 
 
 def request_schema(*, max_records: int) -> apigw.JsonSchema:
@@ -38,10 +39,9 @@ def request_schema(*, max_records: int) -> apigw.JsonSchema:
 
     A record may not be one of the container's batch wrappers, which would carry past ``max_records``.
     """
-    wrappers = ("instances", "inputs", "dataframe_records", "dataframe_split")
     record = apigw.JsonSchema(
         type=apigw.JsonSchemaType.OBJECT,
-        not_=apigw.JsonSchema(any_of=[apigw.JsonSchema(required=[key]) for key in wrappers]),
+        not_=apigw.JsonSchema(any_of=[apigw.JsonSchema(required=[key]) for key in contract.BATCH_WRAPPERS]),
     )
     return apigw.JsonSchema(
         schema=apigw.JsonSchemaVersion.DRAFT4,
@@ -116,7 +116,9 @@ class PredictApi(Construct):
             runtime=LAMBDA_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler="handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "__init__.py"]),
+            # runtime/contract.py links to serving/contract.py: the asset holds the file itself.
+            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "__init__.py"],
+                                         follow_symlinks=SymlinkFollowMode.ALWAYS),
             layers=[powertools],
             memory_size=memory_mb,
             timeout=LAMBDA_TIMEOUT,
@@ -182,7 +184,7 @@ class PredictApi(Construct):
             default_cors_preflight_options=apigw.CorsOptions(
                 allow_origins=origins,
                 allow_methods=["OPTIONS", "POST"],
-                allow_headers=[*apigw.Cors.DEFAULT_HEADERS, "X-Api-Key"],
+                allow_headers=[*apigw.Cors.DEFAULT_HEADERS, contract.API_KEY_HEADER],
                 max_age=Duration.minutes(5),
             ),
         )

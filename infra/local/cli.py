@@ -33,11 +33,11 @@ from typing import Any
 
 import click
 
-from experiments.config import load_params
+from core.params import load_params
 from infra.local.endpoint import REGION, start_endpoint
 from infra.local.front_door import start_front_door
 from serving import bundle
-from serving.predictor import ModelError
+from serving.layout import ModelError
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE = ROOT / "serving" / "serve"

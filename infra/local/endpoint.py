@@ -24,10 +24,12 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from serving import contract
+
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
 VARIANT = "AllTraffic"
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+CUSTOM_ATTRIBUTES = contract.CUSTOM_ATTRIBUTES
 INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 # Request headers InvokeEndpoint forwards to the container; SageMaker strips the rest.
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", CUSTOM_ATTRIBUTES)

@@ -20,8 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
-STAGE = "score"
-RESOURCE = "/predict-student-score"
+from serving import contract
+
+STAGE = contract.STAGE
+RESOURCE = contract.ROUTE
 HANDLER_MODULE = "infra.api.runtime.handler"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}

@@ -27,11 +27,13 @@ from typing import Any
 
 import click
 
-from experiments.cli import UserError, run_cli
-from infra.smoke.release import SCHEMA_FILE, read_member, released_model
+from core.cli import UserError, run_cli
+from infra.smoke.release import read_member, released_model
+from serving import contract
+from serving.layout import SCHEMA_FILE
 
 OUTPUT_KEY = "PredictUrl"
-VERSION_HEADER = "X-Model-Version"
+VERSION_HEADER = contract.VERSION_HEADER
 # The first row of the sample table without its target: a record every trained schema accepts.
 SAMPLE_RECORD: dict[str, Any] = {
     "Hours_Studied": 22, "Attendance": 81, "Parental_Involvement": "Medium", "Access_to_Resources": "Low",
@@ -135,7 +137,7 @@ def smoke(url: str, record: dict[str, Any], *, api_key: str | None, expect_versi
     body = json.dumps(record).encode("utf-8")
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if api_key:
-        headers["x-api-key"] = api_key
+        headers[contract.API_KEY_HEADER] = api_key
     last = ""
     for attempt in range(1, attempts + 1):
         started = time.monotonic()

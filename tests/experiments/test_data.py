@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.cli import UserError
+from core.cli import UserError
 from experiments.data import infer_schema, load_table, split
 from serving.predictor import CATEGORICAL, NUMERIC, Predictor, SchemaError, records_from_frame
 
@@ -110,7 +110,8 @@ def test_encoding_refuses_what_the_schema_does_not_allow(sample_csv: Path) -> No
 def test_predictor_rejects_a_booster_of_another_schema(tmp_path: Path, sample_csv: Path) -> None:
     import xgboost as xgb
 
-    from serving.predictor import ModelError, save_model_dir
+    from serving.layout import ModelError
+    from serving.predictor import save_model_dir
     schema = infer_schema(load_table(sample_csv, "Exam_Score"), "Exam_Score")
     booster = xgb.train({"verbosity": 0}, xgb.DMatrix(np.zeros((4, 3)), label=np.zeros(4)), 1)
     save_model_dir(tmp_path, booster, schema)
@@ -122,7 +123,7 @@ def test_data_hash_is_dvcs_record_and_refuses_a_csv_changed_since_dvc_add(tmp_pa
     import hashlib
     import json
 
-    from experiments.data import dvc_data_hash
+    from core.lineage import dvc_data_hash
     csv = tmp_path / "data" / "t.csv"
     csv.parent.mkdir()
     csv.write_text("a,y\n1,2\n")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from experiments.config import load_params
+from core.params import load_params
 from experiments.train import train
 from serving.predictor import Predictor
 from tests.conftest import FAST_TRAIN, write_params

@@ -15,9 +15,11 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from experiments import search, tracking
+from core.params import load_params
+from experiments import cv, search
 from experiments import train as train_module
-from experiments.config import load_params
+from experiments import trials as tracking
+from experiments.data import prepare
 from tests.conftest import FAST_TRAIN, ROOT, write_params
 
 pytestmark = pytest.mark.slow
@@ -125,41 +127,17 @@ def test_training_without_logging_never_touches_mlflow(tmp_path: Path, sample_cs
 
 def test_fold_scores_do_not_depend_on_how_many_folds_train_at_once(sample_csv: Path, tmp_path: Path) -> None:
     params = load_params(write_params(tmp_path, sample_csv, train=FAST_TRAIN | {"cv_folds": 3}))
-    data = train_module.prepare(params)
+    data = prepare(params)
     sampled = {"booster": "gbtree", "max_depth": 3, "learning_rate": 0.3, "subsample": 0.8}
     scores = {}
     for threads in (1, 2, 3):
         cfg = params.train.model_copy(update={"nthread": threads})
         reported: dict[int, float] = {}
-        result = search.cross_validate(search.Folds(data.x_train, data.y_train, cfg), sampled, cfg,
+        result = cv.cross_validate(cv.Folds(data.x_train, data.y_train, cfg), sampled, cfg,
                                        reported.__setitem__)
         scores[threads] = (result, reported)
     assert scores[1] == scores[2] == scores[3]
     assert list(scores[2][1]) == [0, 1, 2], "folds are reported in order"
-
-
-@pytest.mark.parametrize("booster", ["gbtree", "gblinear"])
-def test_early_stopping_through_the_c_api_matches_xgboost_train(sample_csv: Path, tmp_path: Path,
-                                                                 booster: str) -> None:
-    import math
-
-    import numpy as np
-    import xgboost as xgb
-
-    params = load_params(write_params(tmp_path, sample_csv, train=FAST_TRAIN | {"max_rounds": 400,
-                                                                                "early_stopping_rounds": 5}))
-    data = train_module.prepare(params)
-    fold = search.Folds(data.x_train, data.y_train, params.train).folds[0]
-    sampled = {"booster": booster, "learning_rate": 0.3} | ({"max_depth": 4} if booster == "gbtree" else {})
-    full = search.xgb_params(sampled, seed=params.train.seed, nthread=1)
-
-    rmse, rounds = search._fit_fold(fold, full, params.train)
-
-    reference = xgb.train(full, fold.fit, num_boost_round=400, evals=[(fold.val, "val")],
-                          early_stopping_rounds=5, verbose_eval=False)
-    assert rounds == reference.best_iteration + 1 < 400, "early stopping must have stopped before the cap"
-    pred = reference.predict(fold.val, iteration_range=(0, rounds))
-    assert rmse == math.sqrt(float(np.mean((pred - fold.y_val) ** 2)))
 
 
 def test_an_interrupted_training_resumes_its_study_and_parent_run(workdir: Path, sample_csv: Path) -> None:
@@ -188,7 +166,7 @@ def test_an_interrupted_training_resumes_its_study_and_parent_run(workdir: Path,
     study = optuna.load_study(study_name=result.study_name, storage=storage)
     states = [t.state for t in study.trials]
     assert sum(s.is_finished() and s != optuna.trial.TrialState.FAIL for s in states) >= 8
-    assert study.user_attrs[train_module.PARENT_RUN_ATTR] == result.run_id
+    assert study.user_attrs[search.PARENT_RUN_ATTR] == result.run_id
     children = [r for r in _client(workdir).search_runs([_client(workdir).get_run(result.run_id).info.experiment_id])
                 if r.data.tags.get("mlflow.parentRunId") == result.run_id]
     assert len(children) >= 8, "the trials before the kill and after it sit under one parent run"

@@ -153,6 +153,15 @@ def test_the_lambda_runs_the_handler_with_powertools_and_knows_the_endpoint(dev:
     assert "${AWS::Region}" in json.dumps(props["Layers"]), "the layer must follow the stack's region"
 
 
+def test_the_lambda_asset_carries_the_wire_contract_itself(dev: Synth) -> None:
+    assets = [d for d in dev.outdir.glob("asset.*") if (d / "handler.py").is_file()]
+    assert len(assets) == 1, "one Lambda asset holding the handler"
+    shipped = assets[0] / "contract.py"
+    assert shipped.is_file() and not shipped.is_symlink(), "the link must be followed into a real file"
+    assert shipped.read_bytes() == (Path(__file__).resolve().parents[2] / "serving" / "contract.py").read_bytes()
+    assert not (assets[0] / "__init__.py").exists()
+
+
 def test_the_lambda_may_invoke_its_endpoint_and_nothing_else(dev: Synth) -> None:
     endpoint_id, _ = dev.only(SERVING, "AWS::SageMaker::Endpoint")
     template = dev.templates[SERVING]

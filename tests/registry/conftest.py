@@ -11,8 +11,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from core.params import Params, load_params
 from experiments import train as train_stage
-from experiments.config import Params, load_params
 from experiments.generate import generate
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from experiments.cli import UserError
+from core.cli import UserError
 from registry import history
 from registry.lock import _try_acquire, lock_name, promotion_lock
 from registry.versions import Registry

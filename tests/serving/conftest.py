@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import bundle
+from serving import bundle, layout
 from serving.predictor import Predictor
 from tests.serving.serving_helpers import build_model_dir, running
 
@@ -20,7 +20,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def model_tar(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundle packed as model.tar.gz. Treat as read-only."""
-    return bundle.pack(model_dir, tmp_path_factory.mktemp("tar") / bundle.TARBALL_FILE)
+    return bundle.pack(model_dir, tmp_path_factory.mktemp("tar") / layout.TARBALL_FILE)
 
 
 @pytest.fixture(scope="session")

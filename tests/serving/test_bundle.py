@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from serving import bundle
-from serving.predictor import ModelError
+from serving import bundle, layout
+from serving.layout import ModelError
 
 
 @pytest.fixture
@@ -39,10 +39,10 @@ def test_write_metadata_is_deterministic_and_records_digests(work_dir: Path) -> 
     info = {"version": "3", "registered_name": "m", "metrics": {"rmse": 1.5, "mae": 1.0}}
 
     bundle.write_metadata(work_dir, info)
-    first = (work_dir / bundle.METADATA_FILE).read_bytes()
+    first = (work_dir / layout.METADATA_FILE).read_bytes()
     bundle.write_metadata(work_dir, dict(reversed(list(info.items()))))
 
-    assert (work_dir / bundle.METADATA_FILE).read_bytes() == first, "same info must give the same bytes"
+    assert (work_dir / layout.METADATA_FILE).read_bytes() == first, "same info must give the same bytes"
     written = json.loads(first)
     assert list(written) == sorted(written)
     assert written["files"] == bundle.file_digests(work_dir)
@@ -69,25 +69,25 @@ def test_verify_names_a_listed_file_that_is_missing(work_dir: Path) -> None:
 
 
 def test_verify_requires_metadata(work_dir: Path) -> None:
-    (work_dir / bundle.METADATA_FILE).unlink()
+    (work_dir / layout.METADATA_FILE).unlink()
 
     with pytest.raises(ModelError, match="metadata.json not found"):
         bundle.verify(work_dir)
 
 
 def test_verify_refuses_metadata_that_does_not_list_the_booster(work_dir: Path) -> None:
-    meta = json.loads((work_dir / bundle.METADATA_FILE).read_text())
+    meta = json.loads((work_dir / layout.METADATA_FILE).read_text())
     del meta["files"]["booster.ubj"]
-    (work_dir / bundle.METADATA_FILE).write_text(json.dumps(meta))
+    (work_dir / layout.METADATA_FILE).write_text(json.dumps(meta))
 
     with pytest.raises(ModelError, match=r"does not list booster\.ubj"):
         bundle.verify(work_dir)
 
 
 def test_verify_refuses_a_listed_name_outside_the_bundle(work_dir: Path) -> None:
-    meta = json.loads((work_dir / bundle.METADATA_FILE).read_text())
+    meta = json.loads((work_dir / layout.METADATA_FILE).read_text())
     meta["files"]["../outside"] = "0" * 64
-    (work_dir / bundle.METADATA_FILE).write_text(json.dumps(meta))
+    (work_dir / layout.METADATA_FILE).write_text(json.dumps(meta))
 
     with pytest.raises(ModelError, match=r"unsafe path '\.\./outside'"):
         bundle.verify(work_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from serving import bundle
+from serving import layout
 from tests.serving.serving_helpers import ROOT, SERVE, build_model_dir, running, sample_records
 
 SERVE_ENV_PREFIXES = ("SM_", "SAGEMAKER_", "MODEL_SERVER_", "SERVING_")
@@ -108,7 +108,7 @@ def test_launcher_refuses_commands_other_than_serve() -> None:
 def test_serves_a_model_dir_that_holds_only_the_tarball(model_tar: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "opt_ml_model"
     model_dir.mkdir()
-    shutil.copy(model_tar, model_dir / bundle.TARBALL_FILE)
+    shutil.copy(model_tar, model_dir / layout.TARBALL_FILE)
     record = sample_records(rows=1, seed=5)[0]
 
     with running(model_dir, tmp_path / "logs" / "server.log", env={"SAGEMAKER_GUNICORN_WORKERS": "1"}) as server:

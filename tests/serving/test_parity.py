@@ -41,7 +41,7 @@ def test_container_matches_the_registered_pyfunc_on_every_test_row(default_train
 
 def test_a_linear_booster_goes_the_same_path_end_to_end(tmp_path: Path, sample_csv: Path, monkeypatch) -> None:
     """gblinear cannot predict in place; training, export, the container and the pyfunc must still agree."""
-    from experiments.config import load_params
+    from core.params import load_params
     from experiments.train import train
     from tests.conftest import FAST_TRAIN, write_params
 

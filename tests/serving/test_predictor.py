@@ -110,16 +110,6 @@ def test_the_first_error_in_reading_order_is_the_one_reported(predictor: Predict
     assert (err.value.row, err.value.field) == (3, "Gender")
 
 
-def test_the_direct_xgboost_call_equals_inplace_predict(predictor: Predictor) -> None:
-    records, _ = sample_records(300)
-    for rows in (records[:1], records[:2], records):
-        matrix = predictor.schema.encode(rows)
-        expected = predictor.booster.inplace_predict(matrix).astype(np.float64)
-        got = predictor.predict(rows)
-        assert got.dtype == np.float64 and got.shape == (len(rows),)
-        assert np.array_equal(got, expected)
-
-
 def test_each_prediction_is_its_own_copy(predictor: Predictor) -> None:
     # XGBoost reuses its output buffer; an earlier answer must not change when the next one is computed.
     records, _ = sample_records(10)
@@ -155,7 +145,8 @@ def test_every_missing_number_is_the_same_nan_in_both_passes() -> None:
 
 @pytest.mark.parametrize("scale", [0.0, -1.0, math.inf, math.nan])
 def test_a_schema_file_with_an_unusable_scale_is_refused_at_load(scale: float) -> None:
-    from serving.predictor import ModelError, Schema
+    from serving.layout import ModelError
+    from serving.predictor import Schema
     raw = {"format": 1, "target": "t", "features": [{"name": "x", "kind": "numeric", "nullable": False,
                                                       "center": 0.0, "scale": scale}]}
     with pytest.raises(ModelError, match="feature 'x' needs a finite center and a positive scale"):

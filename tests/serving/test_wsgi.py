@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from serving import bundle, wsgi
-from serving.predictor import ModelError
+from serving import bundle, layout, wsgi
+from serving.layout import ModelError
 from tests.serving.serving_helpers import build_model_dir
 
 
 def _tar_only(model_tar: Path, tmp_path: Path) -> Path:
     model_dir = tmp_path / "opt_ml_model"
     model_dir.mkdir()
-    shutil.copy(model_tar, model_dir / bundle.TARBALL_FILE)
+    shutil.copy(model_tar, model_dir / layout.TARBALL_FILE)
     return model_dir
 
 
@@ -44,7 +44,7 @@ def test_loads_a_directory_holding_only_the_tarball_and_cleans_up(
 
 def test_refuses_a_tarball_with_a_wrong_checksum(model_dir: Path, tmp_path: Path) -> None:
     # metadata.json from the real bundle, but a different booster: what a corrupted upload looks like.
-    tar_path = tmp_path / "opt_ml_model" / bundle.TARBALL_FILE
+    tar_path = tmp_path / "opt_ml_model" / layout.TARBALL_FILE
     tar_path.parent.mkdir()
     other = build_model_dir(tmp_path / "other", expected_shift=0.0)
     (other / "booster.ubj").write_bytes((other / "booster.ubj").read_bytes() + b" ")
@@ -61,7 +61,7 @@ def test_refuses_a_tarball_with_a_wrong_checksum(model_dir: Path, tmp_path: Path
 
 def test_refuses_a_directory_without_metadata(model_dir: Path, tmp_path: Path) -> None:
     copy = Path(shutil.copytree(model_dir, tmp_path / "m"))
-    (copy / bundle.METADATA_FILE).unlink()
+    (copy / layout.METADATA_FILE).unlink()
 
     with pytest.raises(ModelError, match="metadata.json not found"):
         wsgi.load_model(copy)
@@ -103,7 +103,7 @@ def test_app_of_a_model_failing_its_self_test_still_names_the_version(tmp_path: 
 
 def test_trace_headers_survive_unprintable_metadata(model_dir: Path, tmp_path: Path) -> None:
     copy = Path(shutil.copytree(model_dir, tmp_path / "m"))
-    meta = json.loads((copy / bundle.METADATA_FILE).read_text())
+    meta = json.loads((copy / layout.METADATA_FILE).read_text())
     bundle.write_metadata(copy, {**meta, "registered_name": "bad\r\nX-Injected: 1", "data_hash": None})
     app = wsgi.create(str(copy), 1000)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.cli import UserError
+from core.cli import UserError
 from team import stack
 from tests.conftest import FAST_TRAIN, ROOT, write_params
 

@@ -13,9 +13,12 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from experiments import search, tracking
-from experiments.config import load_params
-from experiments.train import PARENT_RUN_ATTR, RETRY_TAG, WORKER_ATTR, prepare
+from core.params import load_params
+from experiments import cv, search
+from experiments import trials as tracking
+from experiments.data import prepare
+from experiments.search import PARENT_RUN_ATTR, WORKER_ATTR
+from experiments.trials import RETRY_TAG
 from tests.conftest import ROOT
 from tests.team.conftest import client_env, finish, output, start, team_params, wait_until
 
@@ -131,7 +134,7 @@ def test_the_retry_scores_what_an_uninterrupted_trial_would(outcome: Outcome) ->
     data = prepare(params)
     folds: dict[int, float] = {}
 
-    search.cross_validate(search.Folds(data.x_train, data.y_train, params.train),
+    cv.cross_validate(cv.Folds(data.x_train, data.y_train, params.train),
                           search.from_trial_params(retry.params), params.train,
                           report=folds.__setitem__)
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 # What the CI targets read: the make files, the DVC project files, the metrics, and the code job-summary runs.
 MINI_REPO_FILES = ("Makefile", "mk", ".dvc/config", ".dvcignore", "data.dvc", "dvc.yaml", "params.yaml",
-                   "metrics.json", "experiments", "serving", "infra/__init__.py", "infra/smoke")
+                   "metrics.json", "core", "experiments", "serving", "infra/__init__.py", "infra/smoke")
 
 
 def load_workflow(name: str) -> dict[str, Any]:

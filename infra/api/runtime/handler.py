@@ -18,9 +18,8 @@ Environment variables (set by ``infra/api/infrastructure.py``):
 
 Model identity headers: ``InvokeEndpoint`` returns none of the container's own headers except
 ``X-Amzn-SageMaker-Custom-Attributes`` (boto3's ``CustomAttributes``). The container therefore reports
-its model as custom attributes, ``model-name=NAME,model-version=N,data-hash=HASH`` (``,`` or ``;``
-separated), and this function turns them back into ``X-Model-Name``, ``X-Model-Version`` and
-``X-Data-Hash`` response headers.
+its model as custom attributes, and this function turns them back into the model headers
+(``contract.headers_from_attributes``; the contract is ``serving/contract.py``).
 """
 
 from __future__ import annotations
@@ -43,8 +42,15 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-ROUTE = "/predict-student-score"
-DEFAULT_MAX_RECORDS = 100
+# The wire contract (serving/contract.py; runtime/contract.py links to it and ships in the asset). On Lambda
+# this folder is the import root; the tests and the local stand-in import the handler as a package module.
+if __package__:
+    from . import contract
+else:
+    import contract
+
+ROUTE = contract.ROUTE
+DEFAULT_MAX_RECORDS = contract.MAX_RECORDS
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_CONNECT_TIMEOUT_S = 1.0
 # A serverless endpoint's cold start (image pull and model load) happens inside the first InvokeEndpoint, so
@@ -54,11 +60,7 @@ DEFAULT_MAX_ATTEMPTS = 2
 # Botocore's standard retry mode waits at most random() * min(20, 2 ** (attempt - 1)) seconds between attempts.
 MAX_BACKOFF_S = 20.0
 RETRY_AFTER_S = "1"
-MODEL_HEADERS = {"model-name": "X-Model-Name", "model-version": "X-Model-Version", "data-hash": "X-Data-Hash"}
 # Error codes botocore's standard mode treats as throttling and that SageMaker Runtime sends.
-# Batch forms the container accepts (``{"instances": [...]}``, MLflow's dataframe forms); the public API
-# takes a record or a list, so that the record bound counts what the model will score.
-BATCH_WRAPPERS = frozenset({"instances", "inputs", "dataframe_records", "dataframe_split"})
 THROTTLING_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 UNAVAILABLE_CODES = {"ModelNotReadyException", "ServiceUnavailable"}
 
@@ -67,7 +69,7 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Stud
 app = APIGatewayRestResolver(
     cors=CORSConfig(
         allow_origin=os.environ.get("CORS_ALLOW_ORIGIN", "*"),
-        expose_headers=list(MODEL_HEADERS.values()),
+        expose_headers=list(contract.MODEL_HEADERS),
         max_age=300,
     )
 )
@@ -101,17 +103,6 @@ def sagemaker_runtime() -> Any:
     )
 
 
-def model_headers(custom_attributes: str | None) -> dict[str, str]:
-    """Turn ``model-name=..,model-version=..,data-hash=..`` custom attributes into response headers."""
-    headers: dict[str, str] = {}
-    for part in (custom_attributes or "").replace(";", ",").split(","):
-        key, sep, value = part.partition("=")
-        header = MODEL_HEADERS.get(key.strip().lower())
-        if sep and header and value.strip():
-            headers[header] = value.strip()
-    return headers
-
-
 def check_body(raw: str | None, *, max_records: int, max_bytes: int) -> tuple[int, str] | int:
     """Check a body can be a request; return the record count, or ``(status, message)`` to refuse it."""
     if not raw:
@@ -123,7 +114,7 @@ def check_body(raw: str | None, *, max_records: int, max_bytes: int) -> tuple[in
     except ValueError:
         return 400, "the body is not valid JSON"
     if isinstance(payload, dict):
-        wrapper = BATCH_WRAPPERS.intersection(payload)
+        wrapper = [key for key in contract.BATCH_WRAPPERS if key in payload]
         if wrapper:
             # The container would unwrap these into many records, past this function's record bound.
             return 400, f"send one record or a list of records, not a '{sorted(wrapper)[0]}' wrapper"
@@ -181,14 +172,15 @@ def _aws_error(error: ClientError) -> Response:
     if code in THROTTLING_CODES:
         metrics.add_metric(name="UpstreamThrottled", unit=MetricUnit.Count, value=1)
         logger.warning("endpoint throttled", extra={"code": code})
-        return _error(429, "too many requests, try again shortly", headers={"Retry-After": RETRY_AFTER_S})
+        return _error(429, "too many requests, try again shortly",
+                      headers={contract.RETRY_AFTER_HEADER: RETRY_AFTER_S})
     # A missing endpoint comes back as a ValidationError "Endpoint ... not found".
     if code in UNAVAILABLE_CODES or (code == "ValidationError" and "not found" in message.lower()):
         logger.warning("endpoint unavailable", extra={"code": code, "aws_message": message})
         return _error(
             503,
             "the model endpoint is not available, try again later",
-            headers={"Retry-After": RETRY_AFTER_S},
+            headers={contract.RETRY_AFTER_HEADER: RETRY_AFTER_S},
         )
     logger.error("endpoint call failed", extra={"code": code, "aws_message": message})
     return _error(502, "the model endpoint failed to answer")
@@ -221,7 +213,7 @@ def predict() -> Response:
     except EndpointConnectionError:
         logger.error("endpoint unreachable")
         return _error(502, "the model endpoint could not be reached")
-    headers = model_headers(answer.get("CustomAttributes"))
+    headers = contract.headers_from_attributes(answer.get("CustomAttributes"))
     logger.info("predicted", extra={"records": checked, **headers})
     return Response(
         status_code=200,

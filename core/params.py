@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from experiments.cli import UserError
+from core.cli import UserError
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -140,3 +141,9 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
         return Params.model_validate(raw | (overrides or {}))
     except ValidationError as err:
         raise UserError(f"{path}: {_first_error(err)}") from None
+
+
+def params_option(command):
+    """The ``--params`` option of every CLI: which params file to read (default ``params.yaml``)."""
+    return click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
+                        default=PARAMS_FILE, show_default=True, help="The params file to read.")(command)

@@ -1,4 +1,4 @@
-"""Owns the conversation with MLflow: where it is, whether it answers, and how trials and models are logged."""
+"""Owns the connection to MLflow: where the tracking store is, whether it answers, and the experiment to log to."""
 
 from __future__ import annotations
 
@@ -9,17 +9,12 @@ import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Any
 
-import mlflow
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
+from core.cli import UserError
 
-from experiments.cli import UserError
-
-TRIAL_STATE_TAG = "optuna.trial_state"
-TRIAL_NUMBER_TAG = "optuna.trial_number"
-PARENT_TAG = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment on the view its kind names; without it, on the GenAI overview (traces).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 def quiet_mlflow() -> None:
@@ -57,7 +52,13 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
 
 
 def use_experiment(uri: str, name: str) -> str:
-    """Point the fluent API at ``uri`` and return the id of experiment ``name`` (created if new)."""
+    """Point the fluent API at ``uri`` and return the id of experiment ``name`` (created if new).
+
+    The experiment is tagged as a model-training one (``mlflow.experimentKind``), so ``mlflow ui`` lands on
+    its runs rather than on MLflow 3's GenAI overview.
+    """
+    import mlflow  # here, not at the top: the CDK app and the smoke test import this package without MLflow
+
     before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     # MLflow also writes the URI into MLFLOW_TRACKING_URI for child processes; in this project that variable
@@ -67,7 +68,16 @@ def use_experiment(uri: str, name: str) -> str:
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
     experiment = mlflow.set_experiment(name)
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        mlflow.MlflowClient(uri).set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
     return experiment.experiment_id
+
+
+def browse_hint(uri: str) -> str:
+    """How to look at the runs in ``uri``: the server's own URL, or the ``mlflow ui`` command for a local store."""
+    if uri.startswith(("http://", "https://")):
+        return f"browse: {uri}"
+    return f"browse: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)"
 
 
 def git_commit() -> str:
@@ -79,24 +89,3 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.strip() + ("-dirty" if dirty.strip() else "")
-
-
-def log_trial(client: MlflowClient, *, experiment_id: str, parent_run_id: str, number: int,
-              params: dict[str, Any], metrics: dict[str, float], state: str) -> str:
-    """Record one Optuna trial as a nested child run of the training run, in three round trips."""
-    run = client.create_run(experiment_id, run_name=f"trial-{number:03d}", tags={
-        PARENT_TAG: parent_run_id, TRIAL_NUMBER_TAG: str(number), TRIAL_STATE_TAG: state})
-    client.log_batch(
-        run.info.run_id,
-        metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
-        params=[Param(k, str(v)) for k, v in params.items()],
-        tags=[RunTag("booster", str(params.get("booster", "")))],
-    )
-    client.set_terminated(run.info.run_id, status="FAILED" if state == "FAIL" else "FINISHED")
-    return run.info.run_id
-
-
-def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:
-    """Child runs of a training run, oldest first."""
-    return client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-                              order_by=["attributes.start_time ASC"], max_results=5000)

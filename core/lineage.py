@@ -1,0 +1,51 @@
+"""Owns the data version recorded as lineage: the md5 DVC keeps for the tracked data folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+from core.cli import UserError
+
+
+def dvc_data_hash(data_path: Path | None = None, dvc_file: Path = Path("data.dvc")) -> str:
+    """The data version to record as lineage: the md5 DVC recorded for the tracked folder.
+
+    With ``data_path``, the file's bytes are checked against DVC's record of it (when DVC's manifest of the
+    folder is in the local cache), so a CSV replaced without ``dvc add`` is not trained under an old hash; a
+    file outside the tracked folder is identified by its own content, ``md5:<hex>``.
+
+    Raises:
+        UserError: ``data_path`` differs from what ``data.dvc`` records.
+    """
+    try:
+        out = yaml.safe_load(Path(dvc_file).read_text(encoding="utf-8"))["outs"][0]
+        recorded, tracked = str(out["md5"]), Path(dvc_file).parent / out["path"]
+    except (FileNotFoundError, KeyError, IndexError, TypeError, yaml.YAMLError):
+        recorded, tracked = None, None
+    if data_path is None:
+        return recorded or "untracked"
+    data_path = Path(data_path)
+    actual = hashlib.md5(data_path.read_bytes(), usedforsecurity=False).hexdigest()
+    inside = tracked is not None and data_path.resolve().is_relative_to(tracked.resolve())
+    if not inside:
+        return f"md5:{actual}"
+    expected = _manifest_md5(Path(dvc_file).parent, recorded, data_path.resolve().relative_to(tracked.resolve()))
+    if expected is not None and expected != actual:
+        raise UserError(f"{data_path} is not the version data.dvc records: run `dvc add {out['path']}` to "
+                        f"version it (or `dvc checkout` to restore the recorded one)")
+    return recorded
+
+
+def _manifest_md5(root: Path, dir_md5: str, relpath: Path) -> str | None:
+    """The md5 DVC's cached folder manifest records for ``relpath``, or None when the manifest is not cached."""
+    digest = dir_md5.removesuffix(".dir")
+    manifest = root / ".dvc" / "cache" / "files" / "md5" / digest[:2] / f"{digest[2:]}.dir"
+    try:
+        entries = json.loads(manifest.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return next((e["md5"] for e in entries if e.get("relpath") == relpath.as_posix()), None)

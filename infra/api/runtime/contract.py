@@ -1,0 +1,1 @@
+../../../serving/contract.py

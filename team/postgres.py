@@ -1,0 +1,107 @@
+"""Owns the team stack's PostgreSQL: a throwaway cluster on loopback with the ``mlflow`` and ``optuna`` databases.
+
+Debian's server binaries (``initdb`` + ``pg_ctl``); run as root, the server (which refuses root) runs as the
+``postgres`` user with its data in a fresh folder under the system temp dir.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from core.cli import UserError
+
+PG_USER = "team"
+DATABASES = ("mlflow", "optuna")
+
+
+def pg_url(port: int, password: str, database: str) -> str:
+    """A SQLAlchemy URL through psycopg 3 (``postgresql://`` alone would ask for psycopg2)."""
+    return f"postgresql+psycopg://{PG_USER}:{password}@127.0.0.1:{port}/{database}"
+
+
+def pg_binary(name: str) -> str:
+    """``name`` from PATH, else from Debian's versioned folder (which is not on PATH), newest first.
+
+    Raises:
+        UserError: no PostgreSQL server is installed.
+    """
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    if not candidates:
+        raise UserError(f"PostgreSQL's {name} was not found; install the server with `make team-deps`")
+    return candidates[-1]
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def as_owner(owner: str | None) -> dict:
+    return {"user": owner, "group": pwd.getpwnam(owner).pw_gid} if owner else {}
+
+
+def start(state_dir: Path, port: int, password: str, started: dict) -> None:
+    """initdb a fresh cluster and start it with pg_ctl, noting in ``started`` what to clean up."""
+    owner = None
+    if os.geteuid() == 0:
+        # The server refuses to run as root, and pytest's and the repo's folders are not readable by others.
+        owner = "postgres" if _user_exists("postgres") else "nobody"
+        started["pg_tmp_root"] = tempfile.mkdtemp(prefix="team-pg-")
+        os.chown(started["pg_tmp_root"], pwd.getpwnam(owner).pw_uid, pwd.getpwnam(owner).pw_gid)
+        root = Path(started["pg_tmp_root"])
+    else:
+        root = state_dir / "postgres"
+        shutil.rmtree(root, ignore_errors=True)  # a cluster left by a crashed `up`; `down` deletes it too
+        root.mkdir(parents=True)
+    data, sockets, log = root / "data", root / "sockets", root / "postgres.log"
+    started["pg_owner"], started["pg_data"] = owner, str(data)
+    pwfile = root / "pwfile"
+    owner_args = as_owner(owner)
+    sockets.mkdir()
+    pwfile.write_text(password, encoding="utf-8")
+    pwfile.chmod(0o600)
+    if owner:
+        for path in (sockets, pwfile):
+            os.chown(path, pwd.getpwnam(owner).pw_uid, pwd.getpwnam(owner).pw_gid)
+    done = subprocess.run([pg_binary("initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}",
+                           "--auth=scram-sha-256", "-E", "UTF8", "--no-sync", "--no-instructions"],
+                          capture_output=True, text=True, **owner_args)
+    pwfile.unlink()
+    if done.returncode != 0:
+        raise UserError(f"initdb failed: {(done.stderr or done.stdout).strip().splitlines()[-1]}")
+    # Loopback only; the socket lives in our own folder, not /var/run/postgresql (absent or root-owned here).
+    # Every worker and the mlflow server keep a connection pool: room for a team's worth of them.
+    options = f"-c listen_addresses=127.0.0.1 -c max_connections=300 -p {port} -k {sockets}"
+    done = subprocess.run([pg_binary("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60",
+                           "start"], capture_output=True, text=True, **owner_args)
+    if done.returncode != 0:
+        raise UserError(f"PostgreSQL did not start (pg_ctl exit {done.returncode}); last lines of {log}:\n"
+                        f"{log_tail(log)}")
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def create_databases(port: int, password: str) -> None:
+    import psycopg  # only `up` needs the driver
+
+    with psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, password=password, dbname="postgres",
+                         autocommit=True) as conn:
+        for name in DATABASES:
+            conn.execute(f'CREATE DATABASE "{name}"')

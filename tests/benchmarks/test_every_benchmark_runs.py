@@ -1,0 +1,58 @@
+"""Every benchmark module imports, and every benchmark command runs end to end in its quick mode.
+
+A rename elsewhere in the project must fail here, not strand a benchmark until someone runs it by hand. No
+timing is asserted: the figures are `make bench`'s, never a test's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# The reference app unpickles its model at import, like the reference container; test_building_blocks loads it.
+NEEDS_A_MODEL = {"benchmarks.reference.app"}
+
+
+def _benchmark_modules() -> list[str]:
+    names = []
+    for path in sorted((ROOT / "benchmarks").rglob("*.py")):
+        if "container_site" in path.parts or "__pycache__" in path.parts:
+            continue
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+@pytest.mark.parametrize("name", [n for n in _benchmark_modules() if n not in NEEDS_A_MODEL])
+def test_every_benchmark_module_imports(name: str) -> None:
+    module = importlib.import_module(name)
+    if hasattr(module, "cli"):
+        assert callable(getattr(module, "main", None)), f"{name} has a command but no main(argv)"
+
+
+@pytest.mark.slow
+def test_make_bench_quick_runs_every_measurement(tmp_path: Path) -> None:
+    from benchmarks import run
+
+    assert run.main(["--quick", "--results-dir", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "quick.json").read_text())
+    assert results["run"]["mode"] == "quick"
+    trained = results["measurements"]["training"]
+    assert {"ours_logging_on", "ours_logging_off", "reference"} <= set(trained)
+    assert trained["ours_logging_on"]["mlflow_s"] > 0, "the stage reports what logging cost"
+    assert trained["ours_logging_off"]["mlflow_s"] == 0
+    assert (tmp_path / "quick.md").read_text().count("|") > 20
+
+
+@pytest.mark.slow
+def test_make_bench_workers_quick_runs_one_and_two_workers(tmp_path: Path) -> None:
+    from benchmarks import workers
+
+    assert workers.main(["--trials", "4", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "workers.json").read_text())
+    assert [r["workers"] for r in result["runs"]] == [1, 2, 1]
+    assert all(r["trials"] == 4 for r in result["runs"])
