@@ -8,7 +8,7 @@
 WORKFLOWS = $(wildcard .github/workflows/*.yml)
 CI_PLACEHOLDER_TAR := dist/ci/placeholder-model.tar.gz
 # What can change the metrics; a pull request touching none of it has no metrics diff to show.
-METRICS_PATHS := data.dvc params.yaml dvc.yaml experiments
+METRICS_PATHS := data.dvc params.yaml dvc.yaml core experiments serving/__init__.py serving/layout.py serving/predictor.py serving/xgb_capi.py
 SUMMARY := "$${GITHUB_STEP_SUMMARY:-/dev/stdout}"
 # Read by the recipes as shell variables, never pasted into them: their values come from workflow inputs.
 export PROMOTE_VERSION PROMOTE_FORCE PROMOTE_REASON BASE_REF

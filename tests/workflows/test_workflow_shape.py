@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
+
+import yaml
+
+from tests.workflows.conftest import ROOT
 
 # The train-deploy job's steps, in order: an action by name, or the make target a run: step calls.
 RELEASE_ORDER = [
@@ -14,7 +19,8 @@ CI_ORDER = [
     "actions/checkout", "actions/setup-python", "actions/setup-node", "make setup", "make lint", "make hadolint",
     "make workflow-check", "make test", "make ci-synth", "make metrics-diff",
 ]
-TRAINING_INPUTS = ["data.dvc", "params.yaml", "dvc.yaml", "experiments/**", "serving/predictor.py"]
+TRAINING_INPUTS = ["data.dvc", "params.yaml", "dvc.yaml", "core/**", "experiments/**", "serving/__init__.py",
+                   "serving/layout.py", "serving/predictor.py", "serving/xgb_capi.py"]
 
 
 def _key(step: dict[str, Any]) -> str:
@@ -63,6 +69,9 @@ def test_release_triggers_on_the_dvc_pointer_not_on_the_data_folder(train_deploy
     assert push["branches"] == ["main"]
     assert push["paths"] == TRAINING_INPUTS
     assert not any(path.startswith("data/") for path in push["paths"]), "with DVC, data/ is never in git"
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["deps"]
+    unwatched = [d for d in deps if d != "data" and not any(fnmatch.fnmatch(d, p) for p in push["paths"])]
+    assert not unwatched, f"a change to {unwatched} retrains with dvc repro but would not trigger a release"
 
 
 def test_release_can_be_dispatched_with_a_version_or_force(train_deploy: dict) -> None:
