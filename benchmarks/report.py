@@ -168,11 +168,16 @@ def _fmt_limit(t: Target) -> str:
     return f"{sign} {limit}"
 
 
+def targets_table(targets: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The markdown lines of a targets table, from targets as ``Target.to_json`` wrote them."""
+    rows = [Target(**{k: v for k, v in t.items() if k not in ("passed", "verdict")}) for t in targets]
+    lines = ["| Target | Measured | Goal | Result | Detail |", "|---|---|---|---|---|"]
+    return lines + [f"| {t.title} | {_fmt_value(t)} | {_fmt_limit(t)} | {t.verdict} | {t.detail} |" for t in rows]
+
+
 def markdown(results: Mapping[str, Any]) -> str:
     """The results as markdown: the targets table, the raw medians, and the machine."""
-    rows = [Target(**{k: v for k, v in t.items() if k not in ("passed", "verdict")}) for t in results["targets"]]
-    lines = ["| Target | Measured | Goal | Result | Detail |", "|---|---|---|---|---|"]
-    lines += [f"| {t.title} | {_fmt_value(t)} | {_fmt_limit(t)} | {t.verdict} | {t.detail} |" for t in rows]
+    lines = targets_table(results["targets"])
     m = results["measurements"]
     lines += ["", "| Server load (1 worker, 8 connections) | req/s | rows/s | p50 ms | p99 ms | req/s range |",
               "|---|---|---|---|---|---|"]

@@ -63,7 +63,24 @@ def train_ours(params_file: Path, *, log: bool) -> dict[str, Any]:
     wall = time.perf_counter() - started
     return {"wall_s": wall, "mlflow_s": result.mlflow_s, "test_rmse": result.metrics["test_rmse"],
             "n_trials": params.train.n_trials, "version": result.version,
-            "booster": result.best_params.get("booster")}
+            "booster": result.best_params.get("booster"), "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_idiom(params_file: Path, *, log: bool) -> dict[str, Any]:
+    """The standard MLflow idiom (benchmarks/idiom.py) on our search: wall time and test RMSE."""
+    from benchmarks import idiom
+    from core.params import load_params
+    from core.tracking import quiet_mlflow
+
+    quiet_mlflow()
+    return idiom.train(load_params(params_file), log=log) | {"peak_rss_mb": peak_rss_mb()}
 
 
 def train_reference(params_file: Path, out_dir: Path, *, n_trials: int) -> dict[str, Any]:
@@ -113,15 +130,17 @@ def create_store(params_file: Path) -> dict[str, Any]:
 
 
 @click.command(help="Run one training measurement in the current directory and print a JSON result line.")
-@click.argument("which", type=click.Choice(["ours", "reference", "store"]))
+@click.argument("which", type=click.Choice(["ours", "idiom", "reference", "store"]))
 @click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--log/--no-log", default=True, help="Ours: MLflow logging on (default) or off.")
+@click.option("--log/--no-log", default=True, help="Ours and the idiom: MLflow logging on (default) or off.")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Reference: trial count (default 50).")
 def cli(which: str, params_file: Path, log: bool, trials: int | None) -> None:
     if which == "store":
         result = create_store(params_file)
     elif which == "ours":
         result = train_ours(params_file, log=log)
+    elif which == "idiom":
+        result = train_idiom(params_file, log=log)
     else:
         from benchmarks.reference.train import N_TRIALS
         result = train_reference(params_file, Path.cwd(), n_trials=trials or N_TRIALS)

@@ -90,6 +90,10 @@ class TrainParams(_Frozen):
     max_rounds: Annotated[int, Field(ge=1)]
     early_stopping_rounds: Annotated[int, Field(ge=1)]
     nthread: Annotated[int, Field(ge=1)]
+    # Budget by size: the search scores trials on at most search_rows training rows (a seeded sample; the refit
+    # uses every row), and on one holdout fold instead of k folds past holdout_above rows. null: no limit.
+    search_rows: Annotated[int, Field(ge=100)] | None = None
+    holdout_above: Annotated[int, Field(ge=1)] | None = None
     storage: Annotated[str, Field(min_length=1)]
     pruner_startup_trials: Annotated[int, Field(ge=0)]
     search_space: SearchSpace

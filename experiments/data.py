@@ -15,6 +15,7 @@ from sklearn.model_selection import train_test_split
 
 from core.cli import UserError
 from core.lineage import dvc_data_hash
+from experiments.encoding import encode_frame
 
 if TYPE_CHECKING:
     from core.params import Params
@@ -68,34 +69,51 @@ def _header(path: Path) -> list[str]:
     return [name.strip() for name in first]
 
 
-def _line(mask: pd.Series) -> int:
-    # +2: one for the header line, one because CSV line numbers start at 1.
-    return int(mask.to_numpy().nonzero()[0][0]) + 2
-
-
 def _typed(values: pd.Series, path: Path, *, is_target: bool) -> pd.Series:
-    """The column as numbers when every present cell is one, else as text; refusing what cannot train."""
+    """The column as numbers when every present cell is one, else as categorical text; refusing what cannot train.
+
+    Each distinct cell is parsed once (a column of a million rows holds a few hundred distinct values at most,
+    unless it is a measurement), and text columns become pandas categoricals: a million short strings as
+    Python objects would cost ~60 bytes each, their codes one byte.
+    """
     name = values.name
     what = f"target '{name}'" if is_target else f"feature '{name}'"
-    present = values.notna()
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    present = codes >= 0
     if is_target and not present.all():
-        raise UserError(f"{path}: {what} is missing on line {_line(~present)}")
+        raise UserError(f"{path}: {what} is missing on line {_first_line(~present)}")
     if not present.any():
         raise UserError(f"{path}: {what} is entirely empty")
-    numbers = pd.to_numeric(values, errors="coerce")
-    numeric = numbers.notna()
-    if not (present & ~numeric).any():
-        infinite = ~np.isfinite(numbers.where(present, 0.0).astype(float))
-        if infinite.any():
-            raise UserError(f"{path}: {what} has a non-finite number on line {_line(infinite)}")
-        return numbers
-    text = present & ~numeric
+    parsed = pd.to_numeric(pd.Series(np.asarray(uniques, dtype=object)), errors="coerce")
+    numeric = parsed.notna().to_numpy()
+    if numeric.all():
+        finite = np.isfinite(parsed.to_numpy(dtype=np.float64))
+        if not finite.all():
+            raise UserError(f"{path}: {what} has a non-finite number on line "
+                            f"{_first_line(present & ~finite[codes])}")
+        if present.all() and ptypes.is_integer_dtype(parsed):
+            return pd.Series(parsed.to_numpy()[codes], name=name)
+        floats = parsed.to_numpy(dtype=np.float64)[codes]
+        floats[~present] = np.nan
+        return pd.Series(floats, name=name)
+    text = present & ~numeric[codes]
+    first_text = uniques[codes[_first_index(text)]]
     if is_target:
-        raise UserError(f"{path}: {what} must be numeric; line {_line(text)} has '{values[text].iloc[0]}'")
+        raise UserError(f"{path}: {what} must be numeric; line {_first_line(text)} has '{first_text}'")
     if numeric.any():
-        raise UserError(f"{path}: {what} mixes numbers and text (line {_line(numeric)} is numeric, "
-                        f"line {_line(text)} is '{values[text].iloc[0]}')")
-    return values.astype(object).where(present, None)
+        raise UserError(f"{path}: {what} mixes numbers and text (line {_first_line(present & numeric[codes])} is "
+                        f"numeric, line {_first_line(text)} is '{first_text}')")
+    categories = pd.Index(np.asarray(uniques, dtype=object))
+    return pd.Series(pd.Categorical.from_codes(codes, categories=categories), name=name)
+
+
+def _first_index(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _first_line(mask: np.ndarray) -> int:
+    # +2: one for the header line, one because CSV line numbers start at 1.
+    return _first_index(mask) + 2
 
 
 def infer_schema(frame: pd.DataFrame, target: str, stats_from: pd.DataFrame | None = None) -> Schema:
@@ -117,7 +135,7 @@ def infer_schema(frame: pd.DataFrame, target: str, stats_from: pd.DataFrame | No
                                     minimum=float(values.min()), maximum=float(values.max()),
                                     center=float(stats[column].mean()), scale=std if std > 0 else 1.0))
         else:
-            levels = tuple(sorted({str(v) for v in values.dropna()}))
+            levels = tuple(sorted({str(v) for v in pd.unique(values.dropna())}))
             features.append(Feature(name=str(column), kind=CATEGORICAL, nullable=nullable, levels=levels))
     return Schema(target=target, features=tuple(features))
 
@@ -158,18 +176,23 @@ class Prepared:
     schema: Schema
     x_train: np.ndarray
     y_train: np.ndarray
-    test_records: list[dict[str, Any]]
+    test_frame: pd.DataFrame  # the test split's feature columns, as loaded
+    x_test: np.ndarray
     y_test: np.ndarray
     data_hash: str
 
+    def example(self) -> dict[str, Any]:
+        """The test split's first row as a raw record (what a request carries): the model's self-test."""
+        return records_from_frame(self.test_frame.head(1))[0]
+
 
 def prepare(params: Params) -> Prepared:
-    """Load, check, split and encode the table named by params."""
+    """Load, check, split and encode the table named by params (column-wise: no per-row objects)."""
     target = params.data.target
     frame, train_df, test_df = load_and_split(params)
     schema = infer_schema(frame, target, stats_from=train_df)
     features = schema.names
-    return Prepared(frame=frame, schema=schema, x_train=schema.encode(records_from_frame(train_df[features])),
-                    y_train=train_df[target].to_numpy(dtype=np.float64),
-                    test_records=records_from_frame(test_df[features]),
+    return Prepared(frame=frame, schema=schema, x_train=encode_frame(schema, train_df[features]),
+                    y_train=train_df[target].to_numpy(dtype=np.float64), test_frame=test_df[features],
+                    x_test=encode_frame(schema, test_df[features]),
                     y_test=test_df[target].to_numpy(dtype=np.float64), data_hash=dvc_data_hash(params.data.path))

@@ -46,7 +46,17 @@ def signature(schema: Schema, frame: pd.DataFrame) -> ModelSignature:
 def input_example(frame: pd.DataFrame) -> pd.DataFrame:
     """Raw records, including one with a missing value when the data has any, so users see null is allowed."""
     has_missing = frame[frame.isna().any(axis=1)].head(1)
-    return pd.concat([frame.head(2), has_missing]).reset_index(drop=True)
+    return plain(pd.concat([frame.head(2), has_missing]).reset_index(drop=True))
+
+
+def plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its categorical columns as plain text (None where missing), as requests carry them."""
+    text = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if not text:
+        return frame
+    out = frame.astype({c: object for c in text})
+    out[text] = out[text].where(out[text].notna(), None)
+    return out
 
 
 def predict_package(folder: Path) -> Path:

@@ -15,13 +15,20 @@ from typing import Any
 import mlflow
 import numpy as np
 import optuna
+import pandas as pd
 import xgboost as xgb
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.tracking import MlflowClient
 
 from core.params import Params
 from experiments import packaging, plots
 from experiments.data import Prepared
 from serving.predictor import Schema
+
+# What the parent run logs of a big table: a sample for the dataset's schema, a sample for the scatter plots.
+DATASET_SAMPLE_ROWS = 1000
+PLOT_POINTS = 5000
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,7 @@ def record(outcome: Outcome, *, model_dir: Path, metrics_file: Path) -> str:
         "seed": params.train.seed, "test_size": params.data.test_size})
     mlflow.log_metrics(outcome.metrics)
     mlflow.set_tags(outcome.lineage | {"target": schema.target})
-    dataset = mlflow.data.from_pandas(data.frame, source=str(params.data.path), targets=schema.target,
-                                      name=f"{params.data.path.name}@{data.data_hash[:8]}")
-    mlflow.log_input(dataset, context="training")
+    mlflow.log_input(_dataset(outcome), context="training")
     _log_plots(outcome)
     mlflow.log_artifact(str(metrics_file))
 
@@ -87,8 +92,42 @@ def record(outcome: Outcome, *, model_dir: Path, metrics_file: Path) -> str:
     return str(registered.version)
 
 
+class TableSample(PandasDataset):
+    """A training table as an MLflow dataset input: its schema from a sample of rows, its digest and size whole.
+
+    MLflow would otherwise infer the schema from, and hash, every row: seconds and gigabytes on a big table,
+    for a digest DVC has already computed (the data hash).
+    """
+
+    def __init__(self, table: pd.DataFrame, *, sample_rows: int, seed: int, **kwargs: Any) -> None:
+        sample = table.sample(n=min(sample_rows, len(table)), random_state=seed).sort_index()
+        super().__init__(df=packaging.plain(sample), **kwargs)
+        self._rows, self._elements = len(table), int(table.size)
+
+    @property
+    def profile(self) -> dict[str, int]:
+        return {"num_rows": self._rows, "num_elements": self._elements, "schema_sample_rows": len(self._df)}
+
+
+def _dataset(outcome: Outcome) -> TableSample:
+    params, data = outcome.params, outcome.data
+    return TableSample(data.frame, sample_rows=DATASET_SAMPLE_ROWS, seed=params.data.split_seed,
+                       source=resolve_dataset_source(str(params.data.path)),
+                       targets=outcome.schema.target, name=f"{params.data.path.name}@{data.data_hash[:8]}",
+                       digest=data.data_hash[:20])
+
+
+def sample_points(count: int, limit: int, seed: int) -> np.ndarray:
+    """Indexes of at most ``limit`` of ``count`` points (all of them when fewer), seeded, in order."""
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
+
+
 def _log_plots(outcome: Outcome) -> None:
-    actual, predicted = outcome.data.y_test, outcome.test_pred
+    # A scatter of a few thousand points says all a scatter can; a million would take longer than training.
+    shown = sample_points(len(outcome.test_pred), PLOT_POINTS, outcome.params.data.split_seed)
+    actual, predicted = outcome.data.y_test[shown], outcome.test_pred[shown]
     values = outcome.completed_values()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

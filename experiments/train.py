@@ -170,19 +170,19 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
         raise UserError(f"study {study.study_name}: no trial completed within {cfg.timeout_s}s") from None
     best_params = search.from_trial_params(best.params)
     rounds = int(best.user_attrs["rounds"])
-    booster = cv.fit(data.x_train, data.y_train, best_params, rounds=rounds, seed=cfg.seed)
+    booster = cv.fit(data.x_train, data.y_train, best_params, rounds=rounds, seed=cfg.seed, nthread=cfg.nthread)
 
     predictor = Predictor(booster, data.schema)
-    test_pred = predictor.predict(data.test_records)
+    test_pred = predictor.predict_matrix(data.x_test)
     metrics = {f"test_{k}": v for k, v in regression_metrics(data.y_test, test_pred).items()}
     baseline = make_pipeline(SimpleImputer(strategy="mean", keep_empty_features=True),
                              LinearRegression()).fit(data.x_train, data.y_train)
-    baseline_pred = baseline.predict(data.schema.encode(data.test_records))
+    baseline_pred = baseline.predict(data.x_test)
     metrics |= {f"baseline_{k}": v for k, v in regression_metrics(data.y_test, baseline_pred).items()}
     metrics["cv_rmse"] = float(best.value)
     metrics["search_seconds"] = time.monotonic() - started
 
-    example = data.test_records[0]
+    example = data.example()
     schema = replace(data.schema, example=example, expected=float(predictor.predict([example])[0]))
     save_model_dir(MODEL_DIR, booster, schema)
     Predictor.from_dir(MODEL_DIR).self_test()
@@ -205,7 +205,9 @@ def _write_dvc_outputs(study: optuna.Study, actual: np.ndarray, predicted: np.nd
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     values = [t.value for t in complete]
     PLOTS_DIR.mkdir(exist_ok=True)
-    pd.DataFrame({"actual": actual, "predicted": np.round(predicted, 4)}).to_csv(
+    # Committed to git for `dvc plots`: a sample of a big test split, every row of a small one.
+    shown = parent_run.sample_points(len(actual), parent_run.PLOT_POINTS, seed=0)
+    pd.DataFrame({"actual": actual[shown], "predicted": np.round(predicted[shown], 4)}).to_csv(
         PLOTS_DIR / "predictions.csv", index=False)
     pd.DataFrame({"trial": [t.number for t in complete], "cv_rmse": np.round(values, 5),
                   "best_cv_rmse": np.round(np.minimum.accumulate(values), 5) if values else []}).to_csv(

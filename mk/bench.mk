@@ -12,3 +12,7 @@ bench-deps: ## install Debian's wrk, the load generator (make test needs it for 
 
 bench: data bench-deps ## benchmarks vs the reference design (≈5 min, 2 CPUs, wrk): benchmarks/results/latest.{json,md}
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+.PHONY: bench-scale
+bench-scale: data ## training from 6.6k to 1.32M rows: wall, memory, RMSE vs the floor, logging vs the MLflow idiom (≈40 min): benchmarks/results/scale.{json,md}
+	$(PY) -m benchmarks.scale $(BENCH_ARGS)

@@ -393,7 +393,10 @@ class Predictor:
         """
         if not records:
             return np.empty(0, dtype=np.float64)
-        matrix = self.schema.encode(records)
+        return self.predict_matrix(self.schema.encode(records))
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Predict an already encoded float32 model matrix (``Schema.encode``'s); one float per row."""
         if self._dense is not None:
             try:
                 return self._dense(matrix)

@@ -56,3 +56,17 @@ def test_make_bench_workers_quick_runs_one_and_two_workers(tmp_path: Path) -> No
     result = json.loads((tmp_path / "workers.json").read_text())
     assert [r["workers"] for r in result["runs"]] == [1, 2, 1]
     assert all(r["trials"] == 4 for r in result["runs"])
+
+
+@pytest.mark.slow
+def test_make_bench_scale_quick_trains_at_each_size_and_against_the_idiom(tmp_path: Path) -> None:
+    from benchmarks import scale
+
+    assert scale.main(["--quick", "--results-dir", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "scale-quick.json").read_text())
+    assert [s["rows"] for s in result["sizes"]] == list(scale.QUICK_SIZES)
+    first, last = result["sizes"]
+    assert {"on", "off", "idiom_on", "idiom_off"} <= set(first), "the idiom is measured at the smallest size"
+    assert last["dvc_repro"]["wall_s"] > 0 and last["dvc_repro"]["test_rmse"] > 0, "a real dvc repro at the top"
+    assert all(s["floor_rmse"] > 0 and s["on"]["peak_rss_mb"] > 0 for s in result["sizes"])
+    assert {t["key"] for t in result["targets"]} >= {"repro_wall", "peak_rss", "rmse_vs_floor", "logging_vs_idiom"}
