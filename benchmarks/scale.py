@@ -151,9 +151,13 @@ def targets(sizes: Sequence[dict[str, Any]]) -> list[report.Target]:
                       at_least=False, unit=""),
     ]
     if big:
-        out.append(report.Target("memory", "Peak RSS / encoded training matrix (worst size)",
-                                 max(s["on"]["peak_rss_mb"] * 2**20 / s["train_matrix_bytes"] for s in big), 10,
-                                 at_least=False))
+        # What the data costs: the peak above what the process held once its libraries were imported (~300 MB
+        # of Python, pandas, XGBoost and MLflow that no table size changes).
+        ratio = {s["rows"]: (s["on"]["peak_rss_mb"] - s["on"]["rss_at_start_mb"]) * 2**20 / s["train_matrix_bytes"]
+                 for s in big}
+        worst_memory = max(ratio, key=ratio.get)
+        out.append(report.Target("memory", "Data memory (peak RSS above the imports) / encoded training matrix",
+                                 ratio[worst_memory], 10, at_least=False, detail=f"worst at {worst_memory:,} rows"))
         worst = max(big, key=lambda s: share[s["rows"]])
         out.append(report.Target("logging_share", "MLflow logging share of the wall (worst size from 66k rows)",
                                  share[worst["rows"]] * 100, 5, at_least=False, unit="%",

@@ -58,12 +58,19 @@ def train_ours(params_file: Path, *, log: bool) -> dict[str, Any]:
 
     quiet_mlflow()
     params = load_params(params_file)
+    at_start = rss_mb()
     started = time.perf_counter()
     result = stage.train(params, log=log)
     wall = time.perf_counter() - started
     return {"wall_s": wall, "mlflow_s": result.mlflow_s, "test_rmse": result.metrics["test_rmse"],
             "n_trials": params.train.n_trials, "version": result.version,
-            "booster": result.best_params.get("booster"), "peak_rss_mb": peak_rss_mb()}
+            "booster": result.best_params.get("booster"), "peak_rss_mb": peak_rss_mb(), "rss_at_start_mb": at_start}
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB: after the imports, before any data is read."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def peak_rss_mb() -> float:
