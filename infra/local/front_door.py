@@ -52,8 +52,16 @@ class LambdaContext:
 def proxy_event(
     *, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str
 ) -> dict[str, Any]:
-    """An API Gateway REST proxy event for ``path`` (already stripped of the stage) as the real one looks."""
-    text = body.decode("utf-8") if body else None
+    """An API Gateway REST proxy event for ``path`` (already stripped of the stage) as the real one looks.
+
+    A body that is not UTF-8 goes base64-encoded with ``isBase64Encoded``, the shape API Gateway gives a
+    payload it takes for binary (the deployed API declares no binary media types, and AWS does not say
+    what it does with invalid UTF-8 in a text payload); the handler refuses both with a 400.
+    """
+    try:
+        text, encoded = (body.decode("utf-8") if body else None), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode("ascii"), True
     query_pairs = [part.partition("=") for part in query.split("&") if part] if query else []
     now = time.time()
     return {
@@ -84,7 +92,7 @@ def proxy_event(
             "apiId": "local",
         },
         "body": text,
-        "isBase64Encoded": False,
+        "isBase64Encoded": encoded,
     }
 
 
@@ -131,7 +139,14 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._gateway_error(400, "Bad Request")
+            self.close_connection = True
+            return
         if length > MAX_BODY_BYTES:
             self._gateway_error(413, "Request Too Long")
             self.close_connection = True

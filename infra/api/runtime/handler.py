@@ -24,6 +24,8 @@ its model as custom attributes, and this function turns them back into the model
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import os
@@ -103,6 +105,26 @@ def sagemaker_runtime() -> Any:
     )
 
 
+def request_text(event: dict[str, Any]) -> str | tuple[int, str]:
+    """The event's body as text (``""`` when it has none), or ``(400, message)`` when it is not UTF-8 text.
+
+    API Gateway sends a body base64-encoded (``isBase64Encoded``) when it takes it for binary; a text body
+    may still carry lone surrogates (``\\ud800`` in the event's JSON), which no UTF-8 encoder accepts.
+    """
+    body = event.get("body")
+    if body is None:
+        return ""
+    if not isinstance(body, str):
+        return 400, "the body must be text"
+    try:
+        if event.get("isBase64Encoded"):
+            return base64.b64decode(body, validate=True).decode("utf-8")
+        body.encode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeError is a ValueError
+        return 400, "the body is not UTF-8 text (or not valid base64 where isBase64Encoded is set)"
+    return body
+
+
 def check_body(raw: str | None, *, max_records: int, max_bytes: int) -> tuple[int, str] | int:
     """Check a body can be a request; return the record count, or ``(status, message)`` to refuse it."""
     if not raw:
@@ -111,6 +133,8 @@ def check_body(raw: str | None, *, max_records: int, max_bytes: int) -> tuple[in
         return 413, f"the body is larger than {max_bytes} bytes"
     try:
         payload = json.loads(raw)
+    except RecursionError:
+        return 400, "the body is nested too deeply to be a record or a list of records"
     except ValueError:
         return 400, "the body is not valid JSON"
     if isinstance(payload, dict):
@@ -189,8 +213,9 @@ def _aws_error(error: ClientError) -> Response:
 @app.post(ROUTE)
 def predict() -> Response:
     """Forward one record or a list of records to the endpoint and answer with its predictions."""
-    checked = check_body(
-        app.current_event.decoded_body,
+    raw = request_text(app.current_event.raw_event)
+    checked = raw if isinstance(raw, tuple) else check_body(
+        raw,
         max_records=int(os.environ.get("MAX_RECORDS", DEFAULT_MAX_RECORDS)),
         max_bytes=int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
     )
@@ -201,7 +226,7 @@ def predict() -> Response:
     try:
         answer = sagemaker_runtime().invoke_endpoint(
             EndpointName=os.environ["ENDPOINT_NAME"],
-            Body=app.current_event.decoded_body.encode("utf-8"),
+            Body=raw.encode("utf-8"),
             ContentType="application/json",
             Accept="application/json",
         )
