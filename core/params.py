@@ -71,6 +71,17 @@ class DataParams(_Frozen):
     target: Annotated[str, Field(min_length=1)]
     test_size: Annotated[float, Field(gt=0, lt=1)]
     split_seed: int
+    ignore: tuple[Annotated[str, Field(min_length=1)], ...]
+    max_categories: Annotated[int, Field(ge=2)]
+
+    @model_validator(mode="after")
+    def _ignored_columns(self) -> DataParams:
+        if self.target in self.ignore:
+            raise ValueError(f"ignore lists the target '{self.target}'")
+        repeated = sorted({name for name in self.ignore if self.ignore.count(name) > 1})
+        if repeated:
+            raise ValueError(f"ignore lists {repeated[0]!r} twice")
+        return self
 
 
 class ModelParams(_Frozen):
