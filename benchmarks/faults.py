@@ -164,6 +164,28 @@ def wait_for_trials(process: subprocess.Popen, log: Path, trials: int, timeout_s
     raise TimeoutError(f"no {trials} trials within {timeout_s}s:\n{log.read_text()[-2000:]}")
 
 
+def running_trials(journal: Path) -> int:
+    """How many Optuna trials the study journal says are running."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    return sum(len(optuna.load_study(study_name=name, storage=storage).get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))) for name in optuna.get_all_study_names(storage))
+
+
+def kill_mid_trial(process: subprocess.Popen, journal: Path, timeout_s: float = 120.0) -> int:
+    """SIGKILL the training while one of its trials is running; returns how many the journal then shows running."""
+    deadline = time.monotonic() + timeout_s
+    while running_trials(journal) == 0:
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("no trial was running to be killed")
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return running_trials(journal)
+
+
 def children(pid: int) -> list[int]:
     """The pids of every descendant of ``pid`` (Linux /proc)."""
     found, todo = [], [pid]

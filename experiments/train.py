@@ -139,8 +139,13 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
         return replace(result, run_id=parent_id, version=done)
     # An unfinished study resumes under its own parent run; a fresh one (or one whose run is gone, e.g. a
     # different tracking server) gets a new parent run. The run ends FAILED if anything below raises.
+    died = parent_run.claim(client, parent_id) if parent_id else None
     started = mlflow.start_run(run_id=parent_id) if parent_id else mlflow.start_run(run_name=f"train-{sname}")
     with started as run:
+        parent_run.own(client, run.info.run_id)
+        if died:
+            closed = trials.close_dead(study, client, experiment_id, run.info.run_id, died)
+            print(f"resuming study {sname} after {died}; closed {closed} trial(s) it left running", flush=True)
         # Workers read both attributes: which run to log under, and whether their data and settings match.
         study.set_user_attr(search.DIGEST_ATTR, search.search_digest(params, data.data_hash))
         study.set_user_attr(search.PARENT_RUN_ATTR, run.info.run_id)
@@ -156,7 +161,8 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     cfg = params.train
     started = time.monotonic()
     progress = search.Progress(cfg.n_trials)
-    loggers = [clock.timed(trials.trial_logger(ref.client, ref.experiment_id, ref.run_id))] if ref else []
+    loggers = [clock.timed(trials.trial_logger(ref.client, ref.experiment_id, ref.run_id)),
+               clock.timed(parent_run.heartbeat(ref.client, ref.run_id))] if ref else []
     search.run_trials(study, search.make_objective(data.x_train, data.y_train, params), n_trials=cfg.n_trials,
                       timeout_s=cfg.timeout_s, callbacks=[*loggers, progress.update], heartbeat=job.heartbeat,
                       wait_for_others=True)
