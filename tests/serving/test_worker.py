@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
+from benchmarks import soak
 from serving.worker import READ_TIMEOUT_S, STREAMING_BYTES, request_ready
 from tests.serving.serving_helpers import METADATA, Server, sample_records, start_server
 
@@ -115,25 +113,14 @@ def test_a_request_that_never_arrives_gets_a_json_408(served: Server) -> None:
     assert requests.get(f"{served.url}/ping", timeout=5).status_code == 200
 
 
-# --- SIGTERM ------------------------------------------------------------------------------------------------
-
-def _post(url: str, body: str) -> Any:
-    try:
-        return requests.post(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"},
-                             timeout=30).status_code
-    except requests.RequestException as err:
-        return type(err).__name__
-
+# --- SIGTERM ---------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
 def test_sigterm_answers_every_request_already_queued(model_dir: Path, tmp_path: Path) -> None:
     server = start_server(model_dir, tmp_path / "server.log")
-    body = json.dumps(sample_records(rows=100, seed=1)[0])
-    with ThreadPoolExecutor(48) as pool:
-        answers = [pool.submit(_post, server.url, body) for _ in range(48)]
-        time.sleep(0.2)  # all sent: most wait in the listen backlog behind two busy workers
-        server.process.send_signal(signal.SIGTERM)
-        outcomes = Counter(a.result() for a in answers)
+    body = json.dumps(sample_records(rows=100, seed=1)[0]).encode()
 
-    assert server.process.wait(30) == 0
-    assert outcomes == Counter({200: 48}), f"lost in the shutdown: {outcomes}\n{server.output()[-2000:]}"
+    result = soak.sigterm_under_load(server.url, server.process, body, clients=48)
+
+    assert result["exit_code"] == 0
+    assert result["lost"] == 0, f"lost in the shutdown: {result}\n{server.output()[-2000:]}"

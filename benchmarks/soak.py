@@ -1,0 +1,189 @@
+"""Owns the container under load and under signals: the soak, SIGTERM and SIGKILL under load, stalled clients.
+
+- ``soak``: mixed 1- and 100-record bodies from ``wrk`` (8 connections), errors counted, each worker's RSS
+  read after a warm-up and at the end (growth is what a leak would show);
+- ``sigterm_under_load``: requests in flight (most waiting in the listen backlog) when SIGTERM arrives,
+  each one's outcome counted;
+- ``sigkill_worker_under_load``: one worker SIGKILLed while clients post and ``/ping`` is polled: how many
+  requests failed, when the replacement had loaded, and whether ``/ping`` said 200 before it had;
+- ``stalled_ping``: how long ``/ping`` takes while clients hold connections with a body that never comes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from benchmarks import load, servers
+
+LUA_MIXED = load.LUA.replace('''local req
+function init(args)
+  local f = assert(io.open(args[1], "rb"))
+  local body = f:read("*a")
+  f:close()
+  req = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+function request() return req end''', '''local reqs, n = {}, 0
+function init(args)
+  for i, path in ipairs(args) do
+    local f = assert(io.open(path, "rb"))
+    reqs[i] = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, f:read("*a"))
+    f:close()
+  end
+end
+function request()
+  n = n + 1
+  return reqs[(n % #reqs) + 1]
+end''')
+assert LUA_MIXED != load.LUA, "benchmarks/load.py's script changed: update the mixed one"
+
+
+def worker_pids(master: int) -> list[int]:
+    """The gunicorn workers: the master's direct children."""
+    return sorted(p for p in servers._tree(master) if servers._parent(p) == master)
+
+
+@dataclass(frozen=True)
+class Soak:
+    seconds: float
+    requests: int
+    errors: int
+    rps: float
+    p99_ms: float
+    rss_after_warmup_mb: dict[int, float]
+    rss_end_mb: dict[int, float]
+
+    @property
+    def growth_mb(self) -> float:
+        """The largest growth of one worker between the warm-up and the end."""
+        return max(self.rss_end_mb[p] - self.rss_after_warmup_mb[p] for p in self.rss_end_mb)
+
+
+def _rss_mb(master: int) -> dict[int, float]:
+    return {pid: servers.rss_bytes(pid) / 2**20 for pid in worker_pids(master)}
+
+
+def soak(url: str, master: int, bodies: list[Path], folder: Path, *, seconds: float, warmup_s: float,
+         connections: int = 8) -> Soak:
+    """Mixed load for ``warmup_s`` then ``seconds``; RSS of each worker after the warm-up and at the end."""
+    script = folder / "mixed.lua"
+    script.write_text(LUA_MIXED, encoding="utf-8")
+
+    def wrk(duration: float) -> str:
+        argv = [load.wrk_path(), "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout=10s",
+                "-s", str(script), f"{url}/invocations", "--", *map(str, bodies)]
+        return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
+
+    wrk(warmup_s)
+    before = _rss_mb(master)
+    out = wrk(seconds)
+    after = _rss_mb(master)
+    result = load.parse(out, rows_per_request=1)
+    if set(after) != set(before):
+        raise RuntimeError(f"workers changed during the soak: {sorted(before)} -> {sorted(after)}")
+    return Soak(seconds=result.seconds, requests=result.requests, errors=result.errors, rps=result.rps,
+                p99_ms=result.p99_ms, rss_after_warmup_mb=before, rss_end_mb=after)
+
+
+def _post(url: str, body: bytes, timeout_s: float = 30.0) -> int | str:
+    try:
+        return requests.post(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"},
+                             timeout=timeout_s).status_code
+    except requests.RequestException as err:
+        return type(err).__name__
+
+
+def sigterm_under_load(url: str, process: subprocess.Popen, body: bytes, *, clients: int = 48) -> dict[str, Any]:
+    """Send ``clients`` requests at once, SIGTERM the master while they are in flight; count their outcomes."""
+    with ThreadPoolExecutor(clients) as pool:
+        answers = [pool.submit(_post, url, body) for _ in range(clients)]
+        time.sleep(0.2)  # every request is sent; most wait in the listen backlog behind busy workers
+        process.send_signal(signal.SIGTERM)
+        outcomes = Counter(str(a.result()) for a in answers)
+    code = process.wait(timeout=60)
+    return {"in_flight": clients, "answered_200": outcomes.get("200", 0), "lost": clients - outcomes.get("200", 0),
+            "outcomes": dict(outcomes), "exit_code": code}
+
+
+def _loaded_at(log: Path, pid: int) -> float | None:
+    """When worker ``pid`` logged its model loaded (the log's own clock), as a Unix time."""
+    for line in log.read_text(errors="replace").splitlines():
+        if f"[{pid}]" in line and "self-test passed" in line:
+            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return None
+
+
+def sigkill_worker_under_load(url: str, master: int, log: Path, body: bytes, *, seconds: float = 6.0,
+                              clients: int = 4) -> dict[str, Any]:
+    """SIGKILL one worker a second into ``seconds`` of load, polling ``/ping``; what the clients and pings saw."""
+    stop = threading.Event()
+    outcomes: Counter = Counter()
+    pings: list[tuple[float, int | str]] = []
+
+    def client() -> None:
+        while not stop.is_set():
+            outcomes[str(_post(url, body, timeout_s=10))] += 1
+
+    def pinger() -> None:
+        while not stop.is_set():
+            try:
+                status: int | str = requests.get(f"{url}/ping", timeout=5).status_code
+            except requests.RequestException as err:
+                status = type(err).__name__
+            pings.append((time.time(), status))
+            time.sleep(0.02)
+
+    before = worker_pids(master)
+    threads = [threading.Thread(target=client) for _ in range(clients)] + [threading.Thread(target=pinger)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    victim, killed_at = before[0], time.time()
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(max(seconds - 1.0, 1.0))
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    after = worker_pids(master)
+    replacements = sorted(set(after) - set(before))
+    loaded = _loaded_at(log, replacements[0]) if replacements else None
+    early = [s for t, s in pings if killed_at < t and (loaded is None or t < loaded) and s == 200]
+    return {"workers": len(before), "killed": victim, "replaced": bool(replacements) and len(after) == len(before),
+            "replacement_loaded_s": None if loaded is None else round(loaded - killed_at, 3),
+            "requests": sum(outcomes.values()), "failed": sum(n for k, n in outcomes.items() if k != "200"),
+            "outcomes": dict(outcomes), "pings": len(pings), "ping_200_before_loaded": len(early)}
+
+
+def stalled_ping(url: str, *, stalled: int) -> float:
+    """Seconds ``/ping`` takes while ``stalled`` clients sent headers and never the body (10 s at most)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    socks = []
+    try:
+        for _ in range(stalled):
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n")
+            socks.append(sock)
+        started = time.monotonic()
+        try:
+            requests.get(f"{url}/ping", timeout=10)
+        except requests.RequestException:
+            return 10.0
+        return time.monotonic() - started
+    finally:
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.close()
