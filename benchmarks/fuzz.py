@@ -5,8 +5,7 @@ fault at a known field and row, and bodies that are junk — as JSON (record, li
 wrappers, nesting thousands deep), CSV (header or not, quotes, embedded newlines, BOM, CRLF, extra and
 missing cells), jsonlines, empty, gzip-encoded, under odd ``Content-Type`` and ``Accept`` headers. Each
 case says what the answer must be: 200 with one prediction per record, a 4xx naming the field and row at
-fault, or any 4xx in the API's JSON error shape. ``problems`` compares an answer with that; ``run`` feeds
-``examples`` cases to a ``send`` function (the app in-process, a real gunicorn, the stand-in chain).
+fault, or any 4xx in the API's JSON error shape; ``benchmarks.fuzz_checks`` holds the checks and the runner.
 """
 
 from __future__ import annotations
@@ -17,12 +16,10 @@ import io
 import json
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from serving.predictor import FLOAT32_MAX, NUMERIC, Feature, Schema
@@ -265,62 +262,3 @@ def _with_headers(draw: Any, case: Case) -> Case:
     elif twist == "gzip":
         headers["Content-Encoding"], body, expect, status = "gzip", gzip.compress(body), "status", 415
     return Case(case.kind, body, headers, expect, case.records, case.field, case.row, status, answer_type)
-
-
-# --- checking answers ---------------------------------------------------------------------------------------
-
-def problems(case: Case, answer: Answer) -> list[str]:
-    """Every way ``answer`` breaks the contract for ``case`` (empty when it is right)."""
-    found = []
-    headers = {k.lower(): v for k, v in answer.headers.items()}
-    if answer.status >= 500:
-        return [f"a {answer.status}: {answer.body[:300]!r}"]
-    if "x-model-version" not in headers:
-        found.append("no model headers")
-    if answer.status == 200:
-        if case.expect != "ok":
-            return found + [f"200 for a request that must fail ({case.expect})"]
-        if not headers.get("content-type", "").startswith(case.answer_type):
-            found.append(f"answered {headers.get('content-type')} for Accept {case.headers.get('Accept')}")
-        elif case.answer_type == "text/csv":
-            values = [float(line) for line in answer.body.decode().splitlines()]
-            if len(values) != case.records or not all(map(math.isfinite, values)):
-                found.append(f"{len(values)} CSV predictions for {case.records} records")
-        else:
-            values = json.loads(answer.body)["predictions"]
-            if len(values) != case.records or not all(isinstance(v, float) and math.isfinite(v) for v in values):
-                found.append(f"{len(values)} predictions for {case.records} records")
-        return found
-    try:
-        error = json.loads(answer.body)
-    except ValueError:
-        return found + [f"a {answer.status} that is not JSON: {answer.body[:200]!r}"]
-    if not headers.get("content-type", "").startswith("application/json") or set(error) != {"error", "field", "row"}:
-        found.append(f"a {answer.status} not in the error shape: {error}")
-    elif case.expect == "ok":
-        found.append(f"a {answer.status} for a valid request: {error['error']}")
-    elif case.expect == "status" and answer.status != case.status:
-        found.append(f"{answer.status} where {case.status} was due: {error['error']}")
-    elif case.expect == "row" and (answer.status != 400 or error["row"] != case.row):
-        found.append(f"{answer.status} naming row {error['row']}, the fault is in row {case.row}: {error['error']}")
-    elif case.expect == "field" and (answer.status != 400 or (error["field"], error["row"]) != (case.field, case.row)):
-        found.append(f"{answer.status} naming {error['field']!r} row {error['row']}, the fault is {case.field!r} "
-                     f"row {case.row}: {error['error']}")
-    return found
-
-
-def run(send: Callable[[Case], Answer], schema: Schema, *, examples: int, seed: int | None = None) -> Tally:
-    """Send ``examples`` generated cases; raises ``AssertionError`` on the first wrong answer (shrunk)."""
-    tally = Tally()
-
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=False, print_blob=True,
-              suppress_health_check=list(HealthCheck))
-    @given(cases(schema))
-    def check(case: Case) -> None:
-        answer = send(case)
-        tally.add(case, answer)
-        wrong = problems(case, answer)
-        assert not wrong, f"{wrong} for {case.kind} {case.headers} body {case.body[:300]!r}"
-
-    (hypothesis_seed(seed)(check) if seed is not None else check)()
-    return tally

@@ -1,6 +1,6 @@
 """Property-based fuzzing of ``/invocations``: 10,000 generated bodies per run, no 5xx, no worker restart.
 
-The cases and their checks are benchmarks/fuzz.py's (``make bench-reliability`` runs the same at larger
+The cases and their checks are benchmarks/fuzz.py's and fuzz_checks.py's (``make bench-reliability`` runs the same at larger
 volume): valid bodies must be answered with one prediction per record, a fault at a known field and row
 must be named in the 400, everything else must be a 4xx in the API's JSON error shape. Most bodies go to
 the app in-process, for volume; a share goes through a real gunicorn, where a worker restart would show.
@@ -14,7 +14,7 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from benchmarks import fuzz
+from benchmarks import fuzz, fuzz_checks
 from benchmarks.soak import worker_pids
 from serving import wsgi
 from serving.predictor import Predictor
@@ -34,7 +34,7 @@ def test_generated_bodies_in_process(client: FlaskClient, predictor: Predictor) 
         response = client.post("/invocations", data=case.body, headers=case.headers)
         return fuzz.Answer(response.status_code, dict(response.headers), response.data)
 
-    tally = fuzz.run(send, predictor.schema, examples=IN_PROCESS)
+    tally = fuzz_checks.run(send, predictor.schema, examples=IN_PROCESS)
 
     assert tally.tried >= IN_PROCESS, tally
     assert tally.server_errors == 0
@@ -54,7 +54,7 @@ def test_generated_bodies_through_gunicorn_restart_no_worker(model_dir: Path, pr
 
     try:
         before = worker_pids(server.process.pid)
-        tally = fuzz.run(send, predictor.schema, examples=THROUGH_GUNICORN)
+        tally = fuzz_checks.run(send, predictor.schema, examples=THROUGH_GUNICORN)
         after = worker_pids(server.process.pid)
     finally:
         server.stop()
