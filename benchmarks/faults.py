@@ -15,6 +15,7 @@ import importlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "student_performance.csv"
 # Where a promotion can die: after taking the lock, after writing its plan, between the two alias moves,
 # after the aliases moved, after the history entry, in the middle of writing the tarball, after it.
 PROMOTE_POINTS = ("lock-taken", "plan-recorded", "previous-moved", "alias-moved", "history-written",
@@ -56,6 +60,37 @@ elif point != "none": raise SystemExit(f"unknown point {point}")
 module = __import__(argv[0], fromlist=["main"])
 sys.exit(module.main(argv[1:]))
 """
+
+
+def build_store(work: Path, train: dict) -> tuple[Path, list[str]]:
+    """A project folder with the sample data, two trained versions, the first promoted and exported."""
+    from core.cli import UserError
+    from core.params import load_params
+    from experiments import train as stage
+    from registry import promote
+
+    (work / "data").mkdir(parents=True)
+    shutil.copy(SAMPLE, work / "data" / SAMPLE.name)
+    (work / "data.dvc").write_text(yaml.safe_dump({"outs": [{"md5": "0" * 32 + ".dir", "path": "data"}]}))
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"]["path"] = str(work / "data" / SAMPLE.name)
+    raw["mlflow"]["tracking_uri"] = f"sqlite:///{work / 'mlflow.db'}"
+    raw["train"].update(train, storage=f"journal:{work / 'optuna.journal'}")
+    raw["export"]["path"] = str(work / "dist" / "model.tar.gz")
+    params_file = work / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    versions, cwd = [], Path.cwd()
+    os.chdir(work)
+    try:
+        for seed in (1, 2):
+            params = load_params(params_file, {"train": {**raw["train"], "seed": seed}})
+            versions.append(stage.train(params, name=f"reliability-{seed}").version)
+    finally:
+        os.chdir(cwd)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if promote.main(["--params", str(params_file), "--version", versions[0], "--force"]) != 0:
+        raise UserError("promoting the first version failed")
+    return params_file, versions
 
 
 def _env() -> dict[str, str]:

@@ -56,3 +56,19 @@ def test_make_bench_workers_quick_runs_one_and_two_workers(tmp_path: Path) -> No
     result = json.loads((tmp_path / "workers.json").read_text())
     assert [r["workers"] for r in result["runs"]] == [1, 2, 1]
     assert all(r["trials"] == 4 for r in result["runs"])
+
+
+@pytest.mark.slow
+def test_make_bench_reliability_quick_runs_every_part(tmp_path: Path) -> None:
+    from benchmarks import reliability
+
+    assert reliability.main(["--quick", "--results-dir", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "reliability-quick.json").read_text())
+    assert results["run"]["mode"] == "quick"
+    fuzzed = results["fuzz"]
+    assert fuzzed["in_process"]["tried"] >= 150 and fuzzed["through_chain"]["tried"] >= 30
+    assert sum(f["server_errors"] for f in fuzzed.values() if isinstance(f, dict)) == 0
+    assert set(results["load"]) >= {"soak", "ours", "gunicorn sync", "sigkill_worker_of_1", "sigkill_worker_of_2"}
+    assert all(t["refused"] for t in results["tarballs"].values())
+    assert results["faults"]["promote"] and results["faults"]["training"]["versions"] == 1
+    assert "| hostile tarballs |" in (tmp_path / "reliability-quick.md").read_text()
