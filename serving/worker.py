@@ -98,10 +98,20 @@ class Worker(SyncWorker):
         self.waiting: dict[socket.socket, tuple[Any, Any, float]] = {}
         while self.alive:
             self.notify()
-            self._serve(accepting=len(self.waiting) < MAX_WAITING)
+            self._serve(accepting=self._listen(len(self.waiting) < MAX_WAITING))
             if not self.is_parent_alive():
                 break
         self._drain(deadline=time.monotonic() + max(self.cfg.graceful_timeout - 1.0, 0.5))
+
+    def _listen(self, accepting: bool) -> bool:
+        """Watch the listeners only while there is room for another waiting connection (no busy loop when full)."""
+        for listener in self.sockets:
+            watched = listener in self.selector.get_map()
+            if accepting and not watched:
+                self.selector.register(listener, selectors.EVENT_READ, None)
+            elif not accepting and watched:
+                self.selector.unregister(listener)
+        return accepting
 
     def _serve(self, *, accepting: bool, wait_s: float | None = None) -> None:
         soonest = min((deadline for *_, deadline in self.waiting.values()), default=None)
