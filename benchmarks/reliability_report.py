@@ -26,9 +26,11 @@ def markdown(r: dict[str, Any]) -> str:
         ("/ping behind 4 stalled clients", f"{ours['ping_s_behind_4_stalled']:.3f} s (sync worker: "
                                            f"{peer['ping_s_behind_4_stalled']:.1f} s, SageMaker allows 2)"),
         ("SIGKILL of the only worker under load", f"replaced: {one['replaced']}, model loaded after "
-         f"{one['replacement_loaded_s']} s, {one['failed']} of {one['requests']} requests failed, /ping 200 before "
+         f"{one['replacement_loaded_s']} s, {one['failed']} of {one['requests']} requests failed ({one['clients']} "
+         f"clients), /ping 200 before "
          f"it loaded: {one['ping_200_before_loaded']}"),
-        ("SIGKILL of one of two workers", f"replaced: {two['replaced']}, {two['failed']} of {two['requests']} failed"),
+        ("SIGKILL of one of two workers", f"replaced: {two['replaced']}, {two['failed']} of {two['requests']} requests "
+                                          f"failed ({two['clients']} clients)"),
         ("hostile tarballs", f"{refused} of {len(t)} refused in one line, /ping 503; {escaped} wrote outside TMPDIR "
                              f"or left files"),
         ("promote SIGKILLed after each step", f"{len(fa['promote'])} points; state consistent after the next "
@@ -43,7 +45,7 @@ def markdown(r: dict[str, Any]) -> str:
              "|---|---|---|---|"]
     for p in fa["promote"]:
         lines.append(f"| {p['point']} | version {p['production_after_kill']} | "
-                     f"{(p['next_said'] or ['(nothing to finish)'])[0][:90]} | {not p['final_problems']} |")
+                     f"{(p['next_said'] or ['(nothing to finish)'])[0]} | {not p['final_problems']} |")
     run_info = r["run"]
     lines += ["", f"{run_info['mode']} run, {run_info['minutes']} min, {run_info['cpus']} CPUs, {run_info['date']}"]
     return "\n".join(lines) + "\n"

@@ -2,8 +2,8 @@
 
 - ``soak``: mixed 1- and 100-record bodies from ``wrk`` (8 connections), errors counted, each worker's RSS
   read after a warm-up and at the end (growth is what a leak would show);
-- ``sigterm_under_load``: requests in flight (most waiting in the listen backlog) when SIGTERM arrives,
-  each one's outcome counted;
+- ``sigterm_under_load``: whole requests on the wire (most waiting in the listen backlog) when SIGTERM
+  arrives, each one's answer counted;
 - ``sigkill_worker_under_load``: one worker SIGKILLed while clients post and ``/ping`` is polled: how many
   requests failed, when the replacement had loaded, and whether ``/ping`` said 200 before it had;
 - ``stalled_ping``: how long ``/ping`` takes while clients hold connections with a body that never comes.
@@ -106,13 +106,42 @@ def _post(url: str, body: bytes, timeout_s: float = 30.0) -> int | str:
         return type(err).__name__
 
 
+def _request(url: str, body: bytes) -> bytes:
+    host = url.removeprefix("http://").split("/")[0]
+    return (f"POST /invocations HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+def _status(sock: socket.socket) -> str:
+    """The status of the answer on ``sock``, read to its end and closed, as a client does (the server lingers
+    on a connection until its client closes it)."""
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except OSError as err:
+        return type(err).__name__
+    finally:
+        sock.close()
+    parts = answer.split(b" ", 2)
+    return parts[1].decode() if answer.startswith(b"HTTP/") and len(parts) > 1 else "no answer"
+
+
 def sigterm_under_load(url: str, process: subprocess.Popen, body: bytes, *, clients: int = 48) -> dict[str, Any]:
-    """Send ``clients`` requests at once, SIGTERM the master while they are in flight; count their outcomes."""
+    """Send ``clients`` whole requests on their own connections, then SIGTERM the master; count their answers.
+
+    Every request is on the wire before the signal (most wait in the listen backlog behind busy workers), so
+    each one is in flight: a server that drains answers them all.
+    """
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    socks = []
+    for _ in range(clients):
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        sock.sendall(_request(url, body))
+        socks.append(sock)
+    process.send_signal(signal.SIGTERM)
     with ThreadPoolExecutor(clients) as pool:
-        answers = [pool.submit(_post, url, body) for _ in range(clients)]
-        time.sleep(0.2)  # every request is sent; most wait in the listen backlog behind busy workers
-        process.send_signal(signal.SIGTERM)
-        outcomes = Counter(str(a.result()) for a in answers)
+        outcomes = Counter(pool.map(_status, socks))
     code = process.wait(timeout=60)
     return {"in_flight": clients, "answered_200": outcomes.get("200", 0), "lost": clients - outcomes.get("200", 0),
             "outcomes": dict(outcomes), "exit_code": code}
@@ -130,12 +159,12 @@ def sigkill_worker_under_load(url: str, master: int, log: Path, body: bytes, *, 
                               clients: int = 4) -> dict[str, Any]:
     """SIGKILL one worker a second into ``seconds`` of load, polling ``/ping``; what the clients and pings saw."""
     stop = threading.Event()
-    outcomes: Counter = Counter()
+    answers: list[tuple[float, str]] = []
     pings: list[tuple[float, int | str]] = []
 
     def client() -> None:
         while not stop.is_set():
-            outcomes[str(_post(url, body, timeout_s=10))] += 1
+            answers.append((time.time(), str(_post(url, body, timeout_s=10))))
 
     def pinger() -> None:
         while not stop.is_set():
@@ -153,17 +182,23 @@ def sigkill_worker_under_load(url: str, master: int, log: Path, body: bytes, *, 
     time.sleep(1.0)
     victim, killed_at = before[0], time.time()
     os.kill(victim, signal.SIGKILL)
-    time.sleep(max(seconds - 1.0, 1.0))
+    deadline, loaded, replacements = time.monotonic() + 120, None, []
+    while loaded is None and time.monotonic() < deadline:  # however long the replacement takes to load
+        time.sleep(0.2)
+        replacements = sorted(set(worker_pids(master)) - set(before))
+        loaded = _loaded_at(log, replacements[0]) if replacements else None
+    time.sleep(max(seconds - 1.0 - (time.time() - killed_at), 1.0))  # and load after it
     stop.set()
     for thread in threads:
         thread.join(timeout=30)
     after = worker_pids(master)
-    replacements = sorted(set(after) - set(before))
-    loaded = _loaded_at(log, replacements[0]) if replacements else None
     early = [s for t, s in pings if killed_at < t and (loaded is None or t < loaded) and s == 200]
-    return {"workers": len(before), "killed": victim, "replaced": bool(replacements) and len(after) == len(before),
+    outcomes = Counter(status for _, status in answers)
+    return {"workers": len(before), "clients": clients, "killed": victim,
+            "replaced": bool(replacements) and len(after) == len(before),
             "replacement_loaded_s": None if loaded is None else round(loaded - killed_at, 3),
-            "requests": sum(outcomes.values()), "failed": sum(n for k, n in outcomes.items() if k != "200"),
+            "requests": len(answers), "failed": sum(n for k, n in outcomes.items() if k != "200"),
+            "ok_after_replacement": sum(s == "200" for t, s in answers if loaded is not None and t > loaded),
             "outcomes": dict(outcomes), "pings": len(pings), "ping_200_before_loaded": len(early)}
 
 

@@ -57,6 +57,6 @@ def test_a_worker_killed_under_load_is_replaced_and_ping_waits_for_its_model(mod
         assert result["ping_200_before_loaded"] == 0, result
     else:  # the other worker keeps the container healthy meanwhile
         assert result["pings"] > 0 and result["ping_200_before_loaded"] > 0, result
-    # Only what the killed worker held is lost: the request it was answering (one client's).
-    assert result["failed"] <= 1, result
-    assert result["requests"] > result["failed"]
+    # Only what the killed worker held is lost (each client had one request in flight), and the load goes on.
+    assert result["failed"] <= result["clients"], result
+    assert result["ok_after_replacement"] > 0, result
