@@ -48,10 +48,11 @@ def test_make_synth_runs_the_cdk_cli_offline_without_credentials(tmp_path: Path)
         timeout=230,
         check=False,
     )
-    # Then it succeeds and writes the three stacks' templates
+    # Then it succeeds and writes the four stacks' templates
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(p.name for p in out.glob("*.template.json"))
     assert names == [
+        "StudentScore-Account.template.json",
         "StudentScore-Bootstrap.template.json",
         "StudentScore-prod-Serving.template.json",
         "StudentScore-prod-Storage.template.json",
