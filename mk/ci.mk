@@ -81,7 +81,7 @@ ci-promote: ## make promote from PROMOTE_VERSION / PROMOTE_FORCE=true; a refusal
 	exit 1
 
 # Synth hashes the model asset and never reads it; a fresh clone has no registry to export a real one from.
-ci-synth: $(PLACEHOLDER_TAR) ## make synth with a placeholder model file (for CI, where no model has been exported)
+ci-synth: placeholder-model ## make synth with a placeholder model file (for CI, where no model has been exported)
 	$(MAKE) --no-print-directory synth MODEL_TAR=$(PLACEHOLDER_TAR)
 
 release-gate: ## the gate as a dry run on PROMOTE_VERSION (or the best for the data): writes the candidate, moves nothing

@@ -26,7 +26,7 @@ export ALARM_EMAIL
 ACCOUNT_STACK := StudentScore-Account
 INFRA_STACKS = $(ACCOUNT_STACK) StudentScore-$(INFRA_ENV)-Serving StudentScore-$(INFRA_ENV)-Storage
 
-.PHONY: synth stand-in deploy deploy-storage infra-bootstrap cdk-bootstrap infra-cli stand-in-deploy stand-in-stop
+.PHONY: placeholder-model synth stand-in deploy deploy-storage infra-bootstrap cdk-bootstrap infra-cli stand-in-deploy stand-in-stop
 
 # The CDK CLI pinned in infra/package-lock.json; `make setup` installs it with the Python environment.
 $(INFRA_CDK): infra/package.json infra/package-lock.json
@@ -38,6 +38,8 @@ setup: $(INFRA_CDK)
 
 $(PLACEHOLDER_TAR):
 	@mkdir -p $(dir $@) && printf 'placeholder: synth only hashes the model asset\n' > $@
+# The same by a fixed name, for make files read before this one (a prerequisite is expanded when it is read).
+placeholder-model: $(PLACEHOLDER_TAR)
 
 synth: $(INFRA_CDK) ## cdk synth offline into infra/cdk.out (INFRA_ENV=dev|prod, MODEL_TAR, INFRA_CONTEXT)
 	cd infra && $(INFRA_OFFLINE) ./node_modules/.bin/cdk synth --quiet --no-lookups \
