@@ -28,6 +28,7 @@ import click
 from capacity import bodies, profiles, report, standin
 from core.cli import UserError, run_cli
 from core.params import load_params
+from infra.local.serverless import settings_for
 from serving import contract
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,9 +132,19 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
                                       batch_size=batch_size)
     except ValueError as error:
         raise UserError(str(error)) from None
+    try:
+        settings = settings_for(env, context)
+    except ValueError as error:
+        raise UserError(f"deployment settings: {error}") from None
     headers = {contract.API_KEY_HEADER: api_key} if api_key else {}
     meta: dict[str, Any] = {"profile": profile, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                            "batch_share": batch_share, "batch_size": batch_size, "engine": "locust"}
+                            "batch_share": batch_share, "batch_size": batch_size, "engine": "locust",
+                            "mean_request_bytes": round(sum(map(len, payloads)) / len(payloads), 1),
+                            # The deployment the numbers are for: the stand-in's, or what --env says was deployed.
+                            "settings": {"env": env, "endpoint_memory_mb": settings.endpoint_memory_mb,
+                                         "endpoint_max_concurrency": settings.endpoint_max_concurrency,
+                                         "endpoint_provisioned_concurrency":
+                                             settings.endpoint_provisioned_concurrency}}
     with tempfile.TemporaryDirectory(prefix="loadtest-") as work:
         if url is not None:
             base, path = check_url(url)
