@@ -1,7 +1,8 @@
 """Owns the load test's request bodies: records drawn from the sample data, alone or in batches.
 
 The CSV is params.yaml's ``data.path`` (the DVC-tracked sample); its target column is dropped, numbers become
-JSON numbers, empty cells are left out (a missing value, as a client would send it).
+JSON numbers, an empty cell is ``null`` (a missing value, as a client serialising the row would send it, and
+as the container accepts it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from serving import contract
 
 
 def _value(text: str) -> Any:
+    if text == "":
+        return None
     for kind in (int, float):
         try:
             return kind(text)
@@ -31,7 +34,7 @@ def read_records(csv_path: Path, *, target: str, limit: int = 2000) -> list[dict
             reader = csv.DictReader(handle)
             records = []
             for row in reader:
-                records.append({k: _value(v) for k, v in row.items() if k and k != target and v not in ("", None)})
+                records.append({k: _value(v or "") for k, v in row.items() if k and k != target})
                 if len(records) >= limit:
                     break
     except FileNotFoundError:

@@ -5,8 +5,8 @@ the requests that got a prediction (what a served caller waited); errors are cou
 (``capacity/classify.py``). Errors or p99 start to climb between the last good step's offered rate and the
 first climbing step's; the knee is reported as the midpoint of the two (so a ramp's step size bounds its
 error), with both ends. A step climbs when more than ``ERROR_SHARE`` of its requests fail, or its p99 is above both twice the first
-step's p99 (the lower of the first two steps': the first also pays for cold starts) and that p99 plus
-``P99_MARGIN_S``.
+p99 of the quietest step (the lowest p99 of a step with at least ``MIN_SERVED`` served: unloaded and warm)
+and that p99 plus ``P99_MARGIN_S``. The service time is likewise the lowest median of such a step.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from capacity.profiles import Step
 ERROR_SHARE = 0.05
 P99_MARGIN_S = 0.1
 MAX_WINDOWS = 60
+MIN_SERVED = 5
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -57,11 +58,16 @@ def windows(rows: list[list[Any]], duration_s: float) -> list[dict[str, Any]]:
     return [{"t_s": round(i * width, 2), **_summary(bucket, width)} for i, bucket in enumerate(buckets)]
 
 
+def _quietest(step_summaries: list[dict[str, Any]], key: str) -> float | None:
+    """The lowest ``key`` over steps with at least ``MIN_SERVED`` served: the chain unloaded and warm."""
+    values = [s[key] for s in step_summaries
+              if s[key] is not None and s["served_rps"] * s["seconds"] >= MIN_SERVED]
+    return min(values) if values else None
+
+
 def knee(step_summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """Where errors or p99 start to climb: the last good step's offered rate, and the reason at the next."""
-    # The quieter of the first two steps: the very first requests also pay for cold starts.
-    firsts = [s["p99_ms"] for s in step_summaries[:2] if s["p99_ms"] is not None]
-    base = min(firsts) if firsts else None
+    base = _quietest(step_summaries, "p99_ms")
     last_good: dict[str, Any] | None = None
     for summary in step_summaries:
         reason = None
@@ -87,13 +93,11 @@ def analyse(rows: list[list[Any]], steps: list[Step], meta: dict[str, Any]) -> d
         mine = [row for row in rows if row[4] == index]
         by_step.append({"step": index, "target_rps": step.rps, "seconds": step.seconds,
                         **_summary(mine, step.seconds)})
-    # Service time: the median of served requests in the quieter of the first two steps (the first also pays
-    # for cold starts).
-    quiet = [p for p in (percentile([r[1] for r in rows if r[4] == i and r[3] == OK], 50) for i in (0, 1)) if p]
+    quiet_p50 = _quietest(by_step, "p50_ms")
     return {
         "meta": meta,
         "total": _summary(rows, duration),
-        "service_time_s": min(quiet) if quiet else None,
+        "service_time_s": None if quiet_p50 is None else quiet_p50 / 1000,
         "peak_served_rps": max((s["served_rps"] for s in by_step), default=0.0),
         "knee": knee(by_step),
         "steps": by_step,
@@ -113,7 +117,7 @@ def knee_sentence(result: dict[str, Any]) -> str:
                 f"at {found['climbs_at_rps']:g} ({found['reason']})")
     service = result["service_time_s"]
     quiet = "n/a" if service is None else f"{service * 1000:.0f} ms"
-    return f"**Knee:** {head}. Service time at the start: {quiet}; most served: " \
+    return f"**Knee:** {head}. Service time (quietest step's median): {quiet}; most served: " \
            f"{result['peak_served_rps']:g} requests/s."
 
 

@@ -97,7 +97,7 @@ def test_the_shipped_price_table_loads_and_says_it_is_unverified() -> None:
         (["--rps", "0"], None, None, "must be positive"),
         ([], "missing", None, "file not found (run `make loadtest` first)"),
         ([], "not json", None, "not a load-test result"),
-        ([], {"service_time_s": None}, None, "no request was served"),
+        ([], {"service_time_s": None}, None, "too few requests were served"),
         ([], {"meta": {"settings": {"endpoint_memory_mb": 1000}}}, None, "not a serverless size"),
         ([], None, "serverless: {on_demand_per_gb_second: {value: -1}}", "non-negative number"),
         ([], None, "serverless: {}\ninstances: {ml.x: {per_hour: 1}}", "instances.ml.x needs"),

@@ -78,3 +78,10 @@ def test_a_bad_sample_file_is_one_clear_error(tmp_path: Path, content, message: 
 def test_batch_settings_out_of_range_are_refused(share: float, size: int) -> None:
     with pytest.raises(ValueError, match="batch_"):
         bodies.make_bodies([{"a": 1}], count=1, batch_share=share, batch_size=size)
+
+
+def test_an_empty_cell_is_sent_as_null_as_a_client_would(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("Hours_Studied,Teacher_Quality,Exam_Score\n5,,70\n6,High,71\n")
+    assert bodies.read_records(path, target="Exam_Score") == [
+        {"Hours_Studied": 5, "Teacher_Quality": None}, {"Hours_Studied": 6, "Teacher_Quality": "High"}]
