@@ -3,8 +3,10 @@
 The model, and what each step assumes:
 - Concurrency (Little's law): a sustained ``rps`` with service time ``S`` keeps ``rps x S`` invocations in
   flight. A serverless endpoint runs one invocation per instance, so it throttles past
-  ``max_concurrency / S`` requests/s (the knee, for evenly spaced requests; bursty traffic throttles earlier,
-  hence the target ``UTILISATION``).
+  ``max_concurrency / S`` requests/s (the knee, for evenly spaced requests). Independent callers arrive at
+  random, and the number in flight is then Poisson-distributed around ``rps x S`` (an M/G/infinity queue), so
+  ``max_concurrency`` covers the larger of ``rps x S / UTILISATION`` and ``rps x S + 3 sqrt(rps x S)`` (the
+  mean plus three standard deviations: throttled less than about 0.3 % of the time, before the Lambda's retry).
 - Memory: serverless assigns vCPUs in proportion to memory. One request of this model uses one core, so more
   memory is assumed to buy no speed, and less memory to slow a request in proportion: the cost per request
   (memory x time) is then the same below the measured size and higher above it, so the advisor keeps the size
@@ -67,7 +69,7 @@ def advise(*, rps: float, p99_ms: float, service_time_s: float, p99_measured_ms:
                      f"({p99_ms:.0f} ms): no serverless size is expected to meet it; measure at a larger "
                      "memory size, or send fewer records per request")
     in_flight = rps * service_time_s
-    max_concurrency = max(1, math.ceil(in_flight / UTILISATION))
+    max_concurrency = max(1, math.ceil(max(in_flight / UTILISATION, in_flight + 3 * math.sqrt(in_flight))))
     if max_concurrency > MAX_CONCURRENCY:
         notes.append(f"{max_concurrency} concurrent invocations are needed, above the per-endpoint maximum of "
                      f"{MAX_CONCURRENCY}: batch records into fewer requests, or use a real-time endpoint")
