@@ -24,6 +24,10 @@ _handler: Any = None
 def _load(module: str) -> None:
     global _handler
     _handler = importlib.import_module(module)
+    # The handler makes its boto3 client on first use; make it now, so that a warmed instance is fully warm.
+    make_client = getattr(_handler, "sagemaker_runtime", None)
+    if callable(make_client):
+        make_client()
 
 
 def _invoke(event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
