@@ -11,7 +11,8 @@ so it listens on loopback only. ``--container-url`` uses an already running cont
 The endpoint behaves like the serverless endpoint the CDK stack deploys (``serverless.py``): its
 ``max_concurrency`` and provisioned concurrency are read from infra/settings.py for ``--env`` with the same
 ``-c FIELD=VALUE`` overrides ``cdk`` takes; a cold start lasts the container's measured start (0 with
-``--container-url``) plus ``--cold-start-overhead``. ``--lambda-concurrency N`` runs the handler on N Lambda
+``--container-url``) plus ``--cold-start-overhead``, except with ``--request``, a one-shot check of the chain
+whose container has just started anyway (its cold starts take no time). ``--lambda-concurrency N`` runs the handler on N Lambda
 instances (processes) instead of one, so that the endpoint, not the Lambda, is what a load test fills.
 
 Environment set here for the handler (this process only): ``ENDPOINT_NAME``,
@@ -225,7 +226,8 @@ def cli(
             container_start_s = time.monotonic() - started
         else:
             wait_ready(container_url.rstrip("/"), timeout_s=ready_timeout)
-        serverless = serverless_config(settings, cold_start_s=round(container_start_s + cold_start_overhead, 3))
+        cold_start_s = 0.0 if request is not None else round(container_start_s + cold_start_overhead, 3)
+        serverless = serverless_config(settings, cold_start_s=cold_start_s)
         endpoint = start_endpoint(
             endpoint_name=endpoint_name, container_url=container_url, host=LOOPBACK, serverless=serverless
         )
