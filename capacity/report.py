@@ -99,7 +99,9 @@ def analyse(rows: list[list[Any]], steps: list[Step], meta: dict[str, Any]) -> d
         "total": _summary(rows, duration),
         "service_time_s": None if quiet_p50 is None else quiet_p50 / 1000,
         "peak_served_rps": max((s["served_rps"] for s in by_step), default=0.0),
-        "knee": knee(by_step),
+        "knee": knee(by_step) if meta.get("profile", "ramp") == "ramp" else {
+            "knee_rps": None, "last_good_rps": None, "climbs_at_rps": None,
+            "reason": "not measured: only a ramp climbs through rates"},
         "steps": by_step,
         "windows": windows(rows, duration),
     }
@@ -109,7 +111,7 @@ def knee_sentence(result: dict[str, Any]) -> str:
     """One line: the knee, where it climbs and why, the quiet service time and the most served."""
     found = result["knee"]
     if found["climbs_at_rps"] is None:
-        head = "not reached (no step climbed)"
+        head = found["reason"]
     elif found["knee_rps"] is None:
         head = f"below the first step: it climbs at {found['climbs_at_rps']:g} requests/s ({found['reason']})"
     else:

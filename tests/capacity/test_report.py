@@ -58,3 +58,9 @@ def test_the_outputs_are_a_table_a_plot_and_json(tmp_path: Path) -> None:
     assert "| 2 | 12 | 12 | 9 |" in table, table
     assert "endpoint_throttle 6" in table
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_only_a_ramp_reports_a_knee() -> None:
+    result = report.analyse(rows([(8, 0.2, 0), (16, 0.2, 0), (24, 0.9, 6)]), STEPS, {"profile": "spike", "target": "x"})
+    assert result["knee"]["knee_rps"] is None
+    assert "only a ramp" in report.markdown(result)
