@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,47 +52,21 @@ class Plan:
     warmup_s: float
     promote_points: tuple[str, ...]
     train: dict
+    throughput_reps: int = 3
+    throughput_s: float = 10
 
 
 FULL = Plan(in_process=30_000, through_gunicorn=5_000, through_chain=1_000, soak_s=60, warmup_s=10,
             promote_points=faults.PROMOTE_POINTS,
             train={"n_trials": 4, "cv_folds": 2, "pruner_startup_trials": 1})
 QUICK = Plan(in_process=150, through_gunicorn=60, through_chain=30, soak_s=2, warmup_s=1,
-             promote_points=("alias-moved",),
+             promote_points=("alias-moved",), throughput_reps=1, throughput_s=2,
              train={"n_trials": 1, "cv_folds": 2, "max_rounds": 30, "early_stopping_rounds": 5,
                     "pruner_startup_trials": 0})
 
 
 def log(message: str) -> None:
     click.echo(f"[reliability] {message}", err=True)
-
-
-def start(model_dir: Path, log_file: Path, *, workers: int = 2, worker_class: str | None = None) -> servers.Running:
-    """The container's launcher on a free port with ``workers`` workers; ``worker_class`` replaces ours (the peer)."""
-    port = servers.free_port()
-    spec = servers.ours(model_dir, port)
-    env = {**spec.env, "SAGEMAKER_GUNICORN_WORKERS": str(workers)}
-    if worker_class:
-        env["GUNICORN_CMD_ARGS"] = f"--worker-class {worker_class}"
-    server = servers.launch(replace(spec, env=env), port, log_file, cpu=None)
-    _wait(lambda: requests.get(f"{base(server)}/ping", timeout=2).status_code == 200, server.log)
-    return server
-
-
-def _wait(ready: Any, log_file: Path, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if ready():
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"not ready within {timeout_s}s:\n{log_file.read_text(errors='replace')[-2000:]}")
-
-
-def base(server: servers.Running) -> str:
-    return f"http://{servers.HOST}:{server.port}"
 
 
 def fuzz_figures(model_dir: Path, work: Path, plan: Plan) -> dict[str, Any]:
@@ -110,11 +84,11 @@ def fuzz_figures(model_dir: Path, work: Path, plan: Plan) -> dict[str, Any]:
     started = time.monotonic()
     out = {"in_process": asdict(fuzz_checks.run(in_process, schema, examples=plan.in_process)),
            "in_process_s": round(time.monotonic() - started, 1)}
-    server = start(model_dir, work / "fuzz.log")
+    server = soak.start_container(model_dir, work / "fuzz.log")
     session = requests.Session()
 
     def over_http(case: fuzz.Case) -> fuzz.Answer:
-        reply = session.post(f"{base(server)}/invocations", data=case.body, headers=case.headers, timeout=30)
+        reply = session.post(f"{soak.base_url(server)}/invocations", data=case.body, headers=case.headers, timeout=30)
         return fuzz.Answer(reply.status_code, dict(reply.headers), reply.content)
 
     try:
@@ -123,7 +97,7 @@ def fuzz_figures(model_dir: Path, work: Path, plan: Plan) -> dict[str, Any]:
         out["through_gunicorn"] = {**asdict(tally), "workers": len(before),
                                    "worker_restarts": len(set(soak.worker_pids(server.process.pid)) - set(before)),
                                    "boots": server.log.read_text().count("Booting worker")}
-        out["through_chain"] = chain_figures(base(server), schema, work, plan)
+        out["through_chain"] = chain_figures(soak.base_url(server), schema, work, plan)
     finally:
         servers.stop(server)
     return out
@@ -141,7 +115,7 @@ def chain_figures(container: str, schema: Any, work: Path, plan: Plan) -> dict[s
     url = f"http://{servers.HOST}:{port}/score/predict-student-score"
     statuses: dict[int, int] = {}
     try:
-        _wait(lambda: requests.options(url, timeout=2).status_code == 204, work / "chain.log")
+        soak.wait_until(lambda: requests.options(url, timeout=2).status_code == 204, work / "chain.log")
 
         @settings(max_examples=plan.through_chain, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
@@ -168,30 +142,48 @@ def load_figures(model_dir: Path, work: Path, plan: Plan, records: list[dict]) -
     bodies[0].write_text(json.dumps(records[:1]))
     bodies[1].write_text(json.dumps(records[:100]))
     out: dict[str, Any] = {}
-    server = start(model_dir, work / "soak.log")
+    server = soak.start_container(model_dir, work / "soak.log")
     try:
-        result = soak.soak(base(server), server.process.pid, bodies, work, seconds=plan.soak_s, warmup_s=plan.warmup_s)
+        result = soak.soak(soak.base_url(server), server.process.pid, bodies, work, seconds=plan.soak_s, warmup_s=plan.warmup_s)
         out["soak"] = {**asdict(result), "growth_mb": round(result.growth_mb, 2)}
     finally:
         servers.stop(server)
     for name, worker_class in (("ours", None), ("gunicorn sync", "sync")):
         figures: dict[str, Any] = {}
-        server = start(model_dir, work / f"stall-{name}.log", worker_class=worker_class)
+        server = soak.start_container(model_dir, work / f"stall-{name}.log", worker_class=worker_class)
         try:
-            figures["ping_s_behind_4_stalled"] = round(soak.stalled_ping(base(server), stalled=4), 3)
+            figures["ping_s_behind_4_stalled"] = round(soak.stalled_ping(soak.base_url(server), stalled=4), 3)
         finally:
             servers.stop(server)
-        server = start(model_dir, work / f"term-{name}.log", worker_class=worker_class)
-        figures["sigterm"] = soak.sigterm_under_load(base(server), server.process, bodies[1].read_bytes())
+        server = soak.start_container(model_dir, work / f"term-{name}.log", worker_class=worker_class)
+        figures["sigterm"] = soak.sigterm_under_load(soak.base_url(server), server.process, bodies[1].read_bytes())
         out[name] = figures
+    out["throughput"] = throughput(model_dir, work, plan, bodies)
     for workers in (1, 2):
-        server = start(model_dir, work / f"kill-{workers}.log", workers=workers)
+        server = soak.start_container(model_dir, work / f"kill-{workers}.log", workers=workers)
         try:
             out[f"sigkill_worker_of_{workers}"] = soak.sigkill_worker_under_load(
-                base(server), server.process.pid, server.log, bodies[1].read_bytes())
+                soak.base_url(server), server.process.pid, server.log, bodies[1].read_bytes())
         finally:
             servers.stop(server)
     return out
+
+
+def throughput(model_dir: Path, work: Path, plan: Plan, bodies: list[Path]) -> dict[str, Any]:
+    """req/s of one pinned worker, ours and gunicorn's sync worker, alternating reps (medians): what ours costs."""
+    script = load.write_script(work)
+    runs: dict[str, list[float]] = {}
+    for rep in range(plan.throughput_reps):
+        for name, worker_class in (("ours", None), ("gunicorn sync", "sync")):
+            server = soak.start_container(model_dir, work / f"rps-{name}-{rep}.log", workers=1, worker_class=worker_class, cpu=0)
+            try:
+                for body, rows in ((bodies[0], 1), (bodies[1], 100)):
+                    result = load.run_wrk(f"{soak.base_url(server)}/invocations", body, script, seconds=plan.throughput_s,
+                                          connections=8, rows_per_request=rows, cpu=1)
+                    runs.setdefault(f"{name} {rows}", []).append(result.rps)
+            finally:
+                servers.stop(server)
+    return {key: {"median_rps": sorted(values)[len(values) // 2], "runs": values} for key, values in runs.items()}
 
 
 def tarball_figures(model_dir: Path, work: Path) -> dict[str, Any]:

@@ -25,6 +25,9 @@ def markdown(r: dict[str, Any]) -> str:
          f"{ours['sigterm']['lost']} lost (gunicorn's sync worker: {peer['sigterm']['lost']} lost)"),
         ("/ping behind 4 stalled clients", f"{ours['ping_s_behind_4_stalled']:.3f} s (sync worker: "
                                            f"{peer['ping_s_behind_4_stalled']:.1f} s, SageMaker allows 2)"),
+        ("req/s of one pinned worker, ours vs gunicorn's sync worker",
+         ", ".join(f"{rows}-record {ld['throughput'][f'ours {rows}']['median_rps']:,.0f} vs "
+                   f"{ld['throughput'][f'gunicorn sync {rows}']['median_rps']:,.0f}" for rows in (1, 100))),
         ("SIGKILL of the only worker under load", f"replaced: {one['replaced']}, model loaded after "
          f"{one['replacement_loaded_s']} s, {one['failed']} of {one['requests']} requests failed ({one['clients']} "
          f"clients), /ping 200 before "

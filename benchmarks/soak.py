@@ -7,6 +7,8 @@
 - ``sigkill_worker_under_load``: one worker SIGKILLed while clients post and ``/ping`` is polled: how many
   requests failed, when the replacement had loaded, and whether ``/ping`` said 200 before it had;
 - ``stalled_ping``: how long ``/ping`` takes while clients hold connections with a body that never comes.
+
+``start_container`` runs the container's launcher with our worker or, as the peer, gunicorn's sync worker.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,35 @@ function request()
   return reqs[(n % #reqs) + 1]
 end''')
 assert LUA_MIXED != load.LUA, "benchmarks/load.py's script changed: update the mixed one"
+
+
+def start_container(model_dir: Path, log_file: Path, *, workers: int = 2, worker_class: str | None = None,
+                    cpu: int | None = None) -> servers.Running:
+    """The container's launcher on a free port with ``workers`` workers; ``worker_class`` replaces ours (the peer)."""
+    port = servers.free_port()
+    spec = servers.ours(model_dir, port)
+    env = {**spec.env, "SAGEMAKER_GUNICORN_WORKERS": str(workers)}
+    if worker_class:
+        env["GUNICORN_CMD_ARGS"] = f"--worker-class {worker_class}"
+    server = servers.launch(replace(spec, env=env), port, log_file, cpu=cpu)
+    wait_until(lambda: requests.get(f"{base_url(server)}/ping", timeout=2).status_code == 200, server.log)
+    return server
+
+
+def wait_until(ready: Any, log_file: Path, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"not ready within {timeout_s}s:\n{log_file.read_text(errors='replace')[-2000:]}")
+
+
+def base_url(server: servers.Running) -> str:
+    return f"http://{servers.HOST}:{server.port}"
 
 
 def worker_pids(master: int) -> list[int]:

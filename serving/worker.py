@@ -145,25 +145,32 @@ class Worker(SyncWorker):
                 raise
             accepted += 1
             client.setblocking(False)
-            self.waiting[client] = (listener, addr, time.monotonic() + READ_TIMEOUT_S)
-            self.selector.register(client, selectors.EVENT_READ, "client")
-            self._dispatch_if_ready(client)
+            # Most requests have arrived by the time they are accepted: those are served at once, the rest wait.
+            if not self._serve_if_ready(client, listener, addr):
+                self.waiting[client] = (listener, addr, time.monotonic() + READ_TIMEOUT_S)
+                self.selector.register(client, selectors.EVENT_READ, "client")
         return accepted
 
     def _dispatch_if_ready(self, client: socket.socket) -> None:
+        listener, addr, _ = self.waiting[client]
+        self._serve_if_ready(client, listener, addr, waited=True)
+
+    def _serve_if_ready(self, client: socket.socket, listener: Any, addr: Any, *, waited: bool = False) -> bool:
         try:
             peeked = client.recv(STREAMING_BYTES, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             peeked = b""  # reset by the peer: handle() closes it quietly
         if peeked and not request_ready(peeked):
-            return
-        listener, addr, _ = self.waiting.pop(client)
-        self.selector.unregister(client)
+            return False
+        if waited:
+            del self.waiting[client]
+            self.selector.unregister(client)
         client.setblocking(True)
         client.settimeout(READ_TIMEOUT_S)
         self.handle(listener, client, addr)
+        return True
 
     def _expire(self) -> None:
         now = time.monotonic()
