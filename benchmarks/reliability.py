@@ -170,20 +170,27 @@ def load_figures(model_dir: Path, work: Path, plan: Plan, records: list[dict]) -
 
 
 def throughput(model_dir: Path, work: Path, plan: Plan, bodies: list[Path]) -> dict[str, Any]:
-    """req/s of one pinned worker, ours and gunicorn's sync worker, alternating reps (medians): what ours costs."""
+    """One pinned worker, ours and gunicorn's sync worker, alternating reps (medians): req/s, and the worker's CPU
+    time per request from /proc, which a busy machine disturbs less than req/s."""
     script = load.write_script(work)
-    runs: dict[str, list[float]] = {}
+    runs: dict[str, list[tuple[float, float]]] = {}
     for rep in range(plan.throughput_reps):
         for name, worker_class in (("ours", None), ("gunicorn sync", "sync")):
-            server = soak.start_container(model_dir, work / f"rps-{name}-{rep}.log", workers=1, worker_class=worker_class, cpu=0)
+            server = soak.start_container(model_dir, work / f"rps-{name}-{rep}.log", workers=1,
+                                          worker_class=worker_class, cpu=0)
             try:
+                (worker,) = soak.worker_pids(server.process.pid)
                 for body, rows in ((bodies[0], 1), (bodies[1], 100)):
-                    result = load.run_wrk(f"{soak.base_url(server)}/invocations", body, script, seconds=plan.throughput_s,
-                                          connections=8, rows_per_request=rows, cpu=1)
-                    runs.setdefault(f"{name} {rows}", []).append(result.rps)
+                    before = soak.cpu_seconds(worker)
+                    result = load.run_wrk(f"{soak.base_url(server)}/invocations", body, script,
+                                          seconds=plan.throughput_s, connections=8, rows_per_request=rows, cpu=1)
+                    cpu_us = (soak.cpu_seconds(worker) - before) / max(result.requests, 1) * 1e6
+                    runs.setdefault(f"{name} {rows}", []).append((result.rps, round(cpu_us, 1)))
             finally:
                 servers.stop(server)
-    return {key: {"median_rps": sorted(values)[len(values) // 2], "runs": values} for key, values in runs.items()}
+    median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
+    return {key: {"median_rps": median([r for r, _ in values]), "median_cpu_us": median([c for _, c in values]),
+                  "runs": values} for key, values in runs.items()}
 
 
 def tarball_figures(model_dir: Path, work: Path) -> dict[str, Any]:

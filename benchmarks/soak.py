@@ -82,6 +82,12 @@ def base_url(server: servers.Running) -> str:
     return f"http://{servers.HOST}:{server.port}"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def worker_pids(master: int) -> list[int]:
     """The gunicorn workers: the master's direct children."""
     return sorted(p for p in servers._tree(master) if servers._parent(p) == master)
