@@ -8,6 +8,10 @@ The container is ``serving/serve`` started the way SageMaker starts it: the tarb
 model directory (``SM_MODEL_DIR``), the port in ``SAGEMAKER_BIND_TO_PORT``, plus ``SERVING_HOST=127.0.0.1``
 so it listens on loopback only. ``--container-url`` uses an already running container instead.
 
+Capture (``--capture``): the handler's capture records go to a folder (default: params.yaml
+``monitor.capture_dir``), or to moto's Firehose -> S3 in a subprocess and are mirrored into that folder when the
+stand-in stops (``infra/local/capture.py``), or nowhere.
+
 Environment set here for the handler (this process only): ``ENDPOINT_NAME``,
 ``SAGEMAKER_RUNTIME_ENDPOINT_URL`` (the stand-in endpoint), dummy ``AWS_ACCESS_KEY_ID``/
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, and ``AWS_EC2_METADATA_DISABLED`` so boto3 never
@@ -34,6 +38,7 @@ from typing import Any
 import click
 
 from core.params import load_params
+from infra.local.capture import open_capture
 from infra.local.endpoint import REGION, start_endpoint
 from infra.local.front_door import start_front_door
 from serving import bundle
@@ -48,6 +53,11 @@ SELF_TEST = "self-test"
 def default_tarball() -> Path:
     """The exported model's path: ``export.path`` in params.yaml, relative to the repository root."""
     return ROOT / load_params(ROOT / "params.yaml").export.path
+
+
+def default_capture_dir() -> Path:
+    """Where captured requests go: ``monitor.capture_dir`` in params.yaml, relative to the repository root."""
+    return ROOT / load_params(ROOT / "params.yaml").monitor.capture_dir
 
 
 def handler_environment(*, endpoint_name: str, endpoint_url: str) -> dict[str, str]:
@@ -176,6 +186,10 @@ def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
     default=None,
     help="Send one request (JSON, @FILE or 'self-test'), print the answer, stop; exit 1 unless 2xx.",
 )
+@click.option("--capture", type=click.Choice(["folder", "moto", "off"]), default="folder", show_default=True,
+              envvar="STAND_IN_CAPTURE", help="Capture records to a folder, to moto's Firehose -> S3, or not at all.")
+@click.option("--capture-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Capture folder (default: params.yaml monitor.capture_dir).")
 def cli(
     model_tarball: Path | None,
     container_url: str | None,
@@ -184,6 +198,8 @@ def cli(
     endpoint_name: str,
     ready_timeout: float,
     request: str | None,
+    capture: str,
+    capture_dir: Path | None,
 ) -> None:
     with ExitStack() as stack:
         model_dir: Path | None = None
@@ -209,6 +225,8 @@ def cli(
         front = start_front_door(host=LOOPBACK, port=port)
         stack.callback(front.server_close)
         stack.callback(front.shutdown)
+        os.environ.update(open_capture(stack, mode=capture, folder=capture_dir or default_capture_dir(),
+                                       host=LOOPBACK, port=free_port(), flush=front.handler.capture.flush))
         if request is not None:
             status, headers, text = send(front.url, request_body(request, model_dir))
             model = {k: v for k, v in headers.items() if k.lower().startswith(("x-model", "x-data"))}

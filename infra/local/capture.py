@@ -1,0 +1,121 @@
+"""Owns the stand-in's capture sinks: a local folder, or moto's Firehose -> S3 running in a subprocess.
+
+Either way the records are made and sent by the real handler's capture code (``infra/api/runtime/capture.py``
+and ``serving/contract.py``); only where they go differs. With moto, the handler's real boto3 firehose client
+puts them to a delivery stream whose S3 destination is a moto bucket; moto delivers each ``PutRecordBatch``
+as one object at once, without buffering, compression or dynamic partitioning, so its keys are
+``capture/YYYY/MM/DD/HH/<stream>-...`` rather than the deployed stream's ``capture/model=../version=../dt=..``
+(the monitoring jobs read records by their content, whatever the key). ``mirror`` copies the objects into a
+folder before moto stops, so they outlive the run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from serving import contract
+
+BUCKET = "student-score-capture-local"
+STREAM = "student-score-capture-local"
+REGION = "us-east-1"
+ACCOUNT = "000000000000"  # moto's default account
+FLUSH_TIMEOUT_S = 10.0
+DUMMY = {"aws_access_key_id": "stand-in", "aws_secret_access_key": "stand-in", "region_name": REGION}  # noqa: S105
+
+
+@dataclass
+class MotoFirehose:
+    """A moto server with a capture bucket and a delivery stream into it."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def client(self, service: str):  # noqa: ANN201 - a boto3 client
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.url, **DUMMY)
+
+    def handler_environment(self) -> dict[str, str]:
+        """What the handler reads to put capture records to this stream."""
+        return {"CAPTURE_STREAM": STREAM, "FIREHOSE_ENDPOINT_URL": self.url}
+
+    def mirror(self, dest: Path) -> int:
+        """Copy every object of the capture bucket to ``dest/<key>``; returns how many."""
+        s3 = self.client("s3")
+        copied = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            for item in page.get("Contents", []):
+                target = dest / item["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
+                copied += 1
+        return copied
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_moto(*, host: str, port: int, timeout_s: float = 30.0) -> MotoFirehose:
+    """Start ``python -m moto.server`` on loopback, then create the bucket and the delivery stream."""
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                               env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "false"})
+    moto = MotoFirehose(process=process, url=f"http://{host}:{port}")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto server exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{moto.url}/moto-api/", timeout=1):  # noqa: S310 - loopback
+                break
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                moto.stop()
+                raise RuntimeError(f"moto server did not start on {moto.url} within {timeout_s:.0f} s") from None
+            time.sleep(0.1)
+    moto.client("s3").create_bucket(Bucket=BUCKET)
+    moto.client("firehose").create_delivery_stream(
+        DeliveryStreamName=STREAM,
+        DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": f"arn:aws:iam::{ACCOUNT}:role/capture-delivery",
+            "BucketARN": f"arn:aws:s3:::{BUCKET}",
+            "Prefix": f"{contract.CAPTURE_PREFIX}/",
+            "CompressionFormat": "UNCOMPRESSED",
+        },
+    )
+    return moto
+
+
+def open_capture(stack: ExitStack, *, mode: str, folder: Path, host: str, port: int,
+                 flush: Callable[[float], bool]) -> dict[str, str]:
+    """Set up the ``mode`` sink ("folder", "moto" or "off") for the life of ``stack``; returns the handler's env.
+
+    On close, the handler's queue is flushed (``flush``), and moto's objects are mirrored into ``folder``.
+    """
+    if mode == "off":
+        return {}
+    folder.mkdir(parents=True, exist_ok=True)
+    if mode == "folder":
+        stack.callback(flush, FLUSH_TIMEOUT_S)
+        return {"CAPTURE_DIR": str(folder)}
+    moto = start_moto(host=host, port=port)
+    stack.callback(moto.stop)
+    stack.callback(moto.mirror, folder)
+    stack.callback(flush, FLUSH_TIMEOUT_S)
+    return moto.handler_environment()
