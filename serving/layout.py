@@ -7,6 +7,8 @@ Writing and verifying bundles is ``serving.bundle``; loading the model in them i
 A model directory (and the root of ``model.tar.gz``, which SageMaker unpacks into ``/opt/ml/model``) holds:
 - ``booster.ubj``: the booster in XGBoost's own format;
 - ``schema.json``: features, kinds, category levels, scaling and a self-test record with its prediction;
+- ``profile.json`` (versions trained since it existed): the reference profile the monitoring jobs compare
+  live traffic with (``serving.profile``); the container does not read it;
 - ``metadata.json``: registered name, version, run id, data hash, git commit, test metrics, export time
   and the sha256 of every other file.
 """
