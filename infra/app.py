@@ -66,6 +66,8 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
     env = cdk.Environment(account=account, region=region) if account and region else None
     prefix = f"{PROJECT}-{settings.name}"
 
+    storage = StorageStack(app, f"{prefix}-Storage", capture_retention_days=settings.capture_retention_days, env=env,
+                           description="DVC remote, MLflow artifacts and captured traffic, with the capture stream")
     ServingStack(
         app,
         f"{prefix}-Serving",
@@ -73,10 +75,11 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
         model_tarball=tarball,
         image_directory=image_directory,
         alarm_topic_arn=get("alarm_topic_arn"),
+        capture_stream=storage.capture.stream,
+        capture_drop_fields=load_params(ROOT / "params.yaml").monitor.drop_fields,
         env=env,
         description=f"Student score predictions: SageMaker Serverless endpoint + REST API ({settings.name})",
     )
-    StorageStack(app, f"{prefix}-Storage", env=env, description="DVC remote and MLflow artifact bucket")
     github_repo = get("github_repo")
     if github_repo:
         try:

@@ -36,6 +36,11 @@ class EnvironmentSettings:
     max_records: int
     alarm_model_latency_ms: int
     alarm_error_count: int
+    # Monitoring: capture predict traffic to Firehose (off: no stream permission, no capture), the share of
+    # requests captured, and how long captures are kept in the bucket.
+    capture_enabled: bool
+    capture_share: float
+    capture_retention_days: int
 
     def __post_init__(self) -> None:
         if self.endpoint_memory_mb not in SERVERLESS_MEMORY_MB:
@@ -49,6 +54,10 @@ class EnvironmentSettings:
         if not math.isfinite(self.throttle_rate) or self.throttle_rate <= 0 or self.throttle_burst < 1 \
                 or self.max_records < 1:
             raise ValueError("throttle_rate, throttle_burst and max_records must be positive")
+        if not 0 <= self.capture_share <= 1:
+            raise ValueError(f"capture_share must be 0..1, got {self.capture_share}")
+        if self.capture_retention_days < 1:
+            raise ValueError(f"capture_retention_days must be at least 1, got {self.capture_retention_days}")
 
 
 ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
@@ -64,6 +73,9 @@ ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
         max_records=100,
         alarm_model_latency_ms=2000,
         alarm_error_count=10,
+        capture_enabled=True,
+        capture_share=1.0,
+        capture_retention_days=30,
     ),
     "prod": EnvironmentSettings(
         name="prod",
@@ -77,6 +89,9 @@ ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
         max_records=100,
         alarm_model_latency_ms=1000,
         alarm_error_count=1,
+        capture_enabled=True,
+        capture_share=1.0,
+        capture_retention_days=90,
     ),
 }
 

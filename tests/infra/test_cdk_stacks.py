@@ -531,7 +531,9 @@ def test_the_deploy_role_reads_only_the_dvc_prefix_and_uses_only_the_given_mlflo
     stack = BootstrapStack(app, "Bootstrap", github_repo=REPO, data_bucket_name="team-artifacts",
                            mlflow_tracking_server_arn=server)
     statements = Template.from_stack(stack).to_json()
-    policies = [r for r in statements["Resources"].values() if r["Type"] == "AWS::IAM::Policy"]
+    # The deploy role's own policy (with a data bucket, the drift workflow's capture reader has another).
+    policies = [r for r in statements["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
+                and "GitHubDeploy" in json.dumps(r["Properties"]["Roles"])]
     (policy,) = policies
     by_action = {json.dumps(s["Action"]): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
     assert json.dumps(by_action['"s3:GetObject"']["Resource"]).endswith('team-artifacts/dvc/*"]]}')
