@@ -15,7 +15,7 @@ from typing import Any
 
 from core.params import DriftThresholds
 from monitoring import stats
-from serving.predictor import NUMERIC
+from serving.layout import NUMERIC
 from serving.profile import PREDICTION
 
 DRIFT, NO_DRIFT, NOT_ENOUGH = "drift", "no drift", "not enough data"

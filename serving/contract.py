@@ -148,7 +148,8 @@ def refusal_record(*, request_id: str, status: int, error: str, records: int | N
             **_model(headers or {}), "status": status, "error": error[:500], "records": records}
 
 
-def _path_part(value: Any) -> str:
+def partition_value(value: Any) -> str:
+    """A value as it appears in a partition folder name: letters, digits, ``.``, ``_`` and ``-`` only."""
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in str(value)) or "unknown"
 
 
@@ -156,7 +157,7 @@ def capture_partition(record: Mapping[str, Any]) -> str:
     """``capture/model=NAME/version=V/dt=YYYY-MM-DD``: where a capture record lands, locally as on S3."""
     values = {"model": record.get("model_name"), "version": record.get("model_version"),
               "dt": str(record.get("time", ""))[:10]}
-    return "/".join([CAPTURE_PREFIX, *(f"{key}={_path_part(values[key])}" for key in CAPTURE_PARTITIONS)])
+    return "/".join([CAPTURE_PREFIX, *(f"{key}={partition_value(values[key])}" for key in CAPTURE_PARTITIONS)])
 
 
 def capture_line(record: Mapping[str, Any]) -> bytes:
@@ -194,13 +195,14 @@ class CaptureSender:
     """Sends capture lines from a background thread, so capturing never delays or changes an answer.
 
     ``submit`` only queues (a full queue drops and counts); the thread sends what has queued up in batches of
-    at most ``FIREHOSE_MAX_RECORDS`` lines and ``FIREHOSE_MAX_BYTES``. Failures are counted, never raised, and
+    at most ``FIREHOSE_MAX_RECORDS`` lines and ``FIREHOSE_MAX_BYTES``, waiting up to ``linger_s`` after a
+    batch's first line for more (fewer, larger puts; records wait that much longer). Failures are counted, never raised, and
     reported through ``on_error`` (one log line per failed batch) and ``take_failed`` (for a metric).
     """
 
-    def __init__(self, put: Callable[[list[bytes]], int], *, max_queue: int = 10_000,
+    def __init__(self, put: Callable[[list[bytes]], int], *, max_queue: int = 10_000, linger_s: float = 0.0,
                  on_error: Callable[[str], None] | None = None) -> None:
-        self._put, self._on_error = put, on_error
+        self._put, self._on_error, self._linger_s = put, on_error, linger_s
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()
         self._failed = self._sent = 0
@@ -254,6 +256,10 @@ class CaptureSender:
         first = self._carry if self._carry is not None else self._queue.get()
         self._carry = None
         batch, size = [first], len(first)
+        if self._linger_s > 0:
+            # Sleep rather than wait on the queue: a waiting thread would be woken (and take the GIL from the
+            # request in flight) by every record submitted meanwhile.
+            time.sleep(self._linger_s)
         while len(batch) < FIREHOSE_MAX_RECORDS:
             try:
                 line = self._queue.get_nowait()

@@ -26,6 +26,9 @@ METADATA_FILE = "metadata.json"
 TARBALL_FILE = "model.tar.gz"
 # Every bundle must list these; otherwise a metadata.json naming no files would "verify" anything.
 REQUIRED_FILES = (BOOSTER_FILE, SCHEMA_FILE)
+# The two feature kinds ``schema.json`` (and ``profile.json``) name.
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
 
 
 class ModelError(RuntimeError):

@@ -18,12 +18,14 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from serving.layout import ModelError
-from serving.predictor import CATEGORICAL, NUMERIC, Schema
+from serving.layout import CATEGORICAL, NUMERIC, ModelError
+
+if TYPE_CHECKING:  # only the train stage builds profiles; reading them must not import XGBoost
+    from serving.predictor import Schema
 
 PROFILE_FILE = "profile.json"
 PROFILE_FORMAT = 1

@@ -165,3 +165,12 @@ def test_the_firehose_sink_puts_records_that_land_in_s3() -> None:
     (item,) = s3.list_objects_v2(Bucket="capture")["Contents"]
     assert item["Key"].startswith("capture/")
     assert s3.get_object(Bucket="capture", Key=item["Key"])["Body"].read() == b"".join(lines)
+
+
+def test_lingering_puts_records_submitted_close_together_in_one_batch() -> None:
+    batches: list[list[bytes]] = []
+    sender = contract.CaptureSender(lambda batch: batches.append(batch) or 0, linger_s=0.3)
+    for line in _lines(5):
+        sender.submit([line])
+    assert sender.flush(5)
+    assert [len(b) for b in batches] == [5]

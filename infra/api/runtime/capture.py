@@ -7,6 +7,9 @@ of the first two is set:
 - ``CAPTURE_SHARE``: the share of requests captured, 0..1 (default 1: all);
 - ``CAPTURE_DROP_FIELDS``: comma-separated input fields never captured (personal data);
 - ``CAPTURE_WAIT_MS``: how long an answer may wait for its capture to be delivered (default 0: never);
+- ``CAPTURE_LINGER_MS``: how long the sender waits after a record for more to put in the same batch (default
+  200): under load one put carries many records, so its CPU (botocore's, on the instance's share of a vCPU)
+  is paid once per batch, not per request (benchmarks/capture.py measures both);
 - ``FIREHOSE_ENDPOINT_URL``: the firehose client's ``endpoint_url`` (only the stand-in's moto sets it).
 
 The record format, the sampling and the background sender are the wire contract's (``serving/contract.py``),
@@ -35,6 +38,7 @@ else:
     import contract
 
 logger = Logger(child=True)
+DEFAULT_LINGER_MS = "200"
 Build = Callable[[list[str]], Iterable[dict[str, Any]]]
 
 
@@ -51,7 +55,8 @@ def sender() -> contract.CaptureSender | None:
         put = contract.folder_put(folder)
     else:
         return None
-    return contract.CaptureSender(put, on_error=logger.warning)
+    linger_s = float(os.environ.get("CAPTURE_LINGER_MS", DEFAULT_LINGER_MS)) / 1000
+    return contract.CaptureSender(put, linger_s=linger_s, on_error=logger.warning)
 
 
 def drop_fields() -> list[str]:
