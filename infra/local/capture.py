@@ -102,11 +102,19 @@ def start_moto(*, host: str, port: int, timeout_s: float = 30.0) -> MotoFirehose
     return moto
 
 
+def flush_handler_capture(timeout_s: float) -> bool:
+    """Wait for the handler's queued capture records to be sent (its module, imported when first needed)."""
+    from infra.api.runtime import capture
+
+    return capture.flush(timeout_s)
+
+
 def open_capture(stack: ExitStack, *, mode: str, folder: Path, host: str, port: int,
-                 flush: Callable[[float], bool]) -> dict[str, str]:
+                 flush: Callable[[float], bool] = flush_handler_capture) -> dict[str, str]:
     """Set up the ``mode`` sink ("folder", "moto" or "off") for the life of ``stack``; returns the handler's env.
 
-    On close, the handler's queue is flushed (``flush``), and moto's objects are mirrored into ``folder``.
+    Call it before the front door takes requests. On close, the handler's queue is flushed (``flush``), then
+    moto's objects are mirrored into ``folder``.
     """
     if mode == "off":
         return {}

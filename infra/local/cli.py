@@ -189,7 +189,8 @@ def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
 @click.option("--capture", type=click.Choice(["folder", "moto", "off"]), default="folder", show_default=True,
               envvar="STAND_IN_CAPTURE", help="Capture records to a folder, to moto's Firehose -> S3, or not at all.")
 @click.option("--capture-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Capture folder (default: params.yaml monitor.capture_dir).")
+              envvar="STAND_IN_CAPTURE_DIR",
+              help="Capture folder (env STAND_IN_CAPTURE_DIR; default: params.yaml monitor.capture_dir).")
 def cli(
     model_tarball: Path | None,
     container_url: str | None,
@@ -222,11 +223,12 @@ def cli(
         stack.callback(endpoint.server_close)
         stack.callback(endpoint.shutdown)
         os.environ.update(handler_environment(endpoint_name=endpoint_name, endpoint_url=endpoint.url))
+        # Before the front door opens: a request arriving first would find capture off for good.
+        os.environ.update(open_capture(stack, mode=capture, folder=capture_dir or default_capture_dir(),
+                                       host=LOOPBACK, port=free_port()))
         front = start_front_door(host=LOOPBACK, port=port)
         stack.callback(front.server_close)
         stack.callback(front.shutdown)
-        os.environ.update(open_capture(stack, mode=capture, folder=capture_dir or default_capture_dir(),
-                                       host=LOOPBACK, port=free_port(), flush=front.handler.capture.flush))
         if request is not None:
             status, headers, text = send(front.url, request_body(request, model_dir))
             model = {k: v for k, v in headers.items() if k.lower().startswith(("x-model", "x-data"))}
