@@ -95,7 +95,8 @@ def _partition_values(key: str) -> dict[str, str]:
 def _wanted(key: str, *, model: str | None, version: str | None, days: tuple[str | None, str | None]) -> bool:
     """False only when a ``model=``, ``version=`` or ``dt=`` folder of the key rules the whole file out."""
     found = _partition_values(key)
-    if model is not None and found.get("model", contract.partition_value(model)) != contract.partition_value(model):
+    if model is not None and found.get("model", contract.partition_value(model)) not in (
+            contract.partition_value(model), UNKNOWN):
         return False
     if version is not None and found.get("version", contract.partition_value(version)) not in (
             contract.partition_value(version), UNKNOWN):

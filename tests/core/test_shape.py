@@ -21,8 +21,8 @@ ALLOWED = {
     "infra": {"core", "serving", "infra"},
     "team": {"core", "team"},
     "monitoring": {"core", "serving", "monitoring"},
-    # The capture benchmark runs the stand-in chain (infra/local) it measures.
-    "benchmarks": {"core", "serving", "experiments", "registry", "team", "infra", "benchmarks"},
+    # The capture benchmark runs the stand-in chain (infra/local) it measures; the drift one, the verdict.
+    "benchmarks": {"core", "serving", "experiments", "registry", "team", "infra", "monitoring", "benchmarks"},
 }
 # The one place outside training that needs it: the promotion gate scores versions on exactly the test split
 # the train stage made (experiments.data.load_and_split).

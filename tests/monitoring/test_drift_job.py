@@ -186,3 +186,17 @@ def test_a_missing_bucket_is_exit_2(tmp_path: Path, params_file: Path, model_tar
     assert run(params_file, "--capture", "s3://no-such-bucket/capture/", "--profile", str(model_tarball),
                "--no-tracking") == 2
     assert "NoSuchBucket" in capsys.readouterr().err
+
+
+def test_refusals_are_counted_though_they_name_no_model(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                        live: pd.DataFrame) -> None:
+    # The container refused before a model answered: the refusal sits under model=unknown/version=unknown.
+    refusals = [contract.refusal_record(request_id=f"bad-{i}", status=400, error="unknown category", records=1,
+                                        now=DAY + i) for i in range(3)]
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:500]) + refusals)
+    assert (folder / "capture" / "model=unknown" / "version=unknown").is_dir()
+    out = tmp_path / "r"
+    assert run(params_file, "--capture", str(folder), "--profile", str(model_tarball), "--out", str(out),
+               "--no-tracking") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["refused_requests"] == 3 and summary["requests"] == 53
