@@ -24,7 +24,7 @@ from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.bootstrap.infrastructure import GITHUB_ISSUER, REPO_PATTERN
+from infra.bootstrap.infrastructure import GITHUB_ISSUER, REPO_PATTERN, parse_artifact_uri
 from infra.nag import acknowledge
 from serving import contract
 
@@ -98,10 +98,13 @@ class CaptureReader(Construct):
         bucket_name: the artifact bucket holding the captures.
         branch: the branch whose (scheduled) workflows may assume the role.
         mlflow_tracking_server_arn: a SageMaker managed MLflow tracking server the job logs its run to.
+        mlflow_artifact_uri: that server's artifact store (``s3://BUCKET/PREFIX``): the MLflow client reads the
+            version's profile and writes the run's report there itself.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, provider: iam.IOidcProvider, github_repo: str,
-                 bucket_name: str, branch: str = "main", mlflow_tracking_server_arn: str | None = None) -> None:
+                 bucket_name: str, branch: str = "main", mlflow_tracking_server_arn: str | None = None,
+                 mlflow_artifact_uri: str | None = None) -> None:
         super().__init__(scope, construct_id)
         if not REPO_PATTERN.match(github_repo):
             raise ValueError(f"github_repo must be OWNER/REPO, got {github_repo!r}")
@@ -118,13 +121,25 @@ class CaptureReader(Construct):
             actions=["s3:ListBucket"], resources=[bucket_arn],
             conditions={"StringLike": {"s3:prefix": [f"{PREFIX}*", PREFIX.rstrip("/")]}}))
         self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"{bucket_arn}/{PREFIX}*"]))
+        findings = []
         if mlflow_tracking_server_arn:
             self.role.add_to_policy(iam.PolicyStatement(actions=["sagemaker-mlflow:*"],
                                                         resources=[mlflow_tracking_server_arn]))
+            findings.append("AwsSolutions-IAM5[Action::sagemaker-mlflow:*]")
+        if mlflow_artifact_uri:
+            store, prefix = parse_artifact_uri(mlflow_artifact_uri)
+            store_arn = Stack.of(self).format_arn(service="s3", region="", account="", resource=store)
+            objects = f"{prefix}/*" if prefix else "*"
+            self.role.add_to_policy(iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=[store_arn],
+                conditions={"StringLike": {"s3:prefix": [objects, prefix]}} if prefix else None))
+            self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"],
+                                                        resources=[f"{store_arn}/{objects}"]))
+            findings.append(f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{store}/{objects}]")
         acknowledge(
             self.role,
             "Captured records are read by key under the capture/ prefix of one bucket, whose object names "
-            "Firehose makes; the MLflow plugin needs one action per REST call on the one tracking server.",
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket_name}/{PREFIX}*]",
-            "AwsSolutions-IAM5[Action::sagemaker-mlflow:*]",
+            "Firehose makes; the MLflow plugin needs one action per REST call on the one tracking server, and "
+            "the MLflow client reads and writes artifacts named per run under that server's artifact prefix.",
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket_name}/{PREFIX}*]", *findings,
         )

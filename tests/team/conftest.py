@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from core.cli import UserError
-from team import stack
+from team import postgres, stack
 from tests.conftest import FAST_TRAIN, ROOT, write_params
 
 MODEL = "student-score"
@@ -22,7 +22,7 @@ MODEL = "student-score"
 def team_stack(tmp_path_factory: pytest.TempPathFactory):
     """The stack started with `python -m team up`'s own code, and stopped (database deleted) afterwards."""
     try:
-        stack.pg_binary("initdb")
+        postgres.pg_binary("initdb")
     except UserError as err:
         pytest.fail(f"{err} (the team tests need a real PostgreSQL server)")
     state = tmp_path_factory.mktemp("team-stack")

@@ -23,6 +23,7 @@ instance retired in between loses them, which ``CAPTURE_WAIT_MS`` trades latency
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 from collections.abc import Callable, Iterable
@@ -39,6 +40,7 @@ else:
 
 logger = Logger(child=True)
 DEFAULT_LINGER_MS = "200"
+EXIT_FLUSH_S = 5.0
 Build = Callable[[list[str]], Iterable[dict[str, Any]]]
 
 
@@ -56,7 +58,10 @@ def sender() -> contract.CaptureSender | None:
     else:
         return None
     linger_s = float(os.environ.get("CAPTURE_LINGER_MS", DEFAULT_LINGER_MS)) / 1000
-    return contract.CaptureSender(put, linger_s=linger_s, on_error=logger.warning)
+    active = contract.CaptureSender(put, linger_s=linger_s, on_error=logger.warning)
+    # A process that ends normally (the stand-in, its Lambda instance processes) sends what is queued first.
+    atexit.register(active.flush, EXIT_FLUSH_S)
+    return active
 
 
 def drop_fields() -> list[str]:
