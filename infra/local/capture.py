@@ -11,7 +11,9 @@ folder before moto stops, so they outlive the run.
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -21,9 +23,14 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import click
 
 from serving import contract
 
+ROOT = Path(__file__).resolve().parents[2]
+LOOPBACK = "127.0.0.1"
 BUCKET = "student-score-capture-local"
 STREAM = "student-score-capture-local"
 REGION = "us-east-1"
@@ -109,15 +116,62 @@ def flush_handler_capture(timeout_s: float) -> bool:
     return capture.flush(timeout_s)
 
 
-def open_capture(stack: ExitStack, *, mode: str, folder: Path, host: str, port: int,
-                 flush: Callable[[float], bool] = flush_handler_capture) -> dict[str, str]:
-    """Set up the ``mode`` sink ("folder", "moto" or "off") for the life of ``stack``; returns the handler's env.
+def _restore(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
-    Call it before the front door takes requests. On close, the handler's queue is flushed (``flush``), then
-    moto's objects are mirrored into ``folder``.
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+def default_capture_dir() -> Path:
+    """Where captured requests go: ``monitor.capture_dir`` in params.yaml, relative to the repository root."""
+    from core.params import load_params
+
+    return ROOT / load_params(ROOT / "params.yaml").monitor.capture_dir
+
+
+def capture_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The stand-in's ``--capture`` and ``--capture-dir`` options, and its capture around the whole command.
+
+    The sink is set up before the command starts anything (a request arriving before capture is on would find
+    it off for good) and closed after it stopped everything (the Lambda instance processes flush at exit).
     """
+    @functools.wraps(command)
+    def with_capture(*args: Any, capture: str, capture_dir: Path | None, **kwargs: Any) -> Any:
+        with ExitStack() as stack:
+            env = open_capture(stack, capture=capture, capture_dir=capture_dir, host=LOOPBACK, port=_free_port())
+            stack.callback(_restore, {name: os.environ.get(name) for name in env})
+            os.environ.update(env)
+            return command(*args, **kwargs)
+
+    with_folder = click.option("--capture-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                               envvar="STAND_IN_CAPTURE_DIR",
+                               help="Capture folder (env STAND_IN_CAPTURE_DIR; default: params.yaml "
+                                    "monitor.capture_dir).")(with_capture)
+    return click.option("--capture", type=click.Choice(["folder", "moto", "off"]), default="folder",
+                        show_default=True, envvar="STAND_IN_CAPTURE",
+                        help="Capture records to a folder, to moto's Firehose -> S3, or not at all.")(with_folder)
+
+
+def open_capture(stack: ExitStack, *, capture: str, capture_dir: Path | None, host: str, port: int,
+                 flush: Callable[[float], bool] = flush_handler_capture) -> dict[str, str]:
+    """Set up the ``capture`` sink ("folder", "moto" or "off") for the life of ``stack``; returns the handler's env.
+
+    Call it before the front door takes requests (and the Lambda instances start): a request arriving first
+    would find capture off for good. On close, the handler's queue is flushed (``flush``), then moto's objects
+    are mirrored into ``capture_dir`` (default: ``default_capture_dir()``).
+    """
+    mode = capture
     if mode == "off":
         return {}
+    folder = capture_dir or default_capture_dir()
     folder.mkdir(parents=True, exist_ok=True)
     if mode == "folder":
         stack.callback(flush, FLUSH_TIMEOUT_S)

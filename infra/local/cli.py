@@ -15,10 +15,6 @@ The endpoint behaves like the serverless endpoint the CDK stack deploys (``serve
 whose container has just started anyway (its cold starts take no time). ``--lambda-concurrency N`` runs the handler on N Lambda
 instances (processes) instead of one, so that the endpoint, not the Lambda, is what a load test fills.
 
-Capture (``--capture``): the handler's capture records go to a folder (default: params.yaml
-``monitor.capture_dir``), or to moto's Firehose -> S3 in a subprocess and are mirrored into that folder when the
-stand-in stops (``infra/local/capture.py``), or nowhere.
-
 Environment set here for the handler (this process only): ``ENDPOINT_NAME``,
 ``SAGEMAKER_RUNTIME_ENDPOINT_URL`` (the stand-in endpoint), dummy ``AWS_ACCESS_KEY_ID``/
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, and ``AWS_EC2_METADATA_DISABLED`` so boto3 never
@@ -45,7 +41,7 @@ from typing import Any
 import click
 
 from core.params import load_params
-from infra.local.capture import open_capture
+from infra.local.capture import capture_options
 from infra.local.endpoint import REGION, STATS_PATH, start_endpoint
 from infra.local.front_door import HANDLER_MODULE, start_front_door
 from infra.local.lambdas import LambdaPool
@@ -62,11 +58,6 @@ SELF_TEST = "self-test"
 def default_tarball() -> Path:
     """The exported model's path: ``export.path`` in params.yaml, relative to the repository root."""
     return ROOT / load_params(ROOT / "params.yaml").export.path
-
-
-def default_capture_dir() -> Path:
-    """Where captured requests go: ``monitor.capture_dir`` in params.yaml, relative to the repository root."""
-    return ROOT / load_params(ROOT / "params.yaml").monitor.capture_dir
 
 
 def handler_environment(*, endpoint_name: str, endpoint_url: str) -> dict[str, str]:
@@ -202,11 +193,7 @@ def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
     default=None,
     help="Send one request (JSON, @FILE or 'self-test'), print the answer, stop; exit 1 unless 2xx.",
 )
-@click.option("--capture", type=click.Choice(["folder", "moto", "off"]), default="folder", show_default=True,
-              envvar="STAND_IN_CAPTURE", help="Capture records to a folder, to moto's Firehose -> S3, or not at all.")
-@click.option("--capture-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              envvar="STAND_IN_CAPTURE_DIR",
-              help="Capture folder (env STAND_IN_CAPTURE_DIR; default: params.yaml monitor.capture_dir).")
+@capture_options
 def cli(
     model_tarball: Path | None,
     container_url: str | None,
@@ -219,8 +206,6 @@ def cli(
     cold_start_overhead: float,
     lambda_concurrency: int,
     request: str | None,
-    capture: str,
-    capture_dir: Path | None,
 ) -> None:
     settings = _settings(env, context)
     with ExitStack() as stack:
@@ -251,10 +236,6 @@ def cli(
         stack.callback(endpoint.server_close)
         stack.callback(endpoint.shutdown)
         os.environ.update(handler_environment(endpoint_name=endpoint_name, endpoint_url=endpoint.url))
-        # Before the front door opens (and the Lambda instances start): a request arriving first would find
-        # capture off for good.
-        os.environ.update(open_capture(stack, mode=capture, folder=capture_dir or default_capture_dir(),
-                                       host=LOOPBACK, port=free_port()))
         lambdas = None
         if lambda_concurrency > 1:
             lambdas = LambdaPool(module=HANDLER_MODULE, instances=lambda_concurrency)
