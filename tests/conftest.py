@@ -31,6 +31,14 @@ FAST_TRAIN = {"n_trials": 3, "cv_folds": 2, "max_rounds": 80, "early_stopping_ro
               "pruner_startup_trials": 1}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _stand_in_captures_stay_out_of_the_work_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The stand-in (in-process or in a subprocess) captures into a temp folder, not params.yaml's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STAND_IN_CAPTURE_DIR", str(tmp_path_factory.mktemp("stand-in-captures")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _tracking_uri_does_not_leak() -> Iterator[None]:
     """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI, which every later CLI would obey: undo it."""
