@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,17 @@ def _tracking_uri_does_not_leak() -> Iterator[None]:
     before = os.environ.get("MLFLOW_TRACKING_URI")
     yield
     _restore_tracking_uri(before)
+
+
+@pytest.fixture(autouse=True)
+def _model_code_paths_do_not_leak() -> Iterator[None]:
+    """Loading an MLflow model from code puts its code path first on sys.path, where it stays. Modules already
+    imported are unaffected, but a process spawned later (the stand-in's Lambda instances) inherits the path
+    and would import ``serving`` from the model's copy, which holds only the predict path: undo it."""
+    before = list(sys.path)
+    yield
+    if sys.path != before:
+        sys.path[:] = before
 
 
 def _restore_tracking_uri(value: str | None) -> None:

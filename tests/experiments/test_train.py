@@ -99,7 +99,7 @@ def test_registered_model_serves_raw_records_through_pyfunc(workdir: Path, sampl
     assert len(predictions) == 5
     assert max(abs(a - b) for a, b in zip(predictions, direct, strict=True)) < 1e-6
     files = {p.name for p in (workdir / "model").iterdir()}
-    assert files == {"booster.ubj", "schema.json"}, "no pickles: the booster in XGBoost's format and JSON"
+    assert files == {"booster.ubj", "schema.json", "profile.json"}, "no pickles: the booster in XGBoost's format and JSON"
 
 
 def test_same_seed_gives_same_best_params(tmp_path: Path, sample_csv: Path, monkeypatch) -> None:
