@@ -116,6 +116,36 @@ class ExportParams(_Frozen):
     path: Path
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class DriftThresholds(_Frozen):
+    """When the drift job (monitoring/drift.py) calls a feature or the prediction drifted."""
+
+    min_sample: Annotated[int, Field(ge=1)]
+    psi: Annotated[float, Field(gt=0)]
+    wasserstein: Annotated[float, Field(gt=0)]
+    jensen_shannon: Annotated[float, Field(gt=0, le=1)]
+    missing_rate_change: Share
+    out_of_range_share: Share
+    refused_share: Share
+
+
+class FeedbackParams(_Frozen):
+    """When live accuracy (monitoring/feedback.py) is worse than the version's test accuracy."""
+
+    min_labels: Annotated[int, Field(ge=1)]
+    rmse_tolerance: Annotated[float, Field(ge=0)]
+
+
+class MonitorParams(_Frozen):
+    experiment: Annotated[str, Field(min_length=1)]
+    capture_dir: Path
+    drop_fields: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    drift: DriftThresholds
+    feedback: FeedbackParams
+
+
 class Params(_Frozen):
     data: DataParams
     model: ModelParams
@@ -123,6 +153,7 @@ class Params(_Frozen):
     train: TrainParams
     registry: RegistryParams
     export: ExportParams
+    monitor: MonitorParams
 
 
 def _first_error(err: ValidationError) -> str:

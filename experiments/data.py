@@ -207,6 +207,7 @@ class Prepared:
 
     frame: pd.DataFrame
     schema: Schema
+    train_frame: pd.DataFrame  # the training split as read (its reference profile is built from it)
     x_train: np.ndarray
     y_train: np.ndarray
     test_records: list[dict[str, Any]]
@@ -220,7 +221,7 @@ def prepare(params: Params) -> Prepared:
     frame, train_df, test_df = load_and_split(params)
     schema = infer_schema(frame, target, stats_from=train_df)
     features = schema.names
-    return Prepared(frame=frame, schema=schema, x_train=schema.encode(records_from_frame(train_df[features])),
+    return Prepared(frame=frame, schema=schema, train_frame=train_df, x_train=schema.encode(records_from_frame(train_df[features])),
                     y_train=train_df[target].to_numpy(dtype=np.float64),
                     test_records=records_from_frame(test_df[features]),
                     y_test=test_df[target].to_numpy(dtype=np.float64), data_hash=dvc_data_hash(params.data.path))

@@ -8,7 +8,7 @@ same run and both would register a version. Another host's owner is taken for de
 without a sign of life. The owner checks it still owns the run before it registers.
 
 At the end of a training the parent run holds the best parameters, the test and baseline metrics, lineage
-tags, the table as a dataset input, four plots, ``metrics.json`` and the pyfunc model, which is then
+tags, the table as a dataset input, four plots, ``metrics.json``, the reference profile and the pyfunc model, which is then
 registered as a new version carrying the same lineage tags.
 """
 
@@ -32,6 +32,7 @@ from core.params import Params
 from experiments import packaging, plots
 from experiments.data import Prepared
 from serving.predictor import Schema
+from serving.profile import PROFILE_FILE
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ def record(outcome: Outcome, *, model_dir: Path, metrics_file: Path) -> str:
     mlflow.log_input(dataset, context="training")
     _log_plots(outcome)
     mlflow.log_artifact(str(metrics_file))
+    mlflow.log_artifact(str(model_dir / PROFILE_FILE))  # the reference profile, readable without the model
 
     info = packaging.log_pyfunc(model_dir, schema, data.frame[schema.names])
     metrics = outcome.metrics

@@ -6,7 +6,7 @@ finished ``train.n_trials`` between them before refitting the best. Environment 
 ``MLFLOW_TRACKING_URI`` (see core/tracking.py) and ``OPTUNA_STORAGE``, the study storage URL, which
 replaces ``train.storage`` (a team database URL holds a password, so it does not belong in params.yaml).
 
-Outputs (DVC's): ``model/`` (booster and schema), ``metrics.json``, ``plots/predictions.csv`` and
+Outputs (DVC's): ``model/`` (booster, schema and reference profile), ``metrics.json``, ``plots/predictions.csv`` and
 ``plots/trials.csv``. The search is ``experiments.search``, the CV ``experiments.cv``, what the parent run
 records ``experiments.parent_run``, the MLflow model ``experiments.packaging``.
 """
@@ -38,6 +38,7 @@ from core.params import Params, load_params, params_option
 from experiments import cv, parent_run, search, trials
 from experiments.data import Prepared, prepare
 from serving.predictor import Predictor, save_model_dir
+from serving.profile import build_profile, write_profile
 
 MODEL_DIR = Path("model")
 METRICS_FILE = Path("metrics.json")
@@ -192,6 +193,9 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     schema = replace(data.schema, example=example, expected=float(predictor.predict([example])[0]))
     save_model_dir(MODEL_DIR, booster, schema)
     Predictor.from_dir(MODEL_DIR).self_test()
+    # What the monitoring jobs compare live traffic with; it travels with the model (serving/profile.py).
+    write_profile(MODEL_DIR, build_profile(schema, {name: data.train_frame[name].to_numpy() for name in schema.names},
+                                           test_pred))
     _write_dvc_outputs(study, data.y_test, test_pred, metrics)
 
     lineage = {"data_hash": data.data_hash, "git_commit": tracking.git_commit(), "study": study.study_name}

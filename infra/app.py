@@ -81,6 +81,8 @@ def _stacks(app: cdk.App, prefix: str, settings: Any, tarball: Path, image_direc
     get = app.node.try_get_context
     account = AccountStack(app, f"{PROJECT}-Account", env=env,
                            description="API Gateway's account-wide CloudWatch logging role (one per account+region)")
+    storage = StorageStack(app, f"{prefix}-Storage", capture_retention_days=settings.capture_retention_days, env=env,
+                           description="DVC remote, MLflow artifacts and captured traffic, with the capture stream")
     serving = ServingStack(
         app,
         f"{prefix}-Serving",
@@ -88,11 +90,12 @@ def _stacks(app: cdk.App, prefix: str, settings: Any, tarball: Path, image_direc
         model_tarball=tarball,
         image_directory=image_directory,
         alarm_email=get("alarm_email") or None,
+        capture_stream=storage.capture.stream,
+        capture_drop_fields=load_params(ROOT / "params.yaml").monitor.drop_fields,
         env=env,
         description=f"Student score predictions: SageMaker Serverless endpoint + REST API ({settings.name})",
     )
     serving.add_stack_dependency(account, "stage logging needs the account's API Gateway CloudWatch role")
-    StorageStack(app, f"{prefix}-Storage", env=env, description="DVC remote and MLflow artifact bucket")
     github_repo = get("github_repo")
     if github_repo:
         environments = [e.strip() for e in str(get("github_environments") or "dev,prod").split(",") if e.strip()]

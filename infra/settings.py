@@ -54,6 +54,11 @@ class EnvironmentSettings:
     alarm_concurrency_utilization: float
     canary_percent: int
     canary_wait_s: int
+    # Monitoring: capture predict traffic to Firehose (off: no stream permission, no capture), the share of
+    # requests captured, and how long captures are kept in the bucket.
+    capture_enabled: bool
+    capture_share: float
+    capture_retention_days: int
 
     def __post_init__(self) -> None:
         if self.endpoint_memory_mb not in SERVERLESS_MEMORY_MB:
@@ -77,6 +82,10 @@ class EnvironmentSettings:
         if min(self.alarm_model_latency_ms, self.alarm_error_count, self.alarm_client_error_count,
                self.alarm_overhead_latency_ms, self.alarm_model_setup_ms) < 1:
             raise ValueError("alarm thresholds must be positive")
+        if not 0 <= self.capture_share <= 1:
+            raise ValueError(f"capture_share must be 0..1, got {self.capture_share}")
+        if self.capture_retention_days < 1:
+            raise ValueError(f"capture_retention_days must be at least 1, got {self.capture_retention_days}")
 
 
 ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
@@ -99,6 +108,9 @@ ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
         alarm_concurrency_utilization=0.8,
         canary_percent=50,
         canary_wait_s=300,
+        capture_enabled=True,
+        capture_share=1.0,
+        capture_retention_days=30,
     ),
     "prod": EnvironmentSettings(
         name="prod",
@@ -118,6 +130,9 @@ ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
         alarm_concurrency_utilization=0.8,
         canary_percent=10,
         canary_wait_s=600,
+        capture_enabled=True,
+        capture_share=1.0,
+        capture_retention_days=90,
     ),
 }
 

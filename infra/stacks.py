@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_kinesisfirehose as firehose
 from constructs import Construct
 
 from infra.account.infrastructure import ApiGatewayCloudWatchRole
 from infra.api.infrastructure import PredictApi
 from infra.bootstrap.infrastructure import DEFAULT_ENVIRONMENTS, GitHubDeployRole
+from infra.capture.infrastructure import CaptureReader, CaptureStream
 from infra.endpoint.infrastructure import VARIANT_NAME, ServerlessEndpoint
 from infra.monitoring.infrastructure import AlarmTopic, EndpointAlarms, ServiceAlarms
 from infra.settings import EnvironmentSettings
@@ -30,6 +32,8 @@ class ServingStack(Stack):
         model_tarball: the exported model.tar.gz.
         image_directory: the container's folder (serving/).
         alarm_email: an address subscribed to the alarm topic, or None.
+        capture_stream: the storage stack's capture stream, or None for no capture.
+        capture_drop_fields: input fields never captured (params.yaml ``monitor.drop_fields``).
     """
 
     def __init__(
@@ -41,6 +45,8 @@ class ServingStack(Stack):
         model_tarball: Path,
         image_directory: Path,
         alarm_email: str | None = None,
+        capture_stream: firehose.IDeliveryStream | None = None,
+        capture_drop_fields: tuple[str, ...] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -81,6 +87,9 @@ class ServingStack(Stack):
             throttle_burst=settings.throttle_burst,
             api_key_required=settings.api_key_required,
             max_records=settings.max_records,
+            capture_stream=capture_stream if settings.capture_enabled else None,
+            capture_share=settings.capture_share,
+            capture_drop_fields=capture_drop_fields,
         )
         ServiceAlarms(self, "ServiceAlarms", function=api.function, stage=api.api.deployment_stage,
                       error_count=settings.alarm_error_count, action=topic.action)
@@ -97,12 +106,19 @@ class ServingStack(Stack):
 
 
 class StorageStack(Stack):
-    """The bucket for the DVC remote and MLflow artifacts."""
+    """The bucket for the DVC remote, MLflow artifacts and captured traffic, and the capture stream into it.
 
-    def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
+    Args:
+        capture_retention_days: days captured traffic is kept.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, capture_retention_days: int, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         artifacts = ArtifactBucket(self, "Artifacts")
+        self.capture = CaptureStream(self, "Capture", bucket=artifacts.bucket, retention_days=capture_retention_days)
         CfnOutput(self, "ArtifactBucketName", value=artifacts.bucket.bucket_name)
+        CfnOutput(self, "CaptureUri", value=f"s3://{artifacts.bucket.bucket_name}/capture/",
+                  description="make drift DRIFT_ARGS='--capture <this>'")
 
 
 class AccountStack(Stack):
@@ -147,3 +163,9 @@ class BootstrapStack(Stack):
         CfnOutput(
             self, "DeployRoleArn", value=deploy.role.role_arn, description="AWS_ROLE_ARN for the workflows"
         )
+        if data_bucket_name:
+            reader = CaptureReader(self, "CaptureReader", provider=deploy.provider, github_repo=github_repo,
+                                   bucket_name=data_bucket_name, mlflow_tracking_server_arn=mlflow_tracking_server_arn,
+                                   mlflow_artifact_uri=mlflow_artifact_uri)
+            CfnOutput(self, "MonitorRoleArn", value=reader.role.role_arn,
+                      description="AWS_MONITOR_ROLE_ARN for the drift workflow (reads capture/ only)")

@@ -32,12 +32,10 @@ import numpy as np
 import xgboost as xgb
 
 from serving import booster_file
-from serving.layout import BOOSTER_FILE, SCHEMA_FILE, ModelError
+from serving.layout import BOOSTER_FILE, CATEGORICAL, NUMERIC, SCHEMA_FILE, ModelError
 from serving.xgb_capi import CapiError, DensePredict
 
 SCHEMA_FORMAT = 1
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
 SELF_TEST_TOLERANCE = 1e-4
 # Below this many records a request is encoded record by record: numpy's per-call costs outweigh its gains.
 COLUMN_PASS_MIN_ROWS = 8

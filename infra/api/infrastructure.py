@@ -21,6 +21,7 @@ from pathlib import Path
 from aws_cdk import Duration, RemovalPolicy, Stack, SymlinkFollowMode
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
@@ -86,6 +87,10 @@ class PredictApi(Construct):
         api_key_required: require an API key (and create a key and usage plan with the same throttle).
         max_records: most records per request, checked by API Gateway and by the Lambda.
         cors_origins: origins allowed by CORS.
+        capture_stream: the Firehose stream the Lambda captures traffic to (the only one it may put to), or
+            None for no capture.
+        capture_share: share of requests captured, 0..1.
+        capture_drop_fields: input fields never captured.
     """
 
     def __init__(
@@ -101,6 +106,9 @@ class PredictApi(Construct):
         api_key_required: bool,
         max_records: int,
         cors_origins: list[str] | None = None,
+        capture_stream: firehose.IDeliveryStream | None = None,
+        capture_share: float = 1.0,
+        capture_drop_fields: tuple[str, ...] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         origins = cors_origins or apigw.Cors.ALL_ORIGINS
@@ -146,9 +154,14 @@ class PredictApi(Construct):
                 "CORS_ALLOW_ORIGIN": origins[0] if len(origins) == 1 else "*",
                 "POWERTOOLS_SERVICE_NAME": "predict",
                 "POWERTOOLS_METRICS_NAMESPACE": "StudentScore",
+                # Capture for monitoring (runtime/capture.py); without a stream the handler captures nothing.
+                **({"CAPTURE_STREAM": capture_stream.delivery_stream_name, "CAPTURE_SHARE": str(capture_share),
+                    "CAPTURE_DROP_FIELDS": ",".join(capture_drop_fields)} if capture_stream else {}),
             },
             description="Checks a predict request's shape and forwards it to the SageMaker endpoint.",
         )
+        if capture_stream is not None:
+            capture_stream.grant_put_records(self.role)  # PutRecord(Batch) on that one stream ARN
         acknowledge(
             self.role,
             "CloudWatch Logs names the streams of the function's own log group at run time; the grant is "

@@ -41,6 +41,7 @@ from typing import Any
 import click
 
 from core.params import load_params
+from infra.local.capture import capture_options
 from infra.local.endpoint import REGION, STATS_PATH, start_endpoint
 from infra.local.front_door import HANDLER_MODULE, start_front_door
 from infra.local.lambdas import LambdaPool
@@ -192,6 +193,7 @@ def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
     default=None,
     help="Send one request (JSON, @FILE or 'self-test'), print the answer, stop; exit 1 unless 2xx.",
 )
+@capture_options
 def cli(
     model_tarball: Path | None,
     container_url: str | None,

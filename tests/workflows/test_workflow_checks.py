@@ -22,7 +22,7 @@ def _steps(name: str) -> list[dict]:
 
 
 def test_the_workflows_are_there() -> None:
-    assert [f.name for f in FILES] == ["ci.yml", "train-deploy.yml"]
+    assert [f.name for f in FILES] == ["ci.yml", "drift.yml", "train-deploy.yml"]
 
 
 def test_workflows_match_githubs_workflow_schema() -> None:
