@@ -71,6 +71,17 @@ class DataParams(_Frozen):
     target: Annotated[str, Field(min_length=1)]
     test_size: Annotated[float, Field(gt=0, lt=1)]
     split_seed: int
+    ignore: tuple[Annotated[str, Field(min_length=1)], ...]
+    max_categories: Annotated[int, Field(ge=2)]
+
+    @model_validator(mode="after")
+    def _ignored_columns(self) -> DataParams:
+        if self.target in self.ignore:
+            raise ValueError(f"ignore lists the target '{self.target}'")
+        repeated = sorted({name for name in self.ignore if self.ignore.count(name) > 1})
+        if repeated:
+            raise ValueError(f"ignore lists {repeated[0]!r} twice")
+        return self
 
 
 class ModelParams(_Frozen):
@@ -109,6 +120,36 @@ class ExportParams(_Frozen):
     path: Path
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class DriftThresholds(_Frozen):
+    """When the drift job (monitoring/drift.py) calls a feature or the prediction drifted."""
+
+    min_sample: Annotated[int, Field(ge=1)]
+    psi: Annotated[float, Field(gt=0)]
+    wasserstein: Annotated[float, Field(gt=0)]
+    jensen_shannon: Annotated[float, Field(gt=0, le=1)]
+    missing_rate_change: Share
+    out_of_range_share: Share
+    refused_share: Share
+
+
+class FeedbackParams(_Frozen):
+    """When live accuracy (monitoring/feedback.py) is worse than the version's test accuracy."""
+
+    min_labels: Annotated[int, Field(ge=1)]
+    rmse_tolerance: Annotated[float, Field(ge=0)]
+
+
+class MonitorParams(_Frozen):
+    experiment: Annotated[str, Field(min_length=1)]
+    capture_dir: Path
+    drop_fields: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    drift: DriftThresholds
+    feedback: FeedbackParams
+
+
 class Params(_Frozen):
     data: DataParams
     model: ModelParams
@@ -116,6 +157,7 @@ class Params(_Frozen):
     train: TrainParams
     registry: RegistryParams
     export: ExportParams
+    monitor: MonitorParams
 
 
 def _first_error(err: ValidationError) -> str:

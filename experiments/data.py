@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,21 +21,30 @@ from experiments.encoding import encode_frame
 if TYPE_CHECKING:
     from core.params import Params
 
-from serving.predictor import CATEGORICAL, NUMERIC, Feature, Schema, records_from_frame
+from serving.predictor import CATEGORICAL, FLOAT32_MAX, NUMERIC, Feature, Schema, records_from_frame
 
 MIN_TEST_ROWS = 2
+# A text column whose values are (nearly) all distinct identifies rows rather than describing them: one-hot
+# encoded it is as wide as the table, and every new row brings a value the model has never seen.
+IDENTIFIER_SHARE = 0.9
+IDENTIFIER_MIN_ROWS = 20
 
 
-def load_table(path: Path, target: str) -> pd.DataFrame:
+def load_table(path: Path, target: str, *, ignore: Sequence[str] = (), max_categories: int | None = None,
+               ) -> pd.DataFrame:
     """Read a CSV and check it can train a regressor on ``target``.
 
     Every cell is read as text first, then each column becomes numeric only if all its non-empty cells are
     finite numbers; otherwise it is categorical text ("True"/"False" included, as a JSON request would send
-    them). Line numbers in errors are the CSV's own (the header is line 1).
+    them). Columns named in ``ignore`` (``data.ignore``) are dropped unread. Line numbers in errors are the
+    CSV's own (the header is line 1).
 
     Raises:
-        UserError: missing or empty file, duplicate or missing columns, a missing or non-numeric target value,
-            an all-empty column, a column mixing numbers and text, a non-finite number.
+        UserError: missing or empty file, a file that looks ';'- or tab-delimited, duplicate or missing columns,
+            an ignored column that is not there, a missing or non-numeric target value, a constant target, an
+            all-empty column, a column mixing numbers and text, a number that is not finite or beyond float32
+            (what XGBoost trains in), an identifier-like text column, a text column with more than
+            ``max_categories`` distinct values.
     """
     path = Path(path)
     if not path.is_file():
@@ -49,13 +59,48 @@ def load_table(path: Path, target: str) -> pd.DataFrame:
         raise UserError(f"{path}: not a readable CSV ({str(err).strip().splitlines()[-1]})") from None
     if raw.empty:
         raise UserError(f"{path}: the CSV has a header but no rows")
+    _refuse_other_delimiters(path, list(raw.columns), target)
+    absent = [name for name in ignore if name not in raw.columns]
+    if absent:
+        raise UserError(f"{path}: data.ignore names '{absent[0]}', which is not a column; columns are "
+                        f"{list(raw.columns)}")
+    raw = raw.drop(columns=list(ignore))
     if target not in raw.columns:
         raise UserError(f"{path}: target column '{target}' not found; columns are {list(raw.columns)}")
     if len(raw.columns) < 2:
         raise UserError(f"{path}: no feature columns besides the target '{target}'")
     frame = pd.DataFrame({column: _typed(raw[column], path, is_target=column == target)
                           for column in raw.columns})
+    if frame[target].nunique() == 1:
+        raise UserError(f"{path}: target '{target}' is {frame[target].iloc[0]:g} on every row: there is nothing "
+                        f"to learn (and R² is undefined)")
+    for column in frame.columns:
+        if column != target and isinstance(frame[column].dtype, pd.CategoricalDtype):
+            _refuse_unservable_categories(path, frame[column], max_categories)
     return frame
+
+
+def _refuse_other_delimiters(path: Path, columns: list[str], target: str) -> None:
+    if target in columns or len(columns) != 1:
+        return
+    for delimiter, name in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+        if delimiter in columns[0]:
+            raise UserError(f"{path}: the file looks {name}-delimited (its header is one column, "
+                            f"'{columns[0][:60]}'); save it as comma-separated CSV")
+
+
+def _refuse_unservable_categories(path: Path, values: pd.Series, max_categories: int | None) -> None:
+    """A text column that would make a model refusing every new row, or one as wide as the table."""
+    present = values.dropna()
+    distinct = present.nunique()
+    if len(present) >= IDENTIFIER_MIN_ROWS and distinct >= IDENTIFIER_SHARE * len(present):
+        raise UserError(f"{path}: column '{values.name}' looks like an identifier ({distinct} distinct values in "
+                        f"{len(present)} rows): a model would refuse every new value; drop it from the CSV or "
+                        f"list it under data.ignore in params.yaml")
+    if max_categories is not None and distinct > max_categories:
+        raise UserError(f"{path}: column '{values.name}' has {distinct} categories, more than data.max_categories "
+                        f"({max_categories}): one column each, and any new value refused; list it under "
+                        f"data.ignore in params.yaml, or raise data.max_categories")
 
 
 def _header(path: Path) -> list[str]:
@@ -87,10 +132,16 @@ def _typed(values: pd.Series, path: Path, *, is_target: bool) -> pd.Series:
     parsed = pd.to_numeric(pd.Series(np.asarray(uniques, dtype=object)), errors="coerce")
     numeric = parsed.notna().to_numpy()
     if numeric.all():
-        finite = np.isfinite(parsed.to_numpy(dtype=np.float64))
+        as_float = parsed.to_numpy(dtype=np.float64)
+        finite = np.isfinite(as_float)
         if not finite.all():
             raise UserError(f"{path}: {what} has a non-finite number on line "
                             f"{_first_line(present & ~finite[codes])}")
+        huge = np.abs(as_float) > FLOAT32_MAX
+        if huge.any():
+            first = _first_index(present & huge[codes])
+            raise UserError(f"{path}: {what} has {uniques[codes[first]]} on line {first + 2}, beyond float32 "
+                            f"(±3.4e38), which XGBoost trains in")
         if present.all() and ptypes.is_integer_dtype(parsed):
             return pd.Series(parsed.to_numpy()[codes], name=name)
         floats = parsed.to_numpy(dtype=np.float64)[codes]
@@ -162,7 +213,8 @@ def load_and_split(params: Params) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     Training, the promotion gate, the benchmarks and the tests all score "the test split" through this one
     function, so they can never disagree about which rows it holds.
     """
-    frame = load_table(params.data.path, params.data.target)
+    frame = load_table(params.data.path, params.data.target, ignore=params.data.ignore,
+                       max_categories=params.data.max_categories)
     train, test = split(frame, test_size=params.data.test_size, seed=params.data.split_seed,
                         min_train_rows=params.train.cv_folds * 2)
     return frame, train, test
@@ -174,6 +226,7 @@ class Prepared:
 
     frame: pd.DataFrame
     schema: Schema
+    train_frame: pd.DataFrame  # the training split as read (its reference profile is built from it)
     x_train: np.ndarray
     y_train: np.ndarray
     test_frame: pd.DataFrame  # the test split's feature columns, as loaded
@@ -192,7 +245,8 @@ def prepare(params: Params) -> Prepared:
     frame, train_df, test_df = load_and_split(params)
     schema = infer_schema(frame, target, stats_from=train_df)
     features = schema.names
-    return Prepared(frame=frame, schema=schema, x_train=encode_frame(schema, train_df[features]),
+    return Prepared(frame=frame, schema=schema, train_frame=train_df,
+                    x_train=encode_frame(schema, train_df[features]),
                     y_train=train_df[target].to_numpy(dtype=np.float64), test_frame=test_df[features],
                     x_test=encode_frame(schema, test_df[features]),
                     y_test=test_df[target].to_numpy(dtype=np.float64), data_hash=dvc_data_hash(params.data.path))

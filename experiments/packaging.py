@@ -21,6 +21,7 @@ from mlflow.types import Schema as MlflowSchema
 
 from serving.layout import BOOSTER_FILE, SCHEMA_FILE
 from serving.predictor import NUMERIC, Schema
+from serving.profile import PROFILE_FILE
 
 PYFUNC_FILE = Path(__file__).with_name("mlflow_model.py")
 SERVING_DIR = Path(__file__).resolve().parent.parent / "serving"
@@ -74,12 +75,16 @@ def requirements() -> list[str]:
 
 
 def log_pyfunc(model_dir: Path, schema: Schema, features: pd.DataFrame) -> ModelInfo:
-    """Log the model in ``model_dir`` (booster and schema) to the active run as a pyfunc from code."""
+    """Log the model in ``model_dir`` (booster, schema and reference profile) to the active run as a pyfunc from code.
+
+    The profile rides along as an artifact the pyfunc never reads, so that the registry's export carries it.
+    """
     with tempfile.TemporaryDirectory() as code:
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_FILE),
-            artifacts={"booster": str(model_dir / BOOSTER_FILE), "schema": str(model_dir / SCHEMA_FILE)},
+            artifacts={"booster": str(model_dir / BOOSTER_FILE), "schema": str(model_dir / SCHEMA_FILE),
+                       "profile": str(model_dir / PROFILE_FILE)},
             code_paths=[str(predict_package(Path(code)))],
             signature=signature(schema, features),
             input_example=input_example(features),

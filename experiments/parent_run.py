@@ -1,13 +1,21 @@
-"""Owns the training's parent MLflow run: whether a study's run can be resumed, and what it records at the end.
+"""Owns the training's parent MLflow run: who owns it, whether it can be resumed, and what it records at the end.
+
+A run is owned by the process training under it (tag ``training.owner``, ``host:pid:start``, see
+``core.liveness``), which also leaves a sign of life (``training.heartbeat``) at least every
+``HEARTBEAT_S``. Resuming an unfinished study takes its run over only once that owner is dead: killing
+``dvc`` alone leaves the training it started running, and a second ``dvc repro`` would otherwise resume the
+same run and both would register a version. Another host's owner is taken for dead after ``STALE_AFTER_S``
+without a sign of life. The owner checks it still owns the run before it registers.
 
 At the end of a training the parent run holds the best parameters, the test and baseline metrics, lineage
-tags, the table as a dataset input, four plots, ``metrics.json`` and the pyfunc model, which is then
+tags, the table as a dataset input, four plots, ``metrics.json``, the reference profile and the pyfunc model, which is then
 registered as a new version carrying the same lineage tags.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +29,13 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.tracking import MlflowClient
 
+from core import liveness
+from core.cli import UserError
 from core.params import Params
 from experiments import packaging, plots
 from experiments.data import Prepared
 from serving.predictor import Schema
+from serving.profile import PROFILE_FILE
 
 # What the parent run logs of a big table: a sample for the dataset's schema, a sample for the scatter plots.
 DATASET_SAMPLE_ROWS = 1000
@@ -62,6 +73,65 @@ def live_run(client: MlflowClient, run_id: str | None) -> str | None:
     return None if run.info.lifecycle_stage == "deleted" else run_id
 
 
+OWNER_TAG = "training.owner"
+HEARTBEAT_TAG = "training.heartbeat"
+HEARTBEAT_S = 60.0
+STALE_AFTER_S = 600.0
+
+
+def claim(client: MlflowClient, run_id: str) -> str | None:
+    """Check that nobody alive is training under ``run_id`` before this process resumes it.
+
+    Returns:
+        Who owned the run and died (to be recorded), or None when the run was not left running.
+
+    Raises:
+        UserError: the run's owner is alive, or on another host showed life less than ``STALE_AFTER_S`` ago.
+    """
+    run = client.get_run(run_id)
+    if run.info.status != "RUNNING":
+        return None
+    owner = liveness.parse(run.data.tags.get(OWNER_TAG))
+    if owner is None:
+        return "an earlier training that stopped without finishing"
+    living = liveness.alive(owner)
+    if living is None:
+        age = time.time() - float(run.data.tags.get(HEARTBEAT_TAG) or 0)
+        if age < STALE_AFTER_S:
+            raise UserError(f"MLflow run {run_id} of this study is being trained by {owner.describe()} (last sign "
+                            f"of life {age:.0f} s ago; taken for dead after {STALE_AFTER_S:.0f} s without one); "
+                            f"wait for it, or stop it there")
+    elif living:
+        raise UserError(f"MLflow run {run_id} of this study is being trained by {owner.describe()}; wait for it to "
+                        f"finish (it registers the model), or stop it (kill {owner.pid}) and run again")
+    return f"{owner.describe()}, which died"
+
+
+def own(client: MlflowClient, run_id: str) -> None:
+    """Record this process as the run's owner, with a first sign of life."""
+    client.set_tag(run_id, OWNER_TAG, str(liveness.me()))
+    client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+
+
+def heartbeat(client: MlflowClient, run_id: str):
+    """An Optuna callback refreshing the run's sign of life, at most once per ``HEARTBEAT_S``."""
+    last = [time.monotonic()]
+
+    def beat(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if time.monotonic() - last[0] >= HEARTBEAT_S:
+            client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+            last[0] = time.monotonic()
+    return beat
+
+
+def check_still_owner(client: MlflowClient, run_id: str) -> None:
+    """Raise ``UserError`` if another training took this run over (it took this process for dead)."""
+    owner = client.get_run(run_id).data.tags.get(OWNER_TAG)
+    if owner != str(liveness.me()):
+        raise UserError(f"MLflow run {run_id} was taken over by another training ({owner}); not registering "
+                        f"a second version from it")
+
+
 def registered_version(client: MlflowClient, name: str, run_id: str) -> str | None:
     """The version of ``name`` registered from training run ``run_id``, if any."""
     try:
@@ -74,6 +144,7 @@ def registered_version(client: MlflowClient, name: str, run_id: str) -> str | No
 def record(outcome: Outcome, *, model_dir: Path, metrics_file: Path) -> str:
     """Log the outcome to the active run, register its model and return the new version number."""
     params, schema, data = outcome.params, outcome.schema, outcome.data
+    check_still_owner(mlflow.tracking.MlflowClient(), mlflow.active_run().info.run_id)
     mlflow.log_params({f"best.{k}": v for k, v in outcome.best_params.items()} | {
         "best.rounds": outcome.rounds, "n_trials": params.train.n_trials, "cv_folds": params.train.cv_folds,
         "seed": params.train.seed, "test_size": params.data.test_size})
@@ -82,6 +153,7 @@ def record(outcome: Outcome, *, model_dir: Path, metrics_file: Path) -> str:
     mlflow.log_input(_dataset(outcome), context="training")
     _log_plots(outcome)
     mlflow.log_artifact(str(metrics_file))
+    mlflow.log_artifact(str(model_dir / PROFILE_FILE))  # the reference profile, readable without the model
 
     info = packaging.log_pyfunc(model_dir, schema, data.frame[schema.names])
     metrics = outcome.metrics

@@ -219,9 +219,10 @@ def make_objective(x: np.ndarray, y: np.ndarray, params: Params):
     folds = cv.Folds(x, y, cfg)
 
     def objective(trial: optuna.Trial) -> float:
-        sampled = suggest(trial, cfg.search_space)
-        # Which machine and process ran a trial, for a team reading a shared study (and a test killing one).
+        # Which machine and process ran a trial, for a team reading a shared study, and for a resumed training
+        # closing the trials of a process that died (set first: sampling may take a while).
         trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+        sampled = suggest(trial, cfg.search_space)
 
         def report(fold: int, rmse: float) -> None:
             trial.report(rmse, fold)

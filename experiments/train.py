@@ -6,7 +6,7 @@ finished ``train.n_trials`` between them before refitting the best. Environment 
 ``MLFLOW_TRACKING_URI`` (see core/tracking.py) and ``OPTUNA_STORAGE``, the study storage URL, which
 replaces ``train.storage`` (a team database URL holds a password, so it does not belong in params.yaml).
 
-Outputs (DVC's): ``model/`` (booster and schema), ``metrics.json``, ``plots/predictions.csv`` and
+Outputs (DVC's): ``model/`` (booster, schema and reference profile), ``metrics.json``, ``plots/predictions.csv`` and
 ``plots/trials.csv``. The search is ``experiments.search``, the CV ``experiments.cv``, what the parent run
 records ``experiments.parent_run``, the MLflow model ``experiments.packaging``.
 """
@@ -38,6 +38,7 @@ from core.params import Params, load_params, params_option
 from experiments import cv, parent_run, search, trials
 from experiments.data import Prepared, prepare
 from serving.predictor import Predictor, save_model_dir
+from serving.profile import build_profile, write_profile
 
 MODEL_DIR = Path("model")
 METRICS_FILE = Path("metrics.json")
@@ -139,8 +140,13 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
         return replace(result, run_id=parent_id, version=done)
     # An unfinished study resumes under its own parent run; a fresh one (or one whose run is gone, e.g. a
     # different tracking server) gets a new parent run. The run ends FAILED if anything below raises.
+    died = parent_run.claim(client, parent_id) if parent_id else None
     started = mlflow.start_run(run_id=parent_id) if parent_id else mlflow.start_run(run_name=f"train-{sname}")
     with started as run:
+        parent_run.own(client, run.info.run_id)
+        if died:
+            closed = trials.close_dead(study, client, experiment_id, run.info.run_id, died)
+            print(f"resuming study {sname} after {died}; closed {closed} trial(s) it left running", flush=True)
         # Workers read both attributes: which run to log under, and whether their data and settings match.
         study.set_user_attr(search.DIGEST_ATTR, search.search_digest(params, data.data_hash))
         study.set_user_attr(search.PARENT_RUN_ATTR, run.info.run_id)
@@ -156,7 +162,8 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     cfg = params.train
     started = time.monotonic()
     progress = search.Progress(cfg.n_trials)
-    loggers = [clock.timed(trials.trial_logger(ref.client, ref.experiment_id, ref.run_id))] if ref else []
+    loggers = [clock.timed(trials.trial_logger(ref.client, ref.experiment_id, ref.run_id)),
+               clock.timed(parent_run.heartbeat(ref.client, ref.run_id))] if ref else []
     search.run_trials(study, search.make_objective(data.x_train, data.y_train, params), n_trials=cfg.n_trials,
                       timeout_s=cfg.timeout_s, callbacks=[*loggers, progress.update], heartbeat=job.heartbeat,
                       wait_for_others=True)
@@ -186,6 +193,9 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     schema = replace(data.schema, example=example, expected=float(predictor.predict([example])[0]))
     save_model_dir(MODEL_DIR, booster, schema)
     Predictor.from_dir(MODEL_DIR).self_test()
+    # What the monitoring jobs compare live traffic with; it travels with the model (serving/profile.py).
+    write_profile(MODEL_DIR, build_profile(schema, {name: data.train_frame[name].to_numpy() for name in schema.names},
+                                           test_pred))
     _write_dvc_outputs(study, data.y_test, test_pred, metrics)
 
     lineage = {"data_hash": data.data_hash, "git_commit": tracking.git_commit(), "study": study.study_name}

@@ -1,37 +1,51 @@
 """Owns how Optuna trials are recorded in MLflow: one nested child run per trial under the training's run.
 
 The train stage and every worker log the trials they finish through ``trial_logger``; the stage also logs
-the trials whose worker died (``log_lost_trials``), which no callback saw.
+the trials whose worker died (``log_lost_trials``), which no callback saw. A training that resumes after
+its predecessor died closes what that process left open (``close_dead``): its Optuna trials still
+RUNNING become FAIL and are logged as KILLED child runs, and child runs left RUNNING mid-log become
+KILLED, each with a ``killed_reason`` tag.
 """
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
 import optuna
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from experiments.search import from_trial_params
+from core import liveness
+from experiments.search import WORKER_ATTR, from_trial_params
 
 TRIAL_STATE_TAG = "optuna.trial_state"
 TRIAL_NUMBER_TAG = "optuna.trial_number"
 PARENT_TAG = "mlflow.parentRunId"
 RETRY_TAG = "optuna.retry_of"
+KILLED_TAG = "killed_reason"
+# The process logging a trial (``host:pid:start``): a child run it left RUNNING is closed once it is dead.
+LOGGER_TAG = "logged_by"
+# Logging a trial takes milliseconds: another host's child run RUNNING for longer was left by a dead process.
+LOGGING_S = 120.0
+# A trial names its process as its first step: one still unnamed this long after it started was orphaned.
+UNNAMED_S = 5.0
 
 
 def log_trial(client: MlflowClient, *, experiment_id: str, parent_run_id: str, number: int,
-              params: dict[str, Any], metrics: dict[str, float], state: str) -> str:
+              params: dict[str, Any], metrics: dict[str, float], state: str, status: str | None = None) -> str:
     """Record one Optuna trial as a nested child run of the training run, in three round trips."""
     run = client.create_run(experiment_id, run_name=f"trial-{number:03d}", tags={
-        PARENT_TAG: parent_run_id, TRIAL_NUMBER_TAG: str(number), TRIAL_STATE_TAG: state})
+        PARENT_TAG: parent_run_id, TRIAL_NUMBER_TAG: str(number), TRIAL_STATE_TAG: state,
+        LOGGER_TAG: str(liveness.me())})
     client.log_batch(
         run.info.run_id,
         metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
         params=[Param(k, str(v)) for k, v in params.items()],
         tags=[RunTag("booster", str(params.get("booster", "")))],
     )
-    client.set_terminated(run.info.run_id, status="FAILED" if state == "FAIL" else "FINISHED")
+    client.set_terminated(run.info.run_id, status=status or ("FAILED" if state == "FAIL" else "FINISHED"))
     return run.info.run_id
 
 
@@ -80,3 +94,43 @@ def log_lost_trials(study: optuna.Study, client: MlflowClient, experiment_id: st
     for trial in lost:
         log_finished_trial(client, experiment_id, parent_run_id, trial)
     return len(lost)
+
+
+def _died_here(trial: optuna.trial.FrozenTrial) -> bool:
+    worker = trial.user_attrs.get(WORKER_ATTR)
+    if worker is None:
+        # Killed between creating the trial and naming its process, which takes milliseconds.
+        return trial.datetime_start is not None and time.time() - trial.datetime_start.timestamp() > UNNAMED_S
+    host, _, pid = str(worker).rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and liveness.alive(liveness.Owner(host, int(pid), "")) is False
+
+
+def close_dead(study: optuna.Study, client: MlflowClient, experiment_id: str, parent_run_id: str,
+               reason: str) -> int:
+    """Close what a dead process left open under ``parent_run_id``; returns how many trials and runs were closed.
+
+    Only trials whose process ran on this host and is gone are closed: another host's are its heartbeat's
+    business (``experiments.search``), and a journal storage has none, so nobody else would ever close them.
+    """
+    why = f"its process died ({reason}); closed when the training resumed at {time.strftime('%Y-%m-%dT%H:%M:%S')}"
+    closed = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if not _died_here(trial):
+            continue
+        # Optuna has no public call to end another process's trial; the storage's own is what heartbeats use.
+        study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+        run_id = log_trial(client, experiment_id=experiment_id, parent_run_id=parent_run_id, number=trial.number,
+                           params=from_trial_params(trial.params), metrics={}, state="FAIL", status="KILLED")
+        client.set_tag(run_id, KILLED_TAG, why)
+        closed += 1
+    cutoff_ms = (time.time() - LOGGING_S) * 1000
+    for run in trial_runs(client, experiment_id, parent_run_id):
+        if run.info.status != "RUNNING":
+            continue
+        logger = liveness.parse(run.data.tags.get(LOGGER_TAG))
+        living = liveness.alive(logger) if logger is not None else None
+        if living is False or (living is None and run.info.start_time < cutoff_ms):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            client.set_tag(run.info.run_id, KILLED_TAG, why)
+            closed += 1
+    return closed

@@ -17,8 +17,9 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from core.params import load_params
+from infra.nag import synth_or_report
 from infra.settings import settings_from_context
-from infra.stacks import BootstrapStack, ServingStack, StorageStack
+from infra.stacks import AccountStack, BootstrapStack, ServingStack, StorageStack
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "StudentScore"
@@ -65,41 +66,56 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
     account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
     env = cdk.Environment(account=account, region=region) if account and region else None
     prefix = f"{PROJECT}-{settings.name}"
-
-    ServingStack(
-        app,
-        f"{prefix}-Serving",
-        settings=settings,
-        model_tarball=tarball,
-        image_directory=image_directory,
-        alarm_topic_arn=get("alarm_topic_arn"),
-        env=env,
-        description=f"Student score predictions: SageMaker Serverless endpoint + REST API ({settings.name})",
-    )
-    StorageStack(app, f"{prefix}-Storage", env=env, description="DVC remote and MLflow artifact bucket")
-    github_repo = get("github_repo")
-    if github_repo:
-        try:
-            BootstrapStack(
-                app,
-                f"{PROJECT}-Bootstrap",
-                github_repo=github_repo,
-                existing_provider_arn=get("github_oidc_provider_arn"),
-                data_bucket_name=get("data_bucket"),
-                mlflow_tracking_server_arn=get("mlflow_tracking_server_arn"),
-                env=env,
-                description="GitHub Actions OIDC deploy role",
-            )
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+    try:
+        _stacks(app, prefix, settings, tarball, image_directory, env)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     for key, value in {"Project": PROJECT, "Environment": settings.name}.items():
         cdk.Tags.of(app).add(key, value)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     return app
 
 
+def _stacks(app: cdk.App, prefix: str, settings: Any, tarball: Path, image_directory: Path,
+            env: cdk.Environment | None) -> None:
+    get = app.node.try_get_context
+    account = AccountStack(app, f"{PROJECT}-Account", env=env,
+                           description="API Gateway's account-wide CloudWatch logging role (one per account+region)")
+    storage = StorageStack(app, f"{prefix}-Storage", capture_retention_days=settings.capture_retention_days, env=env,
+                           description="DVC remote, MLflow artifacts and captured traffic, with the capture stream")
+    serving = ServingStack(
+        app,
+        f"{prefix}-Serving",
+        settings=settings,
+        model_tarball=tarball,
+        image_directory=image_directory,
+        alarm_email=get("alarm_email") or None,
+        capture_stream=storage.capture.stream,
+        capture_drop_fields=load_params(ROOT / "params.yaml").monitor.drop_fields,
+        env=env,
+        description=f"Student score predictions: SageMaker Serverless endpoint + REST API ({settings.name})",
+    )
+    serving.add_stack_dependency(account, "stage logging needs the account's API Gateway CloudWatch role")
+    github_repo = get("github_repo")
+    if github_repo:
+        environments = [e.strip() for e in str(get("github_environments") or "dev,prod").split(",") if e.strip()]
+        BootstrapStack(
+            app,
+            f"{PROJECT}-Bootstrap",
+            github_repo=github_repo,
+            environments=environments,
+            existing_provider_arn=get("github_oidc_provider_arn"),
+            data_bucket_name=get("data_bucket"),
+            mlflow_tracking_server_arn=get("mlflow_tracking_server_arn"),
+            mlflow_artifact_uri=get("mlflow_artifact_uri"),
+            env=env,
+            description="GitHub Actions OIDC deploy role",
+        )
+
+
 def main() -> int:
-    """Synthesize into the directory the CDK CLI asks for; one line on stderr for a configuration error."""
+    """Synthesize into the directory the CDK CLI asks for; one line on stderr per configuration error or
+    unacknowledged cdk-nag finding, never a traceback."""
     try:
         app = build_app()
     except ConfigError as error:
@@ -107,8 +123,7 @@ def main() -> int:
         return 1
     if not app.node.try_get_context("github_repo"):
         print("note: no -c github_repo=OWNER/REPO, so the bootstrap stack is left out", file=sys.stderr)
-    app.synth()
-    return 0
+    return synth_or_report(app)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,16 @@ arguments, so the same code builds both environments.
 
 Other context keys, read in ``infra/app.py``: ``model_tarball`` (default: params.yaml ``export.path``),
 ``serving_dir`` (default ``serving/``), ``github_repo`` (OWNER/REPO, enables the bootstrap stack),
-``github_oidc_provider_arn`` (import an existing provider instead of creating one), ``data_bucket`` and
-``mlflow_tracking_server_arn`` (what the deploy role may read and log to), ``alarm_topic_arn``.
+``github_oidc_provider_arn`` (import an existing provider instead of creating one), ``github_environments``
+(the GitHub environments whose jobs may assume the deploy role, default ``dev,prod``), ``data_bucket``,
+``mlflow_tracking_server_arn`` and ``mlflow_artifact_uri`` (what the deploy role may read and log to), and
+``alarm_email`` (subscribed to the serving stack's alarm topic).
+
+Canary: every model change reaches the endpoint as a blue/green deployment with CANARY traffic shifting
+(AWS: "Use canary traffic shifting", https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-blue-green-canary.html):
+``canary_percent`` of the traffic goes to the new fleet for ``canary_wait_s`` seconds, then all of it for
+another ``canary_wait_s`` (the final baking period); a rollback alarm firing in either period sends all traffic
+back to the old fleet. AWS: "the canary size should be less than or equal to 50% of the new fleet's capacity".
 """
 
 from __future__ import annotations
@@ -19,6 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+# The rollback alarms (infra/monitoring) look at one-minute periods and need up to three of them to fire; a
+# baking period shorter than that would end before they could.
+ALARM_PERIOD_S = 60
+ROLLBACK_ALARM_WINDOW_S = 3 * ALARM_PERIOD_S
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,17 @@ class EnvironmentSettings:
     max_records: int
     alarm_model_latency_ms: int
     alarm_error_count: int
+    alarm_client_error_count: int
+    alarm_overhead_latency_ms: int
+    alarm_model_setup_ms: int
+    alarm_concurrency_utilization: float
+    canary_percent: int
+    canary_wait_s: int
+    # Monitoring: capture predict traffic to Firehose (off: no stream permission, no capture), the share of
+    # requests captured, and how long captures are kept in the bucket.
+    capture_enabled: bool
+    capture_share: float
+    capture_retention_days: int
 
     def __post_init__(self) -> None:
         if self.endpoint_memory_mb not in SERVERLESS_MEMORY_MB:
@@ -49,6 +72,20 @@ class EnvironmentSettings:
         if not math.isfinite(self.throttle_rate) or self.throttle_rate <= 0 or self.throttle_burst < 1 \
                 or self.max_records < 1:
             raise ValueError("throttle_rate, throttle_burst and max_records must be positive")
+        if not 1 <= self.canary_percent <= 50:
+            raise ValueError(f"canary_percent must be 1..50 (AWS: at most half the new fleet), got {self.canary_percent}")
+        if not ROLLBACK_ALARM_WINDOW_S <= self.canary_wait_s <= 3600:
+            raise ValueError(f"canary_wait_s must be {ROLLBACK_ALARM_WINDOW_S}..3600 (long enough for the rollback "
+                             f"alarms, at most SageMaker's WaitIntervalInSeconds), got {self.canary_wait_s}")
+        if not 0 < self.alarm_concurrency_utilization <= 1:
+            raise ValueError("alarm_concurrency_utilization must be in (0, 1]: a share of max concurrency")
+        if min(self.alarm_model_latency_ms, self.alarm_error_count, self.alarm_client_error_count,
+               self.alarm_overhead_latency_ms, self.alarm_model_setup_ms) < 1:
+            raise ValueError("alarm thresholds must be positive")
+        if not 0 <= self.capture_share <= 1:
+            raise ValueError(f"capture_share must be 0..1, got {self.capture_share}")
+        if self.capture_retention_days < 1:
+            raise ValueError(f"capture_retention_days must be at least 1, got {self.capture_retention_days}")
 
 
 ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
@@ -64,6 +101,16 @@ ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
         max_records=100,
         alarm_model_latency_ms=2000,
         alarm_error_count=10,
+        alarm_client_error_count=50,
+        alarm_overhead_latency_ms=5000,
+        # A cold start longer than this no longer fits the Lambda's ~23 s client budget: callers get a 504.
+        alarm_model_setup_ms=20000,
+        alarm_concurrency_utilization=0.8,
+        canary_percent=50,
+        canary_wait_s=300,
+        capture_enabled=True,
+        capture_share=1.0,
+        capture_retention_days=30,
     ),
     "prod": EnvironmentSettings(
         name="prod",
@@ -77,6 +124,15 @@ ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
         max_records=100,
         alarm_model_latency_ms=1000,
         alarm_error_count=1,
+        alarm_client_error_count=20,
+        alarm_overhead_latency_ms=2000,
+        alarm_model_setup_ms=20000,
+        alarm_concurrency_utilization=0.8,
+        canary_percent=10,
+        canary_wait_s=600,
+        capture_enabled=True,
+        capture_share=1.0,
+        capture_retention_days=90,
     ),
 }
 

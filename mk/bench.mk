@@ -3,7 +3,7 @@
 # BENCH_ARGS passes flags through, e.g. `make bench BENCH_ARGS=--quick` for a smoke run.
 BENCH_ARGS ?=
 
-.PHONY: bench bench-deps
+.PHONY: bench bench-deps bench-reliability
 bench-deps: ## install Debian's wrk, the load generator (make test needs it for the benchmark's own test)
 	@if command -v wrk >/dev/null; then echo "wrk already installed"; else \
 		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
@@ -16,3 +16,6 @@ bench: data bench-deps ## benchmarks vs the reference design (≈5 min, 2 CPUs, 
 .PHONY: bench-scale
 bench-scale: data ## training from 6.6k to 1.32M rows: wall, memory, RMSE vs the floor, logging vs the MLflow idiom (≈40 min): benchmarks/results/scale.{json,md}
 	$(PY) -m benchmarks.scale $(BENCH_ARGS)
+
+bench-reliability: data bench-deps ## the fuzzing and fault-injection suite at volume (≈25 min): benchmarks/results/reliability.{json,md}
+	$(PY) -m benchmarks.reliability $(BENCH_ARGS)

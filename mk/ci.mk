@@ -1,12 +1,30 @@
-# CI glue for .github/workflows: the workflow checks, the PR metrics diff, the release steps (S3 data, gated
-# promote, deploy with outputs, smoke test) and the job summary. Every target also runs locally after
-# `make setup`: what would go to $GITHUB_STEP_SUMMARY goes to stdout when that variable is unset.
+# CI glue for .github/workflows: the workflow checks, the PR metrics diff, the release steps and the job
+# summary. Every target also runs locally after `make setup`: what would go to $GITHUB_STEP_SUMMARY goes to
+# stdout when that variable is unset.
+#
+# A release keeps the registry on what is served: release-gate (the gate as a dry run; nothing moves) ->
+# release-export (the candidate's bundle) -> deploy -> smoke (the API must answer with the candidate's
+# X-Model-Version) -> release-promote (only now does production move) -> verify-release (the API answers with
+# production's version). If any step fails, release-restore puts production's version back on the endpoint
+# unless verify-release already holds. DEPLOY_TARGET is the deploy step restore uses: `deploy` (AWS) in CI,
+# `stand-in-deploy` (the local chain) in the tests and for a local rehearsal.
 #
 # Variables: DVC_REMOTE (the DVC remote `make data` pulls from; CI sets the S3 one), BASE_REF (metrics-diff's
-# base revision), PROMOTE_VERSION / PROMOTE_FORCE / PROMOTE_REASON (ci-promote), CDK_OUTPUTS (the deploy's
-# outputs file), SMOKE_URL / SMOKE_ARGS / SMOKE_API_KEY (smoke).
+# base revision), PROMOTE_VERSION / PROMOTE_FORCE / PROMOTE_REASON (release-gate, ci-promote), CDK_OUTPUTS (the
+# deploy's outputs file), SMOKE_URL / SMOKE_ARGS / SMOKE_API_KEY (smoke, verify-release), RELEASE_DIR.
 WORKFLOWS = $(wildcard .github/workflows/*.yml)
-CI_PLACEHOLDER_TAR := dist/ci/placeholder-model.tar.gz
+RELEASE_DIR ?= dist/release
+CANDIDATE_FILE = $(RELEASE_DIR)/candidate
+PRODUCTION_TAR = $(RELEASE_DIR)/production.tar.gz
+DEPLOY_TARGET ?= deploy
+# Checks PROMOTE_VERSION / PROMOTE_FORCE (workflow inputs) before use and turns them into flags in $$args.
+CHECK_PROMOTE_INPUTS = \
+	if [ -n "$${PROMOTE_VERSION:-}" ]; then \
+		[[ "$$PROMOTE_VERSION" =~ ^[1-9][0-9]{0,8}$$ ]] \
+			|| { echo "error: PROMOTE_VERSION must be a registered version number, got '$$PROMOTE_VERSION'" >&2; exit 2; }; \
+		args="$$args --version $$PROMOTE_VERSION"; fi; \
+	case "$${PROMOTE_FORCE:-false}" in true) args="$$args --force";; false|'') ;; \
+		*) echo "error: PROMOTE_FORCE must be true or false, got '$$PROMOTE_FORCE'" >&2; exit 2;; esac
 # What can change the metrics; a pull request touching none of it has no metrics diff to show.
 METRICS_PATHS := data.dvc params.yaml dvc.yaml core experiments serving/__init__.py serving/layout.py serving/predictor.py serving/xgb_capi.py
 SUMMARY := "$${GITHUB_STEP_SUMMARY:-/dev/stdout}"
@@ -14,10 +32,11 @@ SUMMARY := "$${GITHUB_STEP_SUMMARY:-/dev/stdout}"
 export PROMOTE_VERSION PROMOTE_FORCE PROMOTE_REASON BASE_REF
 
 .PHONY: workflow-check metrics-diff job-summary smoke ci-promote ci-synth release-preflight \
-	data-from-remote
+	data-from-remote release-gate release-export release-promote verify-release release-restore
 
-workflow-check: ## validate .github/workflows offline: GitHub's workflow schema, then zizmor (medium+ fails)
+workflow-check: ## validate .github offline: the workflow and Dependabot schemas, then zizmor (medium+ fails)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 	$(VENV)/bin/zizmor --offline --no-progress --min-severity medium .github/workflows
 
 # `git diff BASE` (not BASE...HEAD) also counts uncommitted changes locally; in a pull request's merge
@@ -51,12 +70,7 @@ release-preflight: ## fail unless MLFLOW_TRACKING_URI names a shared store (serv
 # environment variables and are checked before use, so a workflow input can never become shell code.
 ci-promote: ## make promote from PROMOTE_VERSION / PROMOTE_FORCE=true; a refusal is written to the job summary
 	@args="--no-export"; \
-	if [ -n "$${PROMOTE_VERSION:-}" ]; then \
-		[[ "$$PROMOTE_VERSION" =~ ^[1-9][0-9]{0,8}$$ ]] \
-			|| { echo "error: PROMOTE_VERSION must be a registered version number, got '$$PROMOTE_VERSION'" >&2; exit 2; }; \
-		args="$$args --version $$PROMOTE_VERSION"; fi; \
-	case "$${PROMOTE_FORCE:-false}" in true) args="$$args --force";; false|'') ;; \
-		*) echo "error: PROMOTE_FORCE must be true or false, got '$$PROMOTE_FORCE'" >&2; exit 2;; esac; \
+	$(CHECK_PROMOTE_INPUTS); \
 	reason="$$(printf '%s' "$${PROMOTE_REASON:-}" | tr -cd 'A-Za-z0-9 ._:/()@-')"; \
 	[ -z "$$reason" ] || args="$$args --reason '$$reason'"; \
 	err="$$(mktemp)"; trap 'rm -f "$$err"' EXIT; \
@@ -67,9 +81,46 @@ ci-promote: ## make promote from PROMOTE_VERSION / PROMOTE_FORCE=true; a refusal
 	exit 1
 
 # Synth hashes the model asset and never reads it; a fresh clone has no registry to export a real one from.
-ci-synth: ## make synth with a placeholder model file (for CI, where no model has been exported)
-	@mkdir -p $(dir $(CI_PLACEHOLDER_TAR)) && printf 'placeholder: synth only hashes the model asset\n' > $(CI_PLACEHOLDER_TAR)
-	$(MAKE) --no-print-directory synth MODEL_TAR=$(CI_PLACEHOLDER_TAR)
+ci-synth: placeholder-model ## make synth with a placeholder model file (for CI, where no model has been exported)
+	$(MAKE) --no-print-directory synth MODEL_TAR=$(PLACEHOLDER_TAR)
+
+release-gate: ## the gate as a dry run on PROMOTE_VERSION (or the best for the data): writes the candidate, moves nothing
+	@args=""; \
+	$(CHECK_PROMOTE_INPUTS); \
+	err="$$(mktemp)"; trap 'rm -f "$$err"' EXIT; \
+	if $(PY) -m registry.release $$args --out $(CANDIDATE_FILE) 2>"$$err"; then \
+		cat "$$err" >&2; echo "candidate=$$(cat $(CANDIDATE_FILE))" >> "$${GITHUB_OUTPUT:-/dev/null}"; exit 0; fi; \
+	cat "$$err" >&2; \
+	line="$$(grep '^error: ' "$$err" | tail -n 1)"; line="$${line#error: }"; \
+	{ echo "### Release stopped at the gate (nothing was deployed)"; echo; \
+	  echo "$${line:-the gate failed; see the step log}"; echo; } >> $(SUMMARY); \
+	exit 1
+
+release-export: ## write MODEL_TAR from the candidate release-gate accepted
+	@test -s $(CANDIDATE_FILE) || { echo "error: no release candidate in $(CANDIDATE_FILE); run make release-gate" >&2; exit 1; }
+	$(PY) -m registry.export --version "$$(cat $(CANDIDATE_FILE))" --out $(MODEL_TAR)
+
+release-promote: ## move production to the candidate, once the endpoint serves it (ci-promote with the candidate's version)
+	@test -s $(CANDIDATE_FILE) || { echo "error: no release candidate in $(CANDIDATE_FILE); run make release-gate" >&2; exit 1; }
+	PROMOTE_VERSION="$$(cat $(CANDIDATE_FILE))" $(MAKE) --no-print-directory ci-promote
+
+verify-release: ## the deployed API (SMOKE_URL or CDK_OUTPUTS) answers with the version production names
+	@mkdir -p $(RELEASE_DIR)
+	$(PY) -m registry.export --out $(PRODUCTION_TAR)
+	$(PY) -m infra.smoke $(if $(SMOKE_URL),--url '$(SMOKE_URL)',--outputs-file $(CDK_OUTPUTS)) \
+		--model-tarball $(PRODUCTION_TAR) $(SMOKE_ARGS)
+	@echo "verify-release: the endpoint serves the version production names"
+
+release-restore: ## after a failed release: unless verify-release holds, deploy production's version again (DEPLOY_TARGET)
+	@if $(MAKE) --no-print-directory verify-release; then \
+		echo "release-restore: the endpoint already serves production; nothing to restore"; exit 0; fi; \
+	echo "release-restore: the endpoint does not serve production; deploying production's version again"; \
+	if $(MAKE) --no-print-directory export ARGS="--out $(MODEL_TAR)" && \
+		$(MAKE) --no-print-directory $(DEPLOY_TARGET) && $(MAKE) --no-print-directory verify-release; then \
+		{ echo "### Release failed; production's version was deployed again"; echo; } >> $(SUMMARY); exit 0; fi; \
+	{ echo "### Release failed, and production's version could not be deployed again"; echo; \
+	  echo "The endpoint may not serve what production names; see the step log."; echo; } >> $(SUMMARY); \
+	exit 1
 
 smoke: ## POST a record to the deployed API (URL from CDK_OUTPUTS or SMOKE_URL); expects MODEL_TAR's version if present
 	$(PY) -m infra.smoke $(if $(SMOKE_URL),--url '$(SMOKE_URL)',--outputs-file $(CDK_OUTPUTS)) \

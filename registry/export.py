@@ -1,7 +1,8 @@
 """Owns exporting a registered version as ``model.tar.gz`` (the layout SageMaker unpacks into /opt/ml/model).
 
 The tarball holds ``booster.ubj`` (XGBoost's own format), ``schema.json`` (features, category levels and a
-self-test record) and ``metadata.json`` (registered name, version, run id, data hash, git commit, the run's
+self-test record), ``profile.json`` (the reference profile for monitoring, when the version has one) and
+``metadata.json`` (registered name, version, run id, data hash, git commit, the run's
 test metrics, export time and the sha256 of every file). No pickles. Packing is ``serving.bundle.pack``:
 sorted entries, fixed mtimes and owners, a gzip header without a timestamp, and an atomic rename, so an
 existing tarball is never left half-written.

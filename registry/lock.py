@@ -3,36 +3,64 @@
 Creating a registered model is atomic in every MLflow backend (a unique name in the SQL store, whether
 SQLite or PostgreSQL behind a team server): exactly one of two concurrent creators succeeds. A promotion
 or rollback therefore holds a lock model, ``<name>.promotion-lock``, while it reads production, gates, moves
-the aliases and appends to the history, and deletes it afterwards. A lock older than ``stale_after_s``
-(its holder was killed) is broken, so a crash never blocks releases for good.
+the aliases, appends to the history and exports, and deletes it afterwards. Before it changes anything
+the holder writes its plan on the lock (``Lock.record``), so that whoever finds the lock abandoned can
+finish or undo that change (``registry.recovery``).
+
+The lock names its owner (``core.liveness``): a lock whose owner died on this host is taken over at once;
+another host's is taken for dead ``stale_after_s`` after it was taken. A lock held by a live promotion is
+waited for, and the refusal says who holds it, since when, and when it would be taken for dead.
 """
 
 from __future__ import annotations
 
-import os
-import socket
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 
+from core import liveness
 from core.cli import UserError
 from registry import history
 from registry.versions import Registry
 
 POLL_S = 0.25
+PLAN_TAG = "lock.plan"
 
 
 def lock_name(registry: Registry) -> str:
     return f"{registry.name}.promotion-lock"
 
 
+@dataclass
+class Lock:
+    """The held lock: where to write the plan, and the plan of a dead holder it replaced (if any)."""
+
+    registry: Registry
+    name: str
+    abandoned: dict[str, Any] | None = None
+    abandoned_by: str = ""
+    plans: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, plan: dict[str, Any]) -> None:
+        """Write what this promotion is about to change, before it changes it."""
+        try:
+            self.registry.client.set_registered_model_tag(self.name, PLAN_TAG, json.dumps(plan, sort_keys=True))
+        except MlflowException as err:
+            raise UserError(f"recording the promotion plan: {str(err.message).splitlines()[0]}") from None
+        self.plans.append(plan)
+
+
 def _try_acquire(registry: Registry, name: str) -> bool:
-    holder = f"{history.who()}@{socket.gethostname()} pid {os.getpid()}"
+    owner = liveness.me()
+    holder = f"{history.who()}@{owner.host} pid {owner.pid}"
     try:
         registry.client.create_registered_model(
-            name, tags={"lock.holder": holder, "lock.since": f"{time.time():.3f}"},
+            name, tags={"lock.holder": holder, "lock.owner": str(owner), "lock.since": f"{time.time():.3f}"},
             description=f"held while a promotion of '{registry.name}' runs; deleted when it ends")
     except MlflowException as err:
         if err.error_code == "RESOURCE_ALREADY_EXISTS":
@@ -41,12 +69,11 @@ def _try_acquire(registry: Registry, name: str) -> bool:
     return True
 
 
-def _holder(registry: Registry, name: str) -> tuple[str, float] | None:
+def _held(registry: Registry, name: str) -> dict[str, str] | None:
     try:
-        tags = registry.client.get_registered_model(name).tags
+        return dict(registry.client.get_registered_model(name).tags)
     except MlflowException:
         return None  # released between our attempt and this look
-    return tags.get("lock.holder", "unknown"), float(tags.get("lock.since", "0") or 0)
 
 
 def _release(registry: Registry, name: str) -> None:
@@ -57,25 +84,52 @@ def _release(registry: Registry, name: str) -> None:
             raise UserError(f"releasing the promotion lock: {str(err.message).splitlines()[0]}") from None
 
 
+def _dead(tags: dict[str, str], stale_after_s: float) -> bool:
+    owner = liveness.parse(tags.get("lock.owner"))
+    living = liveness.alive(owner) if owner is not None else None
+    if living is not None:
+        return not living
+    return time.time() - float(tags.get("lock.since", "0") or 0) > stale_after_s
+
+
+def _busy(registry: Registry, tags: dict[str, str] | None, stale_after_s: float) -> str:
+    if tags is None:
+        return f"the promotion lock of '{registry.name}' is held by another promotion; try again"
+    since = float(tags.get("lock.since", "0") or 0)
+    owner = liveness.parse(tags.get("lock.owner"))
+    state = ("owner unknown" if owner is None else "alive" if liveness.alive(owner) else "on another host")
+    taken = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+    if state == "alive":
+        return (f"the promotion lock of '{registry.name}' is held by {tags.get('lock.holder', 'unknown')} "
+                f"({state}) since {taken}; try again when it has finished")
+    expires = since + stale_after_s - time.time()
+    return (f"the promotion lock of '{registry.name}' is held by {tags.get('lock.holder', 'unknown')} ({state}) "
+            f"since {taken}; it is taken for dead in {max(expires, 0):.0f} s if it does not finish first")
+
+
 @contextmanager
-def promotion_lock(registry: Registry, *, wait_s: float = 120.0, stale_after_s: float = 900.0) -> Iterator[None]:
+def promotion_lock(registry: Registry, *, wait_s: float = 120.0, stale_after_s: float = 900.0) -> Iterator[Lock]:
     """Hold the registry-wide promotion lock of ``registry.name`` for the duration of the block.
 
     Raises:
-        UserError: another promotion held the lock for all of ``wait_s``.
+        UserError: a live promotion held the lock for all of ``wait_s``; the message says who and until when.
     """
     name = lock_name(registry)
     deadline = time.monotonic() + wait_s
+    lock = Lock(registry, name)
     while not _try_acquire(registry, name):
-        held = _holder(registry, name)
-        if held is not None and time.time() - held[1] > stale_after_s:
-            _release(registry, name)  # its holder died mid-promotion; the aliases were moved or not, atomically
+        tags = _held(registry, name)
+        if tags is not None and _dead(tags, stale_after_s):
+            # Its holder died mid-promotion: keep its plan for the caller to finish, then take the lock over.
+            plan = tags.get(PLAN_TAG)
+            lock.abandoned = json.loads(plan) if plan else None
+            lock.abandoned_by = tags.get("lock.holder", "unknown")
+            _release(registry, name)
             continue
         if time.monotonic() > deadline:
-            who = held[0] if held else "another promotion"
-            raise UserError(f"the promotion lock of '{registry.name}' is held by {who}; try again later")
+            raise UserError(_busy(registry, tags, stale_after_s))
         time.sleep(POLL_S)
     try:
-        yield
+        yield lock
     finally:
         _release(registry, name)

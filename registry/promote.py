@@ -9,12 +9,18 @@ deprecated stages. Everything that can fail (artifacts, scoring) is checked befo
 refused or failed promotion leaves the aliases as they were. The gate's decision and scores are tagged on
 the candidate (``gate.*``); each promotion and rollback is appended to the history, kept as registered-model
 tags ``history.NNNNNN`` (see registry/history.py).
+
+A change holds the promotion lock and writes its plan on it before the first alias moves
+(``registry.lock``); a promotion killed part-way is finished, or undone, by the next one to take the lock
+(``registry.recovery``), which says so before doing its own work.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+import uuid
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,7 @@ from core import tracking
 from core.cli import UserError, run_cli
 from core.lineage import dvc_data_hash
 from core.params import Params, load_params, params_option
-from registry import gate, history
+from registry import gate, history, recovery
 from registry.export import write_tarball
 from registry.lock import promotion_lock
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
@@ -79,9 +85,21 @@ def _move(registry: Registry, params: Params, to: ModelVersion, replaced: ModelV
         registry.client.set_registered_model_alias(registry.name, params.registry.alias, to.version)
 
 
+Journal = Callable[[dict[str, Any]], None]
+
+
+def _plan(registry: Registry, params: Params, event: dict[str, Any], export: bool) -> dict[str, Any]:
+    """What a change is about to do, written on the lock first so that a killed change can be finished."""
+    previous = registry.by_alias(params.registry.previous_alias)
+    return {"id": event["promotion_id"], "action": event["action"], "alias": params.registry.alias,
+            "previous_alias": params.registry.previous_alias, "to": event["to"], "from": event["from"],
+            "previous_before": str(previous.version) if previous is not None else None, "event": event,
+            "export": str(params.export.path) if export else None}
+
+
 def _event(action: str, replaced: ModelVersion | None, to: ModelVersion, reason: str | None,
            verdict: gate.Verdict | None, decision: str | None, at: str) -> dict[str, Any]:
-    return {"who": history.who(), "when": at, "action": action,
+    return {"who": history.who(), "when": at, "action": action, "promotion_id": uuid.uuid4().hex[:12],
             "from": str(replaced.version) if replaced is not None else None, "to": str(to.version), "reason": reason,
             "decision": decision, "candidate_rmse": verdict.candidate_rmse if verdict else None,
             "production_rmse": verdict.production_rmse if verdict else None}
@@ -114,7 +132,7 @@ def _score_production(registry: Registry, current: ModelVersion, tests: gate.Tes
 
 
 def promote(params: Params, registry: Registry, version: int | None, *, force: bool, dry_run: bool,
-            reason: str | None, export: bool) -> None:
+            reason: str | None, export: bool, journal: Journal | None = None) -> None:
     """Gate a candidate against production and, if it passes, move the aliases and export it."""
     data_hash = dvc_data_hash(params.data.path)
     candidate = pick_candidate(registry, version, data_hash)
@@ -154,9 +172,12 @@ def promote(params: Params, registry: Registry, version: int | None, *, force: b
                        + "; nothing changed")
             return
         at = history.now()
+        event = _event("promote", current, candidate, reason, verdict, decision, at)
+        if journal is not None:
+            journal(_plan(registry, params, event, export))
         _record_gate(registry, candidate, decision, verdict, data_hash, at)
         _move(registry, params, candidate, current)
-        history.append(registry, _event("promote", current, candidate, reason, verdict, decision, at))
+        history.append(registry, event)
         click.echo(f"promoted {registry.name} version {candidate.version} to @{params.registry.alias}"
                    + (f" (version {current.version} is now @{params.registry.previous_alias})" if current else ""))
         if export:
@@ -172,7 +193,8 @@ def _summary(candidate: ModelVersion, current: ModelVersion | None, verdict: gat
             f"version {current.version} RMSE {verdict.production_rmse:.4f} (tolerance {verdict.tolerance:.4f})")
 
 
-def rollback(params: Params, registry: Registry, *, dry_run: bool, reason: str | None, export: bool) -> None:
+def rollback(params: Params, registry: Registry, *, dry_run: bool, reason: str | None, export: bool,
+             journal: Journal | None = None) -> None:
     """Give production back to the version holding `previous`; the replaced version becomes `previous`."""
     alias, previous_alias = params.registry.alias, params.registry.previous_alias
     current = registry.by_alias(alias)
@@ -196,9 +218,11 @@ def rollback(params: Params, registry: Registry, *, dry_run: bool, reason: str |
             click.echo(f"dry run: would move @{alias} from version {current.version} to version {target.version} "
                        f"and @{previous_alias} to version {current.version}; nothing changed")
             return
-        at = history.now()
+        event = _event("rollback", current, target, reason, scores, "rollback", history.now())
+        if journal is not None:
+            journal(_plan(registry, params, event, export))
         _move(registry, params, target, current)
-        history.append(registry, _event("rollback", current, target, reason, scores, "rollback", at))
+        history.append(registry, event)
         click.echo(f"rolled back {registry.name}: version {target.version} holds @{alias}, "
                    f"version {current.version} holds @{previous_alias}")
         if export:
@@ -236,11 +260,16 @@ def cli(params_file: Path, version: int | None, dry_run: bool, force: bool, do_r
         return
     # A dry run changes nothing, so it needs no lock; a real change holds it from reading production to the
     # last history entry, so two concurrent promotions are serialised, never interleaved.
-    with nullcontext() if dry_run else promotion_lock(registry):
+    with nullcontext() if dry_run else promotion_lock(registry) as lock:
+        if lock is not None and lock.abandoned_by:
+            click.echo(recovery.finish(registry, lock.abandoned, lock.abandoned_by) if lock.abandoned else
+                       f"the promotion lock was held by {lock.abandoned_by}, which died before changing anything")
+        journal = lock.record if lock is not None else None
         if do_rollback:
-            rollback(params, registry, dry_run=dry_run, reason=reason, export=not no_export)
+            rollback(params, registry, dry_run=dry_run, reason=reason, export=not no_export, journal=journal)
         else:
-            promote(params, registry, version, force=force, dry_run=dry_run, reason=reason, export=not no_export)
+            promote(params, registry, version, force=force, dry_run=dry_run, reason=reason, export=not no_export,
+                    journal=journal)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,10 +23,13 @@ from core.cli import UserError
 from core.params import Params
 from serving.layout import BOOSTER_FILE, SCHEMA_FILE, ModelError
 from serving.predictor import Predictor
+from serving.profile import PROFILE_FILE
 
 # Where train.py logs the booster and schema inside the registered model's directory.
 ARTIFACTS_SUBDIR = "artifacts"
 MODEL_FILES = (BOOSTER_FILE, SCHEMA_FILE)
+# Fetched when the version has it: versions trained before reference profiles existed do not.
+OPTIONAL_FILES = (PROFILE_FILE,)
 
 
 @contextlib.contextmanager
@@ -96,7 +99,8 @@ def open_registry(params: Params) -> Registry:
 
 
 def fetch_model(registry: Registry, mv: ModelVersion, workdir: Path) -> tuple[Path, Predictor]:
-    """Download a version's booster and schema into ``workdir/model`` and prove they load and self-test.
+    """Download a version's booster, schema and (if it has one) reference profile into ``workdir/model``, and
+    prove the model loads and self-tests.
 
     Nothing else is copied, so the folder is exactly what a bundle carries before its metadata.
 
@@ -125,6 +129,10 @@ def fetch_model(registry: Registry, mv: ModelVersion, workdir: Path) -> tuple[Pa
         if not found.is_file():
             raise UserError(f"{what}: {ARTIFACTS_SUBDIR}/{filename} is missing from the artifact store")
         shutil.copyfile(found, model_dir / filename)
+    for filename in OPTIONAL_FILES:
+        found = download / ARTIFACTS_SUBDIR / filename
+        if found.is_file():
+            shutil.copyfile(found, model_dir / filename)
     try:
         predictor = Predictor.from_dir(model_dir)
         predictor.self_test()

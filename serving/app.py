@@ -4,8 +4,8 @@ Every response, errors included, carries the model headers of the wire contract 
 ``X-Model-Name``, ``X-Model-Version``, ``X-Data-Hash`` and the same as SageMaker custom attributes) from the
 bundle's ``metadata.json``, so any answer can be traced to the registered version and its training data.
 Errors are JSON ``{"error": ..., "field": ..., "row": ...}``: bad records or bodies 400, unknown path 404,
-wrong method 405, unsupported ``Accept`` 406, body over the limit 413, unsupported ``Content-Type`` 415,
-no model loaded 503. A 500 means a bug in this code, never bad input.
+wrong method 405, a body that stopped arriving 408, unsupported ``Accept`` 406 (media-type parameters such as ``charset`` are ignored), body
+over the limit 413, unsupported ``Content-Type`` or a ``Content-Encoding`` (gzip...) 415, no model loaded 503. A 500 means a bug in this code, never bad input.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.http import parse_accept_header
 
 from serving import codecs, contract
 from serving.predictor import Predictor, SchemaError
@@ -36,11 +38,21 @@ def error_response(status: int, message: str, *, field: str | None = None, row: 
     return Response(body, status=status, mimetype=codecs.JSON)
 
 
+def _without_parameters(media_range: str) -> str:
+    """``type/subtype`` and its q-value only: ``application/json; charset=utf-8`` is ``application/json``."""
+    kind, *parameters = media_range.split(";")
+    weight = [p for p in parameters if p.strip().lower().startswith("q=")]
+    return ";".join([kind, *weight[:1]])
+
+
 def _response_type() -> str | None:
-    accept = request.accept_mimetypes
+    header = request.headers.get("Accept", "")
     # No Accept header means the client takes anything; werkzeug would otherwise match nothing.
-    if not accept:
+    if not header.strip():
         return codecs.JSON
+    # Werkzeug matches a range carrying parameters (charset=utf-8, as many clients send) only to an offer
+    # with the same parameters, so ours would never match; only the type and its q-value decide here.
+    accept = parse_accept_header(",".join(map(_without_parameters, header.split(","))), MIMEAccept)
     return accept.best_match(codecs.RESPONSE_TYPES)
 
 
@@ -49,6 +61,8 @@ def base_app(metadata: Mapping[str, Any], *, max_body_bytes: int) -> Flask:
     app = Flask("serving")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     headers = trace_headers(metadata)
+    # The gunicorn worker (serving/worker.py) adds them to the errors it answers before the app is reached.
+    app.config["TRACE_HEADERS"] = headers
 
     @app.after_request
     def add_trace_headers(response: Response) -> Response:
@@ -85,11 +99,17 @@ def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_
         if content_type not in codecs.REQUEST_TYPES:
             return error_response(415, f"unsupported Content-Type '{content_type or '(none)'}'; "
                                        f"use one of {sorted(codecs.REQUEST_TYPES)}")
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            return error_response(415, f"unsupported Content-Encoding '{encoding}'; send the body uncompressed")
         response_type = _response_type()
         if response_type is None:
             return error_response(406, f"cannot answer with Accept '{request.headers.get('Accept')}'; "
                                        f"use one of {list(codecs.RESPONSE_TYPES)}")
-        body = request.get_data(cache=False)
+        try:
+            body = request.get_data(cache=False)
+        except (TimeoutError, ClientDisconnected):  # werkzeug reports the worker's read timeout as a disconnect
+            return error_response(408, "the request body stopped arriving before its Content-Length")
         # A chunked body has no Content-Length: werkzeug stops reading at the limit without complaint, so
         # one more byte on the wire means the body was too large (not merely truncated JSON).
         if (request.content_length is None and len(body) >= max_body_bytes

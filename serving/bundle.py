@@ -6,30 +6,33 @@ A bundle is a flat-or-nested model directory packed at the root of ``model.tar.g
 - ``write_metadata`` records the sha256 of every file next to the caller's lineage fields;
   ``verify`` checks them, so a tampered or truncated file is refused before it is ever loaded.
 - ``pack`` is reproducible (sorted entries, fixed mtimes/owners/modes, gzip header without time or
-  name) and atomic (temp file in the target directory, fsync, rename).
-- ``unpack`` accepts only regular files and directories with relative, ``..``-free names.
+  name) and atomic (temp file in the target directory, fsync, rename); a temp file left by a pack that
+  was killed (SIGKILL gives no chance to clean up) is removed by the next pack into the same place.
+- ``unpack`` accepts only regular files and directories with relative, ``..``-free names, each listed in
+  ``metadata.json`` with its declared size, and writes nothing before all of that is checked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
 import hashlib
-import io
 import json
 import os
 import stat
 import tarfile
 import tempfile
-import zlib
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from serving.layout import METADATA_FILE, REQUIRED_FILES, ModelError
+from serving.unpacking import MAX_UNPACKED_BYTES, check_member_name, unpack
 
-# Far above any model this project trains, low enough that a gzip bomb cannot fill /tmp.
-MAX_UNPACKED_BYTES = 2 * 1024**3
+__all__ = ["MAX_UNPACKED_BYTES", "file_digests", "pack", "read_metadata", "sha256", "unpack", "verify",
+           "write_metadata"]
+
 _CHUNK = 1024 * 1024
 
 
@@ -74,18 +77,20 @@ def file_digests(model_dir: str | Path) -> dict[str, str]:
 
 
 def write_metadata(model_dir: str | Path, info: Mapping[str, Any]) -> dict[str, Any]:
-    """Write ``metadata.json``: ``info`` plus ``"files"``, the sha256 of every other file.
+    """Write ``metadata.json``: ``info`` plus ``"files"`` and ``"sizes"``, the sha256 and size of every other file.
 
     Args:
         model_dir: a directory already holding the model files.
         info: lineage fields (registered_name, version, run_id, data_hash, git_commit, metrics,
-            exported_at); must be JSON-serialisable. A ``"files"`` key in it is replaced.
+            exported_at); must be JSON-serialisable. ``"files"`` and ``"sizes"`` keys in it are replaced.
 
     Returns:
         The metadata as written.
     """
     model_dir = Path(model_dir)
-    metadata = {**info, "files": file_digests(model_dir)}
+    digests = file_digests(model_dir)
+    # The sizes bound what unpacking may write, before it writes anything (see ``unpack``).
+    metadata = {**info, "files": digests, "sizes": {name: (model_dir / name).stat().st_size for name in digests}}
     # Sorted keys and fixed formatting: the same inputs give the same bytes, so re-exports are identical.
     text = json.dumps(metadata, indent=2, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n"
     (model_dir / METADATA_FILE).write_text(text, encoding="utf-8")
@@ -127,7 +132,7 @@ def verify(model_dir: str | Path) -> dict[str, Any]:
         if required not in files:
             raise ModelError(f"{METADATA_FILE} does not list {required}")
     for name, expected in sorted(files.items()):
-        _check_member_name(name)
+        check_member_name(name)
         path = model_dir / name
         if path.is_symlink() or not path.is_file():
             raise ModelError(f"{name}: listed in {METADATA_FILE} but not a regular file in {model_dir}")
@@ -160,7 +165,9 @@ def pack(model_dir: str | Path, out_path: str | Path) -> Path:
     verify(model_dir)
     dirs, files = _walk(model_dir)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    _remove_abandoned(out_path)
+    # The pid in the name tells a later pack whether this temp file's writer is still alive.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.{os.getpid()}.", suffix=".tmp", dir=out_path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
@@ -188,6 +195,25 @@ def pack(model_dir: str | Path, out_path: str | Path) -> Path:
     return out_path
 
 
+def _remove_abandoned(out_path: Path) -> None:
+    """Delete the temp files of packs into ``out_path`` that were killed before they could clean up."""
+    prefix = f".{out_path.name}."
+    for leftover in out_path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = leftover.name.removeprefix(prefix).split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable; not every filesystem allows opening a directory, hence suppress.
     with contextlib.suppress(OSError):
@@ -196,76 +222,3 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _check_member_name(name: str) -> PurePosixPath:
-    """The member's relative path, or ``ModelError`` if it is absolute or climbs out with ``..``."""
-    if not name or name.startswith(("/", "\\")) or "\x00" in name:
-        raise ModelError(f"unsafe path {name!r} in model bundle: absolute or empty")
-    path = PurePosixPath(name)
-    if ".." in path.parts:
-        raise ModelError(f"unsafe path {name!r} in model bundle: contains '..'")
-    return path
-
-
-def _safe_members(tar: tarfile.TarFile, max_bytes: int) -> list[tuple[tarfile.TarInfo, PurePosixPath]]:
-    """Every member checked before anything is written, so a bad archive leaves nothing behind."""
-    members, seen, total = [], set(), 0
-    for member in tar.getmembers():
-        path = _check_member_name(member.name)
-        if path.parts == () or path == PurePosixPath("."):
-            continue  # the "./" entry that `tar -C dir .` writes
-        if not (member.isreg() or member.isdir()):
-            kind = ("symlink" if member.issym() else "hardlink" if member.islnk()
-                    else "device or fifo" if (member.ischr() or member.isblk() or member.isfifo())
-                    else "special entry")
-            raise ModelError(f"unsafe entry {member.name!r} in model bundle: {kind}")
-        if path in seen:
-            raise ModelError(f"duplicate entry {member.name!r} in model bundle")
-        seen.add(path)
-        total += member.size if member.isreg() else 0
-        if total > max_bytes:
-            raise ModelError(f"model bundle unpacks to more than {max_bytes} bytes")
-        members.append((member, path))
-    return members
-
-
-def unpack(tar_path: str | Path, dest_dir: str | Path, *, max_bytes: int = MAX_UNPACKED_BYTES) -> Path:
-    """Extract a model tarball into ``dest_dir`` (created if needed), refusing anything unsafe.
-
-    Refused: absolute names, ``..`` components, symlinks, hardlinks, devices, fifos, duplicates, and
-    archives larger than ``max_bytes`` once unpacked. Nothing is written unless every entry passes.
-
-    Raises:
-        ModelError: one line naming the problem.
-    """
-    tar_path, dest_dir = Path(tar_path), Path(dest_dir)
-    if not tar_path.is_file():
-        raise ModelError(f"{tar_path}: model tarball not found")
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(tar_path, mode="r:*") as tar:
-            members = _safe_members(tar, max_bytes)
-            for member, path in sorted(members, key=lambda item: item[1].parts):
-                target = dest_dir.joinpath(*path.parts)
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                if source is None:
-                    raise ModelError(f"cannot read {member.name!r} from {tar_path}")
-                # O_EXCL|O_NOFOLLOW: never write through a link or over a file planted in dest_dir.
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-                with os.fdopen(fd, "wb") as out, source:
-                    for block in iter(lambda src=source: src.read(_CHUNK), b""):
-                        out.write(block)
-    except ModelError:
-        raise
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, io.UnsupportedOperation) as err:
-        # tarfile's "r:*" lists every compression it tried on separate lines; the first says enough.
-        reason = (str(err).splitlines() or [type(err).__name__])[0].rstrip(":")
-        raise ModelError(f"{tar_path}: not a readable model tarball ({reason})") from None
-    except OSError as err:
-        raise ModelError(f"{tar_path}: cannot unpack into {dest_dir} ({err.strerror or err})") from None
-    return dest_dir

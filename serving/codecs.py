@@ -17,7 +17,12 @@ An empty request (no records) is refused: a caller sending nothing has made a mi
 JSON is parsed with orjson, more than twice as fast as the standard library on record lists. What orjson
 refuses but the standard library reads (``NaN`` and ``Infinity`` literals, numbers beyond a double, lone
 surrogates) is read by the standard library, whose verdict stands. The one difference left: an integer
-beyond 64 bits arrives as a float, the same double the model would be given.
+beyond 64 bits arrives as a float, the same double the model would be given. Nesting is bounded by
+orjson's depth limit (``MAX_DEPTH``): a deeper body is a 400 naming the limit, and never reaches the
+standard library's recursive parser.
+
+A compressed body (``Content-Encoding`` other than ``identity``) is refused by the app with 415: SageMaker
+passes no content coding on, and inflating a body would need a second size limit after the first.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ REQUEST_TYPES: dict[str, str] = {
     JSON: JSON, CSV: CSV, JSONLINES: JSONLINES,
     "application/jsonl": JSONLINES, "application/x-jsonlines": JSONLINES,
 }
+# orjson refuses JSON nested deeper than this (its own limit, not configurable), with "depth limit exceeded".
+MAX_DEPTH = 1024
 # Offered in this order, so "*/*" and "application/*" pick JSON.
 RESPONSE_TYPES = (JSON, CSV)
 
@@ -75,8 +82,13 @@ def _from_split(split: Any) -> list[dict[str, Any]]:
 def _loads(text: bytes) -> Any:
     try:
         return orjson.loads(text)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as err:
+        if "depth" in str(err):
+            raise DecodeError(f"malformed JSON: nested deeper than {MAX_DEPTH} levels") from None
+    try:
         return json.loads(text)
+    except RecursionError:  # below orjson's limit but above the interpreter's: still only too deep
+        raise DecodeError(f"malformed JSON: nested deeper than {MAX_DEPTH} levels") from None
 
 
 def decode_json(body: bytes, schema: Schema) -> list[Any]:
@@ -106,6 +118,8 @@ def decode_jsonlines(body: bytes, schema: Schema) -> list[Any]:
             records.append(_loads(line))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DecodeError(f"malformed JSON line: {err}", row=len(records)) from None
+        except DecodeError as err:
+            raise DecodeError(err.message.replace("JSON", "JSON line", 1), row=len(records)) from None
     return records
 
 

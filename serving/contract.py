@@ -3,7 +3,8 @@
 Written once, imported by every hop: the container (``serving/app.py``, ``serving/codecs.py``), the predict
 Lambda (``infra/api/runtime/handler.py``; ``infra/api/runtime/contract.py`` is a link to this file, so it
 ships inside the function's asset), the REST API's request model (``infra/api/infrastructure.py``), the local
-stand-in (``infra/local``) and the smoke test (``infra/smoke``). Standard library only.
+stand-in (``infra/local``) and the smoke test (``infra/smoke``). Standard library only: the Lambda passes in its
+own boto3 client.
 
 - Route: ``POST /{STAGE}/{RESOURCE}`` on the API; the container's own routes are SageMaker's
   ``/ping`` and ``/invocations``.
@@ -13,11 +14,21 @@ stand-in (``infra/local``) and the smoke test (``infra/smoke``). Standard librar
 - Every answer names the model that gave it in ``MODEL_HEADERS``. ``InvokeEndpoint`` passes on none of a
   container's headers but ``CUSTOM_ATTRIBUTES``, so the container sends the same facts there too
   (``model-name=..,model-version=..,data-hash=..``) and the Lambda turns them back into the headers.
+- Capture (monitoring): the Lambda answers with ``REQUEST_ID_HEADER`` and, when capture is on, records one
+  capture record per predicted record and one per refused request (``prediction_records``,
+  ``refusal_record``), sent in the background by ``CaptureSender`` to Firehose or a local folder, laid out
+  as ``capture_partition`` says. The monitoring jobs (``monitoring/``) read exactly these fields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 STAGE = "score"
@@ -73,3 +84,204 @@ def headers_from_attributes(custom_attributes: str | None) -> dict[str, str]:
         if sep and header and value.strip():
             headers[header] = value.strip()
     return headers
+
+
+# --- Capture: what the front door records about each answer, for monitoring (issue 12) -----------------------
+# One JSON line per predicted record, one per refused request. The Lambda (and the stand-in, through the same
+# handler) sends them to an Amazon Data Firehose stream, which writes them under CAPTURE_PREFIX partitioned by
+# CAPTURE_PARTITIONS, or appends them to files in the same layout in a local folder.
+CAPTURE_FORMAT = 1
+CAPTURE_PREFIX = "capture"
+PREDICTION, REFUSAL = "prediction", "refusal"
+REQUEST_ID_HEADER = "X-Request-Id"
+# Partition key -> the jq 1.6 expression Firehose's inline parsing extracts it with (dynamic partitioning).
+CAPTURE_PARTITIONS = {"model": ".model_name", "version": ".model_version", "dt": ".time[0:10]"}
+# PutRecordBatch takes at most 500 records and 4 MiB per call ("PutRecordBatch - Amazon Data Firehose",
+# API reference); a capture line is far below its 1,000 KiB per-record limit.
+FIREHOSE_MAX_RECORDS = 500
+FIREHOSE_MAX_BYTES = 4 * 1024 * 1024
+
+
+def capture_time(epoch_s: float) -> str:
+    """UTC ISO 8601 with milliseconds: ``2026-12-01T15:04:05.123Z`` (sorts as text; its first 10 characters are ``dt``)."""
+    whole = int(epoch_s)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((epoch_s - whole) * 1000):03d}Z"
+
+
+def sampled(request_id: str, share: float) -> bool:
+    """Whether a request is captured: a hash of its id against ``share``, so a retry decides the same way."""
+    if share >= 1.0:
+        return True
+    if share <= 0.0 or not request_id:
+        return False
+    return int.from_bytes(hashlib.sha256(request_id.encode("utf-8")).digest()[:8], "big") < share * 2.0**64
+
+
+def _model(headers: Mapping[str, str]) -> dict[str, str]:
+    return {"model_name": headers.get("X-Model-Name", "unknown"),
+            "model_version": headers.get("X-Model-Version", "unknown"),
+            "data_hash": headers.get("X-Data-Hash", "unknown")}
+
+
+def prediction_records(*, request_id: str, records: Sequence[Mapping[str, Any]], predictions: Sequence[Any],
+                       headers: Mapping[str, str], latency_ms: float, now: float,
+                       drop_fields: Collection[str] = ()) -> list[dict[str, Any]]:
+    """One capture record per predicted record: the input as the model accepted it (less ``drop_fields``).
+
+    Raises:
+        ValueError: the answer does not hold one prediction per record.
+    """
+    if len(records) != len(predictions):
+        raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
+    common = {"capture_format": CAPTURE_FORMAT, "kind": PREDICTION, "request_id": request_id,
+              "time": capture_time(now), **_model(headers), "latency_ms": round(latency_ms, 3)}
+    # NaN is how a JSON body may spell a missing value; a capture line stays strict JSON (Firehose parses it).
+    return [{**common, "row": row, "prediction": prediction,
+             "record": {k: None if v != v else v for k, v in record.items() if k not in drop_fields}}
+            for row, (record, prediction) in enumerate(zip(records, predictions, strict=True))]
+
+
+def refusal_record(*, request_id: str, status: int, error: str, records: int | None, now: float,
+                   headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One capture record for a refused request: why, and how many records it held; never the input itself."""
+    return {"capture_format": CAPTURE_FORMAT, "kind": REFUSAL, "request_id": request_id, "time": capture_time(now),
+            **_model(headers or {}), "status": status, "error": error[:500], "records": records}
+
+
+def partition_value(value: Any) -> str:
+    """A value as it appears in a partition folder name: letters, digits, ``.``, ``_`` and ``-`` only."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in str(value)) or "unknown"
+
+
+def capture_partition(record: Mapping[str, Any]) -> str:
+    """``capture/model=NAME/version=V/dt=YYYY-MM-DD``: where a capture record lands, locally as on S3."""
+    values = {"model": record.get("model_name"), "version": record.get("model_version"),
+              "dt": str(record.get("time", ""))[:10]}
+    return "/".join([CAPTURE_PREFIX, *(f"{key}={partition_value(values[key])}" for key in CAPTURE_PARTITIONS)])
+
+
+def capture_line(record: Mapping[str, Any]) -> bytes:
+    """A capture record as one JSON line (Firehose concatenates records, so each carries its newline)."""
+    return (json.dumps(record, separators=(",", ":"), allow_nan=False, default=str) + "\n").encode("utf-8")
+
+
+def firehose_put(client: Any, stream: str) -> Callable[[list[bytes]], int]:
+    """A sink for ``CaptureSender``: ``PutRecordBatch`` into ``stream`` with the caller's boto3 client.
+
+    Returns the number of lines not accepted; a call that raises loses the whole batch (the sender counts it).
+    """
+    def put(lines: list[bytes]) -> int:
+        answer = client.put_record_batch(DeliveryStreamName=stream, Records=[{"Data": line} for line in lines])
+        return int(answer.get("FailedPutCount", 0))
+    return put
+
+
+def folder_put(root: str | os.PathLike[str]) -> Callable[[list[bytes]], int]:
+    """A sink for ``CaptureSender``: append each line to ``ROOT/<partition>/part-<pid>.jsonl``."""
+    def put(lines: list[bytes]) -> int:
+        by_file: dict[str, list[bytes]] = {}
+        for line in lines:
+            folder = os.path.join(root, capture_partition(json.loads(line)))
+            by_file.setdefault(os.path.join(folder, f"part-{os.getpid()}.jsonl"), []).append(line)
+        for path, chunk in by_file.items():
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "ab") as handle:
+                handle.write(b"".join(chunk))
+        return 0
+    return put
+
+
+class CaptureSender:
+    """Sends capture lines from a background thread, so capturing never delays or changes an answer.
+
+    ``submit`` only queues (a full queue drops and counts); the thread sends what has queued up in batches of
+    at most ``FIREHOSE_MAX_RECORDS`` lines and ``FIREHOSE_MAX_BYTES``, waiting up to ``linger_s`` after a
+    batch's first line for more (fewer, larger puts; records wait that much longer). Failures are counted, never raised, and
+    reported through ``on_error`` (one log line per failed batch) and ``take_failed`` (for a metric).
+    """
+
+    def __init__(self, put: Callable[[list[bytes]], int], *, max_queue: int = 10_000, linger_s: float = 0.0,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self._put, self._on_error, self._linger_s = put, on_error, linger_s
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=max_queue)
+        self._lock = threading.Lock()
+        self._failed = self._sent = 0
+        self._carry: bytes | None = None
+        self._thread = threading.Thread(target=self._run, name="capture-sender", daemon=True)
+        self._thread.start()
+
+    def submit(self, lines: Iterable[bytes]) -> int:
+        """Queue lines for sending without waiting; returns how many were dropped because the queue was full."""
+        dropped = 0
+        for line in lines:
+            try:
+                self._queue.put_nowait(line)
+            except queue.Full:
+                dropped += 1
+        if dropped:
+            self._count(failed=dropped, reason=f"capture queue full: {dropped} record(s) dropped")
+        return dropped
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every queued line has been sent or given up on; False if ``timeout_s`` ran out first."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def take_failed(self) -> int:
+        """Lines lost since the last call (failed puts, full queue): the handler turns them into a metric."""
+        with self._lock:
+            failed, self._failed = self._failed, 0
+        return failed
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+    def _count(self, *, failed: int = 0, sent: int = 0, reason: str | None = None) -> None:
+        with self._lock:
+            self._failed += failed
+            self._sent += sent
+        if reason and self._on_error is not None:
+            try:
+                self._on_error(reason)
+            except Exception:  # noqa: S110 - a broken logger must not stop the sender
+                pass
+
+    def _batch(self) -> list[bytes]:
+        # A line that would overflow this batch's bytes opens the next one (it stays unfinished until sent).
+        first = self._carry if self._carry is not None else self._queue.get()
+        self._carry = None
+        batch, size = [first], len(first)
+        if self._linger_s > 0:
+            # Sleep rather than wait on the queue: a waiting thread would be woken (and take the GIL from the
+            # request in flight) by every record submitted meanwhile.
+            time.sleep(self._linger_s)
+        while len(batch) < FIREHOSE_MAX_RECORDS:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if size + len(line) > FIREHOSE_MAX_BYTES:
+                self._carry = line
+                break
+            batch.append(line)
+            size += len(line)
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._batch()
+            try:
+                failed = self._put(batch)
+                self._count(failed=failed, sent=len(batch) - failed,
+                            reason=f"capture: {failed} of {len(batch)} record(s) not accepted" if failed else None)
+            except Exception as error:  # noqa: BLE001 - any failure of the sink is counted, never raised
+                self._count(failed=len(batch), reason=f"capture of {len(batch)} record(s) failed: "
+                                                      f"{type(error).__name__}: {str(error)[:300]}")
+            finally:
+                for _ in batch:
+                    self._queue.task_done()

@@ -8,7 +8,9 @@ not overlap.
 # before that worker accepts a connection (and no model memory is shared copy-on-write by surprise).
 preload_app = False
 # One request at a time per process: prediction is CPU-bound under the GIL, so processes scale, threads do not.
-worker_class = "sync"
+# gunicorn's sync worker, dispatching only requests that have arrived, draining on SIGTERM and answering its
+# own errors in JSON (serving/worker.py).
+worker_class = "serving.worker.Worker"
 # gunicorn >= 25.1 otherwise creates a control socket under $HOME, which is read-only (or absent) here.
 control_socket_disable = True
 # worker_tmp_dir stays at its default, TMPDIR: worker heartbeat files need the one writable place (/tmp).

@@ -7,6 +7,8 @@ Writing and verifying bundles is ``serving.bundle``; loading the model in them i
 A model directory (and the root of ``model.tar.gz``, which SageMaker unpacks into ``/opt/ml/model``) holds:
 - ``booster.ubj``: the booster in XGBoost's own format;
 - ``schema.json``: features, kinds, category levels, scaling and a self-test record with its prediction;
+- ``profile.json`` (versions trained since it existed): the reference profile the monitoring jobs compare
+  live traffic with (``serving.profile``); the container does not read it;
 - ``metadata.json``: registered name, version, run id, data hash, git commit, test metrics, export time
   and the sha256 of every other file.
 """
@@ -24,6 +26,9 @@ METADATA_FILE = "metadata.json"
 TARBALL_FILE = "model.tar.gz"
 # Every bundle must list these; otherwise a metadata.json naming no files would "verify" anything.
 REQUIRED_FILES = (BOOSTER_FILE, SCHEMA_FILE)
+# The two feature kinds ``schema.json`` (and ``profile.json``) name.
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
 
 
 class ModelError(RuntimeError):

@@ -9,7 +9,8 @@ kinds, category levels, and a self-test record with its expected prediction); se
 
 Validation policy, applied to every record:
 - every feature must be present; unknown fields are refused (a typo would otherwise be silently dropped);
-- numbers for numeric features (no booleans, no strings, no infinities), strings for categorical ones;
+- numbers for numeric features (no booleans, no strings, no infinities, nothing the model's float32 input
+  cannot hold), strings for categorical ones; a prediction that is not finite is refused, naming the row;
 - a category never seen in training is refused, naming the allowed levels;
 - ``null`` (or NaN) is accepted only for features that had missing values in the training data, and is
   then handled by XGBoost's learned default direction.
@@ -30,16 +31,17 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from serving.layout import BOOSTER_FILE, SCHEMA_FILE, ModelError
+from serving import booster_file
+from serving.layout import BOOSTER_FILE, CATEGORICAL, NUMERIC, SCHEMA_FILE, ModelError
 from serving.xgb_capi import CapiError, DensePredict
 
 SCHEMA_FORMAT = 1
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
 SELF_TEST_TOLERANCE = 1e-4
 # Below this many records a request is encoded record by record: numpy's per-call costs outweigh its gains.
 COLUMN_PASS_MIN_ROWS = 8
 _NUMBER_TYPES = frozenset({int, float})
+# The model reads float32: a scaled value beyond this becomes infinite there (1e39 is finite only as float64).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class SchemaError(ValueError):
@@ -55,9 +57,6 @@ class SchemaError(ValueError):
         if field is not None:
             where.append(f"field '{field}'")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"error": str(self), "field": self.field, "row": self.row}
 
 
 def is_missing(value: Any) -> bool:
@@ -238,8 +237,11 @@ class Schema:
                         finite = False
                     if not finite:
                         raise SchemaError("expected a finite number", field=name, row=row)
+                    scaled = (value - center) / scale
+                    if not -FLOAT32_MAX <= scaled <= FLOAT32_MAX:
+                        raise SchemaError(f"{value:g} is beyond the model's float32 range", field=name, row=row)
                     cells.append(base + offset)
-                    values.append((value - center) / scale)
+                    values.append(scaled)
                 else:
                     if not isinstance(value, str):
                         raise SchemaError(f"expected a string, got {type(value).__name__}", field=name, row=row)
@@ -281,6 +283,8 @@ class Schema:
             if np.isinf(values).any() or np.isnan(values[:, ~numeric.nullable]).any():
                 return None
             scaled = (values - numeric.center) / numeric.scale
+            if (np.abs(scaled) > FLOAT32_MAX).any():
+                return None
             missing = np.isnan(scaled)
             if missing.any():
                 scaled[missing] = math.nan  # one NaN for every missing value, as the row pass writes (not -nan)
@@ -378,31 +382,35 @@ class Predictor:
             schema = Schema.from_json(json.loads(schema_path.read_text(encoding="utf-8")))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ModelError(f"{schema_path} is not valid JSON: {err}") from err
-        booster = xgb.Booster()
+        data = booster_path.read_bytes()
         try:
-            booster.load_model(str(booster_path))
-        except xgb.core.XGBoostError as err:
-            raise ModelError(f"{booster_path} is not a valid XGBoost model") from err
-        return cls(booster, schema)
+            # XGBoost's reader crashes the process on some corrupt files; only a checked file reaches it.
+            booster_file.check(data)
+            booster = xgb.Booster()
+            booster.load_model(bytearray(data))
+            return cls(booster, schema)
+        except booster_file.MalformedBooster as err:
+            raise ModelError(f"{booster_path} is not a valid XGBoost model ({err})") from None
+        except (xgb.core.XGBoostError, CapiError, ValueError, KeyError) as err:  # UnicodeDecodeError: a ValueError
+            raise ModelError(f"{booster_path} is not a valid XGBoost model ({type(err).__name__})") from None
 
     def predict(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Validate and predict; returns one float per record.
-
-        Raises:
-            SchemaError: a record does not match the schema.
-        """
+        """Validate and predict; returns one float per record. Raises ``SchemaError`` naming a record at fault."""
         if not records:
             return np.empty(0, dtype=np.float64)
-        return self.predict_matrix(self.schema.encode(records))
+        out = self.predict_matrix(self.schema.encode(records))
+        if not np.isfinite(out).all():  # the linear booster overflows on values far outside the training range
+            raise SchemaError("the prediction is not a finite number", row=int(np.flatnonzero(~np.isfinite(out))[0]))
+        return out
 
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Predict an already encoded float32 model matrix (``Schema.encode``'s); one float per row."""
-        if self._dense is not None:
-            try:
+        try:
+            if self._dense is not None:
                 return self._dense(matrix)
-            except CapiError as err:
-                raise ModelError(str(err)) from None
-        return np.asarray(self.booster.predict(xgb.DMatrix(matrix, nthread=1)), dtype=np.float64).reshape(-1)
+            return np.asarray(self.booster.predict(xgb.DMatrix(matrix, nthread=1)), dtype=np.float64).reshape(-1)
+        except CapiError as err:
+            raise ModelError(str(err)) from None
 
     def self_test(self) -> float:
         """Predict the schema's example record and compare it to the prediction recorded at training.
@@ -424,11 +432,9 @@ def records_from_frame(frame: Any) -> list[dict[str, Any]]:
     Duck-typed so this module never imports pandas.
     """
     rows = frame.astype(object).to_dict(orient="records")
-    return [{k: (None if is_missing(v) or _is_pandas_na(v) else v) for k, v in row.items()} for row in rows]
-
-
-def _is_pandas_na(value: Any) -> bool:
-    return type(value).__name__ in ("NAType", "NaTType")
+    pandas_na = ("NAType", "NaTType")
+    return [{k: (None if is_missing(v) or type(v).__name__ in pandas_na else v) for k, v in row.items()}
+            for row in rows]
 
 
 def save_model_dir(path: str | Path, booster: xgb.Booster, schema: Schema) -> Path:

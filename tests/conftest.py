@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,12 +32,31 @@ FAST_TRAIN = {"n_trials": 3, "cv_folds": 2, "max_rounds": 80, "early_stopping_ro
               "pruner_startup_trials": 1}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _stand_in_captures_stay_out_of_the_work_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The stand-in (in-process or in a subprocess) captures into a temp folder, not params.yaml's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STAND_IN_CAPTURE_DIR", str(tmp_path_factory.mktemp("stand-in-captures")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _tracking_uri_does_not_leak() -> Iterator[None]:
     """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI, which every later CLI would obey: undo it."""
     before = os.environ.get("MLFLOW_TRACKING_URI")
     yield
     _restore_tracking_uri(before)
+
+
+@pytest.fixture(autouse=True)
+def _model_code_paths_do_not_leak() -> Iterator[None]:
+    """Loading an MLflow model from code puts its code path first on sys.path, where it stays. Modules already
+    imported are unaffected, but a process spawned later (the stand-in's Lambda instances) inherits the path
+    and would import ``serving`` from the model's copy, which holds only the predict path: undo it."""
+    before = list(sys.path)
+    yield
+    if sys.path != before:
+        sys.path[:] = before
 
 
 def _restore_tracking_uri(value: str | None) -> None:

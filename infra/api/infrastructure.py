@@ -2,21 +2,29 @@
 
 Bundling: the asset is ``runtime/`` as it is (``Code.from_asset``, the contract link followed), with no Docker
 and no pip at synth.
-Powertools comes from AWS's managed Lambda layer, its ARN built from the stack's partition and region
-tokens, so synth stays offline and the layer is the one AWS publishes in every commercial region;
-boto3 comes with the Lambda Python runtime. ``runtime/requirements.txt`` pins the same versions for the
-tests and the local stand-in. To move Powertools, change ``POWERTOOLS_LAYER_VERSION`` and the pin together.
+Powertools comes from AWS's managed Lambda layer for exactly the release ``runtime/requirements.txt`` pins (the
+version the tests and the local stand-in run): the layer ARN is resolved at deploy time from the public SSM
+parameter ``/aws/service/powertools/python/{arch}/{python}/{version}`` that the Powertools team publishes for every
+release (Powertools docs, "Install / Lambda Layer": "{version} ... the semantic version number (e.g. 3.1.0) for a
+release or latest"). The template holds a CloudFormation SSM parameter reference, so synth makes no AWS call,
+and moving the pin moves the layer. boto3 comes with the Lambda Python runtime.
+
+The REST API does not create API Gateway's account-wide CloudWatch role (``cloud_watch_role=False``): one
+stack per account owns it (infra/account), so deleting a serving stack never breaks another's logging.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from aws_cdk import Duration, Fn, RemovalPolicy, Stack, SymlinkFollowMode
+from aws_cdk import Duration, RemovalPolicy, Stack, SymlinkFollowMode
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.nag import acknowledge
@@ -25,13 +33,25 @@ from serving import contract
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 STAGE_NAME = contract.STAGE
 RESOURCE_PATH = contract.RESOURCE
-# AWS's account that publishes the Powertools layers (commercial partition), and a layer version that
-# matches runtime/requirements.txt's major version.
-POWERTOOLS_LAYER_ACCOUNT = "017000801446"
-POWERTOOLS_LAYER_VERSION = 27
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13
+LAMBDA_ARCHITECTURE = lambda_.Architecture.ARM_64
+POWERTOOLS_PARAMETER = "/aws/service/powertools/python/{arch}/{python}/{version}"
 # The handler's client gives up after ~23 s (see runtime/handler.py); API Gateway cuts at 29 s.
 LAMBDA_TIMEOUT = Duration.seconds(28)
+
+
+def powertools_version(requirements: Path = RUNTIME_DIR / "requirements.txt") -> str:
+    """The ``aws-lambda-powertools==X.Y.Z`` pin of the Lambda's requirements."""
+    found = re.findall(r"^aws-lambda-powertools==([0-9][0-9A-Za-z.]*)\s*(?:#.*)?$", requirements.read_text(),
+                       re.MULTILINE)
+    if len(found) != 1:
+        raise ValueError(f"{requirements}: expected one aws-lambda-powertools==VERSION pin, found {len(found)}")
+    return found[0]
+
+
+def powertools_parameter(version: str) -> str:
+    """The public SSM parameter holding the layer ARN of Powertools ``version`` for this runtime and architecture."""
+    return POWERTOOLS_PARAMETER.format(arch=LAMBDA_ARCHITECTURE.name, python=LAMBDA_RUNTIME.name, version=version)
 
 
 def request_schema(*, max_records: int) -> apigw.JsonSchema:
@@ -67,6 +87,10 @@ class PredictApi(Construct):
         api_key_required: require an API key (and create a key and usage plan with the same throttle).
         max_records: most records per request, checked by API Gateway and by the Lambda.
         cors_origins: origins allowed by CORS.
+        capture_stream: the Firehose stream the Lambda captures traffic to (the only one it may put to), or
+            None for no capture.
+        capture_share: share of requests captured, 0..1.
+        capture_drop_fields: input fields never captured.
     """
 
     def __init__(
@@ -82,6 +106,9 @@ class PredictApi(Construct):
         api_key_required: bool,
         max_records: int,
         cors_origins: list[str] | None = None,
+        capture_stream: firehose.IDeliveryStream | None = None,
+        capture_share: float = 1.0,
+        capture_drop_fields: tuple[str, ...] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         origins = cors_origins or apigw.Cors.ALL_ORIGINS
@@ -101,20 +128,17 @@ class PredictApi(Construct):
             iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn])
         )
 
+        # A CloudFormation parameter of type AWS::SSM::Parameter::Value<String>: resolved in the deploy's region.
         powertools = lambda_.LayerVersion.from_layer_version_arn(
             self,
             "Powertools",
-            Fn.sub(
-                "arn:${AWS::Partition}:lambda:${AWS::Region}:"
-                f"{POWERTOOLS_LAYER_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-"
-                f"{LAMBDA_RUNTIME.name.replace('.', '')}-arm64:{POWERTOOLS_LAYER_VERSION}"
-            ),
+            ssm.StringParameter.value_for_string_parameter(self, powertools_parameter(powertools_version())),
         )
         self.function = lambda_.Function(
             self,
             "Function",
             runtime=LAMBDA_RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
+            architecture=LAMBDA_ARCHITECTURE,
             handler="handler.lambda_handler",
             # runtime/contract.py links to serving/contract.py: the asset holds the file itself.
             code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "__init__.py"],
@@ -130,9 +154,14 @@ class PredictApi(Construct):
                 "CORS_ALLOW_ORIGIN": origins[0] if len(origins) == 1 else "*",
                 "POWERTOOLS_SERVICE_NAME": "predict",
                 "POWERTOOLS_METRICS_NAMESPACE": "StudentScore",
+                # Capture for monitoring (runtime/capture.py); without a stream the handler captures nothing.
+                **({"CAPTURE_STREAM": capture_stream.delivery_stream_name, "CAPTURE_SHARE": str(capture_share),
+                    "CAPTURE_DROP_FIELDS": ",".join(capture_drop_fields)} if capture_stream else {}),
             },
             description="Checks a predict request's shape and forwards it to the SageMaker endpoint.",
         )
+        if capture_stream is not None:
+            capture_stream.grant_put_records(self.role)  # PutRecord(Batch) on that one stream ARN
         acknowledge(
             self.role,
             "CloudWatch Logs names the streams of the function's own log group at run time; the grant is "
@@ -142,7 +171,7 @@ class PredictApi(Construct):
         acknowledge(
             self.function,
             f"Pinned to {LAMBDA_RUNTIME.name}, the newest runtime with an AWS-published Powertools V3 layer "
-            "we have verified; move it together with the layer version.",
+            "we have verified; the layer parameter follows the runtime's name, so they move together.",
             "AwsSolutions-L1",
         )
 
@@ -158,9 +187,10 @@ class PredictApi(Construct):
             rest_api_name="StudentScore API",
             description="Predicts a student's exam score from one record or a list of records.",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            # Method logging needs the account's API Gateway CloudWatch role; this creates it.
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.DESTROY,
+            # Method logging needs the account's API Gateway CloudWatch role; infra/account owns it, once per
+            # account and region (CDK's aws-apigateway README: "It is recommended to set cloudWatchRole=false
+            # ... and only create a single CloudWatch role and account per environment").
+            cloud_watch_role=False,
             deploy_options=apigw.StageOptions(
                 stage_name=STAGE_NAME,
                 throttling_rate_limit=throttle_rate,
@@ -237,12 +267,5 @@ class PredictApi(Construct):
             "No WAF for now: stage throttling bounds load and cost; add a web ACL when the API sees untrusted "
             "traffic at scale.",
             "AwsSolutions-APIG3",
-        )
-        acknowledge(
-            self.api,
-            "API Gateway's account-level CloudWatch role uses the AWS-managed AmazonAPIGatewayPushToCloudWatchLogs "
-            "policy, the documented way to enable stage logs.",
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AmazonAPIGatewayPushToCloudWatchLogs]",
         )
         self.url = self.api.url_for_path(f"/{RESOURCE_PATH}")

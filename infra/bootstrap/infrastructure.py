@@ -1,37 +1,67 @@
 """Owns CI's deploy identity: GitHub's OIDC provider (created or imported) and the role CI assumes.
 
-The role trusts tokens for ``repo:OWNER/REPO:ref:refs/heads/main`` only, with audience
-``sts.amazonaws.com``. Its one right is to assume the CDK bootstrap roles of this account and region
-(deploy, file/image publishing, lookup), which is how ``cdk deploy`` works: CloudFormation then acts
-through the bootstrap's execution role. The release job also reads the data (``dvc pull`` from the storage
-stack's bucket) and talks to MLflow, so when given, the role may read that bucket's ``dvc/`` prefix and call
-the SageMaker managed MLflow tracking server — nothing else.
+The role trusts tokens of jobs that run in the repository's GitHub environments (``dev``, ``prod``), with
+audience ``sts.amazonaws.com``. A job that references an environment presents the subject
+``repo:OWNER/REPO:environment:NAME``, not the branch (GitHub, "OpenID Connect reference",
+https://docs.github.com/en/actions/reference/security/oidc: "The subject claim includes the environment name
+when the job references an environment"), so the trust names environments; which branches may deploy to an
+environment, and who must approve, is the environment's protection rule in GitHub.
+
+Its one deploy right is to assume the CDK bootstrap roles of this account and region (deploy, file/image
+publishing, lookup), which is how ``cdk deploy`` works: CloudFormation then acts through the bootstrap's
+execution role. The release job also reads the data (``dvc pull`` from the storage stack's bucket) and talks
+to MLflow, so when given, the role may read that bucket's ``dvc/`` prefix, call the SageMaker managed MLflow
+tracking server, and read and write the server's artifact store — nothing else. The artifact store is needed
+because the MLflow client (with the ``sagemaker-mlflow`` plugin) reads and writes artifacts in S3 itself with
+the caller's credentials; the tracking server is not an artifact proxy (sagemaker-mlflow's
+``S3PresignedArtifactRepository``: without ``SAGEMAKER_PRESIGNED_URL_UPLOAD_ENABLED=true`` "all behavior is
+identical to the parent S3ArtifactRepository", and downloads always are).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from urllib.parse import urlparse
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from infra.nag import acknowledge
+
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+ENVIRONMENT_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+MLFLOW_SERVER_PATTERN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/[A-Za-z0-9-]+$")
+DEFAULT_ENVIRONMENTS = ("dev", "prod")
+# How cdk-nag spells an S3 ARN made with the stack's partition token.
+_S3 = "arn:<AWS::Partition>:s3:::"
+
+
+def parse_artifact_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` (a tracking server's ArtifactStoreUri) -> (bucket, prefix without slashes)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not BUCKET_PATTERN.match(parsed.netloc or "") or parsed.query or parsed.fragment:
+        raise ValueError(f"mlflow_artifact_uri must be the tracking server's s3://BUCKET/PREFIX, got {uri!r}")
+    return parsed.netloc, parsed.path.strip("/")
 BOOTSTRAP_ROLES = ("deploy-role", "file-publishing-role", "image-publishing-role", "lookup-role")
 DEFAULT_QUALIFIER = "hnb659fds"  # CDK's default bootstrap qualifier
 
 
 class GitHubDeployRole(Construct):
-    """The role GitHub Actions assumes from ``branch`` of ``github_repo`` to run ``cdk deploy``.
+    """The role GitHub Actions jobs of ``github_repo`` assume, from one of ``environments``, to run ``cdk deploy``.
 
     Args:
         github_repo: ``OWNER/REPO``.
-        branch: the only branch whose workflows may assume the role.
+        environments: the GitHub environments whose jobs may assume the role.
         existing_provider_arn: import this OIDC provider instead of creating one (one per account).
         cdk_qualifier: the CDK bootstrap qualifier whose roles the deploy assumes.
         data_bucket_name: the DVC remote's bucket; the role may list it and read objects under ``dvc/``.
         mlflow_tracking_server_arn: a SageMaker managed MLflow tracking server the role may use.
+        mlflow_artifact_uri: that server's artifact store (``s3://BUCKET/PREFIX``), which the role may read and
+            write; required with ``mlflow_tracking_server_arn``.
     """
 
     def __init__(
@@ -40,15 +70,27 @@ class GitHubDeployRole(Construct):
         construct_id: str,
         *,
         github_repo: str,
-        branch: str = "main",
+        environments: Sequence[str] = DEFAULT_ENVIRONMENTS,
         existing_provider_arn: str | None = None,
         cdk_qualifier: str = DEFAULT_QUALIFIER,
         data_bucket_name: str | None = None,
         mlflow_tracking_server_arn: str | None = None,
+        mlflow_artifact_uri: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if not REPO_PATTERN.match(github_repo):
             raise ValueError(f"github_repo must be OWNER/REPO, got {github_repo!r}")
+        if not environments or not all(ENVIRONMENT_PATTERN.match(name) for name in environments):
+            raise ValueError(f"github_environments must be environment names, got {list(environments)!r}")
+        if data_bucket_name is not None and not BUCKET_PATTERN.match(data_bucket_name):
+            raise ValueError(f"data_bucket must be an S3 bucket name, got {data_bucket_name!r}")
+        if mlflow_tracking_server_arn is not None and not MLFLOW_SERVER_PATTERN.match(mlflow_tracking_server_arn):
+            raise ValueError("mlflow_tracking_server_arn must look like "
+                             "arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME")
+        if bool(mlflow_tracking_server_arn) != bool(mlflow_artifact_uri):
+            raise ValueError("mlflow_tracking_server_arn and mlflow_artifact_uri go together: the MLflow client "
+                             "reads and writes the server's artifact store (s3://BUCKET/PREFIX) itself")
+        artifacts = parse_artifact_uri(mlflow_artifact_uri) if mlflow_artifact_uri else None
         if existing_provider_arn:
             self.provider = iam.OidcProviderNative.from_oidc_provider_arn(
                 self, "Provider", existing_provider_arn
@@ -61,14 +103,14 @@ class GitHubDeployRole(Construct):
         self.role = iam.Role(
             self,
             "Role",
-            description=f"cdk deploy from GitHub Actions, {github_repo}@{branch} only",
+            description=f"cdk deploy from GitHub Actions, {github_repo} environments {', '.join(environments)}",
             max_session_duration=Duration.hours(1),
             assumed_by=iam.WebIdentityPrincipal(
                 self.provider.oidc_provider_arn,
                 conditions={
                     "StringEquals": {
                         f"{GITHUB_ISSUER}:aud": "sts.amazonaws.com",
-                        f"{GITHUB_ISSUER}:sub": f"repo:{github_repo}:ref:refs/heads/{branch}",
+                        f"{GITHUB_ISSUER}:sub": [f"repo:{github_repo}:environment:{name}" for name in environments],
                     }
                 },
             ),
@@ -89,12 +131,32 @@ class GitHubDeployRole(Construct):
             )
         )
         if data_bucket_name:
-            bucket_arn = stack.format_arn(service="s3", region="", account="", resource=data_bucket_name)
-            self.role.add_to_policy(iam.PolicyStatement(
-                actions=["s3:ListBucket"], resources=[bucket_arn],
-                conditions={"StringLike": {"s3:prefix": ["dvc/*", "dvc"]}}))
-            self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"{bucket_arn}/dvc/*"]))
-        if mlflow_tracking_server_arn:
-            # The sagemaker-mlflow plugin signs MLflow REST calls with these IAM actions on the server.
+            self._prefix_access(data_bucket_name, "dvc", ["s3:GetObject"],
+                                "dvc pull reads the content-addressed objects DVC names under the dvc/ prefix")
+        if mlflow_tracking_server_arn and artifacts:
+            # The sagemaker-mlflow plugin signs MLflow REST calls with one IAM action per MLflow API on the server
+            # ("Actions, resources, and condition keys for Amazon SageMaker with MLflow", Service Authorization
+            # Reference): training, promotion and export use runs, models, versions, aliases and tags.
             self.role.add_to_policy(iam.PolicyStatement(
                 actions=["sagemaker-mlflow:*"], resources=[mlflow_tracking_server_arn]))
+            acknowledge(
+                self.role,
+                "One action per MLflow REST API (experiments, runs, registered models, versions, aliases, tags) "
+                "on the one tracking server given; training, promotion and export between them call most of them.",
+                "AwsSolutions-IAM5[Action::sagemaker-mlflow:*]",
+            )
+            self._prefix_access(*artifacts, ["s3:GetObject", "s3:PutObject"],
+                                "The MLflow client writes run artifacts and reads model versions under the "
+                                "tracking server's artifact prefix, with names MLflow makes up per run")
+
+    def _prefix_access(self, bucket: str, prefix: str, actions: list[str], why: str) -> None:
+        """List ``bucket`` under ``prefix`` and ``actions`` on its objects there (the whole bucket if no prefix)."""
+        stack = Stack.of(self)
+        bucket_arn = stack.format_arn(service="s3", region="", account="", resource=bucket)
+        listing = {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}} if prefix else None
+        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn],
+                                                    conditions=listing))
+        objects = f"{prefix}/*" if prefix else "*"
+        self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=[f"{bucket_arn}/{objects}"]))
+        acknowledge(self.role, f"{why}; the grant is that one prefix of that one bucket.",
+                    f"AwsSolutions-IAM5[Resource::{_S3}{bucket}/{objects}]")

@@ -2,4 +2,6 @@
 
 from infra.local.cli import main
 
-raise SystemExit(main())
+# Guarded: the stand-in's Lambda instances are spawned processes, which import the main module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,6 +8,13 @@ The container is ``serving/serve`` started the way SageMaker starts it: the tarb
 model directory (``SM_MODEL_DIR``), the port in ``SAGEMAKER_BIND_TO_PORT``, plus ``SERVING_HOST=127.0.0.1``
 so it listens on loopback only. ``--container-url`` uses an already running container instead.
 
+The endpoint behaves like the serverless endpoint the CDK stack deploys (``serverless.py``): its
+``max_concurrency`` and provisioned concurrency are read from infra/settings.py for ``--env`` with the same
+``-c FIELD=VALUE`` overrides ``cdk`` takes; a cold start lasts the container's measured start (0 with
+``--container-url``) plus ``--cold-start-overhead``, except with ``--request``, a one-shot check of the chain
+whose container has just started anyway (its cold starts take no time). ``--lambda-concurrency N`` runs the handler on N Lambda
+instances (processes) instead of one, so that the endpoint, not the Lambda, is what a load test fills.
+
 Environment set here for the handler (this process only): ``ENDPOINT_NAME``,
 ``SAGEMAKER_RUNTIME_ENDPOINT_URL`` (the stand-in endpoint), dummy ``AWS_ACCESS_KEY_ID``/
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, and ``AWS_EC2_METADATA_DISABLED`` so boto3 never
@@ -34,8 +41,11 @@ from typing import Any
 import click
 
 from core.params import load_params
-from infra.local.endpoint import REGION, start_endpoint
-from infra.local.front_door import start_front_door
+from infra.local.capture import capture_options
+from infra.local.endpoint import REGION, STATS_PATH, start_endpoint
+from infra.local.front_door import HANDLER_MODULE, start_front_door
+from infra.local.lambdas import LambdaPool
+from infra.local.serverless import serverless_config, settings_for
 from serving import bundle
 from serving.layout import ModelError
 
@@ -170,12 +180,20 @@ def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
 @click.option(
     "--ready-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for /ping."
 )
+@click.option("--env", "env", default="dev", show_default=True, help="Deployment settings to copy (dev|prod).")
+@click.option("-c", "--context", "context", multiple=True, metavar="FIELD=VALUE",
+              help="Override a deployment setting as `cdk -c` does, e.g. -c endpoint_max_concurrency=2.")
+@click.option("--cold-start-overhead", type=click.FloatRange(0, 120), default=0.5, show_default=True,
+              help="Seconds a cold start adds to the container's own start (SageMaker's share; an estimate).")
+@click.option("--lambda-concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Lambda instances (processes) taking events at once; 1 runs the handler in this process.")
 @click.option(
     "--request",
     "request",
     default=None,
     help="Send one request (JSON, @FILE or 'self-test'), print the answer, stop; exit 1 unless 2xx.",
 )
+@capture_options
 def cli(
     model_tarball: Path | None,
     container_url: str | None,
@@ -183,10 +201,16 @@ def cli(
     container_port: int,
     endpoint_name: str,
     ready_timeout: float,
+    env: str,
+    context: tuple[str, ...],
+    cold_start_overhead: float,
+    lambda_concurrency: int,
     request: str | None,
 ) -> None:
+    settings = _settings(env, context)
     with ExitStack() as stack:
         model_dir: Path | None = None
+        container_start_s = 0.0
         if container_url is None:
             tarball = model_tarball or default_tarball()
             if not tarball.is_file():
@@ -196,17 +220,28 @@ def cli(
             model_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stand-in-model-")))
             unpack(tarball, model_dir)
             container_port = container_port or free_port()
+            started = time.monotonic()
             process = start_container(model_dir=model_dir, port=container_port)
             stack.callback(stop_container, process)
             container_url = f"http://{LOOPBACK}:{container_port}"
             wait_ready(container_url, timeout_s=ready_timeout, process=process)
+            container_start_s = time.monotonic() - started
         else:
             wait_ready(container_url.rstrip("/"), timeout_s=ready_timeout)
-        endpoint = start_endpoint(endpoint_name=endpoint_name, container_url=container_url, host=LOOPBACK)
+        cold_start_s = 0.0 if request is not None else round(container_start_s + cold_start_overhead, 3)
+        serverless = serverless_config(settings, cold_start_s=cold_start_s)
+        endpoint = start_endpoint(
+            endpoint_name=endpoint_name, container_url=container_url, host=LOOPBACK, serverless=serverless
+        )
         stack.callback(endpoint.server_close)
         stack.callback(endpoint.shutdown)
         os.environ.update(handler_environment(endpoint_name=endpoint_name, endpoint_url=endpoint.url))
-        front = start_front_door(host=LOOPBACK, port=port)
+        lambdas = None
+        if lambda_concurrency > 1:
+            lambdas = LambdaPool(module=HANDLER_MODULE, instances=lambda_concurrency)
+            stack.callback(lambdas.shutdown)
+            lambdas.warm()
+        front = start_front_door(host=LOOPBACK, port=port, lambdas=lambdas)
         stack.callback(front.server_close)
         stack.callback(front.shutdown)
         if request is not None:
@@ -217,8 +252,20 @@ def cli(
                 raise click.exceptions.Exit(1)
             return
         click.echo(f"front door: POST {front.url}\n  container {container_url}, endpoint {endpoint.url}")
+        click.echo(
+            f"  serverless ({settings.name}): max_concurrency {serverless.max_concurrency}, provisioned "
+            f"{serverless.provisioned_concurrency}, cold start {serverless.cold_start_s:.2f} s; "
+            f"{lambda_concurrency} Lambda instance(s); counts at GET {endpoint.url}{STATS_PATH}"
+        )
         click.echo(f"try: curl -s -X POST {front.url} -H 'Content-Type: application/json' -d @record.json")
         _wait_for_stop()
+
+
+def _settings(env: str, context: Sequence[str]) -> Any:
+    try:
+        return settings_for(env, context)
+    except ValueError as error:
+        raise click.ClickException(f"deployment settings: {error}") from None
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -10,6 +10,10 @@ it unchanged:
 - an unknown endpoint name is ``400 ValidationError`` "Endpoint NAME of account ACCOUNT not found.";
 - a container that cannot be reached is ``503 ServiceUnavailable``; one that takes longer than the
   timeout (SageMaker's is 60 s) is a ``424 ModelError`` with status 0, as SageMaker reports timeouts.
+With a ``ServerlessConfig`` it also behaves like a serverless endpoint under load (``serverless.py``): at most
+``max_concurrency`` invocations at once, the rest throttled with SageMaker's ``ThrottlingException``; instances
+start cold (a delay) unless provisioned; ``GET /stand-in/stats`` returns its counts (attempts, retries,
+throttles, cold starts, peak concurrency), which the real service reports as CloudWatch metrics.
 Requests are not signature-checked: the stand-in runs on loopback with dummy credentials.
 """
 
@@ -18,12 +22,14 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from infra.local.serverless import Capacity, ServerlessConfig, throttle_response
 from serving import contract
 
 ACCOUNT = "000000000000"
@@ -33,6 +39,7 @@ CUSTOM_ATTRIBUTES = contract.CUSTOM_ATTRIBUTES
 INVOKE_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 # Request headers InvokeEndpoint forwards to the container; SageMaker strips the rest.
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", CUSTOM_ATTRIBUTES)
+STATS_PATH = "/stand-in/stats"
 
 
 def model_error(*, endpoint_name: str, status: int, original: str) -> dict[str, Any]:
@@ -58,12 +65,19 @@ class EndpointServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], *, endpoint_name: str, container_url: str, timeout_s: float = 60.0
+        self,
+        address: tuple[str, int],
+        *,
+        endpoint_name: str,
+        container_url: str,
+        timeout_s: float = 60.0,
+        serverless: ServerlessConfig | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.endpoint_name = endpoint_name
         self.container_url = container_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.capacity = Capacity(serverless) if serverless else None
 
     @property
     def url(self) -> str:
@@ -74,6 +88,9 @@ class EndpointServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: EndpointServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY a keep-alive client waits out a delayed ACK
+    # (~40 ms) on every answer, which no real API Gateway or SageMaker endpoint adds.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         """Quiet: the front door logs each request once."""
@@ -101,7 +118,25 @@ class _Handler(BaseHTTPRequestHandler):
             message = f"Endpoint {name} of account {ACCOUNT} not found."
             self._send_error(400, "ValidationError", {"message": message})
             return
-        self._forward(body)
+        capacity = self.server.capacity
+        if capacity is None:
+            self._forward(body)
+            return
+        with capacity.invocation(self.headers) as slot:
+            if slot is None:
+                status, headers, payload = throttle_response()
+                self._send(status, json.dumps(payload).encode(), {**headers, "Content-Type": "application/json"})
+                return
+            if slot.cold:
+                time.sleep(capacity.config.cold_start_s)
+            self._forward(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path != STATS_PATH:
+            self._send_error(404, "UnknownOperationException", {"message": f"no operation at {self.path}"})
+            return
+        stats = self.server.capacity.stats() if self.server.capacity else {}
+        self._send(200, json.dumps(stats).encode(), {"Content-Type": "application/json"})
 
     def _forward(self, body: bytes) -> None:
         headers = {h: self.headers[h] for h in FORWARDED_REQUEST_HEADERS if self.headers.get(h)}
@@ -144,11 +179,24 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def start_endpoint(
-    *, endpoint_name: str, container_url: str, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 60.0
+    *,
+    endpoint_name: str,
+    container_url: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    timeout_s: float = 60.0,
+    serverless: ServerlessConfig | None = None,
 ) -> EndpointServer:
-    """Start the stand-in endpoint on a daemon thread; ``port=0`` picks a free port. Stop with ``shutdown()``."""
+    """Start the stand-in endpoint on a daemon thread; ``port=0`` picks a free port. Stop with ``shutdown()``.
+
+    Without ``serverless`` it forwards every invocation at once (no concurrency limit, no cold start).
+    """
     server = EndpointServer(
-        (host, port), endpoint_name=endpoint_name, container_url=container_url, timeout_s=timeout_s
+        (host, port),
+        endpoint_name=endpoint_name,
+        container_url=container_url,
+        timeout_s=timeout_s,
+        serverless=serverless,
     )
     threading.Thread(target=server.serve_forever, name="endpoint-stand-in", daemon=True).start()
     return server

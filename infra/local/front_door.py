@@ -4,7 +4,10 @@ What it copies from the deployed REST API (``infra/api/infrastructure.py``): the
 the one resource ``POST /predict-student-score``, the CORS preflight answered by the gateway itself,
 gateway errors (unknown route 403 "Missing Authentication Token", body over 10 MB 413, a handler that
 raises 502 "Internal server error") carrying the CORS header, and one request at a time into the handler,
-as one Lambda instance takes them. What it leaves out: the API's JSON-schema request validation (the
+as one Lambda instance takes them. With a ``LambdaPool`` (``lambdas.py``) events run on several Lambda
+instances at once, and an answer later than the integration timeout (29 s, "Quotas for configuring and
+running a REST API in API Gateway") is API Gateway's 504 "Endpoint request timed out" (INTEGRATION_TIMEOUT in
+"Gateway response types for API Gateway"). What it leaves out: the API's JSON-schema request validation (the
 handler checks the same shape), throttling and API keys.
 """
 
@@ -20,12 +23,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
+from infra.local.lambdas import LambdaPool
 from serving import contract
 
 STAGE = contract.STAGE
 RESOURCE = contract.ROUTE
 HANDLER_MODULE = "infra.api.runtime.handler"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+INTEGRATION_TIMEOUT_S = 29.0
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
 PREFLIGHT_HEADERS = {
     **CORS_HEADERS,
@@ -52,8 +57,16 @@ class LambdaContext:
 def proxy_event(
     *, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str
 ) -> dict[str, Any]:
-    """An API Gateway REST proxy event for ``path`` (already stripped of the stage) as the real one looks."""
-    text = body.decode("utf-8") if body else None
+    """An API Gateway REST proxy event for ``path`` (already stripped of the stage) as the real one looks.
+
+    A body that is not UTF-8 goes base64-encoded with ``isBase64Encoded``, the shape API Gateway gives a
+    payload it takes for binary (the deployed API declares no binary media types, and AWS does not say
+    what it does with invalid UTF-8 in a text payload); the handler refuses both with a 400.
+    """
+    try:
+        text, encoded = (body.decode("utf-8") if body else None), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode("ascii"), True
     query_pairs = [part.partition("=") for part in query.split("&") if part] if query else []
     now = time.time()
     return {
@@ -84,7 +97,7 @@ def proxy_event(
             "apiId": "local",
         },
         "body": text,
-        "isBase64Encoded": False,
+        "isBase64Encoded": encoded,
     }
 
 
@@ -93,11 +106,14 @@ class FrontDoorServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], *, handler: ModuleType | None = None) -> None:
+    def __init__(
+        self, address: tuple[str, int], *, handler: ModuleType | None = None, lambdas: LambdaPool | None = None
+    ) -> None:
         super().__init__(address, _Handler)
         # Imported here, not at module import, so the caller sets the handler's environment first.
         self.handler = handler or importlib.import_module(HANDLER_MODULE)
         self.lock = threading.Lock()
+        self.lambdas = lambdas
 
     @property
     def url(self) -> str:
@@ -105,7 +121,9 @@ class FrontDoorServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/{STAGE}{RESOURCE}"
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Call the handler as Lambda would, one event at a time (one instance, no concurrency)."""
+        """Call the handler as Lambda would: on the pool's instances, or one event at a time in this process."""
+        if self.lambdas is not None:
+            return self.lambdas.invoke(event, timeout_s=INTEGRATION_TIMEOUT_S)
         with self.lock:
             return self.handler.lambda_handler(event, LambdaContext())
 
@@ -113,6 +131,9 @@ class FrontDoorServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: FrontDoorServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY a keep-alive client waits out a delayed ACK
+    # (~40 ms) on every answer, which no real API Gateway or SageMaker endpoint adds.
+    disable_nagle_algorithm = True
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
@@ -131,7 +152,14 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._gateway_error(400, "Bad Request")
+            self.close_connection = True
+            return
         if length > MAX_BODY_BYTES:
             self._gateway_error(413, "Request Too Long")
             self.close_connection = True
@@ -159,6 +187,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
         try:
             result = self.server.invoke(event)
+        except TimeoutError:
+            self._gateway_error(504, "Endpoint request timed out")
+            return
         except Exception:  # a handler that raises is API Gateway's 502, whatever it was
             self._gateway_error(502, "Internal server error")
             raise
@@ -173,9 +204,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def start_front_door(
-    *, host: str = "127.0.0.1", port: int = 0, handler: ModuleType | None = None
+    *, host: str = "127.0.0.1", port: int = 0, handler: ModuleType | None = None, lambdas: LambdaPool | None = None
 ) -> FrontDoorServer:
     """Start the front door on a daemon thread; ``port=0`` picks a free port. Stop with ``shutdown()``."""
-    server = FrontDoorServer((host, port), handler=handler)
+    server = FrontDoorServer((host, port), handler=handler, lambdas=lambdas)
     threading.Thread(target=server.serve_forever, name="front-door-stand-in", daemon=True).start()
     return server

@@ -70,3 +70,19 @@ def test_make_bench_scale_quick_trains_at_each_size_and_against_the_idiom(tmp_pa
     assert last["dvc_repro"]["wall_s"] > 0 and last["dvc_repro"]["test_rmse"] > 0, "a real dvc repro at the top"
     assert all(s["floor_rmse"] > 0 and s["on"]["peak_rss_mb"] > 0 for s in result["sizes"])
     assert {t["key"] for t in result["targets"]} >= {"repro_wall", "peak_rss", "rmse_vs_floor", "logging_vs_idiom"}
+
+
+@pytest.mark.slow
+def test_make_bench_reliability_quick_runs_every_part(tmp_path: Path) -> None:
+    from benchmarks import reliability
+
+    assert reliability.main(["--quick", "--results-dir", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "reliability-quick.json").read_text())
+    assert results["run"]["mode"] == "quick"
+    fuzzed = results["fuzz"]
+    assert fuzzed["in_process"]["tried"] >= 150 and fuzzed["through_chain"]["tried"] >= 30
+    assert sum(f["server_errors"] for f in fuzzed.values() if isinstance(f, dict)) == 0
+    assert set(results["load"]) >= {"soak", "ours", "gunicorn sync", "sigkill_worker_of_1", "sigkill_worker_of_2"}
+    assert all(t["refused"] for t in results["tarballs"].values())
+    assert results["faults"]["promote"] and results["faults"]["training"]["versions"] == 1
+    assert "| hostile tarballs |" in (tmp_path / "reliability-quick.md").read_text()

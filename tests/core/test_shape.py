@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("core", "experiments", "registry", "serving", "infra", "team", "benchmarks", "monitoring")
+PACKAGES = ("core", "experiments", "registry", "serving", "infra", "team", "benchmarks", "monitoring", "capacity")
 SKIP = ("node_modules", "cdk.out", "__pycache__", "container_site")
 # Who may import whom. experiments is training; only what truly needs training code imports it.
 ALLOWED = {
@@ -21,7 +21,10 @@ ALLOWED = {
     "infra": {"core", "serving", "infra"},
     "team": {"core", "team"},
     "monitoring": {"core", "serving", "monitoring"},
-    "benchmarks": {"core", "serving", "experiments", "registry", "team", "benchmarks"},
+    # The capture benchmark runs the stand-in chain (infra/local) it measures; the drift one, the verdict.
+    "benchmarks": {"core", "serving", "experiments", "registry", "team", "infra", "monitoring", "benchmarks"},
+    # The load test starts the stand-in (infra/local) and reads the deployment settings (infra/settings.py).
+    "capacity": {"core", "serving", "infra", "capacity"},
 }
 # The one place outside training that needs it: the promotion gate scores versions on exactly the test split
 # the train stage made (experiments.data.load_and_split).

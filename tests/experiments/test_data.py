@@ -141,3 +141,80 @@ def test_data_hash_is_dvcs_record_and_refuses_a_csv_changed_since_dvc_add(tmp_pa
     outside = tmp_path / "elsewhere.csv"
     outside.write_text("a,y\n1,2\n")
     assert dvc_data_hash(outside, dvc_file) == f"md5:{own}"
+
+
+# --- tables a new user brings (issue 16): each refused in one line naming the column and the fix --------------
+
+def _with_column(sample_csv: Path, tmp_path: Path, name: str, values: list[str]) -> Path:
+    frame = pd.read_csv(sample_csv, dtype=str)
+    frame.insert(0, name, values[:len(frame)])
+    path = tmp_path / "with-column.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_an_identifier_column_is_refused_naming_it_and_the_fix(sample_csv: Path, tmp_path: Path) -> None:
+    rows = len(pd.read_csv(sample_csv))
+    path = _with_column(sample_csv, tmp_path, "Student_Id", [f"S{i:05d}" for i in range(rows)])
+
+    with pytest.raises(UserError, match=r"column 'Student_Id' looks like an identifier \(\d+ distinct") as err:
+        load_table(path, "Exam_Score", max_categories=100)
+    assert "data.ignore" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_ignored_identifier_is_dropped_unread(sample_csv: Path, tmp_path: Path) -> None:
+    rows = len(pd.read_csv(sample_csv))
+    path = _with_column(sample_csv, tmp_path, "Student_Id", [f"S{i:05d}" for i in range(rows)])
+
+    table = load_table(path, "Exam_Score", ignore=("Student_Id",), max_categories=100)
+
+    assert "Student_Id" not in table.columns
+    assert list(table.columns) == list(pd.read_csv(sample_csv, nrows=1).columns)
+
+
+def test_a_high_cardinality_category_is_refused(sample_csv: Path, tmp_path: Path) -> None:
+    rows = len(pd.read_csv(sample_csv))
+    path = _with_column(sample_csv, tmp_path, "Town", [f"town-{i % 150}" for i in range(rows)])
+
+    with pytest.raises(UserError, match=r"'Town' has 150 categories, more than data.max_categories \(100\)"):
+        load_table(path, "Exam_Score", max_categories=100)
+    assert "Town" in load_table(path, "Exam_Score", max_categories=200).columns
+
+
+def test_an_ignored_column_that_is_not_there_is_named(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="data.ignore names 'Student_ID', which is not a column"):
+        load_table(_csv(tmp_path, "a,y\n1,2\n3,4\n"), "y", ignore=("Student_ID",))
+
+
+def test_a_constant_target_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="target 'y' is 7 on every row: there is nothing to learn"):
+        load_table(_csv(tmp_path, "a,y\n1,7\n2,7\n3,7.0\n"), "y")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a,y\n1,2\n2,1e39\n", "target 'y' has 1e39 on line 3, beyond float32"),
+    ("a,y\n1,2\n-4e38,3\n", "feature 'a' has -4e38 on line 3, beyond float32"),
+])
+def test_numbers_beyond_float32_are_refused_naming_column_and_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        load_table(_csv(tmp_path, text), "y")
+
+
+@pytest.mark.parametrize(("delimiter", "name"), [(";", "';'"), ("\t", "tab")])
+def test_a_csv_with_another_delimiter_says_so(sample_csv: Path, tmp_path: Path, delimiter: str, name: str) -> None:
+    path = tmp_path / "european.csv"
+    pd.read_csv(sample_csv).to_csv(path, sep=delimiter, index=False, decimal=",")
+
+    with pytest.raises(UserError, match=f"looks {name}-delimited .*save it as comma-separated CSV") as err:
+        load_table(path, "Exam_Score")
+    assert "\n" not in str(err.value)
+
+
+def test_params_refuse_ignoring_the_target(tmp_path: Path, sample_csv: Path) -> None:
+    from core.params import load_params
+    from tests.conftest import write_params
+
+    with pytest.raises(UserError, match="data: .*ignore lists the target 'Exam_Score'"):
+        load_params(write_params(tmp_path, sample_csv, data={"ignore": ["Exam_Score"]}))
+    with pytest.raises(UserError, match="data.max_categories: .*greater than or equal to 2"):
+        load_params(write_params(tmp_path, sample_csv, data={"max_categories": 1}))

@@ -64,6 +64,11 @@ def test_every_trial_is_a_child_run_and_the_best_model_is_registered(workdir: Pa
     assert artifacts == {f"plots/{n}.png" for n in ("predicted_vs_actual", "residuals", "feature_importance",
                                                     "optimisation_history")}
     assert parent.inputs.dataset_inputs, "the training table is logged as an MLflow dataset input"
+    assert "profile.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}, "the reference profile"
+    profile = json.loads((workdir / "model" / "profile.json").read_text())
+    schema = json.loads((workdir / "model" / "schema.json").read_text())
+    assert set(profile["features"]) == {f["name"] for f in schema["features"]}
+    assert profile["prediction"]["count"] == len((workdir / "plots" / "predictions.csv").read_text().splitlines()) - 1
 
     (version,) = _registered_versions(workdir)
     assert version.run_id == parent.info.run_id
@@ -94,7 +99,7 @@ def test_registered_model_serves_raw_records_through_pyfunc(workdir: Path, sampl
     assert len(predictions) == 5
     assert max(abs(a - b) for a, b in zip(predictions, direct, strict=True)) < 1e-6
     files = {p.name for p in (workdir / "model").iterdir()}
-    assert files == {"booster.ubj", "schema.json"}, "no pickles: the booster in XGBoost's format and JSON"
+    assert files == {"booster.ubj", "schema.json", "profile.json"}, "no pickles: the booster in XGBoost's format and JSON"
 
 
 def test_same_seed_gives_same_best_params(tmp_path: Path, sample_csv: Path, monkeypatch) -> None:

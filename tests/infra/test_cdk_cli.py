@@ -28,6 +28,7 @@ def test_make_synth_runs_the_cdk_cli_offline_without_credentials(tmp_path: Path)
         HOME=str(tmp_path),
         AWS_CONFIG_FILE=str(tmp_path / "none"),
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        ALARM_EMAIL="oncall@example.com",  # as the release workflow passes it
     )
     out = tmp_path / "cdk.out"
     # When make synth runs for prod
@@ -39,7 +40,10 @@ def test_make_synth_runs_the_cdk_cli_offline_without_credentials(tmp_path: Path)
             "INFRA_ENV=prod",
             f"MODEL_TAR={tmp_path / 'model.tar.gz'}",
             f"INFRA_OUT={out}",
-            f"INFRA_CONTEXT=-c serving_dir={image} -c github_repo=acme/student-score",
+            # The bootstrap context the README documents (DVC bucket, managed MLflow and its artifact store)
+            f"INFRA_CONTEXT=-c serving_dir={image} -c github_repo=acme/student-score -c data_bucket=acme-artifacts "
+            "-c mlflow_tracking_server_arn=arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team "
+            "-c mlflow_artifact_uri=s3://acme-artifacts/mlflow",
         ],
         cwd=ROOT,
         env=env,
@@ -48,10 +52,11 @@ def test_make_synth_runs_the_cdk_cli_offline_without_credentials(tmp_path: Path)
         timeout=230,
         check=False,
     )
-    # Then it succeeds and writes the three stacks' templates
+    # Then it succeeds and writes the four stacks' templates
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(p.name for p in out.glob("*.template.json"))
     assert names == [
+        "StudentScore-Account.template.json",
         "StudentScore-Bootstrap.template.json",
         "StudentScore-prod-Serving.template.json",
         "StudentScore-prod-Storage.template.json",
@@ -59,6 +64,8 @@ def test_make_synth_runs_the_cdk_cli_offline_without_credentials(tmp_path: Path)
     serving = json.loads((out / "StudentScore-prod-Serving.template.json").read_text())
     configs = [r for r in serving["Resources"].values() if r["Type"] == "AWS::SageMaker::EndpointConfig"]
     assert configs[0]["Properties"]["ProductionVariants"][0]["ServerlessConfig"]["MemorySizeInMB"] == 2048
+    subscriptions = [r["Properties"] for r in serving["Resources"].values() if r["Type"] == "AWS::SNS::Subscription"]
+    assert subscriptions == [{**subscriptions[0], "Protocol": "email", "Endpoint": "oncall@example.com"}]
 
 
 @pytest.mark.slow

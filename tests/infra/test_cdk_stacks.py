@@ -6,7 +6,9 @@ up in the same template by its type and properties.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,14 @@ from cdk_nag import AwsSolutionsChecks
 from infra.api.infrastructure import LAMBDA_TIMEOUT
 from infra.api.runtime import handler
 from infra.app import ConfigError, build_app
+from infra.nag import synth_or_report
 from infra.settings import ENVIRONMENTS, settings_from_context
 from infra.stacks import BootstrapStack
 
 pytestmark = pytest.mark.slow
 
 REPO = "acme/student-score"
+RUNTIME_REQUIREMENTS = Path(__file__).resolve().parents[2] / "infra" / "api" / "runtime" / "requirements.txt"
 
 
 class Synth:
@@ -61,7 +65,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     base = tmp_path_factory.mktemp("prod")
-    return Synth(base / "out", {**inputs(base, b"model one"), "env": "prod"})
+    return Synth(base / "out", {**inputs(base, b"model one"), "env": "prod", "alarm_email": "oncall@example.com"})
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +105,13 @@ def test_the_endpoint_config_is_serverless_with_the_dev_sizes(dev: Synth) -> Non
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 1024, "MaxConcurrency": 5}
 
 
-def test_the_endpoint_is_named_by_cloudformation_and_follows_the_config(dev: Synth) -> None:
+def test_the_endpoint_is_named_after_its_stack_and_follows_the_config(dev: Synth, prod: Synth) -> None:
+    # Named after the stack, never a shared literal: dev and prod (two stacks) cannot collide, and the alarms a
+    # canary names can be made before the endpoint, from that name.
     config_id, _ = dev.only(SERVING, "AWS::SageMaker::EndpointConfig")
     _, endpoint = dev.only(SERVING, "AWS::SageMaker::Endpoint")
-    assert "EndpointName" not in endpoint["Properties"], "CloudFormation names it; nothing hard-coded"
+    assert endpoint["Properties"]["EndpointName"] == SERVING
+    assert prod.only(PROD_SERVING, "AWS::SageMaker::Endpoint")[1]["Properties"]["EndpointName"] == PROD_SERVING
     assert endpoint["Properties"]["EndpointConfigName"] == {"Fn::GetAtt": [config_id, "EndpointConfigName"]}
 
 
@@ -149,8 +156,21 @@ def test_the_lambda_runs_the_handler_with_powertools_and_knows_the_endpoint(dev:
     env = props["Environment"]["Variables"]
     assert env["ENDPOINT_NAME"] == {"Fn::GetAtt": [endpoint_id, "EndpointName"]}
     assert env["MAX_RECORDS"] == "100"
-    assert "AWSLambdaPowertoolsPythonV3-python313-arm64:" in json.dumps(props["Layers"])
-    assert "${AWS::Region}" in json.dumps(props["Layers"]), "the layer must follow the stack's region"
+
+
+def test_the_lambda_layer_is_the_powertools_release_the_tests_run(dev: Synth) -> None:
+    # Given the version the tests import (the venv installs infra/api/runtime/requirements.txt's pin via uv.lock)
+    from importlib.metadata import version
+
+    tested = version("aws-lambda-powertools")
+    pins = re.findall(r"^aws-lambda-powertools==(\S+)", RUNTIME_REQUIREMENTS.read_text(), re.MULTILINE)
+    assert pins == [tested], "the Lambda's requirements pin the Powertools the tests run"
+    # Then the layer is whatever AWS's public SSM parameter for exactly that release names, resolved at deploy
+    _, function = dev.only(SERVING, "AWS::Lambda::Function")
+    (layer,) = function["Properties"]["Layers"]
+    parameter = dev.raw[SERVING]["Parameters"][layer["Ref"]]
+    assert parameter == {"Type": "AWS::SSM::Parameter::Value<String>",
+                         "Default": f"/aws/service/powertools/python/arm64/python3.13/{tested}"}
 
 
 def test_the_lambda_asset_carries_the_wire_contract_itself(dev: Synth) -> None:
@@ -268,20 +288,101 @@ def test_cors_is_on_the_preflight_and_on_the_gateways_own_errors(dev: Synth) -> 
         )
 
 
-def test_day_one_alarms_watch_endpoint_lambda_and_api(dev: Synth) -> None:
-    alarms = dev.templates[SERVING].find_resources("AWS::CloudWatch::Alarm").values()
+# AWS, "Alarms and logs for tracking metrics from serverless endpoints": the exhaustive list of what a serverless
+# endpoint publishes (MemoryUtilization is in another namespace).
+SERVERLESS_METRICS = {"Invocations", "Invocation4XXErrors", "Invocation5XXErrors", "ModelLatency", "OverheadLatency",
+                      "ModelSetupTime", "ServerlessConcurrentExecutionsUtilization"}
+
+
+def test_alarms_watch_only_metrics_a_serverless_endpoint_publishes_and_notify_the_topic(dev: Synth) -> None:
+    template = dev.templates[SERVING]
+    alarms = template.find_resources("AWS::CloudWatch::Alarm").values()
     watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms}
     assert watched == {
         ("AWS/SageMaker", "Invocation5XXErrors"),
-        ("AWS/SageMaker", "InvocationModelErrors"),
+        ("AWS/SageMaker", "Invocation4XXErrors"),
         ("AWS/SageMaker", "ModelLatency"),
+        ("AWS/SageMaker", "OverheadLatency"),
+        ("AWS/SageMaker", "ModelSetupTime"),
+        ("AWS/SageMaker", "ServerlessConcurrentExecutionsUtilization"),
         ("AWS/Lambda", "Errors"),
         ("AWS/Lambda", "Throttles"),
         ("AWS/ApiGateway", "5XXError"),
     }
+    endpoint_alarms = [a for a in alarms if a["Properties"]["Namespace"] == "AWS/SageMaker"]
+    assert {a["Properties"]["MetricName"] for a in endpoint_alarms} <= SERVERLESS_METRICS
+    for alarm in endpoint_alarms:
+        assert alarm["Properties"]["Dimensions"] == [{"Name": "EndpointName", "Value": SERVING},
+                                                     {"Name": "VariantName", "Value": "AllTraffic"}]
     latency = next(a for a in alarms if a["Properties"]["MetricName"] == "ModelLatency")
     assert latency["Properties"]["Threshold"] == 2000 * 1000, "ModelLatency is in microseconds"
     assert all(a["Properties"]["TreatMissingData"] == "notBreaching" for a in alarms)
+    assert all(a["Properties"]["Period"] == 60 for a in alarms), "one-minute periods, to fire inside a canary"
+    topic_id, _ = dev.only(SERVING, "AWS::SNS::Topic")
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic_id}] for a in alarms), "every alarm notifies"
+
+
+def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use_and_mails_the_given_address(
+        prod: Synth) -> None:
+    key_id, key = prod.only(PROD_SERVING, "AWS::KMS::Key")
+    assert key["Properties"]["EnableKeyRotation"] is True
+    grants = [s for s in key["Properties"]["KeyPolicy"]["Statement"]
+              if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert len(grants) == 1 and set(grants[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    _, topic = prod.only(PROD_SERVING, "AWS::SNS::Topic")
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    prod.templates[PROD_SERVING].has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "oncall@example.com"})
+
+
+def test_without_an_email_the_topic_has_no_subscription(dev: Synth) -> None:
+    dev.templates[SERVING].resource_count_is("AWS::SNS::Subscription", 0)
+    dev.templates[SERVING].resource_count_is("AWS::SNS::Topic", 1)
+
+
+def test_a_new_config_reaches_the_endpoint_as_a_canary_that_rolls_back_on_errors_and_latency(
+        dev: Synth, prod: Synth) -> None:
+    for synth, stack, percent, wait in ((dev, SERVING, 50, 300), (prod, PROD_SERVING, 10, 600)):
+        template = synth.templates[stack]
+        _, endpoint = synth.only(stack, "AWS::SageMaker::Endpoint")
+        config = endpoint["Properties"]["DeploymentConfig"]
+        policy = config["BlueGreenUpdatePolicy"]
+        assert policy["TrafficRoutingConfiguration"] == {
+            "Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": percent},
+            "WaitIntervalInSeconds": wait}
+        assert policy["TerminationWaitInSeconds"] == wait, "a final baking period with all the traffic"
+        assert 2 * wait < policy["MaximumExecutionTimeoutInSeconds"] <= 28800
+        alarms = template.find_resources("AWS::CloudWatch::Alarm")
+        rollback = {alarms[a["AlarmName"]["Ref"]]["Properties"]["MetricName"]
+                    for a in config["AutoRollbackConfiguration"]["Alarms"]}
+        assert rollback == {"Invocation5XXErrors", "ModelLatency"}
+        assert "RollingUpdatePolicy" not in config, "AWS excludes serverless endpoints from rolling deployments"
+
+
+def test_the_execution_role_may_describe_the_rollback_alarms_and_no_other(dev: Synth) -> None:
+    _, endpoint = dev.only(SERVING, "AWS::SageMaker::Endpoint")
+    rollback = [a["AlarmName"]["Ref"] for a in endpoint["Properties"]["DeploymentConfig"]
+                ["AutoRollbackConfiguration"]["Alarms"]]
+    statements = [s for p in dev.templates[SERVING].find_resources("AWS::IAM::Policy").values()
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]
+                  if "cloudwatch:DescribeAlarms" in _list(s["Action"])]
+    assert len(statements) == 1
+    assert sorted(json.dumps(r) for r in _list(statements[0]["Resource"])) == sorted(
+        json.dumps({"Fn::GetAtt": [alarm_id, "Arn"]}) for alarm_id in rollback)
+
+
+def test_the_api_leaves_the_account_logging_role_to_the_account_stack(dev: Synth) -> None:
+    # One AWS::ApiGateway::Account per account and region (AWS's advice), in a stack of its own
+    dev.templates[SERVING].resource_count_is("AWS::ApiGateway::Account", 0)
+    dev.templates["StudentScore-dev-Storage"].resource_count_is("AWS::ApiGateway::Account", 0)
+    account = dev.templates["StudentScore-Account"]
+    account.resource_count_is("AWS::ApiGateway::Account", 1)
+    role_id, _ = dev.only("StudentScore-Account", "AWS::IAM::Role")
+    account.has_resource("AWS::ApiGateway::Account", {
+        "Properties": {"CloudWatchRoleArn": {"Fn::GetAtt": [role_id, "Arn"]}}, "DeletionPolicy": "Retain"})
+    account.has_resource("AWS::IAM::Role", {"DeletionPolicy": "Retain"})
+    manifest = json.loads((dev.outdir / "manifest.json").read_text())
+    assert "StudentScore-Account" in manifest["artifacts"][SERVING]["dependencies"], "deployed first"
 
 
 def test_the_serving_stack_outputs_the_predict_url_and_endpoint_name(dev: Synth) -> None:
@@ -308,8 +409,6 @@ def test_prod_gets_its_sizes_a_warm_instance_and_tighter_alarms(prod: Synth) -> 
         "MaxConcurrency": 20,
         "ProvisionedConcurrency": 1,
     }
-    _, endpoint = prod.only(PROD_SERVING, "AWS::SageMaker::Endpoint")
-    assert "EndpointName" not in endpoint["Properties"]
     template = prod.templates[PROD_SERVING]
     template.has_resource_properties(
         "AWS::ApiGateway::Stage",
@@ -352,6 +451,10 @@ def test_context_overrides_one_setting_and_keeps_the_rest() -> None:
         ({"endpoint_memory_mb": "1500"}, "endpoint_memory_mb must be one of"),
         ({"endpoint_provisioned_concurrency": "9"}, "provisioned"),
         ({"api_key_required": "yes"}, "api_key_required"),
+        ({"canary_percent": "60"}, "canary_percent must be 1..50"),
+        ({"canary_wait_s": "60"}, "canary_wait_s must be 180..3600"),
+        ({"alarm_concurrency_utilization": "1.5"}, "alarm_concurrency_utilization"),
+        ({"alarm_model_setup_ms": "0"}, "alarm thresholds must be positive"),
     ],
 )
 def test_bad_context_is_refused_by_name(context: dict[str, str], fragment: str) -> None:
@@ -426,7 +529,7 @@ def test_the_artifact_bucket_is_versioned_encrypted_private_tls_only_and_logged(
     template.has_resource("AWS::S3::Bucket", {"DeletionPolicy": "Retain"})
 
 
-def test_the_deploy_role_trusts_only_main_of_the_repository(dev: Synth) -> None:
+def test_the_deploy_role_trusts_only_the_repositorys_dev_and_prod_environments(dev: Synth) -> None:
     template = dev.templates["StudentScore-Bootstrap"]
     template.has_resource_properties(
         "AWS::IAM::OIDCProvider",
@@ -440,7 +543,9 @@ def test_the_deploy_role_trusts_only_main_of_the_repository(dev: Synth) -> None:
     assert statement["Condition"] == {
         "StringEquals": {
             "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-            "token.actions.githubusercontent.com:sub": f"repo:{REPO}:ref:refs/heads/main",
+            # GitHub's OIDC subject for a job that references an environment
+            "token.actions.githubusercontent.com:sub": [f"repo:{REPO}:environment:dev",
+                                                        f"repo:{REPO}:environment:prod"],
         }
     }
 
@@ -529,12 +634,61 @@ def test_the_deploy_role_reads_only_the_dvc_prefix_and_uses_only_the_given_mlflo
     app = App()
     server = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team"
     stack = BootstrapStack(app, "Bootstrap", github_repo=REPO, data_bucket_name="team-artifacts",
-                           mlflow_tracking_server_arn=server)
+                           mlflow_tracking_server_arn=server, mlflow_artifact_uri="s3://team-mlflow/artifacts/")
     statements = Template.from_stack(stack).to_json()
-    policies = [r for r in statements["Resources"].values() if r["Type"] == "AWS::IAM::Policy"]
+    # The deploy role's own policy (with a data bucket, the drift workflow's capture reader has another).
+    policies = [r for r in statements["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
+                and "GitHubDeploy" in json.dumps(r["Properties"]["Roles"])]
     (policy,) = policies
-    by_action = {json.dumps(s["Action"]): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
-    assert json.dumps(by_action['"s3:GetObject"']["Resource"]).endswith('team-artifacts/dvc/*"]]}')
-    assert by_action['"s3:ListBucket"']["Condition"] == {"StringLike": {"s3:prefix": ["dvc/*", "dvc"]}}
-    assert by_action['"sagemaker-mlflow:*"']["Resource"] == server
-    assert len(by_action) == 4, "assume the CDK roles, list, read, MLflow: nothing else"
+    granted = [(json.dumps(s["Action"]), json.dumps(s["Resource"]), s.get("Condition"))
+               for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+    by_action = {action: (resource, condition) for action, resource, condition in granted}
+    assert by_action['"s3:GetObject"'][0].endswith('team-artifacts/dvc/*"]]}')
+    assert by_action['"sagemaker-mlflow:*"'][0] == json.dumps(server)
+    # The MLflow client writes run artifacts and reads model versions in the server's artifact store itself
+    assert by_action['["s3:GetObject", "s3:PutObject"]'][0].endswith('team-mlflow/artifacts/*"]]}')
+    listings = sorted((resource.rsplit(":::", 1)[1], json.dumps(condition))
+                      for action, resource, condition in granted if action == '"s3:ListBucket"')
+    assert listings == [
+        ('team-artifacts"]]}', json.dumps({"StringLike": {"s3:prefix": ["dvc/*", "dvc"]}})),
+        ('team-mlflow"]]}', json.dumps({"StringLike": {"s3:prefix": ["artifacts/*", "artifacts"]}})),
+    ]
+    assert len(granted) == 6, "assume the CDK roles, DVC list+read, MLflow, artifacts list+read/write: nothing else"
+
+
+@pytest.mark.parametrize(
+    ("context", "fragment"),
+    [
+        ({"github_environments": "dev,pr od"}, "github_environments must be environment names"),
+        ({"data_bucket": "Not_A_Bucket"}, "data_bucket must be an S3 bucket name"),
+        ({"mlflow_tracking_server_arn": "arn:aws:s3:::x"}, "mlflow_tracking_server_arn must look like"),
+        ({"mlflow_tracking_server_arn": "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/t"},
+         "mlflow_tracking_server_arn and mlflow_artifact_uri go together"),
+        ({"mlflow_tracking_server_arn": "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/t",
+          "mlflow_artifact_uri": "https://bucket/x"}, "mlflow_artifact_uri must be"),
+        ({"alarm_email": "not an address"}, "alarm_email must be one email address"),
+    ],
+)
+def test_bad_bootstrap_and_alarm_context_fails_synth_in_one_line(tmp_path: Path, context: dict[str, str],
+                                                                 fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment) as raised:
+        build_app(context={**inputs(tmp_path, b"x"), "github_repo": REPO, **context}, outdir=str(tmp_path / "out"))
+    assert "\n" not in str(raised.value)
+
+
+def test_a_failing_synth_prints_one_line_per_unacknowledged_finding(tmp_path: Path) -> None:
+    # Given an app with two unacknowledged findings on one bucket (AwsSolutions-S1: no access logs; S10: no TLS)
+    app = App(outdir=str(tmp_path))
+    s3.Bucket(Stack(app, "Bad"), "Unlogged")
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    err = io.StringIO()
+    # When it is synthesized the way infra/app.py's main does
+    code = synth_or_report(app, err)
+    # Then the exit code is 1 and each finding is one line naming rule and construct, with no traceback
+    lines = err.getvalue().splitlines()
+    assert code == 1
+    findings = [line for line in lines if line.startswith("error: cdk-nag ")]
+    assert {line.split()[2] for line in findings} >= {"AwsSolutions-S1", "AwsSolutions-S10"}, lines
+    assert all(" at Bad/Unlogged/" in line for line in findings), lines
+    assert lines[-1].startswith(f"error: {len(findings)} unacknowledged cdk-nag finding(s)")
+    assert "Traceback" not in err.getvalue() and "jsii" not in err.getvalue()

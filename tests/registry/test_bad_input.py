@@ -125,6 +125,31 @@ def test_corrupt_schema_is_refused_by_export(store, damaged, capsys, existing_ta
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name], "no temp file left behind"
 
 
+@pytest.mark.parametrize("seed", [12, 39, 64])  # corruptions that crashed XGBoost's reader (SIGSEGV) before
+def test_a_booster_that_would_crash_xgboost_is_one_line_from_export(store, damaged, existing_tarball, seed):
+    import os
+    import random
+    import subprocess
+    import sys
+
+    from tests.registry.conftest import REPO
+
+    path, digest = existing_tarball
+    data, rng = bytearray(store.artifact_file(store.good[0], "booster.ubj").read_bytes()), random.Random(seed)
+    for _ in range(rng.randint(1, 4)):
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    damaged(store.good[0], "booster.ubj", bytes(data))
+
+    # In a child process: were the check to miss, the crash must fail this test, not end the session.
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run([sys.executable, "-m", "registry.export", *store.args()], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "not a valid XGBoost model" in _one_line(done.stderr)
+    assert _sha(path) == digest
+
+
 def test_damaged_production_blocks_the_gate_but_not_force(store, damaged, capsys):
     assert promote.main(store.args("--version", store.good[0], "--no-export")) == 0
     damaged(store.good[0], "booster.ubj", b"\x00" * 64)

@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from registry import export, promote
 from serving import bundle
+from serving.profile import read_profile
 
 # Every test here uses the session's real training and MLflow store.
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ def test_export_writes_the_sagemaker_layout_with_metadata(store, tmp_path):
     out = tmp_path / "model.tar.gz"
     assert export.main(store.args("--version", store.good[0], "--out", str(out))) == 0
     with tarfile.open(out) as tar:
-        assert sorted(tar.getnames()) == ["booster.ubj", "metadata.json", "schema.json"]
+        assert sorted(tar.getnames()) == ["booster.ubj", "metadata.json", "profile.json", "schema.json"]
     metadata = bundle.verify(bundle.unpack(out, tmp_path / "unpacked"))
     mv = store.client().get_model_version(store.name, store.good[0])
     assert metadata["registered_name"] == store.name
@@ -36,7 +37,17 @@ def test_export_writes_the_sagemaker_layout_with_metadata(store, tmp_path):
     assert metadata["git_commit"] == mv.tags["git_commit"]
     assert set(metadata["metrics"]) == {"test_rmse", "test_mse", "test_mae", "test_r2"}
     assert metadata["metrics"]["test_rmse"] == pytest.approx(float(mv.tags["test_rmse"]), abs=1e-6)
-    assert set(metadata["files"]) == {"booster.ubj", "schema.json"}
+    assert set(metadata["files"]) == {"booster.ubj", "schema.json", "profile.json"}, "checksums cover the profile"
+    assert read_profile(tmp_path / "unpacked" / "profile.json")["features"], "the training's reference profile"
+
+
+def test_a_version_trained_before_profiles_existed_still_exports(store, damaged, tmp_path):
+    # Given a version whose artifacts have no profile.json (as every version registered before it existed)
+    damaged(store.good[1], "profile.json", None)
+    out = tmp_path / "model.tar.gz"
+    assert export.main(store.args("--version", store.good[1], "--out", str(out))) == 0
+    with tarfile.open(out) as tar:
+        assert sorted(tar.getnames()) == ["booster.ubj", "metadata.json", "schema.json"]
 
 
 def test_export_defaults_to_production_and_params_path(store, capsys):

@@ -37,20 +37,23 @@ def sample_records(rows: int = 300, seed: int = 7) -> tuple[list[dict[str, Any]]
     return records_from_frame(frame.drop(columns=TARGET)), frame[TARGET].astype(float).tolist()
 
 
-def build_model_dir(path: Path, *, metadata: Mapping[str, Any] = METADATA, expected_shift: float = 0.0) -> Path:
+def build_model_dir(path: Path, *, metadata: Mapping[str, Any] = METADATA, expected_shift: float = 0.0,
+                    booster: str = "gbtree") -> Path:
     """Train a quick real booster on generated data and write a verified bundle directory.
 
-    ``expected_shift`` moves the self-test's recorded prediction, to build a model whose self-test fails.
+    ``expected_shift`` moves the self-test's recorded prediction, to build a model whose self-test fails;
+    ``booster`` is XGBoost's (gbtree or gblinear, the two the search space offers).
     """
     frame = generate(300, 7)
     schema = infer_schema(frame, TARGET)
     records = records_from_frame(frame.drop(columns=TARGET))
     matrix = schema.encode(records)
-    booster = xgb.train({"max_depth": 3, "eta": 0.3, "nthread": 1, "seed": 0},
-                        xgb.DMatrix(matrix, label=frame[TARGET].to_numpy()), num_boost_round=20)
+    settings = {"max_depth": 3} if booster == "gbtree" else {}
+    model = xgb.train({"booster": booster, "eta": 0.3, "nthread": 1, "seed": 0, **settings},
+                      xgb.DMatrix(matrix, label=frame[TARGET].to_numpy()), num_boost_round=20)
     example = records[0]
-    expected = float(booster.inplace_predict(schema.encode([example]))[0]) + expected_shift
-    save_model_dir(path, booster, dataclasses.replace(schema, example=example, expected=expected))
+    expected = float(model.predict(xgb.DMatrix(schema.encode([example])))[0]) + expected_shift
+    save_model_dir(path, model, dataclasses.replace(schema, example=example, expected=expected))
     bundle.write_metadata(path, metadata)
     return path
 

@@ -16,6 +16,8 @@ DOCKERFILE = SERVING / "Dockerfile"
 REQUIREMENTS = SERVING / "requirements.txt"
 HADOLINT = ROOT / ".venv" / "bin" / "hadolint"
 UV = ROOT / ".tools" / "bin" / "uv"
+# Serving modules the container never imports: the reference profile is written by training and read by monitoring.
+NOT_IN_IMAGE = {"profile.py"}
 TRAINING_ONLY = {"mlflow", "optuna", "scikit-learn", "sklearn", "pandas", "dvc", "boto3", "matplotlib"}
 
 
@@ -91,14 +93,26 @@ def test_base_image_is_a_pinned_python_312_slim_for_amd64(instructions: list[tup
     froms = [args for op, args in instructions if op == "FROM"]
 
     assert len(froms) == 1
-    assert re.fullmatch(r"--platform=linux/amd64 python:3\.12\.\d+-slim(-\w+)?", froms[0]), froms[0]
+    # The digest is optional until someone with Docker Hub access pins it (see the Dockerfile's comment).
+    assert re.fullmatch(r"--platform=linux/amd64 python:3\.12\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", froms[0]), \
+        froms[0]
 
 
-def test_image_runs_as_a_non_root_user(instructions: list[tuple[str, str]]) -> None:
+def test_image_runs_as_root_as_sagemakers_contract_asks(instructions: list[tuple[str, str]]) -> None:
+    # AWS, "Custom Inference Code with Hosting Services": "SageMaker AI expects all containers to run with root
+    # users." The base image's user is root; a USER line other than root would break that contract.
     users = [args for op, args in instructions if op == "USER"]
 
-    assert users
-    assert users[-1] not in ("root", "0", "0:0")
+    assert all(user in ("root", "0", "0:0") for user in users), users
+    assert "useradd" not in DOCKERFILE.read_text(), "no second user for the server to run as"
+    assert "expects all containers to run with root" in DOCKERFILE.read_text(), "the Dockerfile says why"
+
+
+def test_base_image_is_a_maintained_312_tag_that_dependabot_keeps_current() -> None:
+    # 3.12.12-* left docker-library's python manifest in 2026-03 (no more security rebuilds).
+    assert "python:3.12.12-" not in DOCKERFILE.read_text()
+    dependabot = (ROOT / ".github" / "dependabot.yml").read_text()
+    assert "package-ecosystem: docker" in dependabot and 'directory: "/serving"' in dependabot
 
 
 def test_image_exposes_8080_and_enters_through_the_launcher(instructions: list[tuple[str, str]]) -> None:
@@ -127,5 +141,36 @@ def test_image_copies_every_serving_module_and_the_ignore_file_lets_them_in(
     allowed = {line[1:] for line in (SERVING / ".dockerignore").read_text().splitlines() if line.startswith("!")}
     modules = {p.name for p in SERVING.glob("*.py")}
 
-    assert modules | {"serve"} == copied, "a serving module missing from the image would fail at import"
+    assert modules - NOT_IN_IMAGE | {"serve"} == copied, "a serving module missing from the image would fail at import"
     assert copied | {"requirements.txt"} == allowed
+    for name in copied - {"serve"}:
+        imported = re.findall(r"^\s*(?:from|import) serving\.(\w+)", (SERVING / name).read_text(), re.MULTILINE)
+        assert not {f"{m}.py" for m in imported} & NOT_IN_IMAGE, f"{name} imports a module the image lacks"
+
+
+@pytest.mark.pypi
+@pytest.mark.timeout(300)
+def test_the_image_requirements_install_for_linux_amd64_and_python_312_with_hashes_checked() -> None:
+    # `make image-deps-check` asks PyPI for exactly what the image's `pip install --require-hashes
+    # --only-binary=:all:` would take on linux/amd64 with the Dockerfile's Python; a pin without such a wheel, or
+    # a hash PyPI does not serve, fails here before an image build would.
+    result = subprocess.run(["make", "--no-print-directory", "image-deps-check"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=290, check=False)
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    pins = len(_requirement_names(REQUIREMENTS.read_text()))
+    assert f"image-deps-check: {pins} wheels for linux/amd64, Python 3.12, hashes match" in result.stdout
+
+
+@pytest.mark.pypi
+@pytest.mark.timeout(300)
+def test_the_image_requirements_check_fails_on_a_hash_pypi_does_not_serve(tmp_path: Path) -> None:
+    flask = next(line.split()[0] for line in REQUIREMENTS.read_text().splitlines() if line.startswith("flask=="))
+    tampered = tmp_path / "requirements.txt"
+    tampered.write_text(f"{flask} --hash=sha256:{'0' * 64}\n")
+
+    result = subprocess.run(["make", "--no-print-directory", "image-deps-check", f"IMAGE_REQUIREMENTS={tampered}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=290, check=False)
+
+    assert result.returncode != 0
+    assert "DO NOT MATCH THE HASHES" in result.stderr

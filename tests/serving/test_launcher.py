@@ -122,6 +122,32 @@ def test_serves_a_model_dir_that_holds_only_the_tarball(model_tar: Path, tmp_pat
         "the unpacked copy in TMPDIR must be gone once the model is loaded"
 
 
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if "__pycache__" not in p.parts}
+
+
+@pytest.mark.slow
+def test_the_server_writes_nothing_outside_tmpdir(model_tar: Path, tmp_path: Path) -> None:
+    # The image runs as root (SageMaker's contract), so a read-only root filesystem is what keeps the container
+    # honest; this is the same promise checked here, where the tests run as root too and chmod would not bind:
+    # the code, the model directory and HOME are unchanged after startup and a request.
+    model_dir = tmp_path / "opt_ml_model"
+    model_dir.mkdir()
+    shutil.copy(model_tar, model_dir / layout.TARBALL_FILE)
+    home = tmp_path / "home"
+    home.mkdir()
+    watched = {"model": model_dir, "home": home, "code": ROOT / "serving"}
+    before = {name: _tree(path) for name, path in watched.items()}
+    env = {"HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1", "SAGEMAKER_GUNICORN_WORKERS": "1"}
+
+    with running(model_dir, tmp_path / "tmp" / "server.log", env=env) as server:
+        answer = requests.post(f"{server.url}/invocations", json=sample_records(rows=1, seed=5)[0], timeout=10)
+
+    assert answer.status_code == 200, server.output()
+    assert {name: _tree(path) for name, path in watched.items()} == before
+
+
 @pytest.mark.slow
 def test_model_failing_its_self_test_never_reports_healthy(tmp_path: Path) -> None:
     # Decision: the server stays up and answers 503 with the reason (SageMaker then fails the endpoint's

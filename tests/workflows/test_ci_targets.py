@@ -173,4 +173,5 @@ def test_ci_synth_synthesizes_without_an_exported_model(tmp_path: Path) -> None:
     # Then the serving and storage templates are written
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(p.name for p in (tmp_path / "cdk.out").glob("*.template.json"))
-    assert names == ["StudentScore-dev-Serving.template.json", "StudentScore-dev-Storage.template.json"]
+    assert names == ["StudentScore-Account.template.json", "StudentScore-dev-Serving.template.json",
+                     "StudentScore-dev-Storage.template.json"]

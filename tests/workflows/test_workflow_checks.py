@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.workflows.conftest import ROOT, WORKFLOWS, load_workflow, run_make
 
@@ -21,7 +22,7 @@ def _steps(name: str) -> list[dict]:
 
 
 def test_the_workflows_are_there() -> None:
-    assert [f.name for f in FILES] == ["ci.yml", "train-deploy.yml"]
+    assert [f.name for f in FILES] == ["ci.yml", "drift.yml", "train-deploy.yml"]
 
 
 def test_workflows_match_githubs_workflow_schema() -> None:
@@ -80,3 +81,13 @@ def test_no_run_script_expands_inputs_or_event_data(name: str) -> None:
     # the scripts through env: instead.
     runs = [step["run"] for step in _steps(name) if "run" in step]
     assert [run for run in runs if "${{" in run] == []
+
+
+def test_dependabot_watches_the_image_the_python_lock_the_npm_lock_and_the_actions() -> None:
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    watched = {(update["package-ecosystem"], update["directory"]) for update in config["updates"]}
+    assert watched == {("docker", "/serving"), ("uv", "/"), ("npm", "/infra"), ("github-actions", "/")}
+    for ecosystem, folder, pinned in (("docker", "serving", "Dockerfile"), ("uv", ".", "uv.lock"),
+                                      ("npm", "infra", "package-lock.json"), ("github-actions", ".github", "workflows")):
+        assert (ROOT / folder / pinned).exists(), f"{ecosystem}: nothing to update in /{folder}"
+    assert all(update["schedule"]["interval"] == "weekly" for update in config["updates"])

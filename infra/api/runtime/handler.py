@@ -15,6 +15,9 @@ Environment variables (set by ``infra/api/infrastructure.py``):
   bounds (defaults 1 s, 10 s, 2 attempts: at most ~23 s in all, inside the 28 s Lambda timeout and API
   Gateway's 29 s integration timeout).
 - ``POWERTOOLS_SERVICE_NAME``, ``POWERTOOLS_METRICS_NAMESPACE``, ``POWERTOOLS_LOG_LEVEL``: Powertools' own.
+- Capture for monitoring: see ``capture.py`` beside this file (``CAPTURE_STREAM``, ``CAPTURE_DIR``,
+  ``CAPTURE_SHARE``, ``CAPTURE_DROP_FIELDS``, ``CAPTURE_WAIT_MS``). Every 200 carries ``X-Request-Id``, the id
+  its capture records and late labels (``python -m monitoring.feedback``) are joined on.
 
 Model identity headers: ``InvokeEndpoint`` returns none of the container's own headers except
 ``X-Amzn-SageMaker-Custom-Attributes`` (boto3's ``CustomAttributes``). The container therefore reports
@@ -24,9 +27,12 @@ its model as custom attributes, and this function turns them back into the model
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import os
+import time
 from typing import Any
 
 import boto3
@@ -45,8 +51,9 @@ from botocore.exceptions import (
 # The wire contract (serving/contract.py; runtime/contract.py links to it and ships in the asset). On Lambda
 # this folder is the import root; the tests and the local stand-in import the handler as a package module.
 if __package__:
-    from . import contract
+    from . import capture, contract
 else:
+    import capture
     import contract
 
 ROUTE = contract.ROUTE
@@ -69,7 +76,7 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Stud
 app = APIGatewayRestResolver(
     cors=CORSConfig(
         allow_origin=os.environ.get("CORS_ALLOW_ORIGIN", "*"),
-        expose_headers=list(contract.MODEL_HEADERS),
+        expose_headers=[*contract.MODEL_HEADERS, contract.REQUEST_ID_HEADER],
         max_age=300,
     )
 )
@@ -103,6 +110,26 @@ def sagemaker_runtime() -> Any:
     )
 
 
+def request_text(event: dict[str, Any]) -> str | tuple[int, str]:
+    """The event's body as text (``""`` when it has none), or ``(400, message)`` when it is not UTF-8 text.
+
+    API Gateway sends a body base64-encoded (``isBase64Encoded``) when it takes it for binary; a text body
+    may still carry lone surrogates (``\\ud800`` in the event's JSON), which no UTF-8 encoder accepts.
+    """
+    body = event.get("body")
+    if body is None:
+        return ""
+    if not isinstance(body, str):
+        return 400, "the body must be text"
+    try:
+        if event.get("isBase64Encoded"):
+            return base64.b64decode(body, validate=True).decode("utf-8")
+        body.encode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeError is a ValueError
+        return 400, "the body is not UTF-8 text (or not valid base64 where isBase64Encoded is set)"
+    return body
+
+
 def check_body(raw: str | None, *, max_records: int, max_bytes: int) -> tuple[int, str] | int:
     """Check a body can be a request; return the record count, or ``(status, message)`` to refuse it."""
     if not raw:
@@ -111,6 +138,8 @@ def check_body(raw: str | None, *, max_records: int, max_bytes: int) -> tuple[in
         return 413, f"the body is larger than {max_bytes} bytes"
     try:
         payload = json.loads(raw)
+    except RecursionError:
+        return 400, "the body is nested too deeply to be a record or a list of records"
     except ValueError:
         return 400, "the body is not valid JSON"
     if isinstance(payload, dict):
@@ -186,40 +215,75 @@ def _aws_error(error: ClientError) -> Response:
     return _error(502, "the model endpoint failed to answer")
 
 
+def _capture(build: capture.Build) -> None:
+    failed = capture.submit(_request_id(), build)
+    if failed:
+        metrics.add_metric(name="CaptureFailed", unit=MetricUnit.Count, value=failed)
+
+
+def _capture_refusal(response: Response, records: int | None) -> None:
+    def build(drop: list[str]) -> list[dict[str, Any]]:
+        try:
+            error = str(json.loads(response.body).get("error", ""))
+        except (ValueError, AttributeError, TypeError):
+            error = ""
+        return [contract.refusal_record(request_id=_request_id(), status=response.status_code, error=error,
+                                        records=records, now=time.time())]
+    _capture(build)
+
+
 @app.post(ROUTE)
 def predict() -> Response:
     """Forward one record or a list of records to the endpoint and answer with its predictions."""
-    checked = check_body(
-        app.current_event.decoded_body,
+    raw = request_text(app.current_event.raw_event)
+    checked = raw if isinstance(raw, tuple) else check_body(
+        raw,
         max_records=int(os.environ.get("MAX_RECORDS", DEFAULT_MAX_RECORDS)),
         max_bytes=int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
     )
     if isinstance(checked, tuple):
         metrics.add_metric(name="RejectedRequests", unit=MetricUnit.Count, value=1)
-        return _error(*checked)
+        refused = _error(*checked)
+        _capture_refusal(refused, records=None)
+        return refused
     metrics.add_metric(name="PredictedRecords", unit=MetricUnit.Count, value=checked)
+    started = time.perf_counter()
     try:
         answer = sagemaker_runtime().invoke_endpoint(
             EndpointName=os.environ["ENDPOINT_NAME"],
-            Body=app.current_event.decoded_body.encode("utf-8"),
+            Body=raw.encode("utf-8"),
             ContentType="application/json",
             Accept="application/json",
         )
     except ClientError as error:
-        return _aws_error(error)
+        failed = _aws_error(error)
+        if error.response.get("Error", {}).get("Code") == "ModelError" and 400 <= failed.status_code < 500:
+            _capture_refusal(failed, records=checked)  # the container refused the records (bad values)
+        return failed
     except (ReadTimeoutError, ConnectTimeoutError):
         logger.warning("endpoint timed out")
         return _error(504, "the model endpoint did not answer in time")
     except EndpointConnectionError:
         logger.error("endpoint unreachable")
         return _error(502, "the model endpoint could not be reached")
+    latency_ms = (time.perf_counter() - started) * 1000
     headers = contract.headers_from_attributes(answer.get("CustomAttributes"))
     logger.info("predicted", extra={"records": checked, **headers})
+    body = answer["Body"].read().decode("utf-8")
+
+    def build(drop: list[str]) -> list[dict[str, Any]]:
+        payload = json.loads(app.current_event.decoded_body)
+        return contract.prediction_records(
+            request_id=_request_id(), records=payload if isinstance(payload, list) else [payload],
+            predictions=json.loads(body)["predictions"], headers=headers, latency_ms=latency_ms,
+            now=time.time(), drop_fields=drop)
+
+    _capture(build)
     return Response(
         status_code=200,
         content_type=answer.get("ContentType") or content_types.APPLICATION_JSON,
-        body=answer["Body"].read().decode("utf-8"),
-        headers=headers,
+        body=body,
+        headers={**headers, contract.REQUEST_ID_HEADER: _request_id()},
     )
 
 

@@ -1,0 +1,124 @@
+"""Owns ``make advise``: a target (requests/s, p99) and a load-test result in, a serverless size and its cost out.
+
+Reads the load test's JSON (``make loadtest``: service time and p99 at low load, the memory size and cold
+start it ran with, the mean body size) and the price table (``capacity/prices.yaml``, user-edited, no network),
+and prints the recommendation of ``capacity/sizing.py`` as markdown (and JSON with ``--out``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from capacity import sizing
+from core.cli import UserError, run_cli
+from infra.settings import SERVERLESS_MEMORY_MB
+
+ROOT = Path(__file__).resolve().parents[1]
+PRICES = Path(__file__).resolve().parent / "prices.yaml"
+
+
+def load_prices(path: Path) -> dict[str, Any]:
+    """The price table; UserError naming what is missing or not a number."""
+    try:
+        prices = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except yaml.YAMLError:
+        raise UserError(f"{path}: not valid YAML") from None
+    if not isinstance(prices, dict) or not isinstance(prices.get("serverless"), dict):
+        raise UserError(f"{path}: expected a 'serverless' section of prices")
+    for key, entry in prices["serverless"].items():
+        value = entry.get("value") if isinstance(entry, dict) else entry
+        if value is not None and (not isinstance(value, int | float) or value < 0):
+            raise UserError(f"{path}: serverless.{key}.value must be a non-negative number or null")
+    for name, instance in (prices.get("instances") or {}).items():
+        if not isinstance(instance, dict) or not all(
+                isinstance(instance.get(k), int | float) and instance[k] > 0 for k in ("per_hour", "vcpus")):
+            raise UserError(f"{path}: instances.{name} needs positive per_hour and vcpus")
+    return prices
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """The measured inputs of a load-test result; UserError when it is not one or measured nothing served."""
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        steps, meta = result["steps"], result["meta"]
+        service = result["service_time_s"]
+        memory = int(meta["settings"]["endpoint_memory_mb"])
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found (run `make loadtest` first)") from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path}: not a load-test result (no steps, settings or service time)") from None
+    if not service or service <= 0:
+        raise UserError(f"{path}: too few requests were served to measure a service time")
+    if memory not in SERVERLESS_MEMORY_MB:
+        raise UserError(f"{path}: endpoint_memory_mb {memory} is not a serverless size {SERVERLESS_MEMORY_MB}")
+    quiet = [s["p99_ms"] for s in steps if s.get("p99_ms") is not None] or [service * 1000]
+    return {"service_time_s": float(service), "p99_measured_ms": min(quiet), "memory_mb": memory,
+            "cold_start_s": (meta.get("stand_in") or {}).get("cold_start_s"),
+            "request_bytes": float(meta.get("mean_request_bytes") or 0)}
+
+
+def markdown(advice: sizing.Advice, *, rps: float, p99_ms: float, measured: dict[str, Any],
+             prices: dict[str, Any]) -> str:
+    cost = "n/a" if advice.monthly_cost is None else f"{advice.monthly_cost:,.2f} {prices.get('currency', 'USD')}"
+    lines = [
+        f"Target {rps:g} requests/s at p99 <= {p99_ms:g} ms; measured service time "
+        f"{measured['service_time_s'] * 1000:.0f} ms, p99 {measured['p99_measured_ms']:.0f} ms at "
+        f"{measured['memory_mb']} MB.",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        f"| endpoint_memory_mb | {advice.memory_mb} |",
+        f"| endpoint_max_concurrency | {advice.max_concurrency} (throttles past about {advice.knee_rps:g}/s) |",
+        f"| endpoint_provisioned_concurrency | {advice.provisioned_concurrency} |",
+        f"| monthly cost ({prices.get('region', '?')}, prices of {prices.get('retrieved', '?')}) | {cost} |",
+    ]
+    for name, rate in advice.break_even_rps.items():
+        lines.append(f"| a real-time {name} costs less above | {rate:g} requests/s sustained |")
+    if advice.cost_left_out:
+        lines += ["", "Left out of the cost (no price in the table): " + ", ".join(advice.cost_left_out) + "."]
+    unverified = [k for k, v in (prices.get("serverless") or {}).items() if isinstance(v, dict)
+                  and v.get("value") is not None and not v.get("verified")]
+    if unverified:
+        lines += ["", "Prices not verified against AWS: " + ", ".join(unverified) + " (see the price table)."]
+    if advice.notes:
+        lines += ["", *(f"- {note}" for note in advice.notes)]
+    return "\n".join(lines) + "\n"
+
+
+@click.command(help="Recommend serverless memory, max_concurrency and provisioned concurrency, and their cost.")
+@click.option("--rps", type=float, required=True, help="Sustained requests per second to serve.")
+@click.option("--p99-ms", type=float, required=True, help="The p99 latency target, in ms.")
+@click.option("--result", "result_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=ROOT / "dist" / "loadtest" / "ramp.json", show_default=True, help="A make loadtest JSON.")
+@click.option("--prices", "prices_path", type=click.Path(dir_okay=False, path_type=Path), default=PRICES,
+              show_default=True, help="The price table.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write JSON here.")
+def cli(rps: float, p99_ms: float, result_path: Path, prices_path: Path, out: Path | None) -> int:
+    if rps <= 0 or p99_ms <= 0:
+        raise UserError("--rps and --p99-ms must be positive")
+    measured = load_result(result_path)
+    prices = load_prices(prices_path)
+    advice = sizing.advise(rps=rps, p99_ms=p99_ms, prices=prices, **measured)
+    click.echo(markdown(advice, rps=rps, p99_ms=p99_ms, measured=measured, prices=prices))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"target": {"rps": rps, "p99_ms": p99_ms}, "measured": measured,
+                                   "advice": advice.to_json()}, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the advisor; returns the exit code."""
+    return run_cli(cli, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Owns where captured traffic goes on AWS: a Firehose stream into the artifact bucket, and who may read it back.
+
+``CaptureStream`` is an Amazon Data Firehose stream (direct PUT from the predict Lambda) delivering to
+``capture/model=NAME/version=V/dt=YYYY-MM-DD/`` in the storage stack's bucket:
+- dynamic partitioning with inline jq 1.6 parsing of the capture record's own fields (the partition keys and
+  their jq expressions are the wire contract's, ``serving/contract.py``), so a record lands under the version
+  that answered it and the day it was made ("Understand partitioning keys", Amazon Data Firehose developer
+  guide; "You must specify an S3 error bucket prefix ... if you want to enable dynamic partitioning",
+  "Troubleshoot dynamic partitioning errors");
+- an error prefix with ``!{firehose:error-output-type}``, required once the prefix holds expressions
+  ("Custom Prefixes for Amazon S3 Objects");
+- GZIP-compressed JSON lines, stream encryption with an AWS-owned key (cdk-nag's AwsSolutions-KDF1) and the
+  bucket's own SSE-S3 at rest; a lifecycle rule deletes captures (and delivery errors) after
+  ``retention_days``.
+``CaptureReader`` is the role the scheduled drift workflow assumes through GitHub's OIDC provider: list and get
+under ``capture/`` of that bucket, nothing else (plus the MLflow tracking server, when given, to log its run).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnMapping, Duration, Size, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.bootstrap.infrastructure import GITHUB_ISSUER, REPO_PATTERN, parse_artifact_uri
+from infra.nag import acknowledge
+from serving import contract
+
+PREFIX = f"{contract.CAPTURE_PREFIX}/"
+ERROR_PREFIX = f"{contract.CAPTURE_PREFIX}-errors/"
+# Dynamic partitioning buffers per partition; 64 MiB is the size the Firehose console asks for with it, and
+# 5 minutes bounds how late a quiet day's records arrive (CommonDestinationS3Props: 1..128 MiB, 0..900 s).
+BUFFER_SIZE = Size.mebibytes(64)
+BUFFER_INTERVAL = Duration.minutes(5)
+CIDR_MAPPING = "aws-kinesisfirehose.CidrBlocks"
+
+
+def data_prefix() -> str:
+    """``capture/model=!{partitionKeyFromQuery:model}/version=.../dt=.../``: the contract's partition layout."""
+    return PREFIX + "".join(f"{key}=!{{partitionKeyFromQuery:{key}}}/" for key in contract.CAPTURE_PARTITIONS)
+
+
+class CaptureStream(Construct):
+    """The capture delivery stream and the lifecycle of what it writes.
+
+    Args:
+        bucket: the storage stack's artifact bucket.
+        retention_days: days a capture record (or a delivery error) is kept.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.Bucket, retention_days: int) -> None:
+        super().__init__(scope, construct_id)
+        if retention_days < 1:
+            raise ValueError(f"retention_days must be at least 1, got {retention_days}")
+        for prefix in (PREFIX, ERROR_PREFIX):
+            bucket.add_lifecycle_rule(prefix=prefix, expiration=Duration.days(retention_days),
+                                      id=f"expire-{prefix.rstrip('/')}")
+        destination = firehose.S3Bucket(
+            bucket,
+            data_output_prefix=data_prefix(),
+            error_output_prefix=ERROR_PREFIX + "!{firehose:error-output-type}/!{timestamp:yyyy-MM-dd}/",
+            compression=firehose.Compression.GZIP,
+            buffering_size=BUFFER_SIZE,
+            buffering_interval=BUFFER_INTERVAL,
+            dynamic_partitioning=firehose.DynamicPartitioningProps(enabled=True),
+            processors=[firehose.MetadataExtractionProcessor.jq16(dict(contract.CAPTURE_PARTITIONS))],
+        )
+        self.stream = firehose.DeliveryStream(
+            self, "Stream", destination=destination, encryption=firehose.StreamEncryption.aws_owned_key())
+        # The L2 adds a mapping of Firehose's CIDR blocks to the stack for destinations that let Firehose in
+        # through a firewall (Redshift, Splunk); an S3 destination never reads it, and CloudFormation's own
+        # validation flags the unused mapping (W7001).
+        stack = Stack.of(self)
+        for child in list(stack.node.children):
+            if isinstance(child, CfnMapping) and child.node.id.endswith(CIDR_MAPPING):
+                stack.node.try_remove_child(child.node.id)
+        acknowledge(
+            self,
+            "Firehose's delivery role writes objects whose names it makes (partition folders, timestamps, random "
+            "suffixes) under the bucket; CDK scopes it to this one bucket.",
+            *(f"AwsSolutions-IAM5[{finding}]" for finding in self._wildcards(bucket)),
+        )
+
+    def _wildcards(self, bucket: s3.Bucket) -> list[str]:
+        bucket_id = Stack.of(self).get_logical_id(bucket.node.default_child)
+        return [f"Resource::<{bucket_id}.Arn>/*", "Action::s3:Abort*", "Action::s3:DeleteObject*",
+                "Action::s3:GetBucket*", "Action::s3:GetObject*", "Action::s3:List*"]
+
+
+class CaptureReader(Construct):
+    """The role the drift workflow assumes from ``branch`` of ``github_repo``: read ``capture/`` and nothing else.
+
+    Args:
+        provider: the account's GitHub OIDC provider (the bootstrap stack's).
+        github_repo: ``OWNER/REPO``.
+        bucket_name: the artifact bucket holding the captures.
+        branch: the branch whose (scheduled) workflows may assume the role.
+        mlflow_tracking_server_arn: a SageMaker managed MLflow tracking server the job logs its run to.
+        mlflow_artifact_uri: that server's artifact store (``s3://BUCKET/PREFIX``): the MLflow client reads the
+            version's profile and writes the run's report there itself.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, provider: iam.IOidcProvider, github_repo: str,
+                 bucket_name: str, branch: str = "main", mlflow_tracking_server_arn: str | None = None,
+                 mlflow_artifact_uri: str | None = None) -> None:
+        super().__init__(scope, construct_id)
+        if not REPO_PATTERN.match(github_repo):
+            raise ValueError(f"github_repo must be OWNER/REPO, got {github_repo!r}")
+        self.role = iam.Role(
+            self, "Role",
+            description=f"drift monitoring from GitHub Actions, {github_repo}@{branch}: read {PREFIX} only",
+            max_session_duration=Duration.hours(1),
+            assumed_by=iam.WebIdentityPrincipal(provider.oidc_provider_arn, conditions={"StringEquals": {
+                f"{GITHUB_ISSUER}:aud": "sts.amazonaws.com",
+                f"{GITHUB_ISSUER}:sub": f"repo:{github_repo}:ref:refs/heads/{branch}"}}),
+        )
+        bucket_arn = Stack.of(self).format_arn(service="s3", region="", account="", resource=bucket_name)
+        self.role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{PREFIX}*", PREFIX.rstrip("/")]}}))
+        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"{bucket_arn}/{PREFIX}*"]))
+        findings = []
+        if mlflow_tracking_server_arn:
+            self.role.add_to_policy(iam.PolicyStatement(actions=["sagemaker-mlflow:*"],
+                                                        resources=[mlflow_tracking_server_arn]))
+            findings.append("AwsSolutions-IAM5[Action::sagemaker-mlflow:*]")
+        if mlflow_artifact_uri:
+            store, prefix = parse_artifact_uri(mlflow_artifact_uri)
+            store_arn = Stack.of(self).format_arn(service="s3", region="", account="", resource=store)
+            objects = f"{prefix}/*" if prefix else "*"
+            self.role.add_to_policy(iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=[store_arn],
+                conditions={"StringLike": {"s3:prefix": [objects, prefix]}} if prefix else None))
+            self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"],
+                                                        resources=[f"{store_arn}/{objects}"]))
+            findings.append(f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{store}/{objects}]")
+        acknowledge(
+            self.role,
+            "Captured records are read by key under the capture/ prefix of one bucket, whose object names "
+            "Firehose makes; the MLflow plugin needs one action per REST call on the one tracking server, and "
+            "the MLflow client reads and writes artifacts named per run under that server's artifact prefix.",
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket_name}/{PREFIX}*]", *findings,
+        )

@@ -1,0 +1,1 @@
+"""Monitoring: read captured traffic, compare it with a model's reference profile, score it against late labels."""

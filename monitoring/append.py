@@ -1,0 +1,175 @@
+"""Owns closing the loop: labelled captured records become new rows of the DVC-tracked training table.
+
+Each row is the input exactly as served (the capture record's ``record``) plus its label in the target column.
+Rows are checked against the table before anything is written: the same columns (a field dropped at capture
+cannot be appended), numbers where the table has numbers and text where it has text, a finite label. A ledger
+beside the table (``<table>.requests.csv``: request id and row of every appended record) de-duplicates across
+runs, so appending the same labels twice adds nothing. The table is rewritten atomically (a temporary file,
+fsync, rename), then ``dvc add`` versions its folder; committing ``data.dvc`` and ``dvc push`` are the user's
+(the train-deploy workflow retrains when ``data.dvc`` changes on main).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.cli import UserError
+
+LEDGER_SUFFIX = ".requests.csv"
+
+
+@dataclass
+class Appended:
+    rows: int = 0
+    already: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (request_id#row, reason)
+    dvc_file: Path | None = None
+
+
+def ledger_path(table: Path) -> Path:
+    return table.with_name(table.stem + LEDGER_SUFFIX)
+
+
+def tracking_dvc_file(table: Path, root: Path) -> tuple[Path, str]:
+    """The ``.dvc`` file in ``root`` whose output holds ``table``, and that output's path.
+
+    Raises:
+        UserError: no ``.dvc`` file there tracks the table.
+    """
+    for dvc_file in sorted(root.glob("*.dvc")):
+        try:
+            outs = yaml.safe_load(dvc_file.read_text(encoding="utf-8")).get("outs") or []
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        for out in outs:
+            tracked = (root / str(out.get("path", ""))).resolve()
+            if table.resolve() == tracked or table.resolve().is_relative_to(tracked):
+                return dvc_file, str(out["path"])
+    raise UserError(f"no .dvc file in {root} tracks {table}: appended rows could not be versioned")
+
+
+def _kinds(table: Path) -> tuple[list[str], dict[str, bool], bytes]:
+    """The table's header, whether each column is numeric (every non-empty cell a number), and its bytes."""
+    raw = table.read_bytes()
+    reader = csv.reader(io.StringIO(raw.decode("utf-8")))
+    header = [name.strip() for name in next(reader, [])]
+    if not header:
+        raise UserError(f"{table}: the table has no header")
+    numeric = dict.fromkeys(header, True)
+    for row in reader:
+        for name, cell in zip(header, row, strict=False):
+            if numeric[name] and cell.strip():
+                try:
+                    float(cell)
+                except ValueError:
+                    numeric[name] = False
+    return header, numeric, raw
+
+
+def _cell(value: Any, numeric: bool) -> str | None:
+    """The CSV text of a served value, or None when it does not fit the column."""
+    if value is None:
+        return ""
+    if numeric:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None
+        return str(int(value)) if isinstance(value, int) or float(value).is_integer() else repr(float(value))
+    return value if isinstance(value, str) else None
+
+
+def _row(record: Mapping[str, Any], label: float, header: Sequence[str], numeric: Mapping[str, bool],
+         target: str) -> list[str] | str:
+    """The table row for a labelled record, or why it cannot be one."""
+    features = [name for name in header if name != target]
+    missing = sorted(set(features) - set(record))
+    extra = sorted(set(record) - set(features))
+    if missing or extra:
+        return f"fields differ from the table (missing {missing}, extra {extra})"
+    cells = []
+    for name in header:
+        cell = _cell(label if name == target else record[name], numeric[name])
+        if cell is None:
+            return f"'{name}' does not fit the table's {'numeric' if numeric[name] else 'text'} column"
+        cells.append(cell)
+    return cells
+
+
+def _replace(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any], float]], *, root: Path) -> Appended:
+    """Append labelled capture records to ``table`` and ``dvc add`` its folder.
+
+    Args:
+        table: the training CSV (params.yaml ``data.path``).
+        target: its target column.
+        labelled: (capture record, label) pairs.
+        root: the repository root, where the ``.dvc`` file tracking the table lives.
+
+    Raises:
+        UserError: the table or its ``.dvc`` file is missing, or ``dvc add`` fails (the rows stay appended).
+    """
+    if not table.is_file():
+        raise UserError(f"{table}: training table not found (dvc pull first)")
+    dvc_file, tracked = tracking_dvc_file(table, root)
+    header, numeric, raw = _kinds(table)
+    if target not in header:
+        raise UserError(f"{table}: no target column '{target}'")
+    ledger = ledger_path(table)
+    seen = set()
+    if ledger.is_file():
+        seen = {(r["request_id"], r["row"]) for r in csv.DictReader(io.StringIO(ledger.read_text(encoding="utf-8")))}
+    result, rows, keys = Appended(), [], []
+    for record, label in labelled:
+        key = (str(record["request_id"]), str(record.get("row", 0)))
+        if key in seen:
+            result.already += 1
+            continue
+        row = _row(record["record"], label, header, numeric, target)
+        if isinstance(row, str):
+            result.refused.append((f"{key[0]}#{key[1]}", row))
+            continue
+        seen.add(key)
+        rows.append(row)
+        keys.append(key)
+    if not rows:
+        return result
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    _replace(table, raw + (b"" if raw.endswith(b"\n") else b"\n") + out.getvalue().encode("utf-8"))
+    lines = ledger.read_text(encoding="utf-8") if ledger.is_file() else "request_id,row\n"
+    extra = io.StringIO()
+    csv.writer(extra, lineterminator="\n").writerows(keys)
+    _replace(ledger, (lines + extra.getvalue()).encode("utf-8"))
+    result.rows = len(rows)
+    done = subprocess.run([sys.executable, "-m", "dvc", "add", tracked], cwd=root, capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise UserError(f"appended {len(rows)} rows to {table}, but `dvc add {tracked}` failed ({reason}); "
+                        f"run it yourself before training")
+    result.dvc_file = dvc_file
+    return result

@@ -1,0 +1,195 @@
+"""Owns reading capture records back: from a local folder or ``s3://``, for one model and a time window.
+
+Capture records are the wire contract's (``serving/contract.py``): one JSON line per predicted record or
+refused request, in files laid out as ``capture/model=NAME/version=V/dt=YYYY-MM-DD/...`` (Firehose writes them
+gzip-compressed; the stand-in's folder and moto write plain lines). Records are selected by their own fields
+(model, version, time), so any layout is read correctly; the ``model=``/``version=``/``dt=`` folders only let
+whole files be skipped unread. A line that is not a capture record is counted, never silently dropped.
+S3 is read with boto3's default credentials (``AWS_PROFILE``, an OIDC role, ``AWS_ENDPOINT_URL``...).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from core.cli import UserError
+from serving import contract
+
+UNKNOWN = "unknown"
+
+
+def parse_time(text: str, option: str) -> datetime:
+    """``YYYY-MM-DD`` or an ISO 8601 time (UTC unless it says otherwise).
+
+    Raises:
+        UserError: not a date or time.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{option} must be a date (YYYY-MM-DD) or an ISO 8601 time, got {text!r}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    """``since`` (inclusive) to ``until`` (exclusive), in UTC; None is open-ended."""
+
+    since: datetime | None
+    until: datetime | None
+
+    @classmethod
+    def of(cls, since: str | None, until: str | None, *, default_days: float | None) -> Window:
+        """From the command line: ``until`` defaults to now, ``since`` to ``default_days`` before it (or open)."""
+        end = parse_time(until, "--until") if until else datetime.now(UTC)
+        start = parse_time(since, "--since") if since else (
+            end - timedelta(days=default_days) if default_days is not None else None)
+        if start is not None and start >= end:
+            raise UserError(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) must be before --until ({end:%Y-%m-%dT%H:%M:%SZ})")
+        return cls(start, end)
+
+    def _text(self, moment: datetime | None) -> str | None:
+        return None if moment is None else contract.capture_time(moment.timestamp())
+
+    def contains(self, time_text: str) -> bool:
+        """Whether a capture record's ``time`` (which sorts as text) falls inside."""
+        since, until = self._text(self.since), self._text(self.until)
+        return (since is None or time_text >= since) and (until is None or time_text < until)
+
+    def days(self) -> tuple[str | None, str | None]:
+        """The first and last ``dt=`` day that can hold records of the window."""
+        last = None if self.until is None else (self.until - timedelta(microseconds=1)).strftime("%Y-%m-%d")
+        return (None if self.since is None else self.since.strftime("%Y-%m-%d")), last
+
+    def bounds(self) -> dict[str, str | None]:
+        """``{"since": ..., "until": ...}`` as capture times (None where open)."""
+        return {"since": self._text(self.since), "until": self._text(self.until)}
+
+    def label(self) -> str:
+        bounds = self.bounds()
+        return f"{bounds['since'] or 'start'}..{bounds['until'] or 'now'}"
+
+
+@dataclass
+class Captured:
+    """The capture records read for one window."""
+
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    refusals: list[dict[str, Any]] = field(default_factory=list)
+    files: int = 0
+    bad_lines: int = 0
+
+
+def _partition_values(key: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in key.split("/") if "=" in part and "!{" not in part)
+
+
+def _wanted(key: str, *, model: str | None, version: str | None, days: tuple[str | None, str | None]) -> bool:
+    """False only when a ``model=``, ``version=`` or ``dt=`` folder of the key rules the whole file out."""
+    found = _partition_values(key)
+    if model is not None and found.get("model", contract.partition_value(model)) not in (
+            contract.partition_value(model), UNKNOWN):
+        return False
+    if version is not None and found.get("version", contract.partition_value(version)) not in (
+            contract.partition_value(version), UNKNOWN):
+        return False
+    day = found.get("dt")
+    return day is None or ((days[0] is None or day >= days[0]) and (days[1] is None or day <= days[1]))
+
+
+def _text(data: bytes) -> str:
+    if data[:2] == b"\x1f\x8b":  # Firehose's GZIP output (its objects end in .gz, moto's and ours in nothing)
+        data = gzip.decompress(data)
+    return data.decode("utf-8")
+
+
+def _local_files(root: Path) -> Iterator[tuple[str, bytes]]:
+    if not root.is_dir():
+        raise UserError(f"capture folder {root} not found (run the stand-in, or pass --capture s3://BUCKET/PREFIX)")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        yield path.relative_to(root).as_posix(), path.read_bytes()
+
+
+def _s3_files(uri: str, wanted) -> Iterator[tuple[str, bytes]]:  # noqa: ANN001 - a key predicate
+    import boto3  # only s3:// sources need it
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parsed = urlparse(uri)
+    bucket, prefix = parsed.netloc, parsed.path.lstrip("/")
+    try:
+        s3 = boto3.client("s3")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if wanted(item["Key"]):
+                    yield item["Key"], s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+    except (BotoCoreError, ClientError) as err:
+        raise UserError(f"reading {uri}: {str(err).splitlines()[0]}") from None
+
+
+def read_captures(source: str | Path, *, window: Window, model: str | None = None,
+                  version: str | None = None) -> Captured:
+    """Capture records of ``model`` (every model when None) and ``version`` (every version when None) in ``window``.
+
+    Refusals usually name no model (the container refused before a model answered), so those with an
+    ``unknown`` model or version are kept too.
+
+    Raises:
+        UserError: the folder or bucket cannot be read, or the source is neither a folder nor s3://.
+    """
+    source = str(source)
+    def wanted(key: str) -> bool:
+        return _wanted(key, model=model, version=version, days=window.days())
+
+    if source.startswith("s3://"):
+        if not urlparse(source).netloc:
+            raise UserError(f"--capture must look like s3://bucket/prefix, got {source!r}")
+        files = _s3_files(source, wanted)
+    elif "://" in source:
+        raise UserError(f"--capture must be a folder or s3://bucket/prefix, got {source!r}")
+    else:
+        files = ((key, data) for key, data in _local_files(Path(source)) if wanted(key))
+    captured = Captured()
+    for _, data in files:
+        captured.files += 1
+        try:
+            lines = _text(data).splitlines()
+        except (OSError, EOFError, zlib.error, UnicodeDecodeError):
+            captured.bad_lines += 1
+            continue
+        for line in lines:
+            if line.strip():
+                _keep(captured, line, window=window, model=model, version=version)
+    return captured
+
+
+def _keep(captured: Captured, line: str, *, window: Window, model: str | None, version: str | None) -> None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        captured.bad_lines += 1
+        return
+    if not isinstance(record, dict) or record.get("capture_format") != contract.CAPTURE_FORMAT \
+            or not isinstance(record.get("time"), str):
+        captured.bad_lines += 1
+        return
+    if not window.contains(record["time"]):
+        return
+    kind = record.get("kind")
+    if kind == contract.PREDICTION and isinstance(record.get("record"), dict):
+        if (model is None or record.get("model_name") == model) and \
+                (version is None or str(record.get("model_version")) == str(version)):
+            captured.predictions.append(record)
+    elif kind == contract.REFUSAL:
+        if (model is None or record.get("model_name") in (model, UNKNOWN)) and \
+                (version is None or str(record.get("model_version")) in (str(version), UNKNOWN)):
+            captured.refusals.append(record)
+    else:
+        captured.bad_lines += 1

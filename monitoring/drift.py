@@ -1,0 +1,150 @@
+"""Owns ``python -m monitoring.drift`` (``make drift``): a window of captured traffic against its version's profile.
+
+Reads the capture records of params.yaml's model (``--capture``: a folder, default ``monitor.capture_dir``, or
+``s3://bucket/prefix``) between ``--since`` and ``--until`` (default: the last ``--days`` days), for one model
+version (``--version``, default the version that answered most of the window's records), and compares every
+feature and the prediction with that version's reference profile (from the registry, or ``--profile``: a
+``profile.json``, model directory or ``model.tar.gz``); see monitoring/analysis.py for the verdict.
+
+Writes ``report.html``, ``drift.png`` and ``summary.json`` into ``--out``, and logs a run of the monitoring
+experiment (params.yaml ``monitor.experiment``) tagged with the model, version and window, with the three files
+as artifacts (``--no-tracking`` skips it; then ``--profile`` is required). Exit codes: 0 no drift or not enough
+data, 1 drift, 2 error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+
+from core import tracking
+from core.cli import UserError
+from core.params import load_params, params_option
+from monitoring import analysis, report
+from monitoring.captures import Window, read_captures
+from monitoring.cli import ALARM, OK, job_errors, run_job
+from monitoring.reference import open_registry, profile_from_path
+
+SUMMARY_FILE, REPORT_FILE, FIGURE_FILE = "summary.json", "report.html", "drift.png"
+
+
+def busiest_version(records: list[dict[str, Any]]) -> str | None:
+    """The version that answered most records (the highest number on a tie), or None without records."""
+    counts = Counter(str(r.get("model_version")) for r in records)
+    if not counts:
+        return None
+    return max(counts, key=lambda v: (counts[v], int(v) if v.isdigit() else -1, v))
+
+
+def write_summary(summary: dict[str, Any], out: Path) -> Path:
+    """summary.json in ``out`` (what the workflow puts into its job summary)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        data = out / SUMMARY_FILE
+        data.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"cannot write into {out}: {err.strerror or err}") from None
+    return data
+
+
+def write_outputs(summary: dict[str, Any], out: Path) -> list[Path]:
+    """report.html, drift.png and summary.json in ``out``."""
+    data = write_summary(summary, out)
+    try:
+        png = report.figure(summary, out / FIGURE_FILE)
+        page = report.write_html(summary, png, out / REPORT_FILE)
+    except OSError as err:
+        raise UserError(f"cannot write the report into {out}: {err.strerror or err}") from None
+    return [page, png, data]
+
+
+def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """What the MLflow run records as metrics: sizes, shares and every column's PSI and distance."""
+    metrics = {"records": summary["records"], "requests": summary["requests"],
+               "refused_share": summary["refused_share"], "drifted_features": len(summary["drifted_features"]),
+               "drift": float(summary["verdict"] == analysis.DRIFT)}
+    for name, result in [*summary["features"].items(), ("prediction", summary["prediction"])]:
+        for key in ("psi", "wasserstein", "jensen_shannon"):
+            if result.get(key) is not None:
+                metrics[f"{key}.{name}"] = result[key]
+    return metrics
+
+
+@click.command(help="Compare a window of captured traffic with its model version's reference profile.")
+@params_option
+@click.option("--capture", "source", default=None, help="Capture folder or s3://bucket/prefix "
+              "(default: params.yaml monitor.capture_dir).")
+@click.option("--since", default=None, help="Window start, YYYY-MM-DD or ISO 8601 UTC (default: --days before --until).")
+@click.option("--until", default=None, help="Window end, exclusive (default: now).")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Window length when --since is not given.")
+@click.option("--version", default=None, help="Model version (default: the one that answered most records).")
+@click.option("--profile", "profile_path", type=click.Path(exists=True, path_type=Path), default=None,
+              help="profile.json, model directory or model.tar.gz to compare with, instead of the registry's.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist/reports/drift"),
+              show_default=True, help="Folder for report.html, drift.png and summary.json.")
+@click.option("--no-tracking", is_flag=True, help="Log no MLflow run (needs --profile).")
+@job_errors
+def cli(params_file: Path, source: str | None, since: str | None, until: str | None, days: float,
+        version: str | None, profile_path: Path | None, out: Path, no_tracking: bool) -> int:
+    tracking.quiet_mlflow()
+    params = load_params(params_file)
+    if no_tracking and profile_path is None:
+        raise UserError("--no-tracking needs --profile: without the registry there is no reference profile")
+    window = Window.of(since, until, default_days=days)
+    source = source or str(params.monitor.capture_dir)
+    profile, metadata = profile_from_path(profile_path) if profile_path else (None, {})
+    if metadata.get("registered_name") not in (None, params.model.name):
+        raise UserError(f"{profile_path} is a model of '{metadata['registered_name']}', not '{params.model.name}'")
+    captured = read_captures(source, window=window, model=params.model.name)
+    version = str(version or metadata.get("version") or busiest_version(captured.predictions) or "")
+    registry = None if no_tracking else open_registry(params)
+    records = [r for r in captured.predictions if str(r.get("model_version")) == version]
+    context = {"model": {"name": params.model.name, "version": version or None}, "window": window.bounds(),
+               "source": source, "files": captured.files, "unreadable_lines": captured.bad_lines}
+    if not version:
+        # Nothing answered in the window, so there is no version (and no profile) to compare with.
+        summary = context | {"verdict": analysis.NOT_ENOUGH, "records": 0, "refused_requests": len(captured.refusals),
+                             "alarms": []}
+        write_summary(summary, out)
+        click.echo(f"{params.model.name}: no predicted records in {window.label()} at {source}: not enough data")
+        return OK
+    if profile is None:
+        profile = registry.profile(version)
+    summary = analysis.analyse(profile, records, captured.refusals, params.monitor.drift) | context
+    files = write_outputs(summary, out)
+    if registry is not None:
+        run_id = registry.log_run(
+            params.monitor.experiment, run_name=f"drift {params.model.name} v{version} {window.label()}",
+            tags={"monitor.kind": "drift", "model.name": params.model.name, "model.version": version,
+                  "window.since": summary["window"]["since"] or "start",
+                  "window.until": summary["window"]["until"] or "now", "verdict": summary["verdict"]},
+            metrics=run_metrics(summary), artifacts=files)
+        click.echo(f"logged run {run_id} to experiment '{params.monitor.experiment}'")
+    _echo(summary, out)
+    return ALARM if summary["verdict"] == analysis.DRIFT else OK
+
+
+def _echo(summary: dict[str, Any], out: Path) -> None:
+    model = summary["model"]
+    window = f"{summary['window']['since'] or 'start'}..{summary['window']['until'] or 'now'}"
+    click.echo(f"{model['name']} version {model['version']}, {window}: "
+               f"{summary['records']} records, {summary['refused_requests']} refused requests: {summary['verdict']}")
+    for alarm in summary["alarms"]:
+        click.echo(f"  {alarm}")
+    if summary["unreadable_lines"]:
+        click.echo(f"  {summary['unreadable_lines']} unreadable capture line(s) skipped")
+    click.echo(f"report: {out / REPORT_FILE}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the drift job; returns 0 (no drift), 1 (drift) or 2 (error)."""
+    return run_job(cli, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""Owns late labels: reading the labels CSV and joining it with captured predictions, losing nothing silently.
+
+A labels file is CSV with a header: ``request_id`` (the ``X-Request-Id`` the API answered with), ``actual`` (the
+true value) and optionally ``row`` (the record's 0-based index in its request; default 0). Every label either
+joins a captured prediction of this model or is rejected with its line and one reason: a non-numeric or
+non-finite value, a bad row, a duplicate of an earlier line, a request captured for another model, a request
+that was refused, or an id no capture knows.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.cli import UserError
+
+REQUIRED = ("request_id", "actual")
+NON_NUMERIC, BAD_ROW, DUPLICATE = "non-numeric actual", "bad row", "duplicate label"
+OTHER_MODEL, REFUSED, UNKNOWN = "request of another model", "refused request", "unknown request id"
+REASONS = (NON_NUMERIC, BAD_ROW, DUPLICATE, OTHER_MODEL, REFUSED, UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Label:
+    line: int
+    request_id: str
+    row: str
+    actual: str
+
+
+@dataclass
+class Joined:
+    """Labels matched with their captured predictions, and every label that was not, with why."""
+
+    matched: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    rejected: list[tuple[Label, str]] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {reason: sum(1 for _, r in self.rejected if r == reason) for reason in REASONS}
+
+
+def read_labels(path: Path) -> list[Label]:
+    """Every data line of the labels CSV (line numbers as in the file, the header being line 1).
+
+    Raises:
+        UserError: the file is missing, not UTF-8 CSV, or lacks a required column.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip() for name in reader.fieldnames or []]
+            missing = [name for name in REQUIRED if name not in header]
+            if missing:
+                raise UserError(f"{path}: the labels CSV needs the column(s) {missing}; it has {header}")
+            reader.fieldnames = header
+            return [Label(line=reader.line_num, request_id=(raw.get("request_id") or "").strip(),
+                          row=(raw.get("row") or "0").strip(), actual=(raw.get("actual") or "").strip())
+                    for raw in reader]
+    except FileNotFoundError:
+        raise UserError(f"{path}: labels file not found") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path}: not a readable CSV ({err})") from None
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def join(labels: Iterable[Label], predictions: Iterable[Mapping[str, Any]], refusals: Iterable[Mapping[str, Any]],
+         *, model: str) -> Joined:
+    """Match labels to ``model``'s captured predictions by (request id, row).
+
+    Args:
+        predictions: captured predictions of every model (so a label for another model is told apart).
+        refusals: captured refused requests.
+    """
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in predictions:
+        by_key.setdefault((str(record.get("request_id")), str(record.get("row", 0))), dict(record))
+    refused = {str(r.get("request_id")) for r in refusals}
+    joined, seen = Joined(), set()
+    for label in labels:
+        key = (label.request_id, label.row)
+        actual = _number(label.actual)
+        reason = None
+        if actual is None:
+            reason = NON_NUMERIC
+        elif not label.row.isdigit():
+            reason = BAD_ROW
+        elif key in seen:
+            reason = DUPLICATE
+        elif key in by_key and by_key[key].get("model_name") != model:
+            reason = OTHER_MODEL
+        elif key not in by_key:
+            reason = REFUSED if label.request_id in refused else UNKNOWN
+        seen.add(key)
+        if reason is None:
+            joined.matched.append((by_key[key], actual))
+        else:
+            joined.rejected.append((label, reason))
+    return joined
+
+
+def write_rejected(joined: Joined, path: Path) -> Path:
+    """Every rejected label with its line and reason, as CSV."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["line", "request_id", "row", "actual", "reason"])
+        for label, reason in joined.rejected:
+            writer.writerow([label.line, label.request_id, label.row, label.actual, reason])
+    return path

@@ -1,0 +1,123 @@
+"""Owns what the monitoring jobs know about a model version: its reference profile, its tags, its runs.
+
+The profile comes from a file (``profile.json``, a model directory or ``model.tar.gz``) or from the registry
+(the version's MLflow model carries ``artifacts/profile.json``). Results are logged as runs of the monitoring
+experiment (params.yaml ``monitor.experiment``) tagged with the model, version and window, and summarised as
+tags on the model version, so the registry shows how each version does in real life.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core import tracking
+from core.cli import UserError
+from core.params import Params
+from serving.layout import METADATA_FILE, ModelError, read_member
+from serving.profile import PROFILE_FILE, check_profile, read_profile
+
+ARTIFACTS_SUBDIR = "artifacts"  # where the train stage's MLflow model keeps its files (registry/versions.py)
+
+
+def profile_from_path(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A reference profile and the bundle metadata beside it (empty when there is none).
+
+    Raises:
+        UserError: no such file, or not a profile.
+    """
+    try:
+        if path.is_dir():
+            meta = path / METADATA_FILE
+            return read_profile(path / PROFILE_FILE), json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+        if path.name.endswith((".tar.gz", ".tgz")):
+            profile = check_profile(read_member(path, PROFILE_FILE), f"{path}:{PROFILE_FILE}")
+            return profile, read_member(path, METADATA_FILE)
+        return read_profile(path), {}
+    except (ModelError, ValueError) as err:
+        raise UserError(str(err)) from None
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The MLflow registry (and tracking store) params.yaml names."""
+
+    uri: str
+    name: str
+
+    def client(self):  # noqa: ANN201 - MlflowClient, imported lazily
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    @contextlib.contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            yield
+        except MlflowException as err:
+            raise UserError(f"{what}: {str(err.message).splitlines()[0]}") from None
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        with self.errors(f"version {version} of model '{self.name}' in {self.uri}"):
+            return dict(self.client().get_model_version(self.name, str(version)).tags)
+
+    def profile(self, version: str) -> dict[str, Any]:
+        """The reference profile registered with ``version``.
+
+        Raises:
+            UserError: no such version, or it has no profile (trained before profiles existed).
+        """
+        import mlflow
+
+        what = f"version {version} of model '{self.name}'"
+        with self.errors(what):
+            location = self.client().get_model_version_download_uri(self.name, str(version))
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                got = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{location.rstrip('/')}/{ARTIFACTS_SUBDIR}/{PROFILE_FILE}", dst_path=tmp,
+                    tracking_uri=self.uri)
+            except Exception:  # noqa: BLE001 - MLflow raises several kinds for a missing artifact
+                raise UserError(f"{what} has no reference profile (it was trained before profiles existed; "
+                                f"retrain it, or pass --profile)") from None
+            try:
+                return read_profile(got)
+            except ModelError as err:
+                raise UserError(f"{what}: {err}") from None
+
+    def log_run(self, experiment: str, *, run_name: str, tags: Mapping[str, str], metrics: Mapping[str, float],
+                artifacts: list[Path]) -> str:
+        """One run of the monitoring experiment; returns its id."""
+        import mlflow
+
+        with self.errors(f"logging to the monitoring experiment '{experiment}' in {self.uri}"):
+            tracking.use_experiment(self.uri, experiment)
+            with mlflow.start_run(run_name=run_name, tags=dict(tags)) as run:
+                mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+                for path in artifacts:
+                    mlflow.log_artifact(str(path))
+                return run.info.run_id
+
+    def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
+        client = self.client()
+        with self.errors(f"tagging version {version} of '{self.name}'"):
+            for key, value in tags.items():
+                client.set_model_version_tag(self.name, str(version), key, value)
+
+
+def open_registry(params: Params) -> Registry:
+    """The registry params.yaml (or ``MLFLOW_TRACKING_URI``) names, checked to answer.
+
+    Raises:
+        UserError: an unreachable tracking server, or a SQLite store in a missing folder.
+    """
+    uri = tracking.tracking_uri(params.mlflow.tracking_uri)
+    tracking.check_reachable(uri)
+    return Registry(uri=uri, name=params.model.name)

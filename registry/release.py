@@ -1,0 +1,68 @@
+"""Owns which version a release ships: the promotion gate run as a dry run, before anything is deployed.
+
+Usage: ``python -m registry.release [--version N] [--force] --out FILE``. The candidate is ``--version`` or,
+without it, the version trained on the current data with the lowest test RMSE (``registry.promote``'s rule).
+It is scored against production exactly as ``registry.promote`` would, nothing in the registry changes, and
+on acceptance its number is written to ``FILE`` (one line) for the release's later steps: export, deploy,
+smoke test, and only then ``registry.promote --version N`` moves the alias. A refusal is one ``error:`` line
+and exit 1, and ``FILE`` is removed, so no later step can ship a refused version by mistake.
+
+``--force`` skips the gate and needs ``--version``: a forced release names the version someone vouches for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from core import tracking
+from core.cli import UserError, run_cli
+from core.lineage import dvc_data_hash
+from core.params import load_params, params_option
+from registry import promote
+from registry.versions import open_registry
+
+
+def gate(params_file: Path, version: int | None, *, force: bool) -> str:
+    """Run the gate as a dry run for ``version`` (or the best version for the data); return the candidate's number.
+
+    Raises:
+        UserError: no candidate, the gate refuses it, or ``force`` without ``version``.
+    """
+    if force and version is None:
+        raise UserError("--force needs --version: a forced release names the version it vouches for")
+    params = load_params(params_file)
+    registry = open_registry(params)
+    candidate = promote.pick_candidate(registry, version, dvc_data_hash(params.data.path))
+    promote.promote(params, registry, int(candidate.version), force=force, dry_run=True, reason=None,
+                    export=False)
+    return str(candidate.version)
+
+
+@click.command(help="Pick the release candidate and run the quality gate on it without changing the registry.")
+@params_option
+@click.option("--version", "version", type=click.IntRange(min=1), default=None,
+              help="The version to release (default: the best version trained on the current data).")
+@click.option("--force", is_flag=True, help="Skip the gate (needs --version).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the accepted candidate's version number.")
+def cli(params_file: Path, version: int | None, force: bool, out: Path) -> None:
+    tracking.quiet_mlflow()
+    out.unlink(missing_ok=True)
+    candidate = gate(params_file, version, force=force)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(f"{candidate}\n", encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+    click.echo(f"release candidate: version {candidate} (written to {out})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the release gate and return its exit code."""
+    return run_cli(cli, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Owns the reference profile: how a model's training inputs and test predictions looked, as JSON beside the model.
+
+Built by the train stage from the training split and the test split's predictions, saved as ``profile.json`` in
+the model directory (so it travels in ``model.tar.gz`` and in the registered MLflow model), and read by the
+monitoring jobs, which compare live traffic with it. It lives here, beside the schema it describes, because
+training and monitoring both need it and monitoring may not import training code (tests/core/test_shape.py);
+it is not part of the serving image (serving/Dockerfile copies an allow-list).
+
+Per numeric feature: count, missing rate, min, max, mean, standard deviation, PSI bins (right-closed bins
+between the deciles' distinct values, with the share of values in each) and the 101 percentiles (for the
+Wasserstein distance). Per categorical feature: count, missing rate and the share of each level. The
+prediction on the test split is summarised like a numeric feature. No pickles: JSON only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from serving.layout import CATEGORICAL, NUMERIC, ModelError
+
+if TYPE_CHECKING:  # only the train stage builds profiles; reading them must not import XGBoost
+    from serving.predictor import Schema
+
+PROFILE_FILE = "profile.json"
+PROFILE_FORMAT = 1
+PERCENTILES = np.linspace(0.0, 1.0, 101)
+DECILES = np.linspace(0.1, 0.9, 9)
+PREDICTION = "prediction"
+
+
+def as_numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Floats with NaN for a missing value (None, NaN, or anything that is not a real number)."""
+    out = np.full(len(values), np.nan)
+    for i, value in enumerate(values):
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+            out[i] = float(value)
+    return out
+
+
+def bin_shares(edges: Sequence[float], present: np.ndarray) -> np.ndarray:
+    """The share of ``present`` (no NaN) in each right-closed bin: ``(-inf, e0], (e0, e1], ..., (e_last, inf)``."""
+    counts = np.bincount(np.searchsorted(np.asarray(edges, dtype=float), present, side="left"),
+                         minlength=len(edges) + 1)
+    return counts / max(1, len(present))
+
+
+def numeric_summary(values: Sequence[Any] | np.ndarray, *, edges: Sequence[float] | None = None) -> dict[str, Any]:
+    """Count, missing rate, range, moments, bins and percentiles of numbers (NaN or None = missing).
+
+    Args:
+        edges: bin edges to count into (a live window uses its reference's); default: this data's deciles.
+    """
+    numbers = as_numbers(values) if not isinstance(values, np.ndarray) or values.dtype == object \
+        else values.astype(float)
+    present = numbers[~np.isnan(numbers)]
+    summary: dict[str, Any] = {"kind": NUMERIC, "count": int(len(numbers)),
+                               "missing_rate": float(1 - len(present) / len(numbers)) if len(numbers) else 0.0}
+    if not len(present):
+        return summary | {"present": 0}
+    if edges is None:
+        edges = [float(e) for e in np.unique(np.quantile(present, DECILES))]
+    return summary | {
+        "present": int(len(present)), "min": float(present.min()), "max": float(present.max()),
+        "mean": float(present.mean()), "std": float(present.std()),
+        "bins": {"edges": list(edges), "shares": [float(s) for s in bin_shares(edges, present)]},
+        "percentiles": [float(q) for q in np.quantile(present, PERCENTILES)],
+    }
+
+
+def categorical_summary(values: Sequence[Any], *, levels: Sequence[str] = ()) -> dict[str, Any]:
+    """Count, missing rate and the share of every level among present values (``levels`` listed even at 0)."""
+    present = [str(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    shares = dict.fromkeys(levels, 0.0)
+    for level in present:
+        shares[level] = shares.get(level, 0.0) + 1.0
+    total = max(1, len(present))
+    return {"kind": CATEGORICAL, "count": len(values), "present": len(present),
+            "missing_rate": float(1 - len(present) / len(values)) if len(values) else 0.0,
+            "shares": {level: count / total for level, count in sorted(shares.items())}}
+
+
+def build_profile(schema: Schema, columns: Mapping[str, Sequence[Any]], predictions: Sequence[float]) -> dict[str, Any]:
+    """The reference profile of a model: its training split's features and its test split's predictions.
+
+    Args:
+        schema: the model's schema (feature names, kinds and category levels).
+        columns: the training split, feature name -> values (None or NaN where missing).
+        predictions: the model's predictions on the test split.
+    """
+    features = {}
+    for feature in schema.features:
+        values = columns[feature.name]
+        features[feature.name] = (numeric_summary(values) if feature.kind == NUMERIC
+                                  else categorical_summary(values, levels=feature.levels))
+    return {"profile_format": PROFILE_FORMAT, "target": schema.target, "rows": len(next(iter(columns.values()), [])),
+            "features": features, PREDICTION: numeric_summary(np.asarray(predictions, dtype=float))}
+
+
+def write_profile(model_dir: str | Path, profile: Mapping[str, Any]) -> Path:
+    """Write ``profile.json`` into the model directory (strict JSON, stable key order)."""
+    path = Path(model_dir) / PROFILE_FILE
+    path.write_text(json.dumps(profile, indent=1, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def check_profile(profile: Any, where: str) -> dict[str, Any]:
+    """A parsed profile, checked enough that the monitoring jobs can rely on its shape.
+
+    Raises:
+        ModelError: not a profile this code understands, naming ``where`` and what is wrong.
+    """
+    if not isinstance(profile, dict) or profile.get("profile_format") != PROFILE_FORMAT:
+        raise ModelError(f"{where}: not a reference profile of format {PROFILE_FORMAT}")
+    features = profile.get("features")
+    if not isinstance(features, dict) or not features or not isinstance(profile.get(PREDICTION), dict):
+        raise ModelError(f"{where}: a reference profile needs 'features' and '{PREDICTION}'")
+    for name, summary in [*features.items(), (PREDICTION, profile[PREDICTION])]:
+        kind = summary.get("kind") if isinstance(summary, dict) else None
+        needed = {NUMERIC: ("missing_rate",), CATEGORICAL: ("missing_rate", "shares")}.get(kind)
+        if needed is None or any(key not in summary for key in needed):
+            raise ModelError(f"{where}: feature '{name}' has no valid summary")
+        if kind == NUMERIC and summary.get("present") and not {"bins", "percentiles", "std"} <= set(summary):
+            raise ModelError(f"{where}: numeric feature '{name}' lacks bins, percentiles or std")
+    return profile
+
+
+def read_profile(path: str | Path) -> dict[str, Any]:
+    """Read and check a ``profile.json``.
+
+    Raises:
+        ModelError: missing, not JSON, or not a profile.
+    """
+    path = Path(path)
+    try:
+        return check_profile(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no reference profile (models trained before profiles existed have none)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"{path}: not valid JSON ({err})") from None

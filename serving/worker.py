@@ -1,0 +1,218 @@
+"""Owns the gunicorn worker of the container: gunicorn's sync worker, made safe to face clients directly.
+
+Three changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per process, as before):
+
+- **A request reaches the app only once it has arrived.** A sync worker reads a request with blocking
+  calls, so a client that sends headers and never its body holds the worker until the worker timeout;
+  two such clients held both workers and ``/ping`` went unanswered (SageMaker restarts a container whose
+  ``/ping`` takes over 2 s). Here accepted connections wait in a selector until their request is complete
+  in the kernel's buffer (peeked, not read), or ``STREAMING_BYTES`` of it are there (a large body that is
+  arriving); meanwhile other connections are served. A connection whose request is not ready within
+  ``READ_TIMEOUT_S`` gets a JSON 408 and is closed, and reads of a request being served time out after the
+  same. This is what the buffering proxy gunicorn's documentation asks for in front of sync workers does.
+- **SIGTERM drains.** gunicorn's sync worker exits after its current request, and the connections queued
+  in the listen backlog are reset when the last process closes the socket. Here the worker first accepts
+  and answers every connection already queued, within the graceful timeout.
+- **gunicorn's own errors are JSON.** A malformed or oversized request line or header is refused by
+  gunicorn before the app sees it, with an HTML page; here it is ``{"error", "field", "row"}`` with the
+  model headers, like every other error of the API (``serving/app.py``). The status is gunicorn's.
+
+Docs: https://docs.gunicorn.org/en/stable/design.html ("sync workers ... need to be behind a buffering
+proxy"), https://docs.gunicorn.org/en/stable/signals.html (TERM: graceful shutdown).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import selectors
+import socket
+import time
+from typing import Any
+
+from gunicorn.workers.sync import SyncWorker
+
+READ_TIMEOUT_S = 10.0
+# Peeked per connection: a request this large is taken to be streaming its body, and is read as it comes.
+STREAMING_BYTES = 64 * 1024
+# Connections waiting for their request, per worker; the rest stay in the listen backlog meanwhile.
+MAX_WAITING = 256
+_CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*(\d+)[ \t]*\r?\n")
+
+
+def request_ready(peeked: bytes) -> bool:
+    """Whether the bytes peeked from a connection hold a whole request, or enough to start reading it."""
+    if len(peeked) >= STREAMING_BYTES:
+        return True
+    match = re.search(rb"\r?\n\r?\n", peeked)
+    if match is None:
+        return False
+    head = peeked[:match.end()].lower()
+    if b"\nexpect:" in head:  # the client waits for "100 Continue" before it sends the body
+        return True
+    length = _CONTENT_LENGTH.search(head)
+    if length is not None:
+        return len(peeked) >= match.end() + int(length.group(1))
+    if b"\ntransfer-encoding:" in head:
+        return peeked.endswith(b"0\r\n\r\n")  # the last chunk (trailers are not sent by our clients)
+    return True
+
+
+def json_error(status: int, reason: str, message: str, headers: dict[str, str]) -> bytes:
+    """A complete HTTP/1.1 error response in the API's JSON error shape; the connection closes after it."""
+    body = json.dumps({"error": message, "field": None, "row": None}).encode()
+    lines = [f"HTTP/1.1 {status} {reason}", "Connection: close", "Content-Type: application/json",
+             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class _Captured:
+    """Stands in for the client socket while gunicorn writes its HTML error page, to learn its status."""
+
+    def __init__(self, client: socket.socket) -> None:
+        self._client = client
+        self.written = b""
+
+    def gettimeout(self) -> float:
+        return 0.0
+
+    def sendall(self, data: bytes) -> None:
+        self.written += data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class Worker(SyncWorker):
+    """gunicorn's sync worker with ready-first dispatch, a draining SIGTERM and JSON errors."""
+
+    def run(self) -> None:
+        for listener in self.sockets:
+            listener.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        for listener in self.sockets:
+            self.selector.register(listener, selectors.EVENT_READ, None)
+        self.selector.register(self.PIPE[0], selectors.EVENT_READ, "wake")
+        self.waiting: dict[socket.socket, tuple[Any, Any, float]] = {}
+        while self.alive:
+            self.notify()
+            self._serve(accepting=self._listen(len(self.waiting) < MAX_WAITING))
+            if not self.is_parent_alive():
+                break
+        self._drain(deadline=time.monotonic() + max(self.cfg.graceful_timeout - 1.0, 0.5))
+
+    def _listen(self, accepting: bool) -> bool:
+        """Watch the listeners only while there is room for another waiting connection (no busy loop when full)."""
+        for listener in self.sockets:
+            watched = listener in self.selector.get_map()
+            if accepting and not watched:
+                self.selector.register(listener, selectors.EVENT_READ, None)
+            elif not accepting and watched:
+                self.selector.unregister(listener)
+        return accepting
+
+    def _serve(self, *, accepting: bool, wait_s: float | None = None) -> None:
+        soonest = min((deadline for *_, deadline in self.waiting.values()), default=None)
+        timeout = wait_s if wait_s is not None else (self.timeout or 0.5) / 2
+        if soonest is not None:
+            timeout = max(0.0, min(timeout, soonest - time.monotonic()))
+        try:
+            events = self.selector.select(timeout)
+        except InterruptedError:
+            events = []
+        for key, _ in events:
+            if key.data == "wake":
+                os.read(self.PIPE[0], 64)
+            elif key.data is None:
+                if accepting:
+                    self._accept(key.fileobj)
+            else:
+                self._dispatch_if_ready(key.fileobj)
+        self._expire()
+
+    def _accept(self, listener: socket.socket) -> int:
+        accepted = 0
+        while len(self.waiting) < MAX_WAITING:
+            try:
+                client, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return accepted
+            except OSError as err:
+                if err.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue
+                raise
+            accepted += 1
+            client.setblocking(False)
+            # Most requests have arrived by the time they are accepted: those are served at once, the rest wait.
+            if not self._serve_if_ready(client, listener, addr):
+                self.waiting[client] = (listener, addr, time.monotonic() + READ_TIMEOUT_S)
+                self.selector.register(client, selectors.EVENT_READ, "client")
+        return accepted
+
+    def _dispatch_if_ready(self, client: socket.socket) -> None:
+        listener, addr, _ = self.waiting[client]
+        self._serve_if_ready(client, listener, addr, waited=True)
+
+    def _serve_if_ready(self, client: socket.socket, listener: Any, addr: Any, *, waited: bool = False) -> bool:
+        try:
+            peeked = client.recv(STREAMING_BYTES, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            peeked = b""  # reset by the peer: handle() closes it quietly
+        if peeked and not request_ready(peeked):
+            return False
+        if waited:
+            del self.waiting[client]
+            self.selector.unregister(client)
+        client.setblocking(True)
+        client.settimeout(READ_TIMEOUT_S)
+        self.handle(listener, client, addr)
+        return True
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for client in [c for c, (*_, deadline) in self.waiting.items() if deadline <= now]:
+            del self.waiting[client]
+            self.selector.unregister(client)
+            try:
+                client.sendall(json_error(408, "Request Timeout", f"the request did not arrive within "
+                                          f"{READ_TIMEOUT_S:g} s", self._trace_headers()))
+                client.shutdown(socket.SHUT_WR)
+                # Unread bytes at close() would make the kernel answer RST, which can discard the 408 unread.
+                while client.recv(65536):
+                    pass
+            except OSError:  # BlockingIOError included: nothing more to drain without waiting for it
+                pass
+            client.close()
+
+    def _drain(self, *, deadline: float) -> None:
+        """Answer every connection already accepted or queued in the backlog, then stop (SIGTERM)."""
+        while time.monotonic() < deadline:
+            queued = sum(self._accept(listener) for listener in self.sockets)
+            if not queued and not self.waiting:
+                return
+            self.notify()
+            self._serve(accepting=False, wait_s=0.05)
+        for client in list(self.waiting):
+            client.close()
+
+    def _trace_headers(self) -> dict[str, str]:
+        return dict(getattr(self.wsgi, "config", {}).get("TRACE_HEADERS") or {})
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        # gunicorn logs, chooses the status and writes its page; the page is caught and replaced by JSON.
+        captured = _Captured(client)
+        super().handle_error(req, captured, addr, exc)
+        status_line = captured.written.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        status = int(status_line[1]) if len(status_line) == 3 and status_line[1].isdigit() else 500
+        reason = status_line[2] if len(status_line) == 3 else "Internal Server Error"
+        message = (f"{reason}: {str(exc)[:200]}" if status < 500 and str(exc)
+                   else "internal error (see the container log)" if status == 500 else reason)
+        try:
+            client.setblocking(True)
+            client.sendall(json_error(status, reason, message, self._trace_headers()))
+        except OSError:
+            self.log.debug("Failed to send error message.")

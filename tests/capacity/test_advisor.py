@@ -1,0 +1,132 @@
+"""Tests for the sizing model and ``make advise``: concurrency, provisioned concurrency, cost, bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from capacity import advisor, sizing
+
+PRICES = {"region": "us-east-1", "currency": "USD", "retrieved": "2026-12-01",
+          "serverless": {"on_demand_per_gb_second": {"value": 0.00002}, "provisioned_per_gb_second": {"value": None},
+                         "provisioned_inference_per_gb_second": {"value": None},
+                         "data_processed_per_gb": {"value": 0.016}},
+          "instances": {"ml.m5.large": {"per_hour": 0.115, "vcpus": 2}}}
+MEASURED = {"service_time_s": 0.1, "p99_measured_ms": 150.0, "memory_mb": 2048, "cold_start_s": 2.0,
+            "request_bytes": 500.0}
+
+
+def test_max_concurrency_keeps_the_target_below_the_knee_with_headroom() -> None:
+    advice = sizing.advise(rps=20, p99_ms=5000, prices=PRICES, **MEASURED)
+    # 20/s x 0.1 s = 2 in flight on average; random arrivals put up to 2 + 3 x sqrt(2) = 6.2 in flight
+    assert advice.max_concurrency == 7
+    assert advice.knee_rps == pytest.approx(70)
+    # with many in flight the 70 % utilisation bound is the larger: 1000/s x 0.1 s = 100 -> 100 / 0.7 = 142.9
+    assert sizing.advise(rps=1000, p99_ms=5000, prices=PRICES, **MEASURED).max_concurrency == 143
+    assert advice.provisioned_concurrency == 0, "a 2 s cold start fits a 5 s p99"
+
+
+def test_a_cold_start_that_breaks_the_p99_target_buys_provisioned_concurrency() -> None:
+    advice = sizing.advise(rps=20, p99_ms=500, prices=PRICES, **MEASURED)
+    assert advice.provisioned_concurrency == 2
+    assert set(advice.cost_left_out) >= {"provisioned_per_gb_second", "provisioned_inference_per_gb_second"}
+
+
+def test_the_monthly_cost_and_the_real_time_break_even() -> None:
+    advice = sizing.advise(rps=1, p99_ms=5000, prices=PRICES, **MEASURED)
+    month = 730 * 3600
+    compute = month * 0.1 * 2 * 0.00002
+    data = month * 500 / 1e9 * 0.016
+    assert advice.monthly_cost == pytest.approx(compute + data, abs=0.01)
+    # one ml.m5.large costs 0.115/3600 per second; serverless costs rps x 0.1 s x 2 GB x 0.00002 per second
+    assert advice.break_even_rps["ml.m5.large"] == pytest.approx(0.115 / 3600 / (0.1 * 2 * 0.00002), abs=0.01)
+
+
+def test_more_than_an_endpoint_can_take_is_capped_and_said() -> None:
+    advice = sizing.advise(rps=2000, p99_ms=5000, prices=PRICES, **MEASURED)
+    assert advice.max_concurrency == 200
+    assert any("per-endpoint maximum" in note for note in advice.notes)
+
+
+def test_a_p99_target_below_the_measured_latency_is_said_not_hidden() -> None:
+    advice = sizing.advise(rps=5, p99_ms=100, prices=PRICES, **MEASURED)
+    assert any("already above the target" in note for note in advice.notes)
+    assert advice.provisioned_concurrency == 0, "warm instances cannot fix a slow model"
+
+
+def test_the_predicted_knee_is_max_concurrency_over_service_time() -> None:
+    assert sizing.predicted_knee_rps(max_concurrency=2, service_time_s=0.2) == pytest.approx(10)
+    with pytest.raises(ValueError, match="positive"):
+        sizing.predicted_knee_rps(max_concurrency=2, service_time_s=0)
+
+
+def result_file(tmp_path: Path, **changes) -> Path:
+    result = {"service_time_s": 0.1, "steps": [{"p99_ms": 150.0}, {"p99_ms": 140.0}],
+              "meta": {"settings": {"endpoint_memory_mb": 2048}, "stand_in": {"cold_start_s": 1.5},
+                       "mean_request_bytes": 400}}
+    result.update(changes)
+    path = tmp_path / "ramp.json"
+    path.write_text(json.dumps(result))
+    return path
+
+
+def test_the_cli_prints_the_recommendation_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(yaml.safe_dump(PRICES))
+    out = tmp_path / "advice.json"
+    code = advisor.main(["--rps", "20", "--p99-ms", "1000", "--result", str(result_file(tmp_path)),
+                         "--prices", str(prices), "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "| endpoint_max_concurrency | 7 " in text
+    assert "| a real-time ml.m5.large costs less above |" in text
+    assert json.loads(out.read_text())["advice"]["provisioned_concurrency"] == 2
+
+
+def test_the_shipped_price_table_loads_and_says_it_is_unverified() -> None:
+    prices = advisor.load_prices(advisor.PRICES)
+    assert prices["retrieved"]
+    assert all(entry["verified"] is False and entry["source"] for entry in prices["serverless"].values())
+    assert all(entry["source"] for entry in prices["instances"].values())
+
+
+@pytest.mark.parametrize(
+    ("args", "result", "prices", "message"),
+    [
+        (["--rps", "0"], None, None, "must be positive"),
+        ([], "missing", None, "file not found (run `make loadtest` first)"),
+        ([], "not json", None, "not a load-test result"),
+        ([], {"service_time_s": None}, None, "too few requests were served"),
+        ([], {"meta": {"settings": {"endpoint_memory_mb": 1000}}}, None, "not a serverless size"),
+        ([], None, "serverless: {on_demand_per_gb_second: {value: -1}}", "non-negative number"),
+        ([], None, "serverless: {}\ninstances: {ml.x: {per_hour: 1}}", "instances.ml.x needs"),
+        ([], None, "[unclosed", "not valid YAML"),
+        ([], None, "just text", "expected a 'serverless' section"),
+    ],
+    ids=["zero-rps", "no-result", "result-not-json", "nothing-served", "bad-memory", "negative-price",
+         "instance-without-vcpus", "prices-not-yaml", "prices-not-a-table"],
+)
+def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture, args, result, prices,
+                                          message: str) -> None:
+    if result == "missing":
+        result_path = tmp_path / "none.json"
+    elif result == "not json":
+        result_path = tmp_path / "bad.json"
+        result_path.write_text("{")
+    else:
+        result_path = result_file(tmp_path, **(result or {}))
+    prices_path = advisor.PRICES
+    if prices is not None:
+        prices_path = tmp_path / "prices.yaml"
+        prices_path.write_text(prices)
+    base = {"--rps": "10", "--p99-ms": "500"}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    argv = [*(x for kv in base.items() for x in kv), "--result", str(result_path), "--prices", str(prices_path)]
+    code = advisor.main(argv)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

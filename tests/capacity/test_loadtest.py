@@ -1,0 +1,107 @@
+"""Tests for ``make loadtest``: what it may target, its quick smoke run, and the knee against the model.
+
+The runs go through the real chain on loopback (stand-in front door, Lambda instances, serverless endpoint)
+around a container the test slows (``tests/infra/slow_container.py``), so the service time is known.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from capacity import loadtest, sizing
+from core.cli import UserError
+from tests.infra.slow_container import running
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("url", "base", "path"),
+    [
+        ("http://127.0.0.1:8000/score/predict-student-score", "http://127.0.0.1:8000", "/score/predict-student-score"),
+        ("http://localhost:9/x?y=1", "http://localhost:9", "/x?y=1"),
+        ("https://abc.execute-api.us-east-1.amazonaws.com/score/predict-student-score",
+         "https://abc.execute-api.us-east-1.amazonaws.com", "/score/predict-student-score"),
+    ],
+)
+def test_loopback_or_an_https_stage_is_a_target(url: str, base: str, path: str) -> None:
+    assert loadtest.check_url(url) == (base, path)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://example.org/score/predict-student-score", "refusing plain http to example.org"),
+        ("http://10.0.0.5/x", "refusing plain http"),
+        ("ftp://127.0.0.1/x", "must be an http(s) URL"),
+        ("not a url", "must be an http(s) URL"),
+    ],
+)
+def test_anything_else_is_refused(url: str, message: str) -> None:
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        loadtest.check_url(url)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--peak-rps", "500"], "at most 200"),
+        (["--duration", "3600"], "at most 600 s"),
+        (["--url", "http://example.org/x"], "refusing plain http"),
+        (["-c", "endpoint_max_concurency=2"], "unknown setting"),
+    ],
+    ids=["rate", "duration", "remote-http", "misspelt-setting"],
+)
+def test_bad_options_are_one_line_before_any_load(args: list[str], message: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    code = loadtest.main([*args, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert message in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "capacity").glob("*.py")))
+def test_every_capacity_module_imports_without_locust(name: str) -> None:
+    module = importlib.import_module(f"capacity.{name}")
+    assert "locust" not in sys.modules or name == "engine", "Locust patches the standard library: never at import"
+    if hasattr(module, "cli"):
+        assert callable(getattr(module, "main", None)), f"capacity.{name} has a command but no main(argv)"
+
+
+@pytest.mark.slow
+def test_the_quick_mode_runs_end_to_end_against_the_stand_in(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with running(delay_s=0.01) as container:
+        code = loadtest.main(["--quick", "--container-url", container.url, "--out", str(tmp_path),
+                              "--cold-start-overhead", "0", "--lambda-concurrency", "2"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "ramp.json").read_text())
+    assert result["total"]["requests"] > 0
+    assert result["total"]["errors"] == {}, result["total"]
+    assert result["meta"]["stand_in"]["invocations"] >= result["total"]["requests"]
+    assert (tmp_path / "ramp.png").stat().st_size > 0
+    assert "| step |" in (tmp_path / "ramp.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_knee_the_model_predicts_is_the_knee_the_stand_in_shows(tmp_path: Path) -> None:
+    # Given an endpoint of two instances in front of a container that takes 0.2 s per request
+    with running(delay_s=0.2) as container:
+        code = loadtest.main(["--container-url", container.url, "-c", "endpoint_max_concurrency=2",
+                              "--cold-start-overhead", "0", "--lambda-concurrency", "8", "--peak-rps", "14",
+                              "--start-rps", "4", "--steps", "6", "--duration", "18", "--batch-share", "0",
+                              "--out", str(tmp_path)])
+    assert code == 0
+    result = json.loads((tmp_path / "ramp.json").read_text())
+    # When the model predicts the knee from max_concurrency and the measured service time
+    predicted = sizing.predicted_knee_rps(max_concurrency=2, service_time_s=result["service_time_s"])
+    # Then the measured knee (where errors or p99 start to climb) is within 20 % of it
+    measured = result["knee"]["knee_rps"]
+    assert measured is not None, result["knee"]
+    assert abs(measured - predicted) <= 0.2 * predicted, (predicted, result["knee"], result["steps"])
+    assert result["meta"]["stand_in"]["throttled"] > 0, "the endpoint, not something else, set the knee"

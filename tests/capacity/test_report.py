@@ -1,0 +1,66 @@
+"""Tests for the load test's analysis: percentiles, the knee, and the three outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from capacity import report
+from capacity.classify import ENDPOINT_THROTTLE, OK
+from capacity.profiles import Step
+
+STEPS = [Step(2, 4), Step(2, 8), Step(2, 12)]
+
+
+def rows(per_step: list[tuple[int, float, int]]) -> list[list]:
+    """Rows for each step: (requests, latency_s, errors)."""
+    out = []
+    for index, (count, latency, errors) in enumerate(per_step):
+        for i in range(count):
+            failed = i < errors
+            out.append([index * 2 + i * 2 / count, 0.01 if failed else latency, 429 if failed else 200,
+                        ENDPOINT_THROTTLE if failed else OK, index])
+    return out
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (report.percentile(values, 50), report.percentile(values, 99), report.percentile([], 50)) == (50, 99, None)
+
+
+def test_the_knee_lies_between_the_last_good_step_and_the_first_with_errors() -> None:
+    result = report.analyse(rows([(8, 0.2, 0), (16, 0.2, 0), (24, 0.2, 6)]), STEPS, {"profile": "ramp", "target": "x"})
+    assert result["knee"]["last_good_rps"] == 8
+    assert result["knee"]["climbs_at_rps"] == 12
+    assert result["knee"]["knee_rps"] == 10
+    assert "errors 25.0%" in result["knee"]["reason"]
+    assert result["service_time_s"] == 0.2
+
+
+def test_a_p99_climb_without_errors_is_a_knee_too() -> None:
+    result = report.analyse(rows([(8, 0.2, 0), (16, 0.2, 0), (24, 0.9, 0)]), STEPS, {"profile": "ramp", "target": "x"})
+    assert result["knee"]["climbs_at_rps"] == 12
+    assert result["knee"]["reason"].startswith("p99 900 ms")
+
+
+def test_no_climb_means_the_knee_was_not_reached() -> None:
+    result = report.analyse(rows([(8, 0.2, 0), (16, 0.2, 0), (24, 0.25, 0)]), STEPS, {"profile": "ramp", "target": "x"})
+    assert result["knee"]["knee_rps"] is None
+    assert result["knee"]["last_good_rps"] == 12
+    assert "not reached" in report.markdown(result)
+
+
+def test_the_outputs_are_a_table_a_plot_and_json(tmp_path: Path) -> None:
+    result = report.analyse(rows([(8, 0.2, 0), (16, 0.2, 0), (24, 0.2, 6)]), STEPS, {"profile": "ramp", "target": "x"})
+    paths = report.write(result, tmp_path, "ramp")
+    assert json.loads(paths["json"].read_text())["knee"]["knee_rps"] == 10
+    table = paths["md"].read_text()
+    assert "| 2 | 12 | 12 | 9 |" in table, table
+    assert "endpoint_throttle 6" in table
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_only_a_ramp_reports_a_knee() -> None:
+    result = report.analyse(rows([(8, 0.2, 0), (16, 0.2, 0), (24, 0.9, 6)]), STEPS, {"profile": "spike", "target": "x"})
+    assert result["knee"]["knee_rps"] is None
+    assert "only a ramp" in report.markdown(result)

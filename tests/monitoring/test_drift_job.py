@@ -1,0 +1,202 @@
+"""``python -m monitoring.drift`` end to end: capture folders and s3:// (moto), the report, the MLflow run, exit codes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from monitoring import drift
+from serving import contract
+from tests.monitoring.helpers import DAY, capture_window, shifted_hours, write_capture
+
+SINCE, UNTIL = "2025-12-01", "2025-12-02"
+
+
+def run(params_file: Path, *args: str) -> int:
+    return drift.main(["--params", str(params_file), "--since", SINCE, "--until", UNTIL, *args])
+
+
+@pytest.mark.slow
+def test_a_quiet_window_exits_0_with_a_report_a_summary_and_an_mlflow_run(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame) -> None:
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:1000]))
+    out = tmp_path / "report"
+
+    code = run(params_file, "--capture", str(folder), "--profile", str(model_tarball), "--out", str(out))
+
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "no drift" and summary["records"] == 1000
+    assert summary["model"] == {"name": "student-score", "version": "3"}
+    assert summary["window"] == {"since": "2025-12-01T00:00:00.000Z", "until": "2025-12-02T00:00:00.000Z"}
+    page = (out / "report.html").read_text()
+    assert "Hours_Studied" in page and "data:image/png;base64," in page and "no drift" in page
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("student-score-monitoring")
+    (run_,) = client.search_runs([experiment.experiment_id])
+    assert run_.data.tags["model.name"] == "student-score" and run_.data.tags["model.version"] == "3"
+    assert run_.data.tags["window.since"] == summary["window"]["since"]
+    assert run_.data.tags["window.until"] == summary["window"]["until"]
+    assert run_.data.tags["verdict"] == "no drift"
+    assert run_.data.metrics["records"] == 1000 and "psi.Hours_Studied" in run_.data.metrics
+    assert {a.path for a in client.list_artifacts(run_.info.run_id)} == {"report.html", "summary.json", "drift.png"}
+
+
+def test_drift_exits_1_and_names_the_feature(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                             live: pd.DataFrame, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_capture(tmp_path / "bucket", capture_window(shifted_hours(live.iloc[:1000], 6)))
+    code = run(params_file, "--capture", str(folder), "--profile", str(model_tarball), "--out", str(tmp_path / "r"),
+               "--no-tracking")
+    assert code == 1
+    assert "Hours_Studied: PSI" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["drifted_features"] == ["Hours_Studied"]
+
+
+def test_only_the_window_and_the_version_asked_for_are_read(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                           live: pd.DataFrame) -> None:
+    inside = capture_window(live.iloc[:600])
+    before = capture_window(shifted_hours(live.iloc[600:1200], 20), start=DAY - 3600)  # the day before
+    other = capture_window(shifted_hours(live.iloc[1200:1800], 20), version="2")
+    folder = write_capture(tmp_path / "bucket", inside + before + other)
+    out = tmp_path / "r"
+    assert run(params_file, "--capture", str(folder), "--profile", str(model_tarball), "--out", str(out),
+               "--no-tracking") == 0
+    assert json.loads((out / "summary.json").read_text())["records"] == 600
+
+
+def test_the_version_defaults_to_the_one_that_answered_most(tmp_path: Path, live: pd.DataFrame) -> None:
+    records = capture_window(live.iloc[:30], version="2") + capture_window(live.iloc[30:50], version="10")
+    assert drift.busiest_version(records) == "2"
+    assert drift.busiest_version(records[:20] + capture_window(live.iloc[:20], version="10")) == "10", "tie: newest"
+    assert drift.busiest_version([]) is None
+
+
+def test_a_small_window_is_not_enough_data_and_exits_0(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                       live: pd.DataFrame) -> None:
+    folder = write_capture(tmp_path / "bucket", capture_window(shifted_hours(live.iloc[:100], 30)))
+    assert run(params_file, "--capture", str(folder), "--profile", str(model_tarball), "--out", str(tmp_path / "r"),
+               "--no-tracking") == 0
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["verdict"] == "not enough data"
+
+
+def test_an_empty_window_is_not_enough_data_too(tmp_path: Path, params_file: Path, model_tarball: Path) -> None:
+    (tmp_path / "bucket").mkdir()
+    assert run(params_file, "--capture", str(tmp_path / "bucket"), "--profile", str(model_tarball),
+               "--out", str(tmp_path / "r"), "--no-tracking") == 0
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["verdict"] == "not enough data"
+
+
+def test_unreadable_capture_lines_are_counted_and_said(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                       live: pd.DataFrame, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:500]))
+    (folder / "capture" / "stray.jsonl").write_text('not json\n{"capture_format": 99}\n')
+    assert run(params_file, "--capture", str(folder), "--profile", str(model_tarball), "--out", str(tmp_path / "r"),
+               "--no-tracking") == 0
+    assert "2 unreadable capture line(s) skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--since", "yesterday"], "--since must be a date"),
+    (["--since", "2025-12-03"], "must be before --until"),
+    (["--capture", "/no/such/folder"], "capture folder /no/such/folder not found"),
+    (["--capture", "gs://bucket/x"], "must be a folder or s3://"),
+    (["--capture", "s3://"], "must look like s3://bucket/prefix"),
+    (["--no-tracking"], "--no-tracking needs --profile"),
+])
+def test_bad_input_exits_2_in_one_line(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                       capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    (tmp_path / "bucket").mkdir()
+    base = ["--capture", str(tmp_path / "bucket")] + ([] if "--no-tracking" in args else ["--profile",
+                                                                                         str(model_tarball)])
+    code = drift.main(["--params", str(params_file), "--since", SINCE, "--until", UNTIL, *base, *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_profile_of_another_model_is_refused(tmp_path: Path, params_file: Path, profile: dict) -> None:
+    from tests.monitoring.helpers import tarball_with_profile
+
+    other = tarball_with_profile(tmp_path / "other", profile, name="house-prices")
+    (tmp_path / "bucket").mkdir()
+    assert run(params_file, "--capture", str(tmp_path / "bucket"), "--profile", str(other)) == 2
+
+
+def test_a_broken_profile_is_an_error_not_a_verdict(tmp_path: Path, params_file: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "profile.json"
+    broken.write_text('{"profile_format": 1}')
+    (tmp_path / "bucket").mkdir()
+    assert run(params_file, "--capture", str(tmp_path / "bucket"), "--profile", str(broken), "--no-tracking") == 2
+    assert "needs 'features'" in capsys.readouterr().err
+
+
+def test_an_unreachable_tracking_server_is_exit_2(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                  live: pd.DataFrame, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    write_capture(tmp_path / "bucket", capture_window(live.iloc[:5]))
+    assert run(params_file, "--capture", str(tmp_path / "bucket"), "--profile", str(model_tarball)) == 2
+    assert "unreachable" in capsys.readouterr().err
+
+
+@pytest.fixture
+def moto_s3(monkeypatch: pytest.MonkeyPatch):
+    """A moto server on loopback; boto3 reaches it through AWS_ENDPOINT_URL, as the job would reach S3."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    import boto3
+
+    yield boto3.client("s3")
+    server.stop()
+
+
+def test_firehose_s_gzip_objects_are_read_from_s3_and_other_days_are_not_opened(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame, moto_s3) -> None:
+    moto_s3.create_bucket(Bucket="artifacts")
+    lines = b"".join(contract.capture_line(c) for c in capture_window(live.iloc[:700]))
+    key = "capture/model=student-score/version=3/dt=2025-12-01/stream-1-2025-12-01-00-00-00-abc.gz"
+    moto_s3.put_object(Bucket="artifacts", Key=key, Body=gzip.compress(lines))
+    for skipped in ("capture/model=student-score/version=3/dt=2025-11-02/x.gz",
+                    "capture/model=house-prices/version=3/dt=2025-12-01/x.gz"):
+        moto_s3.put_object(Bucket="artifacts", Key=skipped, Body=b"not even gzip")
+    out = tmp_path / "r"
+
+    code = run(params_file, "--capture", "s3://artifacts/capture/", "--profile", str(model_tarball),
+               "--out", str(out), "--no-tracking")
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 0 and summary["records"] == 700
+    assert summary["files"] == 1 and summary["unreadable_lines"] == 0, "partitions outside the window stay unread"
+
+
+def test_a_missing_bucket_is_exit_2(tmp_path: Path, params_file: Path, model_tarball: Path, moto_s3,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(params_file, "--capture", "s3://no-such-bucket/capture/", "--profile", str(model_tarball),
+               "--no-tracking") == 2
+    assert "NoSuchBucket" in capsys.readouterr().err
+
+
+def test_refusals_are_counted_though_they_name_no_model(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                        live: pd.DataFrame) -> None:
+    # The container refused before a model answered: the refusal sits under model=unknown/version=unknown.
+    refusals = [contract.refusal_record(request_id=f"bad-{i}", status=400, error="unknown category", records=1,
+                                        now=DAY + i) for i in range(3)]
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:500]) + refusals)
+    assert (folder / "capture" / "model=unknown" / "version=unknown").is_dir()
+    out = tmp_path / "r"
+    assert run(params_file, "--capture", str(folder), "--profile", str(model_tarball), "--out", str(out),
+               "--no-tracking") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["refused_requests"] == 3 and summary["requests"] == 53

@@ -1,0 +1,215 @@
+"""``python -m monitoring.feedback``: late labels joined with captured predictions, live accuracy per version,
+bad labels counted and reported, and ``--append`` turning labelled records into new rows of the DVC table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from experiments.data import load_table
+from experiments.generate import generate
+from monitoring import feedback
+from serving import contract
+from tests.conftest import write_params
+from tests.monitoring.helpers import capture_window, write_capture
+
+pytestmark = pytest.mark.slow  # a real MLflow store per test
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def store(tmp_path: Path, sample_csv: Path) -> tuple[Path, MlflowClient]:
+    """params.yaml and an MLflow registry with versions 1 and 2 of student-score, each with a test RMSE."""
+    params_file = write_params(tmp_path, sample_csv)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client.create_registered_model("student-score")
+    (tmp_path / "model").mkdir()
+    for _ in (1, 2):
+        client.create_model_version("student-score", source=str(tmp_path / "model"), tags={"test_rmse": "2.1"})
+    return params_file, client
+
+
+def traffic(tmp_path: Path, frame: pd.DataFrame, *, version: str, bias: float = 0.0) -> list[dict]:
+    from experiments.generate import ground_truth
+
+    captures = capture_window(frame, version=version, predictions=ground_truth(frame) + bias)
+    write_capture(tmp_path / "bucket", captures)
+    return captures
+
+
+def labels_file(tmp_path: Path, rows: list[tuple], name: str = "labels.csv") -> Path:
+    path = tmp_path / name
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["request_id", "row", "actual"])
+        writer.writerows(rows)
+    return path
+
+
+def truth(captures: list[dict], frame: pd.DataFrame) -> list[tuple]:
+    return [(c["request_id"], c["row"], int(score)) for c, score in zip(captures, frame["Exam_Score"], strict=True)]
+
+
+def run(params_file: Path, tmp_path: Path, labels: Path, *extra: str) -> int:
+    return feedback.main(["--params", str(params_file), "--labels", str(labels), "--capture",
+                          str(tmp_path / "bucket"), "--out", str(tmp_path / "out"), *extra])
+
+
+def test_live_accuracy_per_version_is_logged_tagged_and_a_worse_version_exits_1(
+        tmp_path: Path, store, capsys: pytest.CaptureFixture[str]) -> None:
+    params_file, client = store
+    frame = generate(400, 5)
+    good = traffic(tmp_path, frame.iloc[:200], version="1")
+    bad = traffic(tmp_path, frame.iloc[200:], version="2", bias=3.0)  # three points too high
+    labels = labels_file(tmp_path, truth(good, frame.iloc[:200]) + truth(bad, frame.iloc[200:]))
+
+    code = run(params_file, tmp_path, labels)
+
+    assert code == 1
+    v1, v2 = (client.get_model_version("student-score", v).tags for v in ("1", "2"))
+    assert v1["live.status"] == "ok" and v2["live.status"] == "worse"
+    assert float(v1["live.rmse"]) == pytest.approx(2.05, abs=0.35), "noise and rounding, as on the test split"
+    assert float(v2["live.rmse"]) > 2.1 * 1.1
+    assert v1["live.labels"] == "200" and v1["live.window"].endswith("Z") and v1["live.run_id"]
+    experiment = client.get_experiment_by_name("student-score-monitoring")
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.data.tags["model.version"] for r in runs} == {"1", "2"}
+    assert all(r.data.tags["monitor.kind"] == "feedback" and r.data.tags["window.until"] for r in runs)
+    assert {a.path for a in client.list_artifacts(runs[0].info.run_id)} == {"feedback.json", "rejected_labels.csv"}
+    summary = json.loads((tmp_path / "out" / "feedback.json").read_text())
+    assert summary["matched"] == 400 and summary["versions"]["2"]["status"] == "worse"
+    assert "version 2: 200 labels" in capsys.readouterr().out
+
+
+def test_every_bad_label_is_counted_reported_and_written_never_dropped(
+        tmp_path: Path, store, capsys: pytest.CaptureFixture[str]) -> None:
+    params_file, client = store
+    frame = generate(150, 6)
+    captures = traffic(tmp_path, frame, version="1")
+    other = dict(captures[0], request_id="other-model-req", model_name="house-prices")
+    refused = contract.refusal_record(request_id="refused-req", status=400, error="bad", records=1,
+                                      now=1_764_547_300.0)
+    write_capture(tmp_path / "bucket", [other, refused])
+    good = truth(captures, frame)
+    bad = [(good[0][0], good[0][1], "seventy"), (good[1][0], good[1][1], "inf"), good[2],
+           ("no-such-request", 0, 70), ("other-model-req", 0, 70), ("refused-req", 0, 70), (good[3][0], "x", 70)]
+    labels = labels_file(tmp_path, good + bad)
+
+    code = run(params_file, tmp_path, labels)
+
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = json.loads((tmp_path / "out" / "feedback.json").read_text())
+    assert summary["labels"] == 157 and summary["matched"] == 150
+    assert summary["rejected"] == {"non-numeric actual": 2, "bad row": 1, "duplicate label": 1,
+                                   "request of another model": 1, "refused request": 1, "unknown request id": 1}
+    rejected = list(csv.DictReader((tmp_path / "out" / "rejected_labels.csv").open()))
+    assert len(rejected) == 7 and {r["line"] for r in rejected} == {str(n) for n in range(152, 159)}
+    assert "rejected 2: non-numeric actual" in out and "rejected 1: unknown request id" in out
+    assert "version 1: 150 labels" in out and out.rstrip().endswith(": ok"), "the good labels still count"
+
+
+def test_a_labels_file_without_the_columns_is_exit_2(tmp_path: Path, store, capsys) -> None:
+    params_file, _ = store
+    (tmp_path / "bucket").mkdir()
+    bad = tmp_path / "labels.csv"
+    bad.write_text("id,score\nx,1\n")
+    assert run(params_file, tmp_path, bad) == 2
+    assert "needs the column(s) ['request_id', 'actual']" in capsys.readouterr().err
+    assert run(params_file, tmp_path, tmp_path / "missing.csv") == 2
+
+
+def test_too_few_labels_is_not_an_alarm(tmp_path: Path, store) -> None:
+    params_file, client = store
+    frame = generate(20, 8)
+    captures = traffic(tmp_path, frame, version="1", bias=10.0)
+    assert run(params_file, tmp_path, labels_file(tmp_path, truth(captures, frame))) == 0
+    assert client.get_model_version("student-score", "1").tags["live.status"] == "not enough labels"
+
+
+def test_a_version_without_a_test_rmse_is_exit_2(tmp_path: Path, store, capsys) -> None:
+    params_file, client = store
+    client.delete_model_version_tag("student-score", "1", "test_rmse")
+    frame = generate(10, 9)
+    captures = traffic(tmp_path, frame, version="1")
+    assert run(params_file, tmp_path, labels_file(tmp_path, truth(captures, frame))) == 2
+    assert "has no test_rmse tag" in capsys.readouterr().err
+
+
+def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["dvc", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, store, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DVC project (no git) whose data/ holds a copy of the sample table, as the cwd."""
+    params_file, _ = store
+    (tmp_path / "data").mkdir()
+    table = tmp_path / "data" / "students.csv"
+    table.write_bytes(sample_csv.read_bytes())
+    raw = yaml.safe_load(params_file.read_text())
+    raw["data"]["path"] = "data/students.csv"
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    _dvc(tmp_path, "init", "--no-scm", "-q")
+    _dvc(tmp_path, "add", "-q", "data")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_append_adds_each_labelled_record_once_as_served_and_versions_the_data(
+        repo: Path, store, capsys: pytest.CaptureFixture[str]) -> None:
+    params_file, _ = store
+    table = repo / "data" / "students.csv"
+    before_rows, before_md5 = len(pd.read_csv(table)), yaml.safe_load((repo / "data.dvc").read_text())
+    frame = generate(120, 12)
+    captures = traffic(repo, frame, version="1")
+    labels = labels_file(repo, truth(captures, frame))
+
+    assert run(params_file, repo, labels, "--append") == 0
+
+    after = load_table(table, "Exam_Score")  # the training stage's own boundary checks
+    assert len(after) == before_rows + 120
+    served = pd.DataFrame([c["record"] for c in captures])
+    tail = after.tail(120).reset_index(drop=True)
+    assert tail["Hours_Studied"].tolist() == served["Hours_Studied"].tolist()
+    assert tail["Gender"].tolist() == served["Gender"].tolist()
+    assert tail["Exam_Score"].tolist() == frame["Exam_Score"].tolist()
+    assert np.array_equal(tail["Teacher_Quality"].isna(), served["Teacher_Quality"].isna())
+    assert yaml.safe_load((repo / "data.dvc").read_text()) != before_md5, "dvc add recorded a new data version"
+    out = capsys.readouterr().out
+    assert "appended 120 new rows" in out and "git add data.dvc" in out and "dvc push" in out
+
+    assert run(params_file, repo, labels, "--append") == 0
+    assert len(pd.read_csv(table)) == before_rows + 120, "the same labels twice add nothing"
+    assert "appended 0 new rows" in capsys.readouterr().out
+
+
+def test_records_that_do_not_fit_the_table_are_reported_not_appended(repo: Path, store,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    params_file, _ = store
+    frame = generate(10, 13)
+    captures = capture_window(frame, version="1")
+    for c in captures[:3]:
+        del c["record"]["Gender"]  # dropped at capture (personal data)
+    captures[3]["record"]["Attendance"] = "eighty"
+    write_capture(repo / "bucket", captures)
+    table = repo / "data" / "students.csv"
+    rows = len(pd.read_csv(table))
+
+    assert run(params_file, repo, labels_file(repo, truth(captures, frame)), "--append") == 0
+
+    out = capsys.readouterr().out
+    assert len(pd.read_csv(table)) == rows + 6
+    assert out.count("fields differ from the table (missing ['Gender']") == 3
+    assert "'Attendance' does not fit the table's numeric column" in out

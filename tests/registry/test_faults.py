@@ -1,0 +1,70 @@
+"""SIGKILL between the steps of a promotion or an export: the registry stays one consistent story.
+
+Each test kills a real ``python -m registry.promote`` right after one step (benchmarks/faults.py wraps the
+step from outside), checks what the kill left (production valid, no half-written tarball), promotes again,
+and checks the registry, history and tarball agree and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from benchmarks import faults
+from core.cli import UserError
+from registry import promote
+from registry.lock import lock_name, promotion_lock
+from registry.versions import Registry
+from tests.registry.conftest import Store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def promoted(store: Store) -> Store:
+    """The first good version in production and exported: the state a second promotion starts from."""
+    assert promote.main(store.args("--version", store.good[0], "--force")) == 0
+    assert faults.problems(faults.registry_state(store.params_file)) == []
+    return store
+
+
+@pytest.mark.parametrize("point", faults.PROMOTE_POINTS)
+def test_a_promotion_killed_at_any_step_is_finished_by_the_next(promoted: Store, point: str) -> None:
+    first, second = promoted.good
+
+    result = faults.promote_fault(promoted.params_file, second, point)
+
+    assert result["killed"], f"the fault was not injected at {point}"
+    assert result["after_kill_problems"] == [], faults.dumps(result)
+    assert result["after_kill"]["aliases"]["production"] in (first, second), "production is always a version"
+    assert result["next_exit"] == 0, faults.dumps(result)
+    assert any("died" in line for line in result["next_said"]), "the next promotion says what it found"
+    assert result["final_problems"] == [], faults.dumps(result)
+    final = result["final"]
+    assert final["aliases"] == {"production": second, "previous": first}
+    assert [e["to"] for e in final["history"]] == [first, second], "exactly one entry per promotion"
+    assert final["exported"] == second
+
+
+def test_an_export_killed_mid_write_leaves_the_old_tarball_whole(promoted: Store) -> None:
+    result = faults.export_fault(promoted.params_file)
+
+    assert result["killed"]
+    assert result["after_kill"]["exported"] == promoted.good[0], "the previous tarball is untouched"
+    assert result["after_kill"]["temp_files"], "the killed export did leave its temp file"
+    assert result["next_exit"] == 0
+    assert result["final"]["temp_files"] == [], "the next export removed it"
+
+
+def test_a_lock_held_on_another_host_says_when_it_is_taken_for_dead(store: Store) -> None:
+    registry = Registry(client=store.client(), uri=store.uri, name=store.name)
+    registry.client.create_registered_model(lock_name(registry), tags={
+        "lock.holder": "ci@builder-7 pid 4242", "lock.owner": "builder-7:4242:99", "lock.since": f"{time.time()}"})
+    try:
+        with pytest.raises(UserError, match=r"held by ci@builder-7 pid 4242 \(on another host\) since .*; it is "
+                                            r"taken for dead in (89[0-9]|900) s"):
+            with promotion_lock(registry, wait_s=0.3):
+                pass
+    finally:
+        registry.client.delete_registered_model(lock_name(registry))

@@ -1,0 +1,176 @@
+"""The capture half of the wire contract: record format, sampling, partitions, and the background sender."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from serving import contract
+
+HEADERS = {"X-Model-Name": "student-score", "X-Model-Version": "7", "X-Data-Hash": "abc.dir"}
+NOW = 1_764_601_445.25  # 2025-12-01T15:04:05.250Z
+
+
+def _predicted(**overrides):
+    args = {"request_id": "req-1", "records": [{"Hours_Studied": 20, "Gender": "Male"}, {"Hours_Studied": 5,
+            "Gender": None}], "predictions": [70.5, 60.25], "headers": HEADERS, "latency_ms": 12.3456, "now": NOW}
+    return contract.prediction_records(**{**args, **overrides})
+
+
+def test_one_capture_record_per_predicted_record_with_the_model_that_answered() -> None:
+    first, second = _predicted()
+    assert first == {"capture_format": 1, "kind": "prediction", "request_id": "req-1", "row": 0,
+                     "time": "2025-12-01T15:04:05.250Z", "model_name": "student-score", "model_version": "7",
+                     "data_hash": "abc.dir", "latency_ms": 12.346, "prediction": 70.5,
+                     "record": {"Hours_Studied": 20, "Gender": "Male"}}
+    assert second["row"] == 1 and second["record"] == {"Hours_Studied": 5, "Gender": None}
+
+
+def test_dropped_fields_never_reach_a_capture_record() -> None:
+    records = _predicted(drop_fields=["Gender"])
+    assert all("Gender" not in r["record"] for r in records)
+    assert records[0]["record"] == {"Hours_Studied": 20}
+
+
+def test_a_nan_input_is_captured_as_null_so_the_line_stays_strict_json() -> None:
+    (record,) = _predicted(records=[{"Hours_Studied": float("nan")}], predictions=[1.0])
+    assert json.loads(contract.capture_line(record))["record"] == {"Hours_Studied": None}
+
+
+def test_an_answer_without_one_prediction_per_record_is_refused() -> None:
+    with pytest.raises(ValueError, match="2 records but 1 predictions"):
+        _predicted(predictions=[1.0])
+
+
+def test_a_refusal_says_why_and_how_many_records_but_carries_no_input() -> None:
+    record = contract.refusal_record(request_id="r", status=400, error="row 0, field 'Gender': unknown",
+                                     records=3, now=NOW)
+    assert record["kind"] == "refusal" and record["status"] == 400 and record["records"] == 3
+    assert "record" not in record and record["model_version"] == "unknown"
+
+
+def test_sampling_keeps_the_configured_share_and_decides_the_same_way_twice() -> None:
+    ids = [f"request-{i}" for i in range(20_000)]
+    kept = [i for i in ids if contract.sampled(i, 0.25)]
+    assert 0.23 < len(kept) / len(ids) < 0.27
+    assert kept == [i for i in ids if contract.sampled(i, 0.25)]
+    assert all(contract.sampled(i, 1.0) for i in ids[:100])
+    assert not any(contract.sampled(i, 0.0) for i in ids[:100])
+
+
+def test_the_partition_names_model_version_and_day_and_cannot_be_escaped() -> None:
+    (record, _) = _predicted()
+    assert contract.capture_partition(record) == "capture/model=student-score/version=7/dt=2025-12-01"
+    evil = dict(record, model_name="../../etc", model_version="a/b")
+    assert contract.capture_partition(evil) == "capture/model=.._.._etc/version=a_b/dt=2025-12-01"
+
+
+def test_the_partition_keys_match_what_firehose_extracts() -> None:
+    # The jq expressions are evaluated by Firehose on AWS; here: they name the fields the partition is built from.
+    (record, _) = _predicted()
+    assert record[contract.CAPTURE_PARTITIONS["model"].lstrip(".")] == "student-score"
+    assert record[contract.CAPTURE_PARTITIONS["version"].lstrip(".")] == "7"
+    assert contract.CAPTURE_PARTITIONS["dt"] == ".time[0:10]" and record["time"][0:10] == "2025-12-01"
+
+
+def test_a_capture_line_is_one_json_object_and_a_newline() -> None:
+    line = contract.capture_line(_predicted()[0])
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line)["request_id"] == "req-1"
+
+
+def _lines(n: int) -> list[bytes]:
+    return [contract.capture_line(dict(_predicted()[0], row=i)) for i in range(n)]
+
+
+def test_the_sender_delivers_everything_in_batches_firehose_accepts() -> None:
+    batches: list[list[bytes]] = []
+    sender = contract.CaptureSender(lambda batch: batches.append(batch) or 0)
+    assert sender.submit(_lines(1203)) == 0
+    assert sender.flush(10)
+    assert sum(len(b) for b in batches) == 1203 == sender.sent
+    assert max(len(b) for b in batches) <= contract.FIREHOSE_MAX_RECORDS
+    assert sender.take_failed() == 0
+
+
+def test_the_sender_never_puts_more_than_4_mib_in_one_batch() -> None:
+    batches: list[list[bytes]] = []
+    busy, gate = threading.Event(), threading.Event()
+    sender = contract.CaptureSender(lambda batch: busy.set() or gate.wait(5) and batches.append(batch) or 0)
+    big = [b"x" * (900 * 1024) + b"\n"] * 10  # 10 lines of 900 KiB: at most 4 to a batch
+    sender.submit([b"first\n"])
+    assert busy.wait(5), "the thread is sending the first line"
+    sender.submit(big)
+    gate.set()
+    assert sender.flush(10)
+    assert [len(b) for b in batches[1:]] == [4, 4, 2]
+    assert all(sum(map(len, b)) <= contract.FIREHOSE_MAX_BYTES for b in batches)
+
+
+def test_a_failing_sink_is_counted_and_reported_never_raised() -> None:
+    errors: list[str] = []
+
+    def broken(batch: list[bytes]) -> int:
+        raise ConnectionError("firehose unreachable")
+
+    sender = contract.CaptureSender(broken, on_error=errors.append)
+    sender.submit(_lines(3))
+    assert sender.flush(5)
+    assert sender.take_failed() == 3 and sender.take_failed() == 0, "counted once"
+    assert "ConnectionError: firehose unreachable" in errors[0]
+
+
+def test_records_firehose_did_not_accept_are_counted() -> None:
+    sender = contract.CaptureSender(lambda batch: 2)
+    sender.submit(_lines(5))
+    assert sender.flush(5)
+    assert sender.take_failed() == 2 and sender.sent == 3
+
+
+def test_a_full_queue_drops_and_counts_instead_of_waiting() -> None:
+    busy, gate = threading.Event(), threading.Event()
+    sender = contract.CaptureSender(lambda batch: busy.set() or gate.wait(5) and 0, max_queue=2)
+    sender.submit(_lines(1))
+    assert busy.wait(5), "the thread took it and waits on the gate"
+    assert not sender.flush(0.05), "flush gives up at its timeout"
+    dropped = sender.submit(_lines(5))
+    assert dropped == 3, "two fit the queue, three do not"
+    gate.set()
+    assert sender.flush(5)
+    assert sender.take_failed() == dropped
+
+
+def test_the_folder_sink_writes_json_lines_in_the_partition_layout(tmp_path: Path) -> None:
+    put = contract.folder_put(tmp_path)
+    assert put(_lines(2)) == 0
+    (file,) = (tmp_path / "capture" / "model=student-score" / "version=7" / "dt=2025-12-01").iterdir()
+    assert [json.loads(line)["row"] for line in file.read_text().splitlines()] == [0, 1]
+
+
+@mock_aws
+def test_the_firehose_sink_puts_records_that_land_in_s3() -> None:
+    # Real boto3 against moto's Firehose -> S3.
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="capture")
+    firehose = boto3.client("firehose", region_name="us-east-1")
+    firehose.create_delivery_stream(DeliveryStreamName="cap", ExtendedS3DestinationConfiguration={
+        "RoleARN": "arn:aws:iam::123456789012:role/x", "BucketARN": "arn:aws:s3:::capture", "Prefix": "capture/"})
+    lines = _lines(3)
+    assert contract.firehose_put(firehose, "cap")(lines) == 0
+    (item,) = s3.list_objects_v2(Bucket="capture")["Contents"]
+    assert item["Key"].startswith("capture/")
+    assert s3.get_object(Bucket="capture", Key=item["Key"])["Body"].read() == b"".join(lines)
+
+
+def test_lingering_puts_records_submitted_close_together_in_one_batch() -> None:
+    batches: list[list[bytes]] = []
+    sender = contract.CaptureSender(lambda batch: batches.append(batch) or 0, linger_s=0.3)
+    for line in _lines(5):
+        sender.submit([line])
+    assert sender.flush(5)
+    assert [len(b) for b in batches] == [5]

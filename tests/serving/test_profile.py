@@ -1,0 +1,107 @@
+"""The reference profile: what it records about the training split and the test predictions, and its checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.data import infer_schema
+from experiments.generate import generate
+from serving.layout import ModelError
+from serving.profile import (
+    PROFILE_FORMAT,
+    bin_shares,
+    build_profile,
+    categorical_summary,
+    check_profile,
+    numeric_summary,
+    read_profile,
+    write_profile,
+)
+
+TARGET = "Exam_Score"
+
+
+@pytest.fixture(scope="module")
+def profile() -> dict:
+    frame = generate(2000, 3)
+    schema = infer_schema(frame, TARGET)
+    columns = {name: frame[name].to_numpy() for name in schema.names}
+    return build_profile(schema, columns, predictions=frame[TARGET].to_numpy(dtype=float))
+
+
+def test_every_feature_is_profiled_by_its_kind(profile: dict) -> None:
+    assert profile["profile_format"] == PROFILE_FORMAT and profile["rows"] == 2000
+    assert len(profile["features"]) == 19
+    hours = profile["features"]["Hours_Studied"]
+    assert hours["kind"] == "numeric" and hours["missing_rate"] == 0.0
+    assert 1 <= hours["min"] <= hours["percentiles"][50] <= hours["max"] <= 44
+    assert hours["std"] == pytest.approx(6, abs=0.6)
+    assert len(hours["percentiles"]) == 101 and hours["percentiles"] == sorted(hours["percentiles"])
+    assert sum(hours["bins"]["shares"]) == pytest.approx(1.0)
+    assert len(hours["bins"]["shares"]) == len(hours["bins"]["edges"]) + 1
+    gender = profile["features"]["Gender"]
+    assert gender["kind"] == "categorical" and set(gender["shares"]) == {"Female", "Male"}
+    assert gender["shares"]["Male"] == pytest.approx(0.58, abs=0.03)
+    assert 0.005 < profile["features"]["Teacher_Quality"]["missing_rate"] < 0.03
+
+
+def test_the_prediction_distribution_is_profiled(profile: dict) -> None:
+    assert profile["prediction"]["kind"] == "numeric"
+    assert profile["prediction"]["count"] == 2000
+
+
+def test_a_small_integer_feature_gets_one_bin_per_value() -> None:
+    sleep = numeric_summary(np.array([4, 5, 6, 7, 8, 9, 10] * 100, dtype=float))
+    assert sleep["bins"]["edges"] == [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+    assert sleep["bins"]["shares"] == pytest.approx([1 / 7] * 7 + [0.0])
+
+
+def test_bins_are_right_closed_and_catch_everything_outside_the_edges() -> None:
+    assert list(bin_shares([1.0, 2.0], np.array([0.0, 1.0, 1.5, 2.0, 99.0]))) == [0.4, 0.4, 0.2]
+
+
+def test_missing_values_count_as_missing_not_as_numbers_or_levels() -> None:
+    numbers = numeric_summary([1, None, float("nan"), 3, True])
+    assert numbers["missing_rate"] == pytest.approx(0.6) and numbers["present"] == 2
+    levels = categorical_summary(["a", None, float("nan"), "b"], levels=("a", "b", "c"))
+    assert levels["missing_rate"] == 0.5 and levels["shares"] == {"a": 0.5, "b": 0.5, "c": 0.0}
+
+
+def test_an_all_missing_column_is_summarised_without_statistics() -> None:
+    assert numeric_summary([None, None]) == {"kind": "numeric", "count": 2, "missing_rate": 1.0, "present": 0}
+
+
+def test_the_profile_round_trips_as_strict_json(profile: dict, tmp_path: Path) -> None:
+    path = write_profile(tmp_path, profile)
+    assert "NaN" not in path.read_text()
+    assert read_profile(path) == json.loads(json.dumps(profile))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{", "not valid JSON"),
+    ('{"profile_format": 99}', "not a reference profile"),
+    ('{"profile_format": 1, "features": {}}', "needs 'features'"),
+    ('{"profile_format": 1, "features": {"a": {"kind": "numeric"}}, "prediction": {"kind": "numeric", '
+     '"missing_rate": 0}}', "feature 'a' has no valid summary"),
+    ('{"profile_format": 1, "features": {"a": {"kind": "numeric", "missing_rate": 0, "present": 3}}, '
+     '"prediction": {"kind": "numeric", "missing_rate": 0}}', "lacks bins"),
+])
+def test_a_broken_profile_is_refused_in_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "profile.json"
+    path.write_text(text)
+    with pytest.raises(ModelError, match=message):
+        read_profile(path)
+
+
+def test_a_missing_profile_says_why_it_may_be_missing(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="trained before profiles existed"):
+        read_profile(tmp_path / "profile.json")
+
+
+def test_check_profile_names_where_the_profile_came_from() -> None:
+    with pytest.raises(ModelError, match="^models:/x/1: "):
+        check_profile([], "models:/x/1")

@@ -1,0 +1,126 @@
+"""The container's gunicorn worker: JSON errors before the app, stalled clients, and a SIGTERM that drains."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from benchmarks import soak
+from serving.worker import READ_TIMEOUT_S, STREAMING_BYTES, request_ready
+from tests.serving.serving_helpers import METADATA, Server, sample_records, start_server
+
+POST_HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+
+def _connect(server: Server) -> socket.socket:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=READ_TIMEOUT_S + 10)
+
+
+def _exchange(server: Server, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    with _connect(server) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ")[1]), headers, body
+
+
+# --- when a request has arrived ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("peeked", "ready"), [
+    (b"GET /ping HTTP/1.1\r\nHost: x\r\n", False),
+    (b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n", True),
+    (POST_HEAD + b"Content-Length: 5\r\n\r\n{}", False),
+    (POST_HEAD + b"Content-Length: 2\r\n\r\n{}", True),
+    (POST_HEAD + b"content-length:  2 \r\n\r\n{}", True),
+    (POST_HEAD + b"Content-Length: 9\r\nExpect: 100-continue\r\n\r\n", True),
+    (POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n", False),
+    (POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", True),
+    (POST_HEAD + b"Content-Length: 9999999\r\n\r\n" + b" " * STREAMING_BYTES, True),
+])
+def test_a_request_is_dispatched_once_it_has_arrived(peeked: bytes, ready: bool) -> None:
+    assert request_ready(peeked) is ready
+
+
+# --- one server for the rest of the module ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def served(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    server = start_server(model_dir, tmp_path_factory.mktemp("worker") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+    (b"GET /ping HTTP/1.1\r\nBad Header\r\n\r\n", 400),
+    (b"GET /ping HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+], ids=["request-line", "long-request-line", "long-header", "malformed-header", "http-version"])
+def test_what_gunicorn_refuses_is_answered_in_the_api_error_shape(served: Server, request_bytes: bytes,
+                                                                  status: int) -> None:
+    code, headers, body = _exchange(served, request_bytes)
+
+    assert code == status
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Model-Version"] == METADATA["version"], "the model headers, like every other answer"
+    error = json.loads(body)
+    assert set(error) == {"error", "field", "row"} and error["error"]
+
+
+@pytest.mark.slow
+def test_stalled_clients_do_not_hold_the_workers_from_ping(served: Server) -> None:
+    # Twice as many clients as workers send their headers and never their body.
+    stalled = [_connect(served) for _ in range(4)]
+    for sock in stalled:
+        sock.sendall(POST_HEAD + b"Content-Length: 100\r\n\r\n")
+    try:
+        started = time.monotonic()
+        ping = requests.get(f"{served.url}/ping", timeout=5)
+        took = time.monotonic() - started
+    finally:
+        for sock in stalled:
+            sock.close()
+
+    assert ping.status_code == 200
+    assert took < 1.0, f"/ping took {took:.2f}s behind stalled clients (SageMaker allows 2 s)"
+
+
+@pytest.mark.slow
+def test_a_request_that_never_arrives_gets_a_json_408(served: Server) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        headers_only = pool.submit(_exchange, served, POST_HEAD + b"Content-Length: 100\r\n\r\n[")
+        # A large body that stops: it is read as it comes, and the read times out inside the app.
+        half_body = pool.submit(_exchange, served, POST_HEAD + f"Content-Length: {4 * STREAMING_BYTES}\r\n\r\n"
+                                .encode() + b" " * (2 * STREAMING_BYTES))
+        answers = [headers_only.result(), half_body.result()]
+
+    for code, headers, body in answers:
+        assert code == 408, body
+        assert headers["Content-Type"] == "application/json" and json.loads(body)["error"]
+    assert requests.get(f"{served.url}/ping", timeout=5).status_code == 200
+
+
+# --- SIGTERM ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sigterm_answers_every_request_already_queued(model_dir: Path, tmp_path: Path) -> None:
+    server = start_server(model_dir, tmp_path / "server.log")
+    body = json.dumps(sample_records(rows=100, seed=1)[0]).encode()
+
+    result = soak.sigterm_under_load(server.url, server.process, body, clients=48)
+
+    assert result["exit_code"] == 0
+    assert result["lost"] == 0, f"lost in the shutdown: {result}\n{server.output()[-2000:]}"
