@@ -1,0 +1,65 @@
+"""Owns what the predict Lambda refuses before the endpoint is called: bodies that can never be a request.
+
+The container does the full schema check; these only refuse what is not UTF-8 text, not JSON, nested too
+deep, too large, or not one record or a list of records, so that it is not paid for twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+if __package__:
+    from . import contract
+else:
+    import contract
+
+
+def request_text(event: dict[str, Any]) -> str | tuple[int, str]:
+    """The event's body as text (``""`` when it has none), or ``(400, message)`` when it is not UTF-8 text.
+
+    API Gateway sends a body base64-encoded (``isBase64Encoded``) when it takes it for binary; a text body
+    may still carry lone surrogates (``\\ud800`` in the event's JSON), which no UTF-8 encoder accepts.
+    """
+    body = event.get("body")
+    if body is None:
+        return ""
+    if not isinstance(body, str):
+        return 400, "the body must be text"
+    try:
+        if event.get("isBase64Encoded"):
+            return base64.b64decode(body, validate=True).decode("utf-8")
+        body.encode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeError is a ValueError
+        return 400, "the body is not UTF-8 text (or not valid base64 where isBase64Encoded is set)"
+    return body
+
+
+def check_body(raw: str | None, *, max_records: int, max_bytes: int) -> tuple[int, str] | int:
+    """Check a body can be a request; return the record count, or ``(status, message)`` to refuse it."""
+    if not raw:
+        return 400, "the body must be a JSON object or a non-empty list of objects"
+    if len(raw.encode("utf-8")) > max_bytes:
+        return 413, f"the body is larger than {max_bytes} bytes"
+    try:
+        payload = json.loads(raw)
+    except RecursionError:
+        return 400, "the body is nested too deeply to be a record or a list of records"
+    except ValueError:
+        return 400, "the body is not valid JSON"
+    if isinstance(payload, dict):
+        wrapper = [key for key in contract.BATCH_WRAPPERS if key in payload]
+        if wrapper:
+            # The container would unwrap these into many records, past this function's record bound.
+            return 400, f"send one record or a list of records, not a '{sorted(wrapper)[0]}' wrapper"
+        return 1
+    if not isinstance(payload, list) or not payload:
+        return 400, "the body must be a JSON object or a non-empty list of objects"
+    if len(payload) > max_records:
+        return 413, f"at most {max_records} records per request, got {len(payload)}"
+    for row, record in enumerate(payload):
+        if not isinstance(record, dict):
+            return 400, f"row {row}: each record must be a JSON object"
+    return len(payload)
