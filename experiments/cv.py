@@ -1,7 +1,8 @@
 """Owns scoring one parameter set: XGBoost's parameters, the CV folds, early stopping and the refit.
 
-Folds train ``train.nthread`` at a time on one thread each and are reported in order, so a score never
-depends on the thread count. The early-stopping loop is ``serving.xgb_capi``'s (XGBoost's C API, with a
+Folds train ``train.nthread`` at a time, on one thread each or, with fewer folds than threads, trees on
+several (``hist`` gives the same trees on any count); they are reported in order, so a score never depends on
+the thread count. Past ``train.holdout_above`` search rows the folds are one holdout split. The early-stopping loop is ``serving.xgb_capi``'s (XGBoost's C API, with a
 parity test against ``xgb.train``).
 """
 
