@@ -122,3 +122,11 @@ def test_exp_run_overrides_a_param(clone: Path) -> None:
     metrics = json.loads((clone / "metrics.json").read_text())
     assert metrics["trials"]["complete"] + metrics["trials"]["pruned"] == 4
     assert len(_versions(clone)) == before + 1
+
+
+def test_the_mlflow_model_carries_every_serving_module_the_predict_path_imports() -> None:
+    from experiments.packaging import PREDICT_MODULES
+
+    closure = _project_imports("serving.predictor") | _project_imports("experiments.mlflow_model")
+    needed = {Path(p).name for p in closure if Path(p).parent == ROOT / "serving"}
+    assert set(PREDICT_MODULES) == needed, "the copy of serving/ logged with the model would not import"

@@ -24,7 +24,7 @@ CI_ORDER = [
 ]
 MLFLOW_URI = "${{ vars.MLFLOW_TRACKING_URI || secrets.MLFLOW_TRACKING_URI }}"
 TRAINING_INPUTS = ["data.dvc", "params.yaml", "dvc.yaml", "core/**", "experiments/**", "serving/__init__.py",
-                   "serving/layout.py", "serving/predictor.py", "serving/profile.py", "serving/xgb_capi.py"]
+                   "serving/booster_file.py", "serving/layout.py", "serving/predictor.py", "serving/profile.py", "serving/xgb_capi.py"]
 
 
 def _key(step: dict[str, Any]) -> str:
@@ -83,6 +83,15 @@ def test_release_triggers_on_the_dvc_pointer_not_on_the_data_folder(train_deploy
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["deps"]
     unwatched = [d for d in deps if d != "data" and not any(fnmatch.fnmatch(d, p) for p in push["paths"])]
     assert not unwatched, f"a change to {unwatched} retrains with dvc repro but would not trigger a release"
+
+
+def test_metrics_diff_compares_whenever_a_training_input_changed() -> None:
+    text = (ROOT / "mk" / "ci.mk").read_text().replace("\\\n", " ")  # make's continued lines, joined
+    line = next(ln for ln in text.splitlines() if ln.startswith("METRICS_PATHS"))
+    watched = line.split(":=", 1)[1].split()
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["deps"]
+    unwatched = [d for d in deps if d != "data" and not any(d == w or d.startswith(f"{w}/") for w in watched)]
+    assert not unwatched, f"a change to {unwatched} changes the metrics but `make metrics-diff` would skip it"
 
 
 def test_release_can_be_dispatched_with_a_version_or_force(train_deploy: dict) -> None:
