@@ -29,7 +29,8 @@ def dvc_data_hash(data_path: Path | None = None, dvc_file: Path = Path("data.dvc
     if data_path is None:
         return recorded or "untracked"
     data_path = Path(data_path)
-    actual = hashlib.md5(data_path.read_bytes(), usedforsecurity=False).hexdigest()
+    with data_path.open("rb") as handle:  # streamed: a big table is never held whole just to hash it
+        actual = hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
     inside = tracked is not None and data_path.resolve().is_relative_to(tracked.resolve())
     if not inside:
         return f"md5:{actual}"

@@ -54,7 +54,7 @@ def load_table(path: Path, target: str, *, ignore: Sequence[str] = (), max_categ
     if duplicated:
         raise UserError(f"{path}: duplicate column name(s) {duplicated}")
     try:
-        raw = pd.read_csv(path, dtype=str, skipinitialspace=True, index_col=False)
+        raw = _read_cells(path)
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not a readable CSV ({str(err).strip().splitlines()[-1]})") from None
     if raw.empty:
@@ -78,6 +78,26 @@ def load_table(path: Path, target: str, *, ignore: Sequence[str] = (), max_categ
         if column != target and isinstance(frame[column].dtype, pd.CategoricalDtype):
             _refuse_unservable_categories(path, frame[column], max_categories)
     return frame
+
+
+def _read_cells(path: Path) -> pd.DataFrame:
+    """Every column as a categorical of its cells: the parser turns each distinct cell into one Python object,
+    not each cell (a million rows of text as objects would hold ~60 bytes a cell, and their freed heap stays).
+
+    The parser types the categories it reads: numbers become numbers (``_typed`` decides per column anyway),
+    but "TRUE"/"true"/"True" would all become ``True``; such columns are read again as the text they hold.
+    """
+    raw = pd.read_csv(path, dtype="category", skipinitialspace=True, index_col=False)
+    booleans = [name for name in raw.columns if ptypes.is_bool_dtype(raw[name].cat.categories)]
+    if booleans:
+        text = pd.read_csv(path, dtype=str, usecols=booleans, skipinitialspace=True, index_col=False)
+        raw[booleans] = text[booleans].astype("category")
+    return raw
+
+
+def _cell(path: Path, column: str, index: int) -> str:
+    """The cell as written in the file (for an error message: the parser may have turned ``1e39`` into 1e+39)."""
+    return pd.read_csv(path, dtype=str, usecols=[column], skipinitialspace=True, index_col=False)[column].iloc[index]
 
 
 def _refuse_other_delimiters(path: Path, columns: list[str], target: str) -> None:
@@ -140,7 +160,7 @@ def _typed(values: pd.Series, path: Path, *, is_target: bool) -> pd.Series:
         huge = np.abs(as_float) > FLOAT32_MAX
         if huge.any():
             first = _first_index(present & huge[codes])
-            raise UserError(f"{path}: {what} has {uniques[codes[first]]} on line {first + 2}, beyond float32 "
+            raise UserError(f"{path}: {what} has {_cell(path, name, first)} on line {first + 2}, beyond float32 "
                             f"(±3.4e38), which XGBoost trains in")
         if present.all() and ptypes.is_integer_dtype(parsed):
             return pd.Series(parsed.to_numpy()[codes], name=name)

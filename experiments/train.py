@@ -37,6 +37,7 @@ from core.cli import UserError, run_cli
 from core.params import Params, load_params, params_option
 from experiments import cv, parent_run, search, trials
 from experiments.data import Prepared, prepare
+from serving.layout import CATEGORICAL
 from serving.predictor import Predictor, save_model_dir
 from serving.profile import build_profile, write_profile
 
@@ -182,8 +183,10 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     predictor = Predictor(booster, data.schema)
     test_pred = predictor.predict_matrix(data.x_test)
     metrics = {f"test_{k}": v for k, v in regression_metrics(data.y_test, test_pred).items()}
+    # The linear baseline is fit on the search's rows: on a big table a sample fits a linear model as well as the
+    # whole, without sklearn's float64 copies of every training row.
     baseline = make_pipeline(SimpleImputer(strategy="mean", keep_empty_features=True),
-                             LinearRegression()).fit(data.x_train, data.y_train)
+                             LinearRegression()).fit(*cv.search_rows(data.x_train, data.y_train, cfg))
     baseline_pred = baseline.predict(data.x_test)
     metrics |= {f"baseline_{k}": v for k, v in regression_metrics(data.y_test, baseline_pred).items()}
     metrics["cv_rmse"] = float(best.value)
@@ -194,8 +197,7 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     save_model_dir(MODEL_DIR, booster, schema)
     Predictor.from_dir(MODEL_DIR).self_test()
     # What the monitoring jobs compare live traffic with; it travels with the model (serving/profile.py).
-    write_profile(MODEL_DIR, build_profile(schema, {name: data.train_frame[name].to_numpy() for name in schema.names},
-                                           test_pred))
+    write_profile(MODEL_DIR, build_profile(schema, _profile_columns(data), test_pred))
     _write_dvc_outputs(study, data.y_test, test_pred, metrics)
 
     lineage = {"data_hash": data.data_hash, "git_commit": tracking.git_commit(), "study": study.study_name}
@@ -208,6 +210,13 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
             version = parent_run.record(outcome, model_dir=MODEL_DIR, metrics_file=METRICS_FILE)
     return TrainResult(run_id=ref.run_id if ref else None, version=version, study_name=study.study_name,
                        metrics=metrics, best_params=best_params, mlflow_s=clock.seconds)
+
+
+def _profile_columns(data: Prepared) -> dict[str, Any]:
+    """The training split's columns as the profile counts them: floats, or categoricals counted by their codes."""
+    frame = data.train_frame
+    return {f.name: frame[f.name].array if f.kind == CATEGORICAL else
+            frame[f.name].to_numpy(dtype=np.float64, na_value=np.nan) for f in data.schema.features}
 
 
 def _write_dvc_outputs(study: optuna.Study, actual: np.ndarray, predicted: np.ndarray,

@@ -74,14 +74,27 @@ def numeric_summary(values: Sequence[Any] | np.ndarray, *, edges: Sequence[float
 
 
 def categorical_summary(values: Sequence[Any], *, levels: Sequence[str] = ()) -> dict[str, Any]:
-    """Count, missing rate and the share of every level among present values (``levels`` listed even at 0)."""
-    present = [str(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    """Count, missing rate and the share of every level among present values (``levels`` listed even at 0).
+
+    ``values`` may be a pandas ``Categorical`` (the train stage's columns): its codes are counted at once,
+    without a Python object per row.
+    """
     shares = dict.fromkeys(levels, 0.0)
-    for level in present:
-        shares[level] = shares.get(level, 0.0) + 1.0
-    total = max(1, len(present))
-    return {"kind": CATEGORICAL, "count": len(values), "present": len(present),
-            "missing_rate": float(1 - len(present) / len(values)) if len(values) else 0.0,
+    if hasattr(values, "codes") and hasattr(values, "categories"):
+        codes = np.asarray(values.codes)
+        counts = np.bincount(codes[codes >= 0], minlength=len(values.categories))
+        for level, count in zip(values.categories, counts, strict=True):
+            if count:
+                shares[str(level)] = shares.get(str(level), 0.0) + float(count)
+        present = int((codes >= 0).sum())
+    else:
+        kept = [str(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        for level in kept:
+            shares[level] = shares.get(level, 0.0) + 1.0
+        present = len(kept)
+    total = max(1, present)
+    return {"kind": CATEGORICAL, "count": len(values), "present": present,
+            "missing_rate": float(1 - present / len(values)) if len(values) else 0.0,
             "shares": {level: count / total for level, count in sorted(shares.items())}}
 
 
