@@ -7,9 +7,11 @@ may be missing. Anything else returns ``None`` and the record-by-record pass, th
 encodes the batch or names the first bad field and row. Both passes write bit-identical matrices: the same
 double arithmetic per value, ``(value - center) / scale``, cast to float32 once.
 
-Each column is read with one C-level loop (``map`` over ``operator.itemgetter``), numbers converted by one
-numpy call, and categories looked up with ``dict.get`` straight into a byte string of level codes: a
-10,000-record batch costs a few milliseconds, where a Python loop over its 190,000 values costs tens.
+Each record is read once (one ``operator.itemgetter`` of every name, then columns), each numeric column
+converted by one numpy call, and categories looked up with ``dict.get`` straight into a byte string of
+level codes: C-level loops only. 10,000 freshly parsed records of the sample's 19 features take about
+20 ms on a quiet core here, most of it reading the dicts and hashing the new strings for the level lookup;
+the row pass takes several times that.
 """
 
 from __future__ import annotations
