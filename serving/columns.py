@@ -9,9 +9,9 @@ double arithmetic per value, ``(value - center) / scale``, cast to float32 once.
 
 Each record is read once (one ``operator.itemgetter`` of every name, then columns), each numeric column
 converted by one numpy call, and categories looked up with ``dict.get`` straight into a byte string of
-level codes: C-level loops only. 10,000 freshly parsed records of the sample's 19 features take about
-20 ms on a quiet core here, most of it reading the dicts and hashing the new strings for the level lookup;
-the row pass takes several times that.
+level codes: C-level loops only. 10,000 freshly parsed records of the sample's 19 features take 20-35 ms
+here (the machine's load varies), most of it reading the dicts and hashing the new strings for the level
+lookup; the row pass takes about twice that.
 """
 
 from __future__ import annotations
