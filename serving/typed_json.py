@@ -10,8 +10,9 @@ It is a speed path only: anything msgspec refuses, any batch smaller than the co
 the column pass is not sure of returns ``None``. The caller then reads the body as today (``serving.codecs``)
 and predicts the records (``Predictor.predict``), the one authority on what is an error and how it reads.
 What it accepts encodes bit-identically: msgspec reads each decimal number as the same double as orjson
-(correctly rounded), an integer as its exact double up to 2**63, and larger magnitudes, which msgspec and
-orjson may round differently, are left to the general path by the column pass.
+(correctly rounded), an integer below 2**63 in magnitude as the double Python's ``float(int)`` gives, and
+larger magnitudes, which msgspec and orjson were seen to round differently, are left to the general path by the
+column pass. A body that is not a list of records costs one failed decode (about 1.5 us for a single record).
 """
 
 from __future__ import annotations
