@@ -30,6 +30,9 @@ _NUMBER_TYPES = frozenset({int, float})
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Up to 254 levels, a code is a byte and 255 means "not a level" (missing, or an error for the row pass).
 _ABSENT = 255
+# Integers up to this magnitude are read as the same double by every JSON parser here (orjson, msgspec, the
+# standard library); beyond it orjson and msgspec were seen to round some 20+ digit integers differently.
+_EXACT_LIMIT = 2.0**63
 
 
 @dataclass(frozen=True)
@@ -102,18 +105,31 @@ def encode(plan: ColumnPlan, records: Sequence[Any]) -> np.ndarray | None:
     """The float32 matrix of ``records``, or None when the row pass must decide (see the module doc)."""
     if (not plan.usable or set(map(type, records)) != {dict} or set(map(len, records)) != {len(plan.names)}):
         return None
-    rows = len(records)
-    matrix = np.zeros((rows, plan.width), dtype=np.float32)
     try:
         # With every schema name present and the right count of keys, a record holds exactly the schema.
         values_of = plan.columns(records)
+    except KeyError:  # a name absent
+        return None
+    return encode_columns(plan, values_of)
+
+
+def encode_columns(plan: ColumnPlan, values_of: Sequence[Sequence[Any]]) -> np.ndarray | None:
+    """The float32 matrix of a batch given as each feature's values in schema order, or None for the row pass.
+
+    Also the end of the typed JSON path (``serving.typed_json``), whose decoder has already checked types.
+    """
+    rows = len(values_of[0])
+    matrix = np.zeros((rows, plan.width), dtype=np.float32)
+    try:
         for feature in plan.numeric:
             column = values_of[feature.position]
             # Missing numbers are rare: a None (or any non-number) sends the batch to the row pass.
             if not set(map(type, column)) <= _NUMBER_TYPES:
                 return None
             values = np.array(column, dtype=np.float64)  # OverflowError: an integer beyond a double
-            if np.isinf(values).any():
+            # Infinities, and magnitudes where JSON parsers may round a long integer differently (the row
+            # pass reads whatever double the general path's parser made of it).
+            if (np.abs(values) >= _EXACT_LIMIT).any():
                 return None
             missing = np.isnan(values)
             if missing.any() and not feature.nullable:
@@ -139,6 +155,6 @@ def encode(plan: ColumnPlan, records: Sequence[Any]) -> np.ndarray | None:
                 matrix[rows_absent, feature.offset:feature.offset + feature.width] = math.nan
             else:
                 flat[starts + feature.offset + codes] = 1.0
-    except (KeyError, TypeError, OverflowError):  # a name absent, an unhashable value, an integer too large
+    except (TypeError, OverflowError):  # an unhashable value, an integer too large
         return None
     return matrix

@@ -137,6 +137,11 @@ class Schema:
         return [f.name for f in self.features]
 
     @property
+    def column_plan(self) -> columns.ColumnPlan:
+        """The schema prepared for the column pass (``serving.columns``, ``serving.typed_json``)."""
+        return self._columns
+
+    @property
     def columns(self) -> list[str]:
         """Names of the encoded model columns: numeric features as-is, categoricals one-hot."""
         cols: list[str] = []
@@ -301,7 +306,14 @@ class Predictor:
         """
         if not records:
             return np.empty(0, dtype=np.float64)
-        matrix = self.schema.encode(records)
+        return self.predict_matrix(self.schema.encode(records))
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Predict a matrix ``Schema.encode`` wrote (or the typed JSON path, bit-identical); one float per row.
+
+        Raises:
+            SchemaError: a prediction is not finite, naming its row.
+        """
         try:
             out = self._dense(matrix) if self._dense is not None else np.asarray(
                 self.booster.predict(xgb.DMatrix(matrix, nthread=1)), dtype=np.float64).reshape(-1)
