@@ -26,7 +26,7 @@ from serving.profile import PROFILE_FILE
 PYFUNC_FILE = Path(__file__).with_name("mlflow_model.py")
 SERVING_DIR = Path(__file__).resolve().parent.parent / "serving"
 # The predict path and what it imports; none of the container's app, launcher or Dockerfile.
-PREDICT_MODULES = ("__init__.py", "booster_file.py", "layout.py", "xgb_capi.py", "predictor.py")
+PREDICT_MODULES = ("__init__.py", "booster_file.py", "columns.py", "layout.py", "xgb_capi.py", "predictor.py")
 # Stated rather than inferred: inference re-imports the model in a subprocess, which costs seconds.
 REQUIREMENTS = ("mlflow", "xgboost-cpu", "numpy", "pandas")
 

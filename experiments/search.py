@@ -56,7 +56,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
             url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY))
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
 
 
 def _sampler(seed: int | None, startup_trials: int) -> optuna.samplers.BaseSampler:

@@ -19,3 +19,7 @@ bench-scale: data ## training from 6.6k to 1.32M rows: wall, memory, RMSE vs the
 
 bench-reliability: data bench-deps ## the fuzzing and fault-injection suite at volume (≈25 min): benchmarks/results/reliability.{json,md}
 	$(PY) -m benchmarks.reliability $(BENCH_ARGS)
+
+.PHONY: bench-batches
+bench-batches: data ## 10,000-record requests vs the reference, and the largest batch under 6 MB / 4 MB (≈6 min): benchmarks/results/batches.{json,md}
+	$(PY) -m benchmarks.batches $(BENCH_ARGS)

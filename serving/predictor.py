@@ -21,17 +21,16 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
 
-from serving import booster_file
+from serving import booster_file, columns
+from serving.columns import FLOAT32_MAX, is_missing
 from serving.layout import BOOSTER_FILE, CATEGORICAL, NUMERIC, SCHEMA_FILE, ModelError
 from serving.xgb_capi import CapiError, DensePredict
 
@@ -39,9 +38,6 @@ SCHEMA_FORMAT = 1
 SELF_TEST_TOLERANCE = 1e-4
 # Below this many records a request is encoded record by record: numpy's per-call costs outweigh its gains.
 COLUMN_PASS_MIN_ROWS = 8
-_NUMBER_TYPES = frozenset({int, float})
-# The model reads float32: a scaled value beyond this becomes infinite there (1e39 is finite only as float64).
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class SchemaError(ValueError):
@@ -57,11 +53,6 @@ class SchemaError(ValueError):
         if field is not None:
             where.append(f"field '{field}'")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
-
-
-def is_missing(value: Any) -> bool:
-    """True for None and NaN, the two spellings of a missing value."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _is_number(value: Any) -> bool:
@@ -111,36 +102,6 @@ class Feature:
         )
 
 
-def _tuple_getter(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """``operator.itemgetter`` that always returns a tuple, even for one name (or none)."""
-    if len(names) == 1:
-        name = names[0]
-        return lambda record: (record[name],)
-    if not names:
-        return lambda record: ()
-    return itemgetter(*names)
-
-
-@dataclass(frozen=True)
-class _NumericColumns:
-    """The numeric features, prepared for encoding a batch in one numpy call."""
-
-    getter: Callable[[Mapping[str, Any]], tuple[Any, ...]]
-    offsets: np.ndarray  # matrix column of each feature
-    nullable: np.ndarray
-    center: np.ndarray
-    scale: np.ndarray
-
-
-@dataclass(frozen=True)
-class _CategoricalColumns:
-    """The categorical features, prepared for writing a batch's one-hot cells in one numpy call."""
-
-    getter: Callable[[Mapping[str, Any]], tuple[Any, ...]]
-    # Per feature: each level's matrix column, the feature's first column, its width, whether it may be missing.
-    features: tuple[tuple[dict[str, int], int, int, bool], ...]
-
-
 @dataclass(frozen=True)
 class Schema:
     """The model's input contract, inferred at training time and checked on every request."""
@@ -163,24 +124,22 @@ class Schema:
         object.__setattr__(self, "_plan", tuple(
             (f, f.name, f.kind == NUMERIC, f.nullable, off, f.width, index, f.center, f.scale)
             for f, off, index in zip(self.features, offsets, self._level_index, strict=True)))
-        numeric = [(f, off) for f, off in zip(self.features, offsets, strict=True) if f.kind == NUMERIC]
-        categorical = [(f, off, index) for f, off, index in zip(self.features, offsets, self._level_index,
-                                                                strict=True) if f.kind == CATEGORICAL]
-        object.__setattr__(self, "_numeric", _NumericColumns(
-            getter=_tuple_getter([f.name for f, _ in numeric]),
-            offsets=np.array([off for _, off in numeric], dtype=np.intp),
-            nullable=np.array([f.nullable for f, _ in numeric], dtype=bool),
-            center=np.array([f.center for f, _ in numeric]), scale=np.array([f.scale for f, _ in numeric])))
-        object.__setattr__(self, "_categorical", _CategoricalColumns(
-            getter=_tuple_getter([f.name for f, _, _ in categorical]),
-            features=tuple(({level: off + i for level, i in index.items()}, off, f.width, f.nullable)
-                           for f, off, index in categorical)))
-        # A category without levels (never seen with a value) has no column to hold a placeholder.
-        object.__setattr__(self, "_column_pass", all(f.width for f, _, _ in categorical))
+        object.__setattr__(self, "_columns", columns.ColumnPlan(
+            width=offset, names=tuple(self.names),
+            numeric=tuple(columns.NumericColumn(f.name, i, off, f.nullable, f.center, f.scale)
+                          for i, (f, off) in enumerate(zip(self.features, offsets, strict=True)) if f.kind == NUMERIC),
+            categorical=tuple(columns.CategoricalColumn(f.name, i, index, off, f.width, f.nullable)
+                              for i, (f, off, index) in enumerate(zip(self.features, offsets, self._level_index,
+                                                                      strict=True)) if f.kind == CATEGORICAL)))
 
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def column_plan(self) -> columns.ColumnPlan:
+        """The schema prepared for the column pass (``serving.columns``, ``serving.typed_json``)."""
+        return self._columns
 
     @property
     def columns(self) -> list[str]:
@@ -256,63 +215,8 @@ class Schema:
         return matrix
 
     def _encode_columns(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
-        """The matrix of records that are plain dicts of plain values, or None when any record is not.
-
-        All numeric features are converted in one numpy call and all one-hot cells written in another.
-        """
-        if (not self._column_pass or set(map(type, records)) != {dict}
-                or set(map(len, records)) != {len(self.features)}):
-            return None
-        numeric, categorical = self._numeric, self._categorical
-        try:
-            # With every schema name present and the right count of keys, a record holds exactly the schema.
-            numbers = list(map(numeric.getter, records))
-            labels = list(map(categorical.getter, records))
-        except KeyError:
-            return None
-        rows = len(records)
-        matrix = np.zeros((rows, self._width), dtype=np.float32)
-        if len(numeric.offsets):
-            # Missing numbers are rare: a None (or any non-number) sends the batch to the row pass.
-            if not set(map(type, chain.from_iterable(numbers))) <= _NUMBER_TYPES:
-                return None
-            try:
-                values = np.array(numbers, dtype=np.float64)
-            except OverflowError:  # an integer too large for a float is an error: the row pass names it
-                return None
-            if np.isinf(values).any() or np.isnan(values[:, ~numeric.nullable]).any():
-                return None
-            scaled = (values - numeric.center) / numeric.scale
-            if (np.abs(scaled) > FLOAT32_MAX).any():
-                return None
-            missing = np.isnan(scaled)
-            if missing.any():
-                scaled[missing] = math.nan  # one NaN for every missing value, as the row pass writes (not -nan)
-            matrix[:, numeric.offsets] = scaled
-        if categorical.features:
-            # Only a str can equal a str level, so a lookup hit needs no type check; a miss (-1) is a missing
-            # value (None, or NaN from pandas) or an error; an unhashable value (a list, an object) is an error.
-            columns = list(zip(*labels, strict=True))
-            try:
-                cells = np.fromiter(chain.from_iterable(
-                    map(index.get, column, repeat(-1))
-                    for (index, _, _, _), column in zip(categorical.features, columns, strict=True)),
-                    dtype=np.intp, count=rows * len(columns))
-            except TypeError:
-                return None
-            cells = cells.reshape(len(columns), rows)
-            absent_spans = []
-            for feature in np.flatnonzero((cells < 0).any(axis=1)):
-                _, offset, span, nullable = categorical.features[feature]
-                absent = np.flatnonzero(cells[feature] < 0)
-                if not nullable or not all(is_missing(columns[feature][row]) for row in absent):
-                    return None
-                cells[feature, absent] = offset  # a placeholder: the whole span becomes NaN below
-                absent_spans.append((absent, offset, span))
-            matrix[np.arange(rows), cells] = 1.0
-            for absent, offset, span in absent_spans:
-                matrix[absent, offset:offset + span] = math.nan
-        return matrix
+        """The matrix of a batch of clean records, or None when the row pass must decide (``serving.columns``)."""
+        return columns.encode(self._columns, records)
 
     def _raise_key_error(self, record: Mapping[str, Any], row: int) -> None:
         for name in self.names:
@@ -398,19 +302,22 @@ class Predictor:
         """Validate and predict; returns one float per record. Raises ``SchemaError`` naming a record at fault."""
         if not records:
             return np.empty(0, dtype=np.float64)
-        out = self.predict_matrix(self.schema.encode(records))
+        return self.predict_matrix(self.schema.encode(records))
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Predict a matrix ``Schema.encode`` wrote (or the typed JSON path, bit-identical); one float per row.
+
+        Raises:
+            SchemaError: a prediction is not finite, naming its row.
+        """
+        try:
+            out = self._dense(matrix) if self._dense is not None else np.asarray(
+                self.booster.predict(xgb.DMatrix(matrix, nthread=1)), dtype=np.float64).reshape(-1)
+        except CapiError as err:
+            raise ModelError(str(err)) from None
         if not np.isfinite(out).all():  # the linear booster overflows on values far outside the training range
             raise SchemaError("the prediction is not a finite number", row=int(np.flatnonzero(~np.isfinite(out))[0]))
         return out
-
-    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        """Predict an already encoded float32 model matrix (``Schema.encode``'s); one float per row."""
-        try:
-            if self._dense is not None:
-                return self._dense(matrix)
-            return np.asarray(self.booster.predict(xgb.DMatrix(matrix, nthread=1)), dtype=np.float64).reshape(-1)
-        except CapiError as err:
-            raise ModelError(str(err)) from None
 
     def self_test(self) -> float:
         """Predict the schema's example record and compare it to the prediction recorded at training.

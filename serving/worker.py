@@ -1,6 +1,6 @@
 """Owns the gunicorn worker of the container: gunicorn's sync worker, made safe to face clients directly.
 
-Three changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per process, as before):
+Four changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per process, as before):
 
 - **A request reaches the app only once it has arrived.** A sync worker reads a request with blocking
   calls, so a client that sends headers and never its body holds the worker until the worker timeout;
@@ -16,6 +16,10 @@ Three changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per
 - **gunicorn's own errors are JSON.** A malformed or oversized request line or header is refused by
   gunicorn before the app sees it, with an HTML page; here it is ``{"error", "field", "row"}`` with the
   model headers, like every other error of the API (``serving/app.py``). The status is gunicorn's.
+- **A body with a Content-Length is read in large pieces.** gunicorn's ``Body.read`` asks its reader for
+  1 KB at a time, and each 1 KB read re-buffers the 8 KB chunk it came from: a 5 MB body (10,000 records)
+  took 16-20 ms to read, as long as parsing it. Here the reader of such a body hands back up to
+  ``READ_PIECE`` bytes per call, received in pieces of that size; the bytes and their order are the same.
 
 Docs: https://docs.gunicorn.org/en/stable/design.html ("sync workers ... need to be behind a buffering
 proxy"), https://docs.gunicorn.org/en/stable/signals.html (TERM: graceful shutdown).
@@ -32,6 +36,7 @@ import socket
 import time
 from typing import Any
 
+from gunicorn.http.body import LengthReader
 from gunicorn.workers.sync import SyncWorker
 
 READ_TIMEOUT_S = 10.0
@@ -39,6 +44,8 @@ READ_TIMEOUT_S = 10.0
 STREAMING_BYTES = 64 * 1024
 # Connections waiting for their request, per worker; the rest stay in the listen backlog meanwhile.
 MAX_WAITING = 256
+# Largest piece a request body is received and handed on in (the body itself is bounded by the app's limit).
+READ_PIECE = 1024 * 1024
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*(\d+)[ \t]*\r?\n")
 
 
@@ -83,6 +90,27 @@ class _Captured:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+
+class LargeReads:
+    """Stands in for gunicorn's ``LengthReader``: the same bytes of the body, handed on ``READ_PIECE`` at a time.
+
+    gunicorn's ``Body`` keeps whatever a read returns beyond what it asked for, so returning more is safe.
+    """
+
+    def __init__(self, reader: LengthReader) -> None:
+        self.unreader = reader.unreader
+        self.length = reader.length
+        if hasattr(self.unreader, "mxchunk"):  # a socket's: one recv per piece, not per 8 KB
+            self.unreader.mxchunk = READ_PIECE
+
+    def read(self, size: int) -> bytes:
+        size = min(self.length, max(size, READ_PIECE))
+        if size <= 0:
+            return b""
+        data = self.unreader.read(size)  # exactly size bytes unless the client stopped sending
+        self.length -= len(data)
+        return data
 
 
 class Worker(SyncWorker):
@@ -201,6 +229,12 @@ class Worker(SyncWorker):
 
     def _trace_headers(self) -> dict[str, str]:
         return dict(getattr(self.wsgi, "config", {}).get("TRACE_HEADERS") or {})
+
+    def handle_request(self, listener: Any, req: Any, client: Any, addr: Any) -> Any:
+        body = getattr(req, "body", None)
+        if isinstance(getattr(body, "reader", None), LengthReader):
+            body.reader = LargeReads(body.reader)
+        return super().handle_request(listener, req, client, addr)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         # gunicorn logs, chooses the status and writes its page; the page is caught and replaced by JSON.

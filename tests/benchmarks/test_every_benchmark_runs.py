@@ -86,3 +86,19 @@ def test_make_bench_reliability_quick_runs_every_part(tmp_path: Path) -> None:
     assert all(t["refused"] for t in results["tarballs"].values())
     assert results["faults"]["promote"] and results["faults"]["training"]["versions"] == 1
     assert "| hostile tarballs |" in (tmp_path / "reliability-quick.md").read_text()
+
+
+@pytest.mark.slow
+def test_make_bench_batches_quick_measures_both_servers_and_the_limits(tmp_path: Path) -> None:
+    from benchmarks import batches
+
+    assert batches.main(["--quick", "--results-dir", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "batches-quick.json").read_text())
+    assert results["run"]["mode"] == "quick" and results["run"]["rows"] == 10_000
+    assert {"ours_json_records", "reference_json_records", "ours_dataframe_split", "ours_csv"} == \
+        set(results["throughput"])
+    assert results["targets"][0]["value"] > 0
+    for shape, check in results["limits"].items():
+        assert (check["status"], check["one_more_status"]) == (200, 413), shape
+        assert check["records"] == results["payloads"][shape]["6 MiB"]["records"]
+    assert "| json_records |" in (tmp_path / "batches-quick.md").read_text()

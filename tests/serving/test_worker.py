@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from benchmarks import soak
-from serving.worker import READ_TIMEOUT_S, STREAMING_BYTES, request_ready
+from serving.predictor import Predictor
+from serving.worker import READ_PIECE, READ_TIMEOUT_S, STREAMING_BYTES, LargeReads, request_ready
 from tests.serving.serving_helpers import METADATA, Server, sample_records, start_server
 
 POST_HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -111,6 +112,54 @@ def test_a_request_that_never_arrives_gets_a_json_408(served: Server) -> None:
         assert code == 408, body
         assert headers["Content-Type"] == "application/json" and json.loads(body)["error"]
     assert requests.get(f"{served.url}/ping", timeout=5).status_code == 200
+
+
+# --- large bodies ----------------------------------------------------------------------------------------
+
+def test_a_body_read_in_large_pieces_is_the_same_bytes() -> None:
+    # Given a body arriving in uneven chunks, followed on the wire by the start of another request
+    from gunicorn.http.body import Body, LengthReader
+    from gunicorn.http.unreader import IterUnreader
+
+    payload = bytes(range(256)) * (3 * READ_PIECE // 256 + 7)
+    chunks = [payload[i:j] for i, j in zip([0, *_cuts(len(payload))], [*_cuts(len(payload)), len(payload)],
+                                             strict=True)]
+    unreader = IterUnreader([*chunks, b"NEXT REQUEST"])
+    body = Body(LargeReads(LengthReader(unreader, len(payload))))
+    # When it is read in the app's one call, and then once more
+    got, after = body.read(len(payload)), body.read(10)
+    # Then it is the body, exactly, and nothing of what follows it
+    assert got == payload and after == b""
+    assert unreader.read() == b"NEXT REQUEST"
+
+
+def _cuts(length: int) -> list[int]:
+    return list(range(4093, length, 70_001))
+
+
+@pytest.mark.slow
+def test_a_10k_record_body_through_gunicorn_predicts_what_the_model_predicts(served: Server,
+                                                                             predictor: Predictor) -> None:
+    records, _ = sample_records(rows=500, seed=5)
+    batch = [records[i % 500] for i in range(10_000)]
+    answer = requests.post(f"{served.url}/invocations", data=json.dumps(batch).encode(),
+                           headers={"Content-Type": "application/json"}, timeout=60)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["predictions"] == predictor.predict(batch).tolist()
+
+
+@pytest.mark.slow
+def test_a_body_cut_short_by_the_client_is_a_json_408(served: Server) -> None:
+    # The client sends half of a large body and closes its side: the app's read ends early.
+    with _connect(served) as sock:
+        sock.sendall(POST_HEAD + f"Content-Length: {4 * STREAMING_BYTES}\r\n\r\n".encode()
+                     + b" " * (2 * STREAMING_BYTES))
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.split(b" ", 2)[1] == b"408", answer[:300]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
 
 
 # --- SIGTERM ---------------------------------------------------------------------------------------------

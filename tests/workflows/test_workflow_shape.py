@@ -24,7 +24,8 @@ CI_ORDER = [
 ]
 MLFLOW_URI = "${{ vars.MLFLOW_TRACKING_URI || secrets.MLFLOW_TRACKING_URI }}"
 TRAINING_INPUTS = ["data.dvc", "params.yaml", "dvc.yaml", "core/**", "experiments/**", "serving/__init__.py",
-                   "serving/booster_file.py", "serving/layout.py", "serving/predictor.py", "serving/profile.py", "serving/xgb_capi.py"]
+                   "serving/booster_file.py", "serving/columns.py",
+                   "serving/layout.py", "serving/predictor.py", "serving/profile.py", "serving/xgb_capi.py"]
 
 
 def _key(step: dict[str, Any]) -> str:

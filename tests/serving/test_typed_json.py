@@ -1,0 +1,139 @@
+"""The typed JSON path (msgspec): clean big batches encode exactly as the row pass; anything else takes today's path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+from serving import codecs, wsgi
+from serving.predictor import CATEGORICAL, NUMERIC, Feature, Predictor, Schema, SchemaError
+from serving.typed_json import TypedRecords
+from tests.serving.serving_helpers import sample_records
+
+ROWS = 10_000
+BAD_ROW = 9_876
+MAX_BODY = 6 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def typed(predictor: Predictor) -> TypedRecords:
+    return TypedRecords(predictor.schema)
+
+
+@pytest.fixture(scope="module")
+def client(model_dir: Path) -> FlaskClient:
+    return wsgi.create(str(model_dir), MAX_BODY).test_client()
+
+
+@pytest.fixture(scope="module")
+def big_batch() -> list[dict[str, Any]]:
+    """10,000 generated records as they arrive in JSON, missing values (null) included."""
+    records, _ = sample_records(500, seed=11)
+    assert any(v is None for r in records for v in r.values()), "the sample needs missing values"
+    return json.loads(json.dumps([records[i % len(records)] for i in range(ROWS)]))
+
+
+def _post(client: FlaskClient, body: bytes) -> tuple[int, dict[str, Any]]:
+    response = client.post("/invocations", data=body, content_type=codecs.JSON)
+    return response.status_code, response.get_json()
+
+
+def _today(predictor: Predictor, body: bytes) -> tuple[int, dict[str, Any]]:
+    """What the general path (orjson, then the record checks) answers for a JSON body."""
+    try:
+        predictions = predictor.predict(codecs.decode(codecs.JSON, body, predictor.schema))
+    except SchemaError as err:
+        return 400, {"error": str(err), "field": err.field, "row": err.row}
+    return 200, {"predictions": predictions.tolist()}
+
+
+def test_a_10k_batch_through_the_typed_path_predicts_exactly_what_each_record_predicts_alone(
+        predictor: Predictor, typed: TypedRecords, client: FlaskClient, big_batch: list[dict[str, Any]]) -> None:
+    # Given 10,000 clean records as one JSON list; when the typed path encodes them
+    body = json.dumps(big_batch).encode()
+    matrix = typed.matrix(body)
+    # Then it took them, wrote the row pass's matrix bit for bit, and the server answers each record's own prediction
+    assert matrix is not None, "clean records must take the typed path"
+    assert np.array_equal(matrix, predictor.schema._encode_rows(big_batch), equal_nan=True)
+    one_by_one = np.concatenate([predictor.predict([r]) for r in big_batch])
+    assert np.array_equal(predictor.predict_matrix(matrix), one_by_one)
+    assert _post(client, body) == (200, {"predictions": one_by_one.tolist()})
+
+
+@pytest.mark.parametrize("wrapper", ["instances", "dataframe_records"])
+def test_the_record_list_wrappers_take_the_typed_path_too(predictor: Predictor, typed: TypedRecords,
+                                                          big_batch: list[dict[str, Any]], wrapper: str) -> None:
+    matrix = typed.matrix(json.dumps({wrapper: big_batch[:100]}).encode())
+    assert matrix is not None
+    assert np.array_equal(matrix, predictor.schema._encode_rows(big_batch[:100]), equal_nan=True)
+
+
+@pytest.mark.parametrize("body", [{"dataframe_split": "records"}, {"rows": "records"},
+                                  {"instances": "records", "dataframe_records": "records"}, "few records"],
+                         ids=["dataframe_split-holding-records", "unknown-wrapper", "two-wrappers", "7-records"])
+def test_other_shapes_are_left_to_the_general_path(predictor: Predictor, typed: TypedRecords, client: FlaskClient,
+                                                   big_batch: list[dict[str, Any]], body: Any) -> None:
+    records = big_batch[:100]
+    shape = {k: records for k in body} if isinstance(body, dict) else big_batch[:7]
+    raw = json.dumps(shape).encode()
+    assert typed.matrix(raw) is None
+    assert _post(client, raw) == _today(predictor, raw)
+
+
+def _good(predictor: Predictor, batch: list[dict[str, Any]]) -> dict[str, Any]:
+    nullable = {f.name for f in predictor.schema.features if f.nullable}
+    return next(r for r in batch if all(r[n] is not None for n in nullable))
+
+
+DELETE = object()
+BAD = [
+    ("Hours_Studied", True), ("Hours_Studied", None), ("Hours_Studied", 1e40), ("Hours_Studied", 10**400),
+    ("Hours_Studied", "7"), ("Hours_Studied", float("nan")), ("Hours_Studied", float("inf")),
+    ("Hours_Studied", [7]), ("Hours_Studied", {"v": 7}), ("Hours_Studied", DELETE), ("Shoe_Size", 42),
+    ("Gender", "Robot"), ("Gender", ["Male"]), ("Gender", None), ("Gender", True), ("Teacher_Quality", 2),
+    ("Teacher_Quality", "Nope"), ("Gender", DELETE),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BAD, ids=[f"{f}={'absent' if v is DELETE else repr(v)}"[:30]
+                                                       for f, v in BAD])
+def test_a_bad_value_in_a_10k_batch_gets_todays_error(predictor: Predictor, typed: TypedRecords, client: FlaskClient,
+                                                      big_batch: list[dict[str, Any]], field: str, value: Any) -> None:
+    # Given 10,000 clean records with one bad value near the end (NaN and Infinity as Python's json writes them)
+    batch = [dict(_good(predictor, big_batch)) for _ in range(ROWS)]
+    if value is DELETE:
+        del batch[BAD_ROW][field]
+    else:
+        batch[BAD_ROW][field] = value
+    body = json.dumps(batch).encode()
+    # When it is posted, then the typed path declines it and the answer is today's, word for word
+    assert typed.matrix(body) is None
+    status, answer = _post(client, body)
+    assert (status, answer) == _today(predictor, body)
+    assert (status, answer["row"], answer["field"]) == (400, BAD_ROW, field)
+
+
+@pytest.mark.parametrize("value", [10**25, 2**64 - 1, -(2**63), 2**63, 123456789012345678901234567890],
+                         ids=["1e25", "2^64-1", "-2^63", "2^63", "30-digits"])
+def test_huge_integers_are_read_by_the_general_path(predictor: Predictor, typed: TypedRecords, client: FlaskClient,
+                                                    big_batch: list[dict[str, Any]], value: int) -> None:
+    # msgspec and orjson round some integers beyond 64 bits to different doubles: orjson's reading stands.
+    batch = [dict(r) for r in big_batch[:100]]
+    batch[50]["Hours_Studied"] = value
+    body = json.dumps(batch).encode()
+    assert typed.matrix(body) is None
+    assert _post(client, body) == _today(predictor, body)
+
+
+def test_feature_names_that_are_not_identifiers_decode_by_their_json_names() -> None:
+    schema = Schema("t", (Feature("x y", NUMERIC, center=2.0, scale=3.0), Feature("class", NUMERIC),
+                          Feature("f0", CATEGORICAL, nullable=True, levels=("a", "b"))))
+    records = [{"x y": i * 0.5, "class": -i, "f0": None if i % 3 == 0 else "ab"[i % 2]} for i in range(50)]
+    matrix = TypedRecords(schema).matrix(json.dumps(records).encode())
+    assert matrix is not None
+    assert np.array_equal(matrix, schema._encode_rows(records), equal_nan=True)
