@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -211,3 +212,14 @@ def test_body_limit_comes_from_the_environment_and_serve_argument_is_optional(
 
 def test_helpers_point_at_this_repository() -> None:
     assert (ROOT / "serving" / "serve").samefile(SERVE)
+
+
+def test_the_default_body_limit_is_what_invoke_endpoint_accepts() -> None:
+    # The API model AWS publishes for sagemaker-runtime (shipped in botocore) bounds InvokeEndpoint's Body.
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker-runtime")
+    limit = model.operation_model("InvokeEndpoint").input_shape.members["Body"].metadata["max"]
+    serve = (Path(__file__).resolve().parents[2] / "serving" / "serve").read_text(encoding="utf-8")
+    factors = re.search(r"^DEFAULT_MAX_BODY_BYTES = ([\d *]+)$", serve, re.MULTILINE).group(1).split("*")
+    assert math.prod(int(f) for f in factors) == limit
