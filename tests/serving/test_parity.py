@@ -17,13 +17,19 @@ from tests.serving.serving_helpers import running
 pytestmark = pytest.mark.slow
 
 
+def as_strings(frame):
+    """Text columns as Python strings, as ``pd.read_csv`` gives them: the loader keeps them as pandas categoricals
+    (one object per distinct value), which MLflow's schema enforcement refuses for a ``string`` column."""
+    return frame.astype({name: object for name in frame.select_dtypes("category").columns})
+
+
 def test_container_matches_the_registered_pyfunc_on_every_test_row(default_training, tmp_path: Path) -> None:
     folder, params, result = default_training
     tarball = tmp_path / "model" / "model.tar.gz"
     assert export.main(["--params", str(folder / "params.yaml"), "--version", result.version,
                         "--out", str(tarball)]) == 0
     _, _, test = load_and_split(params)
-    features = test.drop(columns=[params.data.target])
+    features = as_strings(test.drop(columns=[params.data.target]))
     mlflow.set_tracking_uri(params.mlflow.tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{params.model.name}/{result.version}")
 
@@ -55,7 +61,7 @@ def test_a_linear_booster_goes_the_same_path_end_to_end(tmp_path: Path, sample_c
     assert result.best_params["booster"] == "gblinear"
     tarball = tmp_path / "served" / "model.tar.gz"
     assert export.main(["--params", str(params_file), "--version", result.version, "--out", str(tarball)]) == 0
-    rows = load_table(params.data.path, params.data.target).drop(columns=[params.data.target]).head(50)
+    rows = as_strings(load_table(params.data.path, params.data.target).drop(columns=[params.data.target]).head(50))
     mlflow.set_tracking_uri(params.mlflow.tracking_uri)
     expected = np.asarray(mlflow.pyfunc.load_model(f"models:/{params.model.name}/{result.version}").predict(rows))
 

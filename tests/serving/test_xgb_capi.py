@@ -42,8 +42,9 @@ def test_early_stopping_through_the_c_api_matches_xgboost_train(sample_csv: Path
 
     rmse, rounds = cv._fit_fold(fold, full, params.train)
 
-    reference = xgb.train(full, fold.fit, num_boost_round=400, evals=[(fold.val, "val")],
+    fit, val = fold.matrices(booster)
+    reference = xgb.train(full, fit, num_boost_round=400, evals=[(val, "val")],
                           early_stopping_rounds=5, verbose_eval=False)
     assert rounds == reference.best_iteration + 1 < 400, "early stopping must have stopped before the cap"
-    pred = reference.predict(fold.val, iteration_range=(0, rounds))
+    pred = reference.predict(val, iteration_range=(0, rounds))
     assert rmse == math.sqrt(float(np.mean((pred - fold.y_val) ** 2)))
