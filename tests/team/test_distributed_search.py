@@ -7,6 +7,7 @@ import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -65,10 +66,12 @@ def _study(url: str) -> optuna.Study | None:
         return None
 
 
-def _trial_of(url: str, pid: int) -> tuple[int] | None:
-    """The number of the trial process ``pid`` is running, as a 1-tuple (trial 0 is falsy), or None."""
+def _trial_of(url: str, pid: int, space: Any) -> tuple[int] | None:
+    """The number of the trial process ``pid`` is running with every parameter drawn, as a 1-tuple (trial 0 is
+    falsy), or None. A trial names its worker before it samples, so the name alone may come before the draw."""
     running = _study(url).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    mine = [t.number for t in running if t.user_attrs.get(WORKER_ATTR, "").endswith(f":{pid}")]
+    mine = [t.number for t in running if t.user_attrs.get(WORKER_ATTR, "").endswith(f":{pid}")
+            and "booster" in t.params and len(t.params) == 1 + len(getattr(space, t.params["booster"]))]
     return (mine[0],) if mine else None
 
 
@@ -87,8 +90,9 @@ def outcome(team_stack, tmp_path_factory: pytest.TempPathFactory, sample_csv: Pa
                      log=folder / "survivor.log")
     victim_log = folder / "victim.log"
     victim = start("experiments.worker", "--params", params, "--study", STUDY, cwd=folder, env=env, log=victim_log)
-    # Killed the moment it is inside a trial: a trial names its worker once it has drawn its parameters.
-    found = wait_until(lambda: _trial_of(url, victim.pid) or victim.poll() is not None,
+    # Killed the moment it is inside a trial with its parameters drawn.
+    space = load_params(Path(params)).train.search_space
+    found = wait_until(lambda: _trial_of(url, victim.pid, space) or victim.poll() is not None,
                        "the victim worker to start a trial")
     assert found is not True, f"the victim exited before starting a trial:\n{output(victim_log)}"
     (killed,) = found
