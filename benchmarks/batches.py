@@ -23,11 +23,7 @@ import contextlib
 import http.client
 import json
 import os
-import shutil
-import signal
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -237,15 +233,8 @@ def cli(quick: bool, results_dir: Path, csv_path: Path, keep_workdir: bool) -> N
     if len(os.sched_getaffinity(0)) < 2:
         raise UserError("the benchmark needs two CPUs (servers on one, the client on the other)")
     plan = BATCH_QUICK if quick else BATCH_FULL
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally blocks stop every server started
-    work = Path(tempfile.mkdtemp(prefix="bench-batches-"))
-    try:
+    with servers.workdir("bench-batches-", keep=keep_workdir, log=log) as work:
         results = run(plan, work, csv_path.resolve())
-    finally:
-        if keep_workdir:
-            log(f"workdir kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     stem = "batches-quick" if quick else "batches"
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -267,12 +265,8 @@ def cli(quick: bool, results_dir: Path) -> None:
         raise UserError(str(err)) from None
     if not SAMPLE.is_file():
         raise UserError(f"{SAMPLE}: data file not found (run `make data`)")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    work = Path(tempfile.mkdtemp(prefix="reliability-"))
-    try:
+    with servers.workdir("reliability-") as work:
         results = run(QUICK if quick else FULL, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     stem = "reliability-quick" if quick else "reliability"
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")

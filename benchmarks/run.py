@@ -20,10 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -263,16 +260,8 @@ def cli(quick: bool, results_dir: Path, csv: Path, train_fraction: float, keep_w
     if len(os.sched_getaffinity(0)) < 2:
         raise UserError("the benchmark needs two CPUs (server on one, wrk on the other)")
     plan = (QUICK if quick else FULL).scaled(train_fraction)
-    # SIGTERM becomes an exit, so the finally blocks stop every server and training this run started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
-    try:
+    with servers.workdir("bench-", keep=keep_workdir, log=log) as work:
         results = run(plan, work, csv.resolve())
-    finally:
-        if keep_workdir:
-            log(f"workdir kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     stem = "latest" if not quick else "quick"
     json_path, md_path = report.write(results, results_dir, stem)
     click.echo(report.markdown(results))

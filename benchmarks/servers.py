@@ -16,12 +16,14 @@ import http.client
 import importlib.machinery
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -262,3 +264,18 @@ def serving(spec: ServerSpec, port: int, log: Path, ready_body: bytes, *, cpu: i
         yield server
     finally:
         stop(server)
+
+
+@contextlib.contextmanager
+def workdir(prefix: str, *, keep: bool = False, log: Callable[[str], None] = print) -> Iterator[Path]:
+    """A work folder for one benchmark run, removed at the end unless ``keep``. SIGTERM becomes an exit from
+    here on, so the run's ``finally`` blocks stop every server and process it started."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        if keep:
+            log(f"workdir kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
