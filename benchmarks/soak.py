@@ -222,6 +222,11 @@ def sigkill_worker_under_load(url: str, master: int, log: Path, body: bytes, *, 
             time.sleep(0.02)
 
     before = worker_pids(master)
+    # The server answers once its first worker has loaded; the others may still be loading. Killing the only
+    # loaded one would leave nobody to answer meanwhile, which is not the case this measures.
+    deadline = time.monotonic() + 120
+    while not all(_loaded_at(log, pid) for pid in before) and time.monotonic() < deadline:
+        time.sleep(0.1)
     threads = [threading.Thread(target=client) for _ in range(clients)] + [threading.Thread(target=pinger)]
     for thread in threads:
         thread.start()
