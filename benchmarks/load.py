@@ -16,15 +16,19 @@ from pathlib import Path
 WRK_MISSING = "wrk not found on PATH: install it with `apt-get install wrk` (Debian/Ubuntu), then re-run"
 MARKER = "BENCH_RESULT "
 LUA = """\
--- POST the body read from the file named by the first script argument; print one JSON summary line.
-local req
+-- POST the bodies read from the files named by the script's arguments, in turn; print one JSON summary line.
+local reqs, n = {}, 0
 function init(args)
-  local f = assert(io.open(args[1], "rb"))
-  local body = f:read("*a")
-  f:close()
-  req = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+  for i, path in ipairs(args) do
+    local f = assert(io.open(path, "rb"))
+    reqs[i] = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, f:read("*a"))
+    f:close()
+  end
 end
-function request() return req end
+function request()
+  n = n + 1
+  return reqs[(n % #reqs) + 1]
+end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

@@ -31,27 +31,6 @@ import requests
 
 from benchmarks import load, servers
 
-LUA_MIXED = load.LUA.replace('''local req
-function init(args)
-  local f = assert(io.open(args[1], "rb"))
-  local body = f:read("*a")
-  f:close()
-  req = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
-end
-function request() return req end''', '''local reqs, n = {}, 0
-function init(args)
-  for i, path in ipairs(args) do
-    local f = assert(io.open(path, "rb"))
-    reqs[i] = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, f:read("*a"))
-    f:close()
-  end
-end
-function request()
-  n = n + 1
-  return reqs[(n % #reqs) + 1]
-end''')
-assert LUA_MIXED != load.LUA, "benchmarks/load.py's script changed: update the mixed one"
-
 
 def start_container(model_dir: Path, log_file: Path, *, workers: int = 2, worker_class: str | None = None,
                     cpu: int | None = None) -> servers.Running:
@@ -116,8 +95,7 @@ def _rss_mb(master: int) -> dict[int, float]:
 def soak(url: str, master: int, bodies: list[Path], folder: Path, *, seconds: float, warmup_s: float,
          connections: int = 8) -> Soak:
     """Mixed load for ``warmup_s`` then ``seconds``; RSS of each worker after the warm-up and at the end."""
-    script = folder / "mixed.lua"
-    script.write_text(LUA_MIXED, encoding="utf-8")
+    script = load.write_script(folder)  # posts the bodies in turn
 
     def wrk(duration: float) -> str:
         argv = [load.wrk_path(), "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout=10s",

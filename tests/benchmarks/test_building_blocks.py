@@ -5,12 +5,14 @@ No timing is asserted here: performance is measured by ``make bench``, never by 
 
 from __future__ import annotations
 
+import http.server
 import importlib
 import json
 import pickle
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -141,6 +143,44 @@ def test_wrk_script_drives_a_real_server(tmp_path: Path) -> None:
                               rows_per_request=1, cpu=None)
     assert result.requests > 0
     assert result.errors == 0
+
+
+@pytest.mark.slow
+def test_wrk_script_posts_every_body_it_is_given_in_turn(tmp_path: Path) -> None:
+    """The soak's mixed load is the same script given two bodies: both must reach the server, in turn."""
+    if shutil.which("wrk") is None:
+        pytest.fail("wrk is not installed: `make test` installs it (make bench-deps)")
+    seen: list[bytes] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            seen.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    bodies = [tmp_path / "one.json", tmp_path / "two.json"]
+    bodies[0].write_text('{"a": 1}')
+    bodies[1].write_text('[{"a": 1}, {"a": 2}]')
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        argv = [load.wrk_path(), "-t1", "-c1", "-d1s", "-s", str(load.write_script(tmp_path)),
+                f"http://127.0.0.1:{server.server_address[1]}/", "--", *map(str, bodies)]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert load.parse(out, rows_per_request=1).requests > 1
+    expected = [b.read_bytes() for b in bodies]
+    assert set(seen) == set(expected)
+    assert all(seen[i] != seen[i + 1] for i in range(len(seen) - 1))  # one connection: strictly in turn
 
 
 def test_run_stops_in_one_line_when_wrk_is_missing(monkeypatch: pytest.MonkeyPatch,
