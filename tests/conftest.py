@@ -103,7 +103,7 @@ def default_training(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path)
 
 def copy_project(dest: Path) -> Path:
     """Copy the project's own files (not environments, stores or data) to ``dest`` and make it a git repo."""
-    ignore = shutil.ignore_patterns(".venv", ".tools", ".git", "data", "mlflow.db", "mlruns", "optuna.journal",
+    ignore = shutil.ignore_patterns(".venv", ".tools", ".git", "data", "mlflow.db*", "mlruns", "optuna.journal",
                                     "node_modules", "cdk.out", "dist", "model", "__pycache__", ".pytest_cache",
                                     ".ruff_cache", "cache", "tmp")
     shutil.copytree(ROOT, dest, ignore=ignore)

@@ -1,0 +1,65 @@
+"""The embedded tracking store: write-ahead logging set once, and a store another process holds left as it is."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from core import tracking
+
+
+def journal_mode(db: Path) -> str:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def test_a_new_sqlite_store_is_put_in_wal_mode_and_logs_as_before(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    experiment_id = tracking.use_experiment(uri, "wal")
+
+    assert journal_mode(db) == "wal"
+    client = MlflowClient(uri)
+    run = client.create_run(experiment_id)
+    client.log_metric(run.info.run_id, "rmse", 2.5)
+    client.set_terminated(run.info.run_id)
+    # A second process-like reader, opened fresh, sees the committed run: nothing waits in the log unread.
+    assert MlflowClient(uri).get_run(run.info.run_id).data.metrics == {"rmse": 2.5}
+    assert tracking.use_experiment(uri, "wal") == experiment_id  # again: the mode holds, the experiment is found
+
+
+def test_a_store_held_open_by_a_reader_keeps_its_mode_and_still_works(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    client = MlflowClient(uri)  # a store made before this change: SQLite's default mode
+    experiment_id = client.create_experiment("held", tags={tracking.EXPERIMENT_KIND_TAG: tracking.MODEL_TRAINING})
+    assert journal_mode(db) == "delete"
+
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM experiments").fetchone()  # a shared lock, as `mlflow ui` reading
+        assert tracking.write_ahead(db) is False
+        assert tracking.use_experiment(uri, "held") == experiment_id
+        reader.execute("COMMIT")
+
+    assert journal_mode(db) == "delete"
+    run = client.create_run(experiment_id)  # and it logs as before
+    client.set_terminated(run.info.run_id)
+    assert tracking.write_ahead(db) is True  # once nobody holds it
+    assert journal_mode(db) == "wal"
+
+
+def test_a_file_that_is_not_a_database_is_reported_not_raised(tmp_path: Path) -> None:
+    text = tmp_path / "notes.db"
+    text.write_text("not a database\n" * 100)
+
+    assert tracking.write_ahead(text) is False
+    assert text.read_text() == "not a database\n" * 100
+
+
+def teardown_module() -> None:
+    mlflow.set_tracking_uri(None)
