@@ -30,7 +30,7 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks import report, training
+from benchmarks import project_copy, report, training
 from core.cli import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,22 +75,11 @@ def best_possible_rmse(params_file: Path) -> tuple[float, int]:
 
 def dvc_repro(csv: Path, folder: Path) -> dict[str, Any]:
     """``dvc repro`` of a fresh copy of the project on ``csv`` (its own git repo, stores and DVC cache)."""
-    project = folder / "project"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout
-    for rel in listed.splitlines():
-        source = ROOT / rel
-        if source.is_file() and not rel.startswith(("tests/", "infra/", "benchmarks/", "sample-remote/")):
-            (project / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, project / rel)
-    (project / "data").mkdir(exist_ok=True)
-    shutil.copy2(csv, project / "data" / "student_performance.csv")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("OPTUNA_STORAGE", None)
-    for args in (["git", "init", "-q"], ["dvc", "add", "-q", "data"], ["git", "add", "-A"],
-                 ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench"]):
-        subprocess.run(args, cwd=project, env=env, check=True, capture_output=True)
+    project = project_copy.make(folder / "project", leave_out=("infra/", "benchmarks/", "sample-remote/"), csv=csv,
+                                env=env)
     probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
              "done = subprocess.run(sys.argv[1:]); wall = time.perf_counter() - t; "
              "print(done.returncode, wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from benchmarks import project_copy
 from tests.conftest import FAST_TRAIN, ROOT
 
 pytestmark = pytest.mark.slow
@@ -29,20 +29,7 @@ def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's tracked files in a new git repo, data pulled from the in-repo sample remote."""
-    dest = tmp_path_factory.mktemp("clone")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.splitlines()
-    for rel in listed:
-        source = ROOT / rel
-        if source.is_file() and not rel.startswith(("infra/node_modules", "tests/")):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / rel)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["train"].update(FAST_TRAIN)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for args in (["git", "init", "-q"], ["git", "add", "-A"],
-                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
-        subprocess.run(args, cwd=dest, check=True)
+    dest = project_copy.make(tmp_path_factory.mktemp("clone"), train=FAST_TRAIN)
     pulled = _run(dest, "dvc", "pull")  # plain, as DVC users type it: only data is in a remote
     assert pulled.returncode == 0, pulled.stderr
     return dest

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from benchmarks import faults
+from benchmarks import faults, project_copy
 from tests.conftest import FAST_TRAIN, write_params
 
 pytestmark = pytest.mark.slow
@@ -60,22 +58,8 @@ def test_a_second_training_refuses_while_the_first_lives(tmp_path: Path, sample_
 
 def _clone(tmp_path: Path, sample_csv: Path) -> Path:
     """A git repo holding the project and the data, as `dvc repro` needs it (no remote: the data is there)."""
-    from tests.conftest import ROOT
-
-    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for rel in listed.splitlines():
-        if not rel.startswith(("infra/", "tests/", "benchmarks/", "team/")) and (ROOT / rel).is_file():
-            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
-    (tmp_path / "data").mkdir(exist_ok=True)
-    (tmp_path / "data" / sample_csv.name).write_bytes(sample_csv.read_bytes())
-    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["train"].update(LONG_SEARCH)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for args in (["git", "init", "-q"], ["git", "add", "-A"],
-                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
-        subprocess.run(args, cwd=tmp_path, check=True)
-    return tmp_path
+    return project_copy.make(tmp_path, leave_out=("infra/", "benchmarks/", "team/"), train=LONG_SEARCH,
+                             csv=sample_csv)
 
 
 def test_killing_only_dvc_leaves_one_owner_and_one_version(tmp_path: Path, sample_csv: Path) -> None:

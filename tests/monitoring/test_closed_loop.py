@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,8 +20,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from benchmarks import project_copy
 from experiments.generate import generate
-from tests.conftest import FAST_TRAIN, ROOT
+from tests.conftest import FAST_TRAIN
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -41,19 +41,7 @@ def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's tracked files in a new git repo with fast training, data pulled, version 1 released."""
-    dest = tmp_path_factory.mktemp("loop")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.splitlines()
-    for rel in listed:
-        if (ROOT / rel).is_file() and not rel.startswith(("infra/node_modules", "tests/")):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel, follow_symlinks=False)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["train"].update(FAST_TRAIN)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for args in (["git", "init", "-q"], ["git", "add", "-A"],
-                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
-        subprocess.run(args, cwd=dest, check=True)
+    dest = project_copy.make(tmp_path_factory.mktemp("loop"), train=FAST_TRAIN)
     for step in (["dvc", "pull", "-q"], ["dvc", "repro"],
                  [sys.executable, "-m", "registry.promote", "--reason", "closed loop test"]):
         done = _run(dest, *step)
