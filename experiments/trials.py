@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import optuna
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from core import liveness
@@ -35,15 +35,17 @@ UNNAMED_S = 5.0
 
 def log_trial(client: MlflowClient, *, experiment_id: str, parent_run_id: str, number: int,
               params: dict[str, Any], metrics: dict[str, float], state: str, status: str | None = None) -> str:
-    """Record one Optuna trial as a nested child run of the training run, in three round trips."""
+    """Record one Optuna trial as a nested child run of the training run, in three round trips.
+
+    Every tag goes with the run's creation: a tag in ``log_batch`` costs the SQL store a session of its own.
+    """
     run = client.create_run(experiment_id, run_name=f"trial-{number:03d}", tags={
         PARENT_TAG: parent_run_id, TRIAL_NUMBER_TAG: str(number), TRIAL_STATE_TAG: state,
-        LOGGER_TAG: str(liveness.me())})
+        LOGGER_TAG: str(liveness.me()), "booster": str(params.get("booster", ""))})
     client.log_batch(
         run.info.run_id,
         metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
         params=[Param(k, str(v)) for k, v in params.items()],
-        tags=[RunTag("booster", str(params.get("booster", "")))],
     )
     client.set_terminated(run.info.run_id, status=status or ("FAILED" if state == "FAIL" else "FINISHED"))
     return run.info.run_id
