@@ -53,6 +53,8 @@ def test_every_trial_is_a_child_run_and_the_best_model_is_registered(workdir: Pa
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["optuna.trial_state"] in ("COMPLETE", "PRUNED")
         assert child.data.params["booster"] in ("gbtree", "gblinear")
+        assert child.data.tags["booster"] == child.data.params["booster"]  # to filter and colour runs by in the UI
+        assert child.info.status == "FINISHED"
         if child.data.tags["optuna.trial_state"] == "COMPLETE":
             assert child.data.metrics["cv_rmse"] > 0
     for key in ("test_rmse", "test_mse", "test_mae", "test_r2", "baseline_rmse", "cv_rmse"):
