@@ -9,8 +9,9 @@ child run, the parent run's artifacts, the pyfunc model and its registration).
 With logging on, the tracking store and its experiment exist before the clock starts (``store`` creates
 them in a process of their own), as they do for every training of a project after its first; connecting to
 the store is timed. With logging off MLflow is never touched, so the difference of the two wall times is the
-whole price of logging. ``mlflow_s`` is the part of it spent inside the project's logging calls (trial runs,
-lost-trial check, parent run and model registration), as the stage itself reports it (``TrainResult.mlflow_s``).
+whole price of logging. ``mlflow_s`` is the part of it spent inside the project's MLflow calls (connecting,
+which imports MLflow's SQL store; trial runs; the lost-trial check; the parent run from start to end; model
+registration), as the stage itself reports it (``TrainResult.mlflow_s``).
 """
 
 from __future__ import annotations

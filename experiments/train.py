@@ -53,7 +53,7 @@ class TrainResult:
     study_name: str
     metrics: dict[str, float]
     best_params: dict[str, Any]
-    mlflow_s: float = 0.0  # seconds spent in MLflow logging calls: trial runs, lost trials, parent run, model
+    mlflow_s: float = 0.0  # seconds in MLflow: set-up (its SQL store's import too), trial runs, parent run, model
 
 
 class Stopwatch:
@@ -121,33 +121,39 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
                                   startup_trials=params.train.pruner_startup_trials)
         return _search_and_log(Job(params, data, study, search.has_heartbeat(url), run=None), Stopwatch())
 
+    # Everything MLflow costs is on this clock, setting up included: MLflow imports its SQL store on first use.
+    clock = Stopwatch()
     uri = tracking.tracking_uri(params.mlflow.tracking_uri)
-    tracking.check_reachable(uri)
-    try:
-        experiment_id = tracking.use_experiment(uri, params.mlflow.experiment)
-    except mlflow.exceptions.MlflowException as err:
-        raise UserError(f"MLflow tracking store {uri}: {str(err).splitlines()[0]}") from None
-    client = MlflowClient(uri)
+    with clock:
+        tracking.check_reachable(uri)
+        try:
+            experiment_id = tracking.use_experiment(uri, params.mlflow.experiment)
+        except mlflow.exceptions.MlflowException as err:
+            raise UserError(f"MLflow tracking store {uri}: {str(err).splitlines()[0]}") from None
+        client = MlflowClient(uri)
     study = search.make_study(name=sname, storage=url, seed=params.train.seed,
                               startup_trials=params.train.pruner_startup_trials)
-    parent_id = parent_run.live_run(client, study.user_attrs.get(search.PARENT_RUN_ATTR))
-    done = parent_run.registered_version(client, params.model.name, parent_id) if parent_id else None
+    with clock:
+        parent_id = parent_run.live_run(client, study.user_attrs.get(search.PARENT_RUN_ATTR))
+        done = parent_run.registered_version(client, params.model.name, parent_id) if parent_id else None
     if done is not None:
         # Same data, same settings, a finished study whose best model is registered: rewrite the stage's
         # outputs (DVC may have asked for them) but register nothing twice.
         print(f"study {sname} is finished and registered as {params.model.name} version {done}; "
               f"rewriting outputs only", flush=True)
-        result = _search_and_log(Job(params, data, study, heartbeat=False, run=None), Stopwatch())
+        result = _search_and_log(Job(params, data, study, heartbeat=False, run=None), clock)
         return replace(result, run_id=parent_id, version=done)
     # An unfinished study resumes under its own parent run; a fresh one (or one whose run is gone, e.g. a
     # different tracking server) gets a new parent run. The run ends FAILED if anything below raises.
-    died = parent_run.claim(client, parent_id) if parent_id else None
-    started = mlflow.start_run(run_id=parent_id) if parent_id else mlflow.start_run(run_name=f"train-{sname}")
+    with clock:
+        died = parent_run.claim(client, parent_id) if parent_id else None
+        started = mlflow.start_run(run_id=parent_id) if parent_id else mlflow.start_run(run_name=f"train-{sname}")
     with started as run:
-        parent_run.own(client, run.info.run_id)
-        if died:
-            closed = trials.close_dead(study, client, experiment_id, run.info.run_id, died)
-            print(f"resuming study {sname} after {died}; closed {closed} trial(s) it left running", flush=True)
+        with clock:
+            parent_run.own(client, run.info.run_id)
+            if died:
+                closed = trials.close_dead(study, client, experiment_id, run.info.run_id, died)
+                print(f"resuming study {sname} after {died}; closed {closed} trial(s) it left running", flush=True)
         # Workers read both attributes: which run to log under, and whether their data and settings match.
         study.set_user_attr(search.DIGEST_ATTR, search.search_digest(params, data.data_hash))
         study.set_user_attr(search.PARENT_RUN_ATTR, run.info.run_id)
@@ -155,7 +161,10 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
             print(f"study {sname}: more workers can join it with python -m experiments.worker --study {sname}",
                   flush=True)
         job = Job(params, data, study, search.has_heartbeat(url), RunRef(client, experiment_id, run.info.run_id))
-        return _search_and_log(job, Stopwatch())
+        result = _search_and_log(job, clock)
+        with clock:
+            mlflow.end_run()
+    return replace(result, mlflow_s=clock.seconds)
 
 
 def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
