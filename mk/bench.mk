@@ -14,7 +14,7 @@ bench: data bench-deps ## benchmarks vs the reference design (≈5 min, 2 CPUs, 
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 .PHONY: bench-scale
-bench-scale: data ## training from 6.6k to 1.32M rows: wall, memory, RMSE vs the floor, logging vs the MLflow idiom (≈40 min): benchmarks/results/scale.{json,md}
+bench-scale: data ## training from 6.6k to 1.32M rows: wall, memory, RMSE vs the floor, logging vs the MLflow idiom (≈6 min): benchmarks/results/scale.{json,md}
 	$(PY) -m benchmarks.scale $(BENCH_ARGS)
 
 bench-reliability: data bench-deps ## the fuzzing and fault-injection suite at volume (≈25 min): benchmarks/results/reliability.{json,md}
