@@ -82,8 +82,9 @@ def write_ahead(db: Path) -> bool:
 
     MLflow leaves SQLite in its default rollback-journal mode, where every commit syncs the database and its
     journal and a reader (``mlflow ui``) blocks the writer. In WAL mode a commit appends to one log: logging
-    a trial's child run (three commits) took 28 ms instead of 42 ms here, and readers no longer block. The
-    mode is stored in the file, so it is set once and holds for every later connection, MLflow's included.
+    a trial's child run (three commits) took about a third less here (24 → 15 ms, 38 → 28 ms on a busy
+    machine), and readers no longer block. The mode is stored in the file, so it is set once and holds for
+    every later connection, MLflow's included.
     WAL needs every process on the same host (https://sqlite.org/wal.html), true of a file in the project;
     a team shares a server instead. A store another process holds open is left as it is, and works as before.
     """
