@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,11 +99,3 @@ def default_training(tmp_path_factory: pytest.TempPathFactory, sample_csv: Path)
         _restore_tracking_uri(saved_uri)
     return folder, params, result
 
-
-def copy_project(dest: Path) -> Path:
-    """Copy the project's own files (not environments, stores or data) to ``dest`` and make it a git repo."""
-    ignore = shutil.ignore_patterns(".venv", ".tools", ".git", "data", "mlflow.db*", "mlruns", "optuna.journal",
-                                    "node_modules", "cdk.out", "dist", "model", "__pycache__", ".pytest_cache",
-                                    ".ruff_cache", "cache", "tmp")
-    shutil.copytree(ROOT, dest, ignore=ignore)
-    return dest
