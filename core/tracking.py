@@ -33,6 +33,13 @@ def tracking_uri(default: str) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of an embedded SQLite store's URI (``sqlite:///path[?options]``), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast, in one line, when a tracking server does not answer (MLflow itself would retry for minutes).
 
@@ -47,8 +54,8 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise UserError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
-    elif uri.startswith("sqlite:///"):
-        folder = Path(uri.removeprefix("sqlite:///")).parent
+    elif (db := sqlite_file(uri)) is not None:
+        folder = db.parent
         if not folder.is_dir():
             raise UserError(f"MLflow tracking store {uri}: folder {folder} does not exist")
 
@@ -72,8 +79,8 @@ def use_experiment(uri: str, name: str) -> str:
     experiment = mlflow.set_experiment(name)
     if EXPERIMENT_KIND_TAG not in experiment.tags:
         mlflow.MlflowClient(uri).set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
-    if uri.startswith("sqlite:///"):
-        write_ahead(Path(uri.removeprefix("sqlite:///").split("?", 1)[0]))
+    if (db := sqlite_file(uri)) is not None:
+        write_ahead(db)
     return experiment.experiment_id
 
 

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import mlflow
+import pytest
 from mlflow.tracking import MlflowClient
 
 from core import tracking
@@ -63,3 +64,18 @@ def test_a_file_that_is_not_a_database_is_reported_not_raised(tmp_path: Path) ->
 
 def teardown_module() -> None:
     mlflow.set_tracking_uri(None)
+
+
+def test_a_sqlite_uri_names_its_file_options_or_not_and_other_stores_none() -> None:
+    assert tracking.sqlite_file("sqlite:///mlflow.db") == Path("mlflow.db")
+    assert tracking.sqlite_file("sqlite:////srv/ml/mlflow.db?timeout=20") == Path("/srv/ml/mlflow.db")
+    assert tracking.sqlite_file("http://127.0.0.1:5000") is None
+    assert tracking.sqlite_file("file:./mlruns") is None
+
+
+def test_a_sqlite_store_in_a_missing_folder_is_refused_in_one_line(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}?timeout=20"
+    with pytest.raises(tracking.UserError, match=r"^MLflow tracking store .*: folder .*nowhere does not exist$"):
+        tracking.check_reachable(uri)
+    assert not (tmp_path / "nowhere").exists()
+    tracking.check_reachable(f"sqlite:///{tmp_path / 'mlflow.db'}")  # an existing folder is fine
