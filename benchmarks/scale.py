@@ -171,6 +171,24 @@ def targets(sizes: Sequence[dict[str, Any]]) -> list[report.Target]:
     return out
 
 
+def parts_table(sizes: Sequence[dict[str, Any]]) -> list[str]:
+    """Where the seconds in MLflow calls go at each size, part by part as the stage counts them."""
+    names = list(dict.fromkeys(name for s in sizes for name in s["on"].get("mlflow_parts", {})))
+    if not names:
+        return []
+    lines = ["| rows | " + " | ".join(f"{n} s" for n in names) + " | in MLflow, share of the wall | "
+             "the same without set-up |",
+             "|---|" + "---|" * (len(names) + 2)]
+    for s in sizes:
+        on = s["on"]
+        parts = on.get("mlflow_parts", {})
+        share = 100 * on["mlflow_s"] / on["wall_s"]
+        rest = 100 * (on["mlflow_s"] - parts.get("set-up", 0.0)) / on["wall_s"]
+        lines.append(f"| {s['rows']:,} | " + " | ".join(f"{parts.get(n, 0.0):.2f}" for n in names)
+                     + f" | {share:.1f}% | {rest:.1f}% |")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = report.targets_table(results["targets"])
     lines += ["", "| rows | wall s | in MLflow calls s | wall s, logging off | peak RSS MB | above the imports MB "
@@ -184,6 +202,7 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{off_wall} | {on['peak_rss_mb']:.0f} | "
                      f"{on['peak_rss_mb'] - on['rss_at_start_mb']:.0f} | {s['train_matrix_bytes'] / 2**20:.0f} | "
                      f"{on['test_rmse']:.4f} | {s['floor_rmse']:.4f} | {repro_wall} |")
+    lines += ["", *parts_table(results["sizes"])]
     m = results["machine"]
     lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}. "
               f"Run: {results['run']['mode']} mode, {results['run']['total_s']:.0f} s in all; load average "

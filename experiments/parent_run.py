@@ -14,8 +14,11 @@ registered as a new version carrying the same lineage tags.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,15 @@ from serving.profile import PROFILE_FILE
 # What the parent run logs of a big table: a sample for the dataset's schema, a sample for the scatter plots.
 DATASET_SAMPLE_ROWS = 1000
 PLOT_POINTS = 5000
+# The steps ``record`` times (with the stage's set-up and trial runs, the parts of what MLflow costs it).
+RUN = "parent run"  # params, metrics, tags, the dataset input, metrics.json and the profile; ending the run
+FIGURES = "figures"
+MODEL = "model"  # the pyfunc model: MLflow checks its requirements and its input example as it logs it
+REGISTRY = "registry"
+
+
+def _untimed(name: str) -> AbstractContextManager[None]:
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -141,26 +153,33 @@ def registered_version(client: MlflowClient, name: str, run_id: str) -> str | No
     return str(max(int(v.version) for v in versions)) if versions else None
 
 
-def record(outcome: Outcome, *, model_dir: Path, metrics_file: Path) -> str:
-    """Log the outcome to the active run, register its model and return the new version number."""
-    params, schema, data = outcome.params, outcome.schema, outcome.data
-    check_still_owner(mlflow.tracking.MlflowClient(), mlflow.active_run().info.run_id)
-    mlflow.log_params({f"best.{k}": v for k, v in outcome.best_params.items()} | {
-        "best.rounds": outcome.rounds, "n_trials": params.train.n_trials, "cv_folds": params.train.cv_folds,
-        "seed": params.train.seed, "test_size": params.data.test_size})
-    mlflow.log_metrics(outcome.metrics)
-    mlflow.set_tags(outcome.lineage | {"target": schema.target})
-    mlflow.log_input(_dataset(outcome), context="training")
-    _log_plots(outcome)
-    mlflow.log_artifact(str(metrics_file))
-    mlflow.log_artifact(str(model_dir / PROFILE_FILE))  # the reference profile, readable without the model
+def record(outcome: Outcome, *, model_dir: Path, metrics_file: Path,
+           part: Callable[[str], AbstractContextManager[Any]] = _untimed) -> str:
+    """Log the outcome to the active run, register its model and return the new version number.
 
-    info = packaging.log_pyfunc(model_dir, schema, data.frame[schema.names])
+    ``part(name)`` wraps each step (``RUN``, ``FIGURES``, ``MODEL``, ``REGISTRY``): the stage times them.
+    """
+    params, schema, data = outcome.params, outcome.schema, outcome.data
+    with part(RUN):
+        check_still_owner(mlflow.tracking.MlflowClient(), mlflow.active_run().info.run_id)
+        mlflow.log_params({f"best.{k}": v for k, v in outcome.best_params.items()} | {
+            "best.rounds": outcome.rounds, "n_trials": params.train.n_trials, "cv_folds": params.train.cv_folds,
+            "seed": params.train.seed, "test_size": params.data.test_size})
+        mlflow.log_metrics(outcome.metrics)
+        mlflow.set_tags(outcome.lineage | {"target": schema.target})
+        mlflow.log_input(_dataset(outcome), context="training")
+        mlflow.log_artifact(str(metrics_file))
+        mlflow.log_artifact(str(model_dir / PROFILE_FILE))  # the reference profile, readable without the model
+    with part(FIGURES):
+        _log_plots(outcome)
+    with part(MODEL):
+        info = packaging.log_pyfunc(model_dir, schema, data.frame[schema.names])
     metrics = outcome.metrics
     tags = outcome.lineage | {"run_id": mlflow.active_run().info.run_id, "test_rmse": f"{metrics['test_rmse']:.6f}",
                               "baseline_rmse": f"{metrics['baseline_rmse']:.6f}",
                               "booster": outcome.best_params["booster"]}
-    registered = mlflow.register_model(info.model_uri, params.model.name, tags=tags)
+    with part(REGISTRY):
+        registered = mlflow.register_model(info.model_uri, params.model.name, tags=tags)
     return str(registered.version)
 
 

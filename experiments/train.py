@@ -13,11 +13,12 @@ records ``experiments.parent_run``, the MLflow model ``experiments.packaging``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,9 @@ from serving.profile import build_profile, write_profile
 MODEL_DIR = Path("model")
 METRICS_FILE = Path("metrics.json")
 PLOTS_DIR = Path("plots")
+# The parts of MLflow's seconds the stage counts itself; the parent run's own parts are parent_run's.
+SET_UP = "set-up"  # connecting (MLflow imports its SQL store then), the experiment, starting or claiming the run
+TRIAL_RUNS = "trial runs"  # a child run per trial, the heartbeat, trials a dead worker left
 
 
 @dataclass(frozen=True)
@@ -54,25 +58,37 @@ class TrainResult:
     metrics: dict[str, float]
     best_params: dict[str, Any]
     mlflow_s: float = 0.0  # seconds in MLflow: set-up (its SQL store's import too), trial runs, parent run, model
+    mlflow_parts: dict[str, float] = field(default_factory=dict)  # the same seconds by part (``Stopwatch``)
 
 
 class Stopwatch:
-    """Adds up the seconds spent inside its ``with`` blocks: what logging to MLflow costs the stage."""
+    """Adds up the seconds spent inside its ``part(name)`` blocks, per part: what logging to MLflow costs the stage.
+
+    Parts do not nest (a second one opened inside the first would count its seconds twice).
+    """
 
     def __init__(self) -> None:
-        self.seconds = 0.0
-        self._started = 0.0
+        self.parts: dict[str, float] = {}
+        self._open: str | None = None
 
-    def __enter__(self) -> Stopwatch:
-        self._started = time.perf_counter()
-        return self
+    @property
+    def seconds(self) -> float:
+        return sum(self.parts.values())
 
-    def __exit__(self, *exc: object) -> None:
-        self.seconds += time.perf_counter() - self._started
+    @contextlib.contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        if self._open is not None:
+            raise RuntimeError(f"stopwatch part {name!r} opened inside {self._open!r}")
+        self._open, started = name, time.perf_counter()
+        try:
+            yield
+        finally:
+            self._open = None
+            self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - started
 
-    def timed(self, callback: Callable[..., None]) -> Callable[..., None]:
+    def timed(self, name: str, callback: Callable[..., None]) -> Callable[..., None]:
         def wrapper(*args: Any) -> None:
-            with self:
+            with self.part(name):
                 callback(*args)
         return wrapper
 
@@ -124,7 +140,7 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
     # Everything MLflow costs is on this clock, setting up included: MLflow imports its SQL store on first use.
     clock = Stopwatch()
     uri = tracking.tracking_uri(params.mlflow.tracking_uri)
-    with clock:
+    with clock.part(SET_UP):
         tracking.check_reachable(uri)
         try:
             experiment_id = tracking.use_experiment(uri, params.mlflow.experiment)
@@ -133,7 +149,7 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
         client = MlflowClient(uri)
     study = search.make_study(name=sname, storage=url, seed=params.train.seed,
                               startup_trials=params.train.pruner_startup_trials)
-    with clock:
+    with clock.part(SET_UP):
         parent_id = parent_run.live_run(client, study.user_attrs.get(search.PARENT_RUN_ATTR))
         done = parent_run.registered_version(client, params.model.name, parent_id) if parent_id else None
     if done is not None:
@@ -145,11 +161,11 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
         return replace(result, run_id=parent_id, version=done)
     # An unfinished study resumes under its own parent run; a fresh one (or one whose run is gone, e.g. a
     # different tracking server) gets a new parent run. The run ends FAILED if anything below raises.
-    with clock:
+    with clock.part(SET_UP):
         died = parent_run.claim(client, parent_id) if parent_id else None
         started = mlflow.start_run(run_id=parent_id) if parent_id else mlflow.start_run(run_name=f"train-{sname}")
     with started as run:
-        with clock:
+        with clock.part(SET_UP):
             parent_run.own(client, run.info.run_id)
             if died:
                 closed = trials.close_dead(study, client, experiment_id, run.info.run_id, died)
@@ -162,9 +178,9 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
                   flush=True)
         job = Job(params, data, study, search.has_heartbeat(url), RunRef(client, experiment_id, run.info.run_id))
         result = _search_and_log(job, clock)
-        with clock:
+        with clock.part(parent_run.RUN):
             mlflow.end_run()
-    return replace(result, mlflow_s=clock.seconds)
+    return replace(result, mlflow_s=clock.seconds, mlflow_parts=dict(clock.parts))
 
 
 def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
@@ -172,14 +188,14 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     cfg = params.train
     started = time.monotonic()
     progress = search.Progress(cfg.n_trials)
-    loggers = [clock.timed(trials.trial_logger(ref.client, ref.experiment_id, ref.run_id)),
-               clock.timed(parent_run.heartbeat(ref.client, ref.run_id))] if ref else []
+    loggers = [clock.timed(TRIAL_RUNS, trials.trial_logger(ref.client, ref.experiment_id, ref.run_id)),
+               clock.timed(TRIAL_RUNS, parent_run.heartbeat(ref.client, ref.run_id))] if ref else []
     search.run_trials(study, search.make_objective(data.x_train, data.y_train, params), n_trials=cfg.n_trials,
                       timeout_s=cfg.timeout_s, callbacks=[*loggers, progress.update], heartbeat=job.heartbeat,
                       wait_for_others=True)
     progress.close()
     if ref:
-        with clock:
+        with clock.part(TRIAL_RUNS):
             trials.log_lost_trials(study, ref.client, ref.experiment_id, ref.run_id)
     try:
         best = study.best_trial
@@ -215,10 +231,10 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
         outcome = parent_run.Outcome(params=params, data=data, study=study, schema=schema, booster=booster,
                                      best_params=best_params, rounds=rounds, metrics=metrics, test_pred=test_pred,
                                      lineage=lineage)
-        with clock:
-            version = parent_run.record(outcome, model_dir=MODEL_DIR, metrics_file=METRICS_FILE)
+        version = parent_run.record(outcome, model_dir=MODEL_DIR, metrics_file=METRICS_FILE, part=clock.part)
     return TrainResult(run_id=ref.run_id if ref else None, version=version, study_name=study.study_name,
-                       metrics=metrics, best_params=best_params, mlflow_s=clock.seconds)
+                       metrics=metrics, best_params=best_params, mlflow_s=clock.seconds,
+                       mlflow_parts=dict(clock.parts))
 
 
 def _profile_columns(data: Prepared) -> dict[str, Any]:

@@ -70,6 +70,9 @@ def test_make_bench_scale_quick_trains_at_each_size_and_against_the_idiom(tmp_pa
     assert last["dvc_repro"]["wall_s"] > 0 and last["dvc_repro"]["test_rmse"] > 0, "a real dvc repro at the top"
     assert all(s["floor_rmse"] > 0 and s["on"]["peak_rss_mb"] > 0 for s in result["sizes"])
     assert {t["key"] for t in result["targets"]} >= {"repro_wall", "peak_rss", "rmse_vs_floor", "logging_vs_idiom"}
+    for size in result["sizes"]:  # where MLflow's seconds go, part by part, adding up to the whole
+        assert sum(size["on"]["mlflow_parts"].values()) == pytest.approx(size["on"]["mlflow_s"])
+    assert "the same without set-up |" in (tmp_path / "scale-quick.md").read_text()
 
 
 @pytest.mark.slow

@@ -130,6 +130,11 @@ def test_training_without_logging_never_touches_mlflow(tmp_path: Path, sample_cs
     experiment = client.get_experiment_by_name(params.mlflow.experiment).experiment_id
     assert len(tracking.trial_runs(client, experiment, logged.run_id)) == params.train.n_trials
     assert logged.study_name != result.study_name
+    # What logging cost, part by part: every step that calls MLflow is on the clock, and the parts are the whole.
+    assert (result.mlflow_s, result.mlflow_parts) == (0.0, {})
+    assert set(logged.mlflow_parts) == {"set-up", "trial runs", "parent run", "figures", "model", "registry"}
+    assert all(seconds > 0 for seconds in logged.mlflow_parts.values()), logged.mlflow_parts
+    assert logged.mlflow_s == pytest.approx(sum(logged.mlflow_parts.values()))
 
 
 def test_fold_scores_do_not_depend_on_how_many_folds_train_at_once(sample_csv: Path, tmp_path: Path) -> None:
@@ -281,3 +286,20 @@ def test_malformed_params_are_one_line(workdir: Path, sample_csv: Path, capsys, 
     assert code == 1
     assert message in err and err.count("\n") == 1, err
     assert _registered_versions(workdir) == []
+
+
+def test_the_stopwatch_adds_up_each_part_and_refuses_a_part_inside_another() -> None:
+    clock = train_module.Stopwatch()
+    for _ in range(2):
+        with clock.part("a"):
+            time.sleep(0.01)
+    clock.timed("b", lambda *args: time.sleep(0.01))("study", "trial")
+    assert set(clock.parts) == {"a", "b"}
+    assert clock.parts["a"] >= 0.02 and clock.parts["b"] >= 0.01
+    assert clock.seconds == pytest.approx(clock.parts["a"] + clock.parts["b"])
+    with clock.part("a"), pytest.raises(RuntimeError, match="inside 'a'"):  # noqa: SIM117 - the order matters
+        with clock.part("b"):
+            pass
+    with pytest.raises(ValueError, match="still counted"), clock.part("c"):
+        raise ValueError("a failing step is still counted")
+    assert "c" in clock.parts
