@@ -17,7 +17,6 @@ column pass. A body that is not a list of records costs one failed decode (about
 
 from __future__ import annotations
 
-from operator import attrgetter
 from typing import Any, Literal
 
 import msgspec
@@ -50,7 +49,6 @@ class TypedRecords:
         self._plan = schema.column_plan
         record = record_type(schema) if self._plan.usable else None
         self._decoder = None if record is None else msgspec.json.Decoder(list[record] | dict[str, list[record]])
-        self._getters = tuple(attrgetter(f"f{i}") for i in range(len(schema.features)))
 
     def matrix(self, body: bytes) -> np.ndarray | None:
         """The float32 model matrix of a JSON body of clean records, or None (see the module doc)."""
@@ -68,4 +66,6 @@ class TypedRecords:
                 return None
         if len(records) < COLUMN_PASS_MIN_ROWS:
             return None
-        return columns.encode_columns(self._plan, [list(map(get, records)) for get in self._getters])
+        # Each struct as a tuple of its fields (schema order), then transposed into columns: two C-level passes,
+        # about a third faster than reading the records once per feature.
+        return columns.encode_columns(self._plan, list(zip(*map(msgspec.structs.astuple, records), strict=True)))
