@@ -64,7 +64,8 @@ class TrainResult:
 class Stopwatch:
     """Adds up the seconds spent inside its ``part(name)`` blocks, per part: what logging to MLflow costs the stage.
 
-    Parts do not nest (a second one opened inside the first would count its seconds twice).
+    Parts do not nest (a second one opened inside the first would count its seconds twice); one thread times them
+    (the search runs one Optuna job at a time, so its callbacks come on the thread that calls ``optimize``).
     """
 
     def __init__(self) -> None:
