@@ -173,6 +173,8 @@ def targets(sizes: Sequence[dict[str, Any]]) -> list[report.Target]:
 
 def parts_table(sizes: Sequence[dict[str, Any]]) -> list[str]:
     """Where the seconds in MLflow calls go at each size, part by part as the stage counts them."""
+    from experiments.train import SET_UP
+
     names = list(dict.fromkeys(name for s in sizes for name in s["on"].get("mlflow_parts", {})))
     if not names:
         return []
@@ -183,7 +185,7 @@ def parts_table(sizes: Sequence[dict[str, Any]]) -> list[str]:
         on = s["on"]
         parts = on.get("mlflow_parts", {})
         share = 100 * on["mlflow_s"] / on["wall_s"]
-        rest = 100 * (on["mlflow_s"] - parts.get("set-up", 0.0)) / on["wall_s"]
+        rest = 100 * (on["mlflow_s"] - parts.get(SET_UP, 0.0)) / on["wall_s"]
         lines.append(f"| {s['rows']:,} | " + " | ".join(f"{parts.get(n, 0.0):.2f}" for n in names)
                      + f" | {share:.1f}% | {rest:.1f}% |")
     return lines

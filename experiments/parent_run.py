@@ -14,7 +14,6 @@ registered as a new version carrying the same lineage tags.
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,10 +47,6 @@ RUN = "parent run"  # params, metrics, tags, the dataset input, metrics.json and
 FIGURES = "figures"
 MODEL = "model"  # the pyfunc model: MLflow checks its requirements and its input example as it logs it
 REGISTRY = "registry"
-
-
-def _untimed(name: str) -> AbstractContextManager[None]:
-    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -154,7 +149,7 @@ def registered_version(client: MlflowClient, name: str, run_id: str) -> str | No
 
 
 def record(outcome: Outcome, *, model_dir: Path, metrics_file: Path,
-           part: Callable[[str], AbstractContextManager[Any]] = _untimed) -> str:
+           part: Callable[[str], AbstractContextManager[Any]]) -> str:
     """Log the outcome to the active run, register its model and return the new version number.
 
     ``part(name)`` wraps each step (``RUN``, ``FIGURES``, ``MODEL``, ``REGISTRY``): the stage times them.
