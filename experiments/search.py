@@ -140,8 +140,11 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             # A retry queued after the budget was met still runs: the dead worker's trial is not dropped.
             todo = max(todo, _count(study, waiting))
         if todo > 0:
+            # The budget is checked last, just before Optuna starts the next trial: checked first, it would be
+            # read before the other callbacks log the trial to MLflow (tens of ms), a window in which another
+            # worker finishing at the same moment also sees one trial left, and both start one.
             study.optimize(objective, n_trials=todo, timeout=deadline - time.monotonic(),
-                           callbacks=[budget, *callbacks], gc_after_trial=False)
+                           callbacks=[*callbacks, budget], gc_after_trial=False)
             continue
         if not owner or _count(study, running) == 0:
             return
