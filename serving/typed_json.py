@@ -68,4 +68,5 @@ class TypedRecords:
             return None
         # Each struct as a tuple of its fields (schema order), then transposed into columns: two C-level passes,
         # about a third faster than reading the records once per feature.
-        return columns.encode_columns(self._plan, list(zip(*map(msgspec.structs.astuple, records), strict=True)))
+        return columns.encode_columns(self._plan, list(zip(*map(msgspec.structs.astuple, records), strict=True)),
+                                      typed=True)

@@ -137,3 +137,21 @@ def test_feature_names_that_are_not_identifiers_decode_by_their_json_names() -> 
     matrix = TypedRecords(schema).matrix(json.dumps(records).encode())
     assert matrix is not None
     assert np.array_equal(matrix, schema._encode_rows(records), equal_nan=True)
+
+
+def test_a_missing_number_where_missing_is_allowed_takes_the_typed_path_as_nan() -> None:
+    # Given a numeric feature that may be missing, and another that may not
+    schema = Schema("t", (Feature("n", NUMERIC, nullable=True, center=1.0, scale=2.0), Feature("m", NUMERIC)))
+    records = [{"n": None if i % 4 == 0 else i - 0.25, "m": i} for i in range(40)]
+    typed = TypedRecords(schema)
+    # When the batch is decoded, then the nulls are NaN (the row pass's missing value), bit for bit
+    matrix = typed.matrix(json.dumps(records).encode())
+    assert matrix is not None
+    assert np.isnan(matrix[::4, 0]).all()
+    assert np.array_equal(matrix, schema._encode_rows(records), equal_nan=True)
+    # And a null where missing is not allowed leaves the batch to the general path, which names it
+    records[7]["m"] = None
+    assert typed.matrix(json.dumps(records).encode()) is None
+    with pytest.raises(SchemaError) as err:
+        schema.encode(records)
+    assert (err.value.row, err.value.field) == (7, "m")
