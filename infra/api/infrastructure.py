@@ -15,6 +15,7 @@ stack per account owns it (infra/account), so deleting a serving stack never bre
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -73,6 +74,19 @@ def request_schema(*, max_records: int) -> apigw.JsonSchema:
             ),
         ],
     )
+
+
+def bad_body_template(*, max_records: int) -> str:
+    """The body of API Gateway's answer to a body its request validator refuses (``BAD_REQUEST_BODY``).
+
+    By default it says only "Invalid request body"; this says what a body must be, in the gateway's own shape
+    ``{"message": ...}`` (how clients and ``capacity/classify.py`` tell the gateway's answers from the
+    Lambda's ``{"error", "request_id"}``). AWS, "x-amazon-apigateway-gateway-responses.responseTemplates
+    object": a gateway response template is not VTL, only variable substitution; this one has no variables.
+    """
+    wrappers = ", ".join(contract.BATCH_WRAPPERS)
+    return json.dumps({"message": f"Invalid request body: send one record (a JSON object) or a list of 1 to "
+                                  f"{max_records} records, none of them a batch wrapper ({wrappers})"})
 
 
 class PredictApi(Construct):
@@ -218,14 +232,19 @@ class PredictApi(Construct):
                 max_age=Duration.minutes(5),
             ),
         )
-        # Answers API Gateway makes itself (bad body, throttled, missing key, 5xx) carry CORS too.
-        for response_type in (apigw.ResponseType.DEFAULT_4_XX, apigw.ResponseType.DEFAULT_5_XX):
+        # Answers API Gateway makes itself (bad body, throttled, missing key, 5xx) carry CORS too; a refused
+        # body also says what a body must be.
+        # Keyed by the type's name: jsii hands out a new ResponseType object on every access.
+        templates = {"BAD_REQUEST_BODY": {"application/json": bad_body_template(max_records=max_records)}}
+        for response_type in (apigw.ResponseType.DEFAULT_4_XX, apigw.ResponseType.DEFAULT_5_XX,
+                              apigw.ResponseType.BAD_REQUEST_BODY):
             self.api.add_gateway_response(
                 f"Cors{response_type.response_type}",
                 type=response_type,
                 response_headers={
                     "Access-Control-Allow-Origin": f"'{origins[0] if len(origins) == 1 else '*'}'"
                 },
+                templates=templates.get(response_type.response_type),
             )
 
         model = self.api.add_model(

@@ -278,7 +278,7 @@ def test_cors_is_on_the_preflight_and_on_the_gateways_own_errors(dev: Synth) -> 
             ),
         },
     )
-    for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
+    for response_type in ("DEFAULT_4XX", "DEFAULT_5XX", "BAD_REQUEST_BODY"):
         template.has_resource_properties(
             "AWS::ApiGateway::GatewayResponse",
             {
@@ -286,6 +286,18 @@ def test_cors_is_on_the_preflight_and_on_the_gateways_own_errors(dev: Synth) -> 
                 "ResponseParameters": {"gatewayresponse.header.Access-Control-Allow-Origin": "'*'"},
             },
         )
+
+
+def test_a_body_the_validator_refuses_is_told_what_a_body_must_be(dev: Synth) -> None:
+    # Given the synthesized gateway response for a body the request validator refuses
+    found = [r["Properties"] for r in dev.templates[SERVING].find_resources("AWS::ApiGateway::GatewayResponse").values()
+             if r["Properties"]["ResponseType"] == "BAD_REQUEST_BODY"]
+    assert len(found) == 1
+    # Then its body is the gateway's JSON shape, naming the deployed record bound and the refused wrappers
+    answer = json.loads(found[0]["ResponseTemplates"]["application/json"])
+    assert set(answer) == {"message"}, "the gateway's shape: capacity/classify.py tells origins apart by it"
+    assert f"1 to {ENVIRONMENTS['dev'].max_records} records" in answer["message"]
+    assert all(wrapper in answer["message"] for wrapper in ("instances", "dataframe_records", "dataframe_split"))
 
 
 # AWS, "Alarms and logs for tracking metrics from serverless endpoints": the exhaustive list of what a serverless
