@@ -9,7 +9,7 @@ Four changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per 
   in the kernel's buffer (peeked, not read), or ``STREAMING_BYTES`` of it are there (a large body that is
   arriving); meanwhile other connections are served. A connection whose request is not ready within
   ``READ_TIMEOUT_S`` gets a JSON 408 and is closed, and reads of a request being served time out after the
-  same. This is what the buffering proxy gunicorn's documentation asks for in front of sync workers does.
+  same. A request declaring a body over the app's limit is served at once: the app answers 413 unread. This is what the buffering proxy gunicorn's documentation asks for in front of sync workers does.
 - **SIGTERM drains.** gunicorn's sync worker exits after its current request, and the connections queued
   in the listen backlog are reset when the last process closes the socket. Here the worker first accepts
   and answers every connection already queued, within the graceful timeout.
@@ -49,8 +49,12 @@ READ_PIECE = 1024 * 1024
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*(\d+)[ \t]*\r?\n")
 
 
-def request_ready(peeked: bytes) -> bool:
-    """Whether the bytes peeked from a connection hold a whole request, or enough to start reading it."""
+def request_ready(peeked: bytes, max_body: int | None = None) -> bool:
+    """Whether the bytes peeked from a connection hold a whole request, or enough to start reading it.
+
+    A Content-Length over ``max_body`` (the app's limit) is ready at once: the app refuses it with 413
+    without reading a byte of it, so there is nothing to wait for.
+    """
     if len(peeked) >= STREAMING_BYTES:
         return True
     match = re.search(rb"\r?\n\r?\n", peeked)
@@ -61,7 +65,8 @@ def request_ready(peeked: bytes) -> bool:
         return True
     length = _CONTENT_LENGTH.search(head)
     if length is not None:
-        return len(peeked) >= match.end() + int(length.group(1))
+        declared = int(length.group(1))
+        return len(peeked) >= match.end() + declared or (max_body is not None and declared > max_body)
     if b"\ntransfer-encoding:" in head:
         return peeked.endswith(b"0\r\n\r\n")  # the last chunk (trailers are not sent by our clients)
     return True
@@ -190,7 +195,7 @@ class Worker(SyncWorker):
             return False
         except OSError:
             peeked = b""  # reset by the peer: handle() closes it quietly
-        if peeked and not request_ready(peeked):
+        if peeked and not request_ready(peeked, self._max_body()):
             return False
         if waited:
             del self.waiting[client]
@@ -226,6 +231,9 @@ class Worker(SyncWorker):
             self._serve(accepting=False, wait_s=0.05)
         for client in list(self.waiting):
             client.close()
+
+    def _max_body(self) -> int | None:
+        return getattr(self.wsgi, "config", {}).get("MAX_CONTENT_LENGTH")
 
     def _trace_headers(self) -> dict[str, str]:
         return dict(getattr(self.wsgi, "config", {}).get("TRACE_HEADERS") or {})

@@ -16,6 +16,7 @@ from serving.predictor import Predictor
 from serving.worker import READ_PIECE, READ_TIMEOUT_S, STREAMING_BYTES, LargeReads, request_ready
 from tests.serving.serving_helpers import METADATA, Server, sample_records, start_server
 
+MAX_BODY = 6 * 1024 * 1024  # the launcher's default (serving/serve), which the module's server runs with
 POST_HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
 
@@ -51,6 +52,13 @@ def _exchange(server: Server, data: bytes) -> tuple[int, dict[str, str], bytes]:
 ])
 def test_a_request_is_dispatched_once_it_has_arrived(peeked: bytes, ready: bool) -> None:
     assert request_ready(peeked) is ready
+
+
+def test_a_body_declared_over_the_limit_is_dispatched_at_once_to_be_refused() -> None:
+    declared_big = POST_HEAD + b"Content-Length: 1000000000\r\n\r\n{}"
+    assert request_ready(declared_big, max_body=MAX_BODY) is True
+    assert request_ready(declared_big) is False  # no limit known: wait for the body as before
+    assert request_ready(POST_HEAD + f"Content-Length: {MAX_BODY}\r\n\r\n{{}}".encode(), max_body=MAX_BODY) is False
 
 
 # --- one server for the rest of the module ------------------------------------------------------------------
@@ -112,6 +120,20 @@ def test_a_request_that_never_arrives_gets_a_json_408(served: Server) -> None:
         assert code == 408, body
         assert headers["Content-Type"] == "application/json" and json.loads(body)["error"]
     assert requests.get(f"{served.url}/ping", timeout=5).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_body_declared_over_the_limit_is_refused_at_once_not_waited_for(served: Server) -> None:
+    # Given a client that declares a body far over the limit and sends two bytes of it
+    with _connect(served) as sock:
+        sock.settimeout(READ_TIMEOUT_S / 2)  # waiting for the body would time this out first
+        sock.sendall(POST_HEAD + b"Content-Length: 1000000000\r\n\r\n{}")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    # Then the answer is the app's 413 in the API's error shape, before the read timeout
+    assert answer.split(b" ", 2)[1] == b"413", answer[:300]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
 
 
 # --- large bodies ----------------------------------------------------------------------------------------
