@@ -154,6 +154,9 @@ def decode_csv(body: bytes, schema: Schema) -> list[dict[str, Any]]:
                     record[name] = None
                 elif numeric:
                     try:
+                        # Python's float() also reads "7_3" and non-ASCII digits ("７３") as 73: not numbers here.
+                        if not cell.isascii() or "_" in cell:
+                            raise ValueError(cell)
                         record[name] = float(cell)
                     except ValueError:
                         raise DecodeError(f"expected a number, got '{cell}'", field=name, row=row) from None

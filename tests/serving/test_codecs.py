@@ -61,3 +61,18 @@ def test_malformed_json_and_bad_utf8_are_decode_errors(predictor: Predictor) -> 
 def test_json_answers_parse_back_to_the_exact_predictions() -> None:
     predictions = [64.20693969726562, 1e-05, 1e16, -0.0, 71.5]
     assert json.loads(codecs.encode(codecs.JSON, predictions)) == {"predictions": predictions}
+
+
+@pytest.mark.parametrize("cell", ["7_3", "\uff17\uff13", "\u0667\u0663", "1_000.5"],
+                         ids=["underscore", "full-width", "arabic-indic", "grouped"])
+def test_a_csv_number_is_ascii_digits_not_whatever_python_float_reads(predictor: Predictor, cell: str) -> None:
+    # Given one CSV row in schema order whose Attendance is something Python's float() would read as a number
+    record = sample_records(rows=1, seed=3)[0][0]
+    names = predictor.schema.names
+    cells = ["" if record[n] is None else str(record[n]) for n in names]
+    assert codecs.decode_csv(",".join(cells).encode(), predictor.schema)[0]["Attendance"] == float(record["Attendance"])
+    cells[names.index("Attendance")] = cell
+    # When it is decoded, then the cell is refused by name, as a JSON string would be
+    with pytest.raises(SchemaError) as err:
+        codecs.decode_csv(",".join(cells).encode(), predictor.schema)
+    assert (err.value.field, err.value.row) == ("Attendance", 0) and "expected a number" in str(err.value)
