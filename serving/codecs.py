@@ -38,13 +38,8 @@ import orjson
 from serving import contract
 from serving.predictor import NUMERIC, Schema, SchemaError
 
-JSON = contract.JSON
-CSV = "text/csv"
-JSONLINES = "application/jsonlines"
-REQUEST_TYPES: dict[str, str] = {
-    JSON: JSON, CSV: CSV, JSONLINES: JSONLINES,
-    "application/jsonl": JSONLINES, "application/x-jsonlines": JSONLINES,
-}
+JSON, CSV, JSONLINES = contract.JSON, contract.CSV, contract.JSONLINES
+REQUEST_TYPES = contract.REQUEST_TYPES
 # orjson refuses JSON nested deeper than this (its own limit, not configurable), with "depth limit exceeded".
 MAX_DEPTH = 1024
 # Offered in this order, so "*/*" and "application/*" pick JSON.

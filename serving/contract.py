@@ -35,6 +35,14 @@ STAGE = "score"
 RESOURCE = "predict-student-score"
 ROUTE = f"/{RESOURCE}"
 JSON = "application/json"
+CSV = "text/csv"
+JSONLINES = "application/jsonlines"
+# The request media types the container reads (serving/codecs.py), each to the format it names. The API takes
+# JSON only: the Lambda refuses the others with 415 rather than misreading them as JSON.
+REQUEST_TYPES: dict[str, str] = {
+    JSON: JSON, CSV: CSV, JSONLINES: JSONLINES,
+    "application/jsonl": JSONLINES, "application/x-jsonlines": JSONLINES,
+}
 MAX_RECORDS = 100
 # ``{"instances": [...]}``, MLflow's ``{"dataframe_records": [...]}`` and ``{"dataframe_split": {...}}``.
 BATCH_WRAPPERS = ("instances", "dataframe_records", "dataframe_split")

@@ -19,7 +19,8 @@ RECORD = {"Hours_Studied": 23, "Attendance": 84, "Gender": "Male"}
 ORIGIN = "https://example.org"
 
 
-def call(body: Any, *, method: str = "POST", path: str = handler.ROUTE) -> dict[str, Any]:
+def call(body: Any, *, method: str = "POST", path: str = handler.ROUTE,
+         content_type: str = "application/json") -> dict[str, Any]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     event = proxy_event(
         method=method,
@@ -27,7 +28,7 @@ def call(body: Any, *, method: str = "POST", path: str = handler.ROUTE) -> dict[
         query="",
         body=raw,
         source_ip="127.0.0.1",
-        headers={"Content-Type": "application/json", "Origin": ORIGIN},
+        headers={"Content-Type": content_type, "Origin": ORIGIN},
     )
     result = handler.lambda_handler(event, LambdaContext())
     result["json"] = json.loads(result["body"]) if result.get("body") else None
@@ -104,6 +105,32 @@ def test_bodies_that_can_never_be_valid_are_refused_before_the_endpoint(
     assert result["json"]["request_id"]
     assert handler_env.requests == [], "a refused body must not reach the endpoint"
     assert_cors(result)
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("text/csv", b"23,84,Male\n"), ("Text/CSV; charset=utf-8", b"23,84,Male\n"),
+    ("application/jsonlines", b'{"Hours_Studied": 23}\n{"Hours_Studied": 9}\n'),
+    ("text/csv", json.dumps(RECORD).encode()),
+])
+def test_a_body_declared_as_a_format_only_the_container_reads_is_refused_with_415(
+    handler_env: StubRuntime, content_type: str, body: bytes
+) -> None:
+    # Given a body declared as CSV or JSON Lines (formats the container reads, the API does not)
+    result = call(body, content_type=content_type)
+    # Then it is refused by type, not misread as JSON, and never reaches the endpoint
+    assert result["statusCode"] == 415
+    assert content_type.split(";")[0].lower() in result["json"]["error"] and "application/json" in result["json"]["error"]
+    assert handler_env.requests == []
+    assert_cors(result)
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "text/plain",
+                                          "application/x-www-form-urlencoded", ""])
+def test_a_json_body_under_any_other_type_is_read_as_json(handler_env: StubRuntime, content_type: str) -> None:
+    # curl -d sends a form type, and the body is the API's contract
+    result = call(RECORD, content_type=content_type)
+    assert result["statusCode"] == 200, result["json"]
+    assert len(handler_env.requests) == 1
 
 
 def test_an_oversize_body_is_refused_with_413(

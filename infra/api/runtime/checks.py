@@ -37,6 +37,20 @@ def request_text(event: dict[str, Any]) -> str | tuple[int, str]:
     return body
 
 
+def check_content_type(event: dict[str, Any]) -> tuple[int, str] | None:
+    """``(415, message)`` when the body is declared as a format the container reads but the API does not.
+
+    The API takes JSON. A CSV or JSON Lines body would otherwise be misread as JSON ("not valid JSON"); any
+    other type, or none, is read as JSON, as the body is the contract (``curl -d`` sends a form type).
+    """
+    headers = event.get("headers") or {}
+    declared = next((str(v) for k, v in headers.items() if str(k).lower() == "content-type"), "")
+    media_type = declared.split(";", 1)[0].strip().lower()
+    if media_type != contract.JSON and media_type in contract.REQUEST_TYPES:
+        return 415, f"unsupported Content-Type '{media_type}': the API takes JSON (application/json) only"
+    return None
+
+
 def check_body(raw: str | None, *, max_records: int, max_bytes: int) -> tuple[int, str] | int:
     """Check a body can be a request; return the record count, or ``(status, message)`` to refuse it."""
     if not raw:

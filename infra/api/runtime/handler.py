@@ -50,11 +50,11 @@ from botocore.exceptions import (
 # this folder is the import root; the tests and the local stand-in import the handler as a package module.
 if __package__:
     from . import capture, contract
-    from .checks import check_body, request_text
+    from .checks import check_body, check_content_type, request_text
 else:
     import capture
     import contract
-    from checks import check_body, request_text
+    from checks import check_body, check_content_type, request_text
 
 ROUTE = contract.ROUTE
 DEFAULT_MAX_RECORDS = contract.MAX_RECORDS
@@ -187,7 +187,8 @@ def _capture_refusal(response: Response, records: int | None) -> None:
 @app.post(ROUTE)
 def predict() -> Response:
     """Forward one record or a list of records to the endpoint and answer with its predictions."""
-    raw = request_text(app.current_event.raw_event)
+    event = app.current_event.raw_event
+    raw = check_content_type(event) or request_text(event)
     checked = raw if isinstance(raw, tuple) else check_body(
         raw,
         max_records=int(os.environ.get("MAX_RECORDS", DEFAULT_MAX_RECORDS)),
