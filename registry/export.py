@@ -79,6 +79,24 @@ def write_tarball(registry: Registry, mv: ModelVersion, model_dir: Path, out: Pa
         raise UserError(f"exporting version {mv.version}: metadata is not valid JSON ({err})") from None
 
 
+def check_destination(out: Path) -> None:
+    """Refuse, before anything changes, an ``out`` the tarball could not be written to.
+
+    Creates ``out``'s folder if it is missing (as writing would) and a probe file in it, removed at once.
+
+    Raises:
+        UserError: ``out`` is a folder, or its folder cannot be created or written.
+    """
+    if out.is_dir():
+        raise UserError(f"cannot write {out}: it is a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.probe."):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+
+
 def export_version(registry: Registry, mv: ModelVersion, out: Path) -> Path:
     """Download, check and pack one version; an existing ``out`` changes only if everything succeeded."""
     with tempfile.TemporaryDirectory(prefix="registry-export-") as tmp:

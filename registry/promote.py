@@ -33,7 +33,7 @@ from core.cli import UserError, run_cli
 from core.lineage import dvc_data_hash
 from core.params import Params, load_params, params_option
 from registry import gate, history, recovery
-from registry.export import write_tarball
+from registry.export import check_destination, write_tarball
 from registry.lock import promotion_lock
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
 from serving import layout
@@ -144,6 +144,9 @@ def promote(params: Params, registry: Registry, version: int | None, *, force: b
             return
         click.echo(f"version {candidate.version} already holds @{params.registry.alias}; nothing to do but the "
                    f"export ({params.export.path} holds {f'version {exported}' if exported else 'no bundle of it'})")
+        if dry_run:
+            click.echo(f"dry run: would export version {candidate.version} to {params.export.path}; nothing changed")
+            return
         with tempfile.TemporaryDirectory(prefix="registry-promote-") as tmp:
             model_dir, _ = fetch_model(registry, candidate, Path(tmp))
             _export(registry, candidate, model_dir, params.export.path)
@@ -171,6 +174,8 @@ def promote(params: Params, registry: Registry, version: int | None, *, force: b
                        + (f" and @{params.registry.previous_alias} to version {current.version}" if current else "")
                        + "; nothing changed")
             return
+        if export:
+            check_destination(params.export.path)  # before the first write, not after the aliases moved
         at = history.now()
         event = _event("promote", current, candidate, reason, verdict, decision, at)
         if journal is not None:
@@ -218,6 +223,8 @@ def rollback(params: Params, registry: Registry, *, dry_run: bool, reason: str |
             click.echo(f"dry run: would move @{alias} from version {current.version} to version {target.version} "
                        f"and @{previous_alias} to version {current.version}; nothing changed")
             return
+        if export:
+            check_destination(params.export.path)
         event = _event("rollback", current, target, reason, scores, "rollback", history.now())
         if journal is not None:
             journal(_plan(registry, params, event, export))

@@ -175,3 +175,42 @@ def test_conflicting_or_invalid_options_are_usage_errors(store, capsys, argv):
 def test_missing_params_file(store, tmp_path, capsys):
     assert export.main(["--params", str(tmp_path / "nope.yaml")]) == 1
     assert "file not found" in _one_line(capsys.readouterr().err)
+
+
+def _with_export_path(store, tmp_path, path) -> list[str]:
+    raw = yaml.safe_load(store.params_file.read_text())
+    raw["export"]["path"] = str(path)
+    params_file = tmp_path / "params-export.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    return ["--params", str(params_file)]
+
+
+@pytest.mark.parametrize("action", ["promote", "rollback"])
+def test_an_export_path_that_cannot_be_written_is_refused_before_any_alias_moves(store, tmp_path, capsys, action):
+    # Given production and previous set, and an export path that is a folder
+    assert promote.main(store.args("--version", store.good[0], "--no-export")) == 0
+    assert promote.main(store.args("--version", store.good[1], "--no-export", "--force")) == 0
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    before = store.snapshot()
+    capsys.readouterr()
+    # When a promotion or a rollback would export there
+    argv = ["--version", store.weak, "--force"] if action == "promote" else ["--rollback"]
+    assert promote.main([*_with_export_path(store, tmp_path, folder), *argv]) == 1
+    # Then it is refused in one line and nothing changed: aliases, gate tags, history
+    assert f"cannot write {folder}: it is a directory" in _one_line(capsys.readouterr().err)
+    assert store.snapshot() == before
+    assert list(folder.iterdir()) == []
+
+
+def test_a_dry_run_of_the_version_already_in_production_writes_no_tarball(store, capsys):
+    # Given production set without an export (so the tarball is missing)
+    assert promote.main(store.args("--version", store.good[0], "--no-export")) == 0
+    path = store.params.export.path
+    assert not path.exists()
+    capsys.readouterr()
+    # When a dry run names that version, then it says what it would do and writes nothing
+    assert promote.main(store.args("--version", store.good[0], "--dry-run")) == 0
+    assert "dry run: would export" in capsys.readouterr().out
+    assert not path.exists()
+    assert not path.parent.exists() or not any(path.parent.glob(f".{path.name}*")), "no temp file either"
