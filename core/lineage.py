@@ -19,7 +19,7 @@ def dvc_data_hash(data_path: Path | None = None, dvc_file: Path = Path("data.dvc
     file outside the tracked folder is identified by its own content, ``md5:<hex>``.
 
     Raises:
-        UserError: ``data_path`` differs from what ``data.dvc`` records.
+        UserError: ``data_path`` cannot be read, or differs from what ``data.dvc`` records.
     """
     try:
         out = yaml.safe_load(Path(dvc_file).read_text(encoding="utf-8"))["outs"][0]
@@ -29,8 +29,14 @@ def dvc_data_hash(data_path: Path | None = None, dvc_file: Path = Path("data.dvc
     if data_path is None:
         return recorded or "untracked"
     data_path = Path(data_path)
-    with data_path.open("rb") as handle:  # streamed: a big table is never held whole just to hash it
-        actual = hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+    try:
+        with data_path.open("rb") as handle:  # streamed: a big table is never held whole just to hash it
+            actual = hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+    except FileNotFoundError:
+        raise UserError(f"{data_path}: data file not found (run `dvc pull`, or set data.path in params.yaml)"
+                        ) from None
+    except OSError as err:  # a folder, no permission
+        raise UserError(f"{data_path}: cannot read the data file ({err.strerror or err})") from None
     inside = tracked is not None and data_path.resolve().is_relative_to(tracked.resolve())
     if not inside:
         return f"md5:{actual}"

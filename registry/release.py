@@ -49,7 +49,10 @@ def gate(params_file: Path, version: int | None, *, force: bool) -> str:
               help="Where to write the accepted candidate's version number.")
 def cli(params_file: Path, version: int | None, force: bool, out: Path) -> None:
     tracking.quiet_mlflow()
-    out.unlink(missing_ok=True)
+    try:
+        out.unlink(missing_ok=True)  # a stale number must never outlive a refusal
+    except OSError as err:  # a file where a folder of the path should be, no permission
+        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
     candidate = gate(params_file, version, force=force)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from registry import export, promote
+from registry import export, promote, release
 
 # Every test here uses the session's real training and MLflow store.
 pytestmark = pytest.mark.slow
@@ -214,3 +214,30 @@ def test_a_dry_run_of_the_version_already_in_production_writes_no_tarball(store,
     assert "dry run: would export" in capsys.readouterr().out
     assert not path.exists()
     assert not path.parent.exists() or not any(path.parent.glob(f".{path.name}*")), "no temp file either"
+
+
+@pytest.mark.parametrize("data", ["missing.csv", "a-folder"])
+@pytest.mark.parametrize("command", ["promote", "release"])
+def test_a_data_file_that_cannot_be_read_is_one_line(store, tmp_path, capsys, command, data):
+    # Given params whose data file is missing (a fresh clone before dvc pull) or is a folder
+    (tmp_path / "a-folder").mkdir()
+    raw = yaml.safe_load(store.params_file.read_text())
+    raw["data"]["path"] = str(tmp_path / data)
+    params_file = tmp_path / "params-data.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    before = store.snapshot()
+    out = tmp_path / "release" / "version.txt"
+    # When the gate runs on it
+    argv = ["--params", str(params_file), *(["--dry-run"] if command == "promote" else ["--out", str(out)])]
+    code = promote.main(argv) if command == "promote" else release.main(argv)
+    # Then one line names the file, and nothing changed or was written
+    assert code == 1
+    err = _one_line(capsys.readouterr().err)
+    assert str(tmp_path / data) in err and ("data file not found" in err or "cannot read the data file" in err)
+    assert store.snapshot() == before and not out.exists()
+
+
+def test_a_release_out_path_under_a_file_is_one_line(store, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    assert release.main(store.args("--out", str(tmp_path / "a-file" / "version.txt"))) == 1
+    assert "cannot write" in _one_line(capsys.readouterr().err)
