@@ -35,6 +35,10 @@ class Range(_Frozen):
         return self
 
 
+# numpy, scikit-learn and Optuna take seeds in [0, 2**32).
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+
 class Choices(_Frozen):
     choices: Annotated[list[str], Field(min_length=1)]
 
@@ -47,6 +51,25 @@ BOOSTER_PARAMETERS = {
                "max_leaves", "max_delta_step"},
     "gblinear": {"learning_rate", "reg_lambda", "reg_alpha"},
 }
+
+
+# Each parameter's valid values, from XGBoost's documentation ("XGBoost Parameters", parameter.rst): (low,
+# high, whether low itself is excluded). A range outside them would fail inside a trial, after MLflow logged.
+INF = float("inf")
+PARAMETER_BOUNDS = {
+    "learning_rate": (0.0, 1.0, False), "max_depth": (0.0, INF, False), "min_child_weight": (0.0, INF, False),
+    "subsample": (0.0, 1.0, True), "colsample_bytree": (0.0, 1.0, True), "colsample_bylevel": (0.0, 1.0, True),
+    "colsample_bynode": (0.0, 1.0, True), "reg_lambda": (0.0, INF, False), "reg_alpha": (0.0, INF, False),
+    "gamma": (0.0, INF, False), "max_bin": (2.0, INF, False), "max_leaves": (0.0, INF, False),
+    "max_delta_step": (0.0, INF, False),
+}
+
+
+def _outside(name: str, space: Range) -> str | None:
+    low, high, open_low = PARAMETER_BOUNDS[name]
+    if space.low < low or (open_low and space.low == low) or space.high > high:
+        return f"{name} {space.low:g}..{space.high:g} is outside XGBoost's {'(' if open_low else '['}{low:g}, {high:g}]"
+    return None
 
 
 class SearchSpace(_Frozen):
@@ -63,6 +86,9 @@ class SearchSpace(_Frozen):
             stray = sorted(set(getattr(self, booster)) - allowed)
             if stray:
                 raise ValueError(f"{booster}: unknown XGBoost parameter(s) {stray}; known: {sorted(allowed)}")
+            for name, space in getattr(self, booster).items():
+                if problem := _outside(name, space):
+                    raise ValueError(f"{booster}: {problem}")
         return self
 
 
@@ -70,7 +96,7 @@ class DataParams(_Frozen):
     path: Path
     target: Annotated[str, Field(min_length=1)]
     test_size: Annotated[float, Field(gt=0, lt=1)]
-    split_seed: int
+    split_seed: Seed
     ignore: tuple[Annotated[str, Field(min_length=1)], ...]
     max_categories: Annotated[int, Field(ge=2)]
 
@@ -94,7 +120,7 @@ class MlflowParams(_Frozen):
 
 
 class TrainParams(_Frozen):
-    seed: int
+    seed: Seed
     n_trials: Annotated[int, Field(ge=1)]
     timeout_s: Annotated[float, Field(gt=0)]
     cv_folds: Annotated[int, Field(ge=2, le=20)]

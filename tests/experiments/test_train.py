@@ -288,6 +288,29 @@ def test_malformed_params_are_one_line(workdir: Path, sample_csv: Path, capsys, 
     assert _registered_versions(workdir) == []
 
 
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("gbtree", "subsample", {"low": 1.5, "high": 2.0}, "gbtree: subsample 1.5..2 is outside XGBoost's (0, 1]"),
+    ("gbtree", "colsample_bytree", {"low": 0.0, "high": 1.0}, "colsample_bytree 0..1 is outside XGBoost's (0, 1]"),
+    ("gblinear", "learning_rate", {"low": 0.5, "high": 2.0}, "learning_rate 0.5..2 is outside XGBoost's [0, 1]"),
+    ("gbtree", "reg_alpha", {"low": -1.0, "high": 1.0}, "reg_alpha -1..1 is outside XGBoost's [0, inf]"),
+    ("train", "seed", -1, "train.seed: Input should be greater than or equal to 0"),
+    ("data", "split_seed", 2**32, "data.split_seed: Input should be less than 4294967296"),
+])
+def test_values_xgboost_or_numpy_would_refuse_are_one_line_before_mlflow(workdir: Path, sample_csv: Path, capsys,
+                                                                         section, key, value, message) -> None:
+    # Given params with a search range XGBoost refuses, or a seed numpy refuses
+    raw = yaml.safe_load(write_params(workdir, sample_csv, train=FAST_TRAIN).read_text())
+    target = raw[section] if section in ("train", "data") else raw["train"]["search_space"][section]
+    target[key] = value
+    params_file = workdir / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    # When training starts, then it stops in one line before MLflow records anything
+    assert train_module.main(["--params", str(params_file)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (workdir / "mlflow.db").exists(), "nothing logged, not even a failed run"
+
+
 def test_the_stopwatch_adds_up_each_part_and_refuses_a_part_inside_another() -> None:
     clock = train_module.Stopwatch()
     for _ in range(2):
