@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from core.cli import UserError
 from core.params import Params, SearchSpace
 from experiments import cv
 
@@ -43,20 +44,44 @@ WORKER_ATTR = "worker"
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """``journal:PATH`` is Optuna's journal file (one person, several local processes); anything else is a
-    SQLAlchemy URL of an RDB storage with heartbeats, e.g. ``postgresql+psycopg://...`` for a team."""
+    SQLAlchemy URL of an RDB storage with heartbeats, e.g. ``postgresql+psycopg://...`` for a team.
+
+    Raises:
+        UserError: the journal's folder cannot be used, or the URL is malformed, its driver is missing or the
+            database cannot be reached (the password is never shown).
+    """
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            backend = optuna.storages.journal.JournalFileBackend(str(path))
+        except OSError as err:
+            raise UserError(f"Optuna storage {url}: cannot use {path} ({err.strerror or err})") from None
         return optuna.storages.JournalStorage(backend)
+    import sqlalchemy.exc  # the RDB storage imports SQLAlchemy anyway; a journal never does
+
     # pre_ping: a worker outlives a database restart or a dropped idle connection instead of failing a trial.
     engine = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    with warnings.catch_warnings():
-        # Heartbeats have been "experimental" since Optuna 2.8; the warning would print on every worker start.
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+    try:
+        with warnings.catch_warnings():
+            # Heartbeats have been "experimental" since Optuna 2.8; the warning would print on every worker start.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise UserError(f"Optuna storage {_shown(url)}: {reason}") from None
+
+
+def _shown(url: str) -> str:
+    """A storage URL fit for an error message: its password masked, or only its scheme if it does not parse."""
+    import sqlalchemy.engine
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - any URL SQLAlchemy cannot read is shown by its scheme alone
+        return f"{url.split(':', 1)[0]}:..." if ":" in url else repr(url[:40])
 
 
 def _sampler(seed: int | None, startup_trials: int) -> optuna.samplers.BaseSampler:
@@ -67,11 +92,15 @@ def _pruner(startup_trials: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=1)
 
 
-def make_study(*, name: str, storage: str, seed: int, startup_trials: int) -> optuna.Study:
-    """Create or join the study ``name``: a seeded TPE sampler and a median pruner over CV folds."""
+def make_study(*, name: str, storage: str | optuna.storages.BaseStorage, seed: int,
+               startup_trials: int) -> optuna.Study:
+    """Create or join the study ``name``: a seeded TPE sampler and a median pruner over CV folds.
+
+    ``storage`` is a URL (see ``make_storage``) or a storage already made from one.
+    """
     return optuna.create_study(
         study_name=name,
-        storage=make_storage(storage),
+        storage=make_storage(storage) if isinstance(storage, str) else storage,
         direction="minimize",
         sampler=_sampler(seed, startup_trials),
         pruner=_pruner(startup_trials),

@@ -140,6 +140,8 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
                                   startup_trials=params.train.pruner_startup_trials)
         return _search_and_log(Job(params, data, study, search.has_heartbeat(url), run=None), Stopwatch())
 
+    # The study's storage first: one that cannot be used stops the stage before MLflow records anything.
+    store = search.make_storage(url)
     # Everything MLflow costs is on this clock, setting up included: MLflow imports its SQL store on first use.
     clock = Stopwatch()
     uri = tracking.tracking_uri(params.mlflow.tracking_uri)
@@ -150,7 +152,7 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
         except mlflow.exceptions.MlflowException as err:
             raise UserError(f"MLflow tracking store {uri}: {str(err).splitlines()[0]}") from None
         client = MlflowClient(uri)
-    study = search.make_study(name=sname, storage=url, seed=params.train.seed,
+    study = search.make_study(name=sname, storage=store, seed=params.train.seed,
                               startup_trials=params.train.pruner_startup_trials)
     with clock.part(SET_UP):
         parent_id = parent_run.live_run(client, study.user_attrs.get(search.PARENT_RUN_ATTR))
