@@ -15,7 +15,8 @@ import click
 import numpy as np
 import pandas as pd
 
-from core.cli import run_cli
+from core.cli import UserError, run_cli
+from core.files import replace_atomically
 
 NOISE_SD = 2.0
 DEFAULT_ROWS = 6607
@@ -121,13 +122,17 @@ def irreducible_rmse() -> float:
 
 @click.command(help="Write the synthetic sample table as CSV.")
 @click.option("--rows", type=click.IntRange(min=1), default=DEFAULT_ROWS, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=42, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("data/student_performance.csv"), show_default=True)
 def cli(rows: int, seed: int, out: Path) -> None:
     frame = generate(rows, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False, lineterminator="\n")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # All at once: the default --out is the DVC-tracked table, never to be left cut off mid-row.
+        replace_atomically(out, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    except OSError as err:
+        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
     click.echo(f"wrote {len(frame)} rows to {out}")
 
 

@@ -14,10 +14,8 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 import yaml
 
 from core.cli import UserError
+from core.files import replace_atomically
 
 LEDGER_SUFFIX = ".requests.csv"
 
@@ -106,20 +105,6 @@ def _row(record: Mapping[str, Any], label: float, header: Sequence[str], numeric
     return cells
 
 
-def _replace(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any], float]], *, root: Path) -> Appended:
     """Append labelled capture records to ``table`` and ``dvc add`` its folder.
 
@@ -159,11 +144,11 @@ def append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any],
         return result
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
-    _replace(table, raw + (b"" if raw.endswith(b"\n") else b"\n") + out.getvalue().encode("utf-8"))
+    replace_atomically(table, raw + (b"" if raw.endswith(b"\n") else b"\n") + out.getvalue().encode("utf-8"))
     lines = ledger.read_text(encoding="utf-8") if ledger.is_file() else "request_id,row\n"
     extra = io.StringIO()
     csv.writer(extra, lineterminator="\n").writerows(keys)
-    _replace(ledger, (lines + extra.getvalue()).encode("utf-8"))
+    replace_atomically(ledger, (lines + extra.getvalue()).encode("utf-8"))
     result.rows = len(rows)
     done = subprocess.run([sys.executable, "-m", "dvc", "add", tracked], cwd=root, capture_output=True, text=True,
                           check=False)
