@@ -10,7 +10,6 @@ S3 is read with boto3's default credentials (``AWS_PROFILE``, an OIDC role, ``AW
 
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 from collections.abc import Iterator
@@ -86,6 +85,7 @@ class Captured:
     refusals: list[dict[str, Any]] = field(default_factory=list)
     files: int = 0
     bad_lines: int = 0
+    damaged_files: int = 0  # cut off or corrupt part-way: the records after the damage are lost
 
 
 def _partition_values(key: str) -> dict[str, str]:
@@ -105,10 +105,23 @@ def _wanted(key: str, *, model: str | None, version: str | None, days: tuple[str
     return day is None or ((days[0] is None or day >= days[0]) and (days[1] is None or day <= days[1]))
 
 
-def _text(data: bytes) -> str:
-    if data[:2] == b"\x1f\x8b":  # Firehose's GZIP output (its objects end in .gz, moto's and ours in nothing)
-        data = gzip.decompress(data)
-    return data.decode("utf-8")
+def _lines(data: bytes) -> tuple[list[bytes], bool]:
+    """A capture file's lines, and whether the file is damaged (a gzip stream cut off or corrupt part-way).
+
+    What decompresses before the damage is kept, less its last, possibly cut, line: one damaged object loses
+    the records after the damage, not all of them.
+    """
+    if data[:2] != b"\x1f\x8b":  # Firehose's GZIP output (its objects end in .gz, moto's and ours in nothing)
+        return data.splitlines(), False
+    inflate = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+    try:
+        text = inflate.decompress(data)
+    except zlib.error:
+        return [], True
+    if inflate.eof and not inflate.unused_data:
+        return text.splitlines(), False
+    complete, _, _ = text.rpartition(b"\n")
+    return complete.splitlines(), True
 
 
 def _local_files(root: Path) -> Iterator[tuple[str, bytes]]:
@@ -159,12 +172,14 @@ def read_captures(source: str | Path, *, window: Window, model: str | None = Non
     captured = Captured()
     for _, data in files:
         captured.files += 1
-        try:
-            lines = _text(data).splitlines()
-        except (OSError, EOFError, zlib.error, UnicodeDecodeError):
-            captured.bad_lines += 1
-            continue
-        for line in lines:
+        lines, damaged = _lines(data)
+        captured.damaged_files += damaged
+        for raw in lines:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:  # one bad byte costs its own line, not the file
+                captured.bad_lines += 1
+                continue
             if line.strip():
                 _keep(captured, line, window=window, model=model, version=version)
     return captured

@@ -105,13 +105,17 @@ def cli(params_file: Path, source: str | None, since: str | None, until: str | N
     registry = None if no_tracking else open_registry(params)
     records = [r for r in captured.predictions if str(r.get("model_version")) == version]
     context = {"model": {"name": params.model.name, "version": version or None}, "window": window.bounds(),
-               "source": source, "files": captured.files, "unreadable_lines": captured.bad_lines}
+               "source": source, "files": captured.files, "unreadable_lines": captured.bad_lines,
+               "damaged_files": captured.damaged_files}
     if not version:
         # Nothing answered in the window, so there is no version (and no profile) to compare with.
         summary = context | {"verdict": analysis.NOT_ENOUGH, "records": 0, "refused_requests": len(captured.refusals),
                              "alarms": []}
         write_summary(summary, out)
+        for stale in (out / REPORT_FILE, out / FIGURE_FILE):  # an earlier window's report must not stand for this one
+            stale.unlink(missing_ok=True)
         click.echo(f"{params.model.name}: no predicted records in {window.label()} at {source}: not enough data")
+        _echo_skipped(summary)
         return OK
     if profile is None:
         profile = registry.profile(version)
@@ -136,9 +140,15 @@ def _echo(summary: dict[str, Any], out: Path) -> None:
                f"{summary['records']} records, {summary['refused_requests']} refused requests: {summary['verdict']}")
     for alarm in summary["alarms"]:
         click.echo(f"  {alarm}")
+    _echo_skipped(summary)
+    click.echo(f"report: {out / REPORT_FILE}")
+
+
+def _echo_skipped(summary: dict[str, Any]) -> None:
     if summary["unreadable_lines"]:
         click.echo(f"  {summary['unreadable_lines']} unreadable capture line(s) skipped")
-    click.echo(f"report: {out / REPORT_FILE}")
+    if summary["damaged_files"]:
+        click.echo(f"  {summary['damaged_files']} capture file(s) cut off or corrupt: records after the damage are lost")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -200,3 +200,56 @@ def test_refusals_are_counted_though_they_name_no_model(tmp_path: Path, params_f
                "--no-tracking") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["refused_requests"] == 3 and summary["requests"] == 53
+
+
+def _partition(root: Path) -> Path:
+    folder = root / "capture" / "model=student-score" / "version=3" / "dt=2025-12-01"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_a_cut_off_gzip_object_keeps_its_records_before_the_damage_and_says_so(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a Firehose object of 700 records cut off at 60% of its bytes
+    whole = gzip.compress(b"".join(contract.capture_line(c) for c in capture_window(live.iloc[:700])))
+    (_partition(tmp_path / "bucket") / "part-0.gz").write_bytes(whole[: len(whole) * 6 // 10])
+    out = tmp_path / "r"
+    # When drift reads it
+    code = run(params_file, "--capture", str(tmp_path / "bucket"), "--profile", str(model_tarball), "--out",
+               str(out), "--no-tracking")
+    # Then the records before the damage count, the file is reported damaged, and the job still answers
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 0 and 0 < summary["records"] < 700, summary["records"]
+    assert summary["damaged_files"] == 1
+    assert "1 capture file(s) cut off or corrupt" in capsys.readouterr().out
+
+
+def test_a_byte_that_is_not_utf8_costs_its_line_not_the_file(tmp_path: Path, params_file: Path,
+                                                            model_tarball: Path, live: pd.DataFrame) -> None:
+    lines = [contract.capture_line(c) for c in capture_window(live.iloc[:700])]
+    lines[350] = lines[350].replace(b'"record"', b'"rec\xffrd"')
+    (_partition(tmp_path / "bucket") / "part-0").write_bytes(b"".join(lines))
+    out = tmp_path / "r"
+    assert run(params_file, "--capture", str(tmp_path / "bucket"), "--profile", str(model_tarball), "--out",
+               str(out), "--no-tracking") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["records"], summary["unreadable_lines"], summary["damaged_files"]) == (699, 1, 0)
+
+
+def test_a_window_without_records_removes_an_earlier_report_from_its_folder(
+        tmp_path: Path, params_file: Path, model_tarball: Path, profile: dict, live: pd.DataFrame) -> None:
+    # Given a report of a window that had records
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:600]))
+    out = tmp_path / "r"
+    assert run(params_file, "--capture", str(folder), "--profile", str(model_tarball), "--out", str(out),
+               "--no-tracking") == 0
+    assert (out / "report.html").exists() and (out / "drift.png").exists()
+    # When a later window in the same folder has none (and a bare profile names no version: nothing to compare),
+    # then no earlier report stands beside its summary
+    bare = tmp_path / "profile.json"
+    bare.write_text(json.dumps(profile))
+    assert drift.main(["--params", str(params_file), "--since", "2026-01-01", "--until", "2026-01-02",
+                       "--capture", str(folder), "--profile", str(bare), "--out", str(out), "--no-tracking"]) == 0
+    assert json.loads((out / "summary.json").read_text())["records"] == 0
+    assert not (out / "report.html").exists() and not (out / "drift.png").exists()
