@@ -105,6 +105,27 @@ def _row(record: Mapping[str, Any], label: float, header: Sequence[str], numeric
     return cells
 
 
+def read_ledger(table: Path) -> set[tuple[str, str]]:
+    """The (request id, row) pairs already appended to ``table`` (none when it has no ledger yet).
+
+    Raises:
+        UserError: the ledger is not UTF-8 CSV with ``request_id`` and ``row`` columns (checked before any
+            other write, so a damaged ledger stops the job before it records anything).
+    """
+    ledger = ledger_path(table)
+    if not ledger.is_file():
+        return set()
+    try:
+        reader = csv.DictReader(io.StringIO(ledger.read_text(encoding="utf-8")))
+        header = reader.fieldnames or []
+        if header != ["request_id", "row"]:
+            raise UserError(f"{ledger}: the ledger's header must be request_id,row, it is {','.join(header)!r}; "
+                            f"restore it from git or DVC")
+        return {(r["request_id"], r["row"]) for r in reader}
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{ledger}: not a readable CSV ({err}); restore it from git or DVC") from None
+
+
 def append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any], float]], *, root: Path) -> Appended:
     """Append labelled capture records to ``table`` and ``dvc add`` its folder.
 
@@ -124,9 +145,7 @@ def append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any],
     if target not in header:
         raise UserError(f"{table}: no target column '{target}'")
     ledger = ledger_path(table)
-    seen = set()
-    if ledger.is_file():
-        seen = {(r["request_id"], r["row"]) for r in csv.DictReader(io.StringIO(ledger.read_text(encoding="utf-8")))}
+    seen = read_ledger(table)
     result, rows, keys = Appended(), [], []
     for record, label in labelled:
         key = (str(record["request_id"]), str(record.get("row", 0)))

@@ -11,6 +11,7 @@ S3 is read with boto3's default credentials (``AWS_PROFILE``, an OIDC role, ``AW
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -185,6 +186,14 @@ def read_captures(source: str | Path, *, window: Window, model: str | None = Non
     return captured
 
 
+def _well_formed_prediction(record: dict[str, Any]) -> bool:
+    """A prediction record the jobs can use: its input a mapping, a finite number predicted, a model version."""
+    prediction = record.get("prediction")
+    return (isinstance(record.get("record"), dict) and isinstance(prediction, int | float)
+            and not isinstance(prediction, bool) and math.isfinite(prediction)
+            and isinstance(record.get("model_version"), str | int) and not isinstance(record.get("model_version"), bool))
+
+
 def _keep(captured: Captured, line: str, *, window: Window, model: str | None, version: str | None) -> None:
     try:
         record = json.loads(line)
@@ -198,7 +207,9 @@ def _keep(captured: Captured, line: str, *, window: Window, model: str | None, v
     if not window.contains(record["time"]):
         return
     kind = record.get("kind")
-    if kind == contract.PREDICTION and isinstance(record.get("record"), dict):
+    if kind == contract.PREDICTION and not _well_formed_prediction(record):
+        captured.bad_lines += 1
+    elif kind == contract.PREDICTION:
         if (model is None or record.get("model_name") == model) and \
                 (version is None or str(record.get("model_version")) == str(version)):
             captured.predictions.append(record)

@@ -102,6 +102,8 @@ def cli(params_file: Path, labels_file: Path, source: str | None, since: str | N
     params = load_params(params_file)
     window = Window.of(since, until, default_days=None)
     given = labels.read_labels(labels_file)
+    if do_append:  # a damaged ledger stops the job before the registry or MLflow records anything
+        append.read_ledger(_table(params))
     registry = open_registry(params)
     captured = read_captures(source or str(params.monitor.capture_dir), window=window)
     joined = labels.join(given, captured.predictions, captured.refusals, model=params.model.name)
@@ -128,10 +130,13 @@ def cli(params_file: Path, labels_file: Path, source: str | None, since: str | N
     return ALARM if any(s["status"] == WORSE for s in scores.values()) else OK
 
 
+def _table(params: Params) -> Path:
+    return params.data.path if params.data.path.is_absolute() else Path.cwd() / params.data.path
+
+
 def _append(params: Params, joined: labels.Joined) -> None:
-    root = Path.cwd()
-    table = params.data.path if params.data.path.is_absolute() else root / params.data.path
-    done = append.append(table, params.data.target, joined.matched, root=root)
+    table = _table(params)
+    done = append.append(table, params.data.target, joined.matched, root=Path.cwd())
     for key, reason in done.refused:
         click.echo(f"  not appended {key}: {reason}")
     click.echo(f"appended {done.rows} new rows to {table} ({done.already} already there, "

@@ -47,7 +47,7 @@ def read_labels(path: Path) -> list[Label]:
     """Every data line of the labels CSV (line numbers as in the file, the header being line 1).
 
     Raises:
-        UserError: the file is missing, not UTF-8 CSV, or lacks a required column.
+        UserError: the file is missing, not UTF-8 CSV, lacks a required column or names one twice.
     """
     try:
         with path.open(newline="", encoding="utf-8") as handle:
@@ -56,6 +56,9 @@ def read_labels(path: Path) -> list[Label]:
             missing = [name for name in REQUIRED if name not in header]
             if missing:
                 raise UserError(f"{path}: the labels CSV needs the column(s) {missing}; it has {header}")
+            twice = sorted({name for name in header if header.count(name) > 1})
+            if twice:  # csv would keep the last of them, silently
+                raise UserError(f"{path}: the labels CSV names the column(s) {twice} more than once")
             reader.fieldnames = header
             return [Label(line=reader.line_num, request_id=(raw.get("request_id") or "").strip(),
                           row=(raw.get("row") or "0").strip(), actual=(raw.get("actual") or "").strip())

@@ -213,3 +213,45 @@ def test_records_that_do_not_fit_the_table_are_reported_not_appended(repo: Path,
     assert len(pd.read_csv(table)) == rows + 6
     assert out.count("fields differ from the table (missing ['Gender']") == 3
     assert "'Attendance' does not fit the table's numeric column" in out
+
+
+def test_a_labels_column_named_twice_is_exit_2(tmp_path: Path, store, capsys) -> None:
+    params_file, client = store
+    (tmp_path / "bucket").mkdir()
+    bad = tmp_path / "labels.csv"
+    bad.write_text("request_id,row,actual,actual\nx,0,70,90\n")
+    assert run(params_file, tmp_path, bad) == 2
+    assert "names the column(s) ['actual'] more than once" in capsys.readouterr().err
+    assert "live.status" not in client.get_model_version("student-score", "1").tags
+
+
+@pytest.mark.parametrize("damage", ["null", "text", "no-version"])
+def test_a_prediction_record_without_a_number_or_a_version_is_an_unreadable_line(
+        tmp_path: Path, store, damage: str) -> None:
+    # Given 150 labelled predictions of version 1, one of them damaged in the capture
+    params_file, client = store
+    frame = generate(150, 14)
+    captures = capture_window(frame, version="1")
+    damaged = captures[7]
+    if damage == "no-version":
+        del damaged["model_version"]
+    else:
+        damaged["prediction"] = None if damage == "null" else "abc"
+    write_capture(tmp_path / "bucket", captures)
+    # When the labels are joined, then the damaged record is left out and the rest are scored
+    assert run(params_file, tmp_path, labels_file(tmp_path, truth(captures, frame))) in (0, 1)
+    summary = json.loads((tmp_path / "out" / "feedback.json").read_text())
+    assert summary["matched"] == 149 and summary["versions"]["1"]["labels"] == 149
+
+
+def test_a_damaged_ledger_stops_append_before_anything_is_recorded(repo: Path, store, capsys) -> None:
+    params_file, client = store
+    (repo / "data" / "students.requests.csv").write_text("foo,bar\n1,2\n")
+    table = repo / "data" / "students.csv"
+    before = table.read_bytes()
+    frame = generate(120, 15)
+    captures = traffic(repo, frame, version="1")
+    assert run(params_file, repo, labels_file(repo, truth(captures, frame)), "--append") == 2
+    assert "the ledger's header must be request_id,row" in capsys.readouterr().err
+    assert table.read_bytes() == before
+    assert "live.status" not in client.get_model_version("student-score", "1").tags, "no registry tag written"
