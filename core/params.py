@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import click
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.cli import UserError
 
@@ -136,10 +137,27 @@ class TrainParams(_Frozen):
     search_space: SearchSpace
 
 
+# MLflow's rules for an alias (mlflow/utils/validation.py, _validate_model_alias_name and ..._reserved): word
+# characters and hyphens, at most 255, and neither "latest" nor "v<number>", which name versions.
+def _alias(name: str) -> str:
+    if name.lower() == "latest" or re.fullmatch(r"[vV]\d+", name):
+        raise ValueError(f"'{name}' is reserved by MLflow (it names a version)")
+    return name
+
+
+Alias = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[\w-]+$"), AfterValidator(_alias)]
+
+
 class RegistryParams(_Frozen):
-    alias: Annotated[str, Field(min_length=1)]
-    previous_alias: Annotated[str, Field(min_length=1)]
+    alias: Alias
+    previous_alias: Alias
     gate_tolerance: Annotated[float, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _two_aliases(self) -> RegistryParams:
+        if self.alias == self.previous_alias:
+            raise ValueError(f"alias and previous_alias are both '{self.alias}'; they must differ")
+        return self
 
 
 class ExportParams(_Frozen):

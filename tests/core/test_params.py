@@ -1,0 +1,35 @@
+"""params.yaml's registry section: alias names MLflow would refuse are refused at load, in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.cli import UserError
+from core.params import load_params
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("alias", "previous", "message"), [
+    ("production", "v1", "registry.previous_alias: Value error, 'v1' is reserved by MLflow"),
+    ("LATEST", "previous", "registry.alias: Value error, 'LATEST' is reserved by MLflow"),
+    ("prod uction", "previous", "registry.alias: String should match pattern"),
+    ("production", "production", "alias and previous_alias are both 'production'"),
+])
+def test_an_alias_mlflow_would_refuse_is_refused_at_load(tmp_path: Path, alias: str, previous: str,
+                                                        message: str) -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["registry"].update(alias=alias, previous_alias=previous)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError) as err:
+        load_params(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_default_aliases_load() -> None:
+    registry = load_params(ROOT / "params.yaml").registry
+    assert (registry.alias, registry.previous_alias) == ("production", "previous")
