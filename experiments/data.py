@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,15 @@ def _read_cells(path: Path) -> pd.DataFrame:
     The parser types the categories it reads: numbers become numbers (``_typed`` decides per column anyway),
     but "TRUE"/"true"/"True" would all become ``True``; such columns are read again as the text they hold.
     """
-    raw = pd.read_csv(path, dtype="category", skipinitialspace=True, index_col=False)
+    with warnings.catch_warnings():
+        # With index_col=False, pandas drops the extra values of a first data line longer than the header and
+        # only warns ("a loss of data"); any later such line is a ParserError already.
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            raw = pd.read_csv(path, dtype="category", skipinitialspace=True, index_col=False)
+        except pd.errors.ParserWarning:
+            raise pd.errors.ParserError("the first data line (line 2) has more values than the header has "
+                                        "columns") from None
     booleans = [name for name in raw.columns if ptypes.is_bool_dtype(raw[name].cat.categories)]
     if booleans:
         text = pd.read_csv(path, dtype=str, usecols=booleans, skipinitialspace=True, index_col=False)

@@ -33,6 +33,7 @@ def _csv(tmp_path: Path, text: str) -> Path:
     ("a,y\n1,2\n-inf,3\n", "feature 'a' has a non-finite number on line 3"),
     ("a,a,y\n1,2,3\n", r"duplicate column name\(s\) \['a'\]"),
     ("a,y\n1,2\n3,4,5\n", "not a readable CSV"),
+    ("a,b,y\n1,2,3,4\n5,6,7\n8,9,10\n", r"the first data line \(line 2\) has more values than the header"),
 ])
 def test_bad_tables_are_refused_in_one_line(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UserError, match=message) as err:
