@@ -50,8 +50,11 @@ class Window:
     def of(cls, since: str | None, until: str | None, *, default_days: float | None) -> Window:
         """From the command line: ``until`` defaults to now, ``since`` to ``default_days`` before it (or open)."""
         end = parse_time(until, "--until") if until else datetime.now(UTC)
-        start = parse_time(since, "--since") if since else (
-            end - timedelta(days=default_days) if default_days is not None else None)
+        try:
+            start = parse_time(since, "--since") if since else (
+                end - timedelta(days=default_days) if default_days is not None else None)
+        except OverflowError:  # a --days reaching before year 1
+            raise UserError(f"--days {default_days:g} reaches before the first date there is") from None
         if start is not None and start >= end:
             raise UserError(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) must be before --until ({end:%Y-%m-%dT%H:%M:%SZ})")
         return cls(start, end)

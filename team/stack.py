@@ -81,7 +81,11 @@ def _read_state(state_dir: Path) -> State | None:
     path = state_dir / STATE_FILE
     if not path.is_file():
         return None
-    return State(**json.loads(path.read_text(encoding="utf-8")))
+    try:
+        return State(**json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as err:  # cut off, edited, or from another version (UnicodeError: a ValueError)
+        raise UserError(f"{path} is not a team stack's state ({type(err).__name__}); stop its processes by hand "
+                        f"if any run, then delete it") from None
 
 
 def endpoints(state_dir: Path) -> Endpoints:

@@ -253,3 +253,12 @@ def test_a_window_without_records_removes_an_earlier_report_from_its_folder(
                        "--capture", str(folder), "--profile", str(bare), "--out", str(out), "--no-tracking"]) == 0
     assert json.loads((out / "summary.json").read_text())["records"] == 0
     assert not (out / "report.html").exists() and not (out / "drift.png").exists()
+
+
+def test_days_reaching_before_the_first_date_is_exit_2_naming_days(tmp_path: Path, params_file: Path,
+                                                                  model_tarball: Path, capsys) -> None:
+    (tmp_path / "bucket").mkdir()
+    assert drift.main(["--params", str(params_file), "--days", "1000000", "--capture", str(tmp_path / "bucket"),
+                       "--profile", str(model_tarball), "--no-tracking", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--days 1e+06 reaches before the first date" in err and err.count("\n") == 1, err
