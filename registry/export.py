@@ -43,11 +43,13 @@ def exported_at(mv: ModelVersion) -> str:
     if epoch:
         try:
             seconds = int(epoch)
-        except ValueError:
-            raise UserError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}") from None
-    else:
-        seconds = int(mv.creation_timestamp) // 1000
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if seconds < 0:
+                raise ValueError(epoch)
+            return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except (ValueError, OverflowError, OSError):  # not a number, before 1970, or past year 9999
+            raise UserError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970 (before year 10000), "
+                            f"got {epoch!r}") from None
+    return datetime.fromtimestamp(int(mv.creation_timestamp) // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def bundle_info(registry: Registry, mv: ModelVersion) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from core.cli import UserError
 from core.params import Params
 from serving.layout import BOOSTER_FILE, SCHEMA_FILE, ModelError
 from serving.predictor import Predictor
-from serving.profile import PROFILE_FILE
+from serving.profile import PROFILE_FILE, read_profile
 
 # Where train.py logs the booster and schema inside the registered model's directory.
 ARTIFACTS_SUBDIR = "artifacts"
@@ -108,7 +108,8 @@ def fetch_model(registry: Registry, mv: ModelVersion, workdir: Path) -> tuple[Pa
         The model folder and its loaded predictor.
 
     Raises:
-        UserError: a file is missing from the artifact store, unreadable, corrupt, or fails the self-test.
+        UserError: a file is missing from the artifact store, unreadable, corrupt (the reference profile
+            included), or fails the self-test.
     """
     what = f"version {mv.version} of '{registry.name}'"
     download = workdir / "download"
@@ -136,6 +137,8 @@ def fetch_model(registry: Registry, mv: ModelVersion, workdir: Path) -> tuple[Pa
     try:
         predictor = Predictor.from_dir(model_dir)
         predictor.self_test()
+        if (model_dir / PROFILE_FILE).is_file():  # the monitoring jobs read it from the bundle: checked here
+            read_profile(model_dir / PROFILE_FILE)
     except ModelError as err:
         # The message names a temp path; the version is what the user can act on.
         reason = str(err).replace(str(model_dir) + os.sep, "")

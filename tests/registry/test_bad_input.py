@@ -241,3 +241,23 @@ def test_a_release_out_path_under_a_file_is_one_line(store, tmp_path, capsys):
     (tmp_path / "a-file").write_text("x")
     assert release.main(store.args("--out", str(tmp_path / "a-file" / "version.txt"))) == 1
     assert "cannot write" in _one_line(capsys.readouterr().err)
+
+
+def test_a_corrupt_reference_profile_is_refused_by_export(store, damaged, capsys, existing_tarball):
+    path, digest = existing_tarball
+    damaged(store.good[0], "profile.json", b'{"format": "not a profile"}')
+    capsys.readouterr()
+    assert export.main(store.args()) == 1
+    err = _one_line(capsys.readouterr().err)
+    assert "corrupt model files" in err and "profile" in err
+    assert _sha(path) == digest
+
+
+@pytest.mark.parametrize("epoch", ["soon", "-5", "99999999999999999"])
+def test_a_source_date_epoch_that_is_no_date_is_one_line(store, monkeypatch, capsys, existing_tarball, epoch):
+    path, digest = existing_tarball
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+    capsys.readouterr()
+    assert export.main(store.args()) == 1
+    assert "SOURCE_DATE_EPOCH must be whole seconds since 1970" in _one_line(capsys.readouterr().err)
+    assert _sha(path) == digest
