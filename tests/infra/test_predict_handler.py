@@ -279,3 +279,14 @@ def test_the_client_uses_standard_retries_with_bounded_timeouts() -> None:
     assert config.retries == {"mode": "standard", "total_max_attempts": handler.DEFAULT_MAX_ATTEMPTS}
     assert config.read_timeout == handler.DEFAULT_READ_TIMEOUT_S
     assert config.connect_timeout == handler.DEFAULT_CONNECT_TIMEOUT_S
+
+
+@pytest.mark.parametrize("event", [{}, [], {"httpMethod": "POST", "path": handler.ROUTE, "requestContext": None},
+                                   {"path": handler.ROUTE, "requestContext": {}}, {"source": "aws.events"}],
+                         ids=["empty", "a-list", "null-context", "no-method", "scheduled-ping"])
+def test_an_event_that_is_not_from_api_gateway_is_a_400_not_a_function_error(
+        handler_env: StubRuntime, event: Any) -> None:
+    result = handler.lambda_handler(event, LambdaContext())
+    assert result["statusCode"] == 400
+    assert json.loads(result["body"])["error"] == "not an API Gateway REST proxy event"
+    assert handler_env.requests == []

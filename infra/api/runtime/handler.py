@@ -257,5 +257,14 @@ def unexpected(error: Exception) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The Lambda entry point (``handler.lambda_handler``)."""
+    """The Lambda entry point (``handler.lambda_handler``).
+
+    Only API Gateway's REST proxy events are requests; anything else (a console test event, a keep-warm
+    ping) is answered 400 instead of raising, which would count as a function error and page someone.
+    """
+    if not (isinstance(event, dict) and isinstance(event.get("httpMethod"), str)
+            and isinstance(event.get("requestContext"), dict) and isinstance(event.get("path"), str)):
+        logger.warning("not an API Gateway proxy event", extra={"event_type": type(event).__name__})
+        return {"statusCode": 400, "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                "body": json.dumps({"error": "not an API Gateway REST proxy event", "request_id": ""})}
     return app.resolve(event, context)
