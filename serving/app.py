@@ -132,7 +132,9 @@ def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_
                                        f"use one of {list(codecs.RESPONSE_TYPES)}")
         try:
             body = _read_body(max_body_bytes)
-        except (TimeoutError, ClientDisconnected):  # werkzeug reports the worker's read timeout as a disconnect
+        except (TimeoutError, ClientDisconnected) as err:  # werkzeug reports the worker's read timeout as a disconnect
+            if getattr(err.__context__, "malformed_body", False):  # serving/worker.py: bad chunk syntax, not a stall
+                return error_response(400, str(err.__context__))
             return error_response(408, "the request body stopped arriving before its Content-Length")
         try:
             # Big JSON lists of clean records take the typed path; it returns None for anything else, and

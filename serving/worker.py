@@ -1,6 +1,6 @@
 """Owns the gunicorn worker of the container: gunicorn's sync worker, made safe to face clients directly.
 
-Four changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per process, as before):
+Five changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per process, as before):
 
 - **A request reaches the app only once it has arrived.** A sync worker reads a request with blocking
   calls, so a client that sends headers and never its body holds the worker until the worker timeout;
@@ -16,6 +16,8 @@ Four changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per 
 - **gunicorn's own errors are JSON.** A malformed or oversized request line or header is refused by
   gunicorn before the app sees it, with an HTML page; here it is ``{"error", "field", "row"}`` with the
   model headers, like every other error of the API (``serving/app.py``). The status is gunicorn's.
+- **A malformed chunked body is told from a client that went away.** werkzeug reports both as a disconnect;
+  a chunk-syntax error is raised as ``MalformedBody`` so the app answers 400, not 408.
 - **A body with a Content-Length is read in large pieces.** gunicorn's ``Body.read`` asks its reader for
   1 KB at a time, and each 1 KB read re-buffers the 8 KB chunk it came from: a 5 MB body (10,000 records)
   took 16-20 ms to read, as long as parsing it. Here the reader of such a body hands back up to
@@ -36,7 +38,8 @@ import socket
 import time
 from typing import Any
 
-from gunicorn.http.body import LengthReader
+from gunicorn.http.body import ChunkedReader, LengthReader
+from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkExtension, InvalidChunkSize
 from gunicorn.workers.sync import SyncWorker
 
 READ_TIMEOUT_S = 10.0
@@ -116,6 +119,27 @@ class LargeReads:
         data = self.unreader.read(size)  # exactly size bytes unless the client stopped sending
         self.length -= len(data)
         return data
+
+
+class MalformedBody(ValueError):
+    """A chunked body that breaks HTTP's chunk syntax. werkzeug reports any failed body read as a disconnect;
+    the app finds this one as the disconnect's ``__context__`` (by ``malformed_body``) and answers 400, not 408.
+    """
+
+    malformed_body = True
+
+
+class CheckedChunks:
+    """Stands in for gunicorn's ``ChunkedReader``: the same bytes; a chunk-syntax error is ``MalformedBody``."""
+
+    def __init__(self, reader: ChunkedReader) -> None:
+        self._reader = reader
+
+    def read(self, size: int) -> bytes:
+        try:
+            return self._reader.read(size)
+        except (InvalidChunkSize, ChunkMissingTerminator, InvalidChunkExtension) as err:
+            raise MalformedBody(f"malformed chunked body ({type(err).__name__})") from None
 
 
 class Worker(SyncWorker):
@@ -242,6 +266,8 @@ class Worker(SyncWorker):
         body = getattr(req, "body", None)
         if isinstance(getattr(body, "reader", None), LengthReader):
             body.reader = LargeReads(body.reader)
+        elif isinstance(getattr(body, "reader", None), ChunkedReader):
+            body.reader = CheckedChunks(body.reader)
         return super().handle_request(listener, req, client, addr)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:

@@ -136,6 +136,16 @@ def test_a_body_declared_over_the_limit_is_refused_at_once_not_waited_for(served
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("chunks", [b"zz\r\n{}\r\n0\r\n\r\n", b"1\r\n{}\r\n0\r\n\r\n"],
+                         ids=["size-not-hex", "size-shorter-than-data"])
+def test_a_malformed_chunked_body_is_a_400_not_a_timeout(served: Server, chunks: bytes) -> None:
+    code, headers, body = _exchange(served, POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
+    assert code == 400, body
+    assert "malformed chunked body" in json.loads(body)["error"]
+    assert requests.get(f"{served.url}/ping", timeout=5).status_code == 200
+
+
 # --- large bodies ----------------------------------------------------------------------------------------
 
 def test_a_body_read_in_large_pieces_is_the_same_bytes() -> None:
