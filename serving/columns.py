@@ -126,7 +126,7 @@ def encode_columns(plan: ColumnPlan, values_of: Sequence[Sequence[Any]], *, type
     try:
         for feature in plan.numeric:
             column = values_of[feature.position]
-            # Missing numbers are rare: a None (or any non-number) sends the batch to the row pass.
+            # Missing numbers are rare: unless typed, a None (or any non-number) sends the batch to the row pass.
             if not typed and not set(map(type, column)) <= _NUMBER_TYPES:
                 return None
             values = np.array(column, dtype=np.float64)  # OverflowError: an integer beyond a double
