@@ -112,8 +112,14 @@ verify-release: ## the deployed API (SMOKE_URL or CDK_OUTPUTS) answers with the 
 		--model-tarball $(PRODUCTION_TAR) $(SMOKE_ARGS)
 	@echo "verify-release: the endpoint serves the version production names"
 
+# Only the deploy step writes CDK_OUTPUTS (cdk deploy --outputs-file, on success): a job without it deployed
+# nothing (a gate refusal, a failed export) or its deploy failed and CloudFormation rolled the stacks back, so
+# the endpoint still serves what it served before the job. Without this check a fresh runner could not find
+# the API, took that for a broken endpoint and deployed production again.
 release-restore: ## after a failed release: unless verify-release holds, deploy production's version again (DEPLOY_TARGET)
-	@if $(MAKE) --no-print-directory verify-release; then \
+	@if [ -z "$(SMOKE_URL)" ] && [ ! -f "$(CDK_OUTPUTS)" ]; then \
+		echo "release-restore: this run deployed nothing ($(CDK_OUTPUTS) absent); nothing to restore"; exit 0; fi; \
+	if $(MAKE) --no-print-directory verify-release; then \
 		echo "release-restore: the endpoint already serves production; nothing to restore"; exit 0; fi; \
 	echo "release-restore: the endpoint does not serve production; deploying production's version again"; \
 	if $(MAKE) --no-print-directory export ARGS="--out $(MODEL_TAR)" && \

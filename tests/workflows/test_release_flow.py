@@ -159,6 +159,26 @@ def test_a_gate_refusal_deploys_nothing_and_moves_nothing(repo: Repo) -> None:
     assert_registry_follows_what_is_served(repo, run)
 
 
+def test_a_gate_refusal_on_a_fresh_runner_deploys_nothing(repo: Repo) -> None:
+    # Given a runner that has not deployed in this job (no outputs file), with the endpoint serving as before
+    outputs = repo.path / "dist" / "cdk-outputs.json"
+    kept = outputs.read_bytes()
+    outputs.unlink()
+    before = (repo.production(), repo.served(), repo.history())
+    summary_before = repo.summary.read_text() if repo.summary.exists() else ""
+    try:
+        # When the gate refuses the candidate
+        run = release(repo, PROMOTE_VERSION=repo.store.weak)
+        # Then the restore step sees that nothing was deployed, and deploys nothing either
+        assert run.failed == "release-gate", run.log
+        assert "this run deployed nothing" in run.log and "deploying production's version again" not in run.log
+        assert not outputs.exists(), "no deploy ran"
+        assert (repo.production(), repo.served(), repo.history()) == before
+        assert "deployed again" not in repo.summary.read_text().removeprefix(summary_before)
+    finally:
+        outputs.write_bytes(kept)
+
+
 def test_a_failed_deploy_leaves_production_and_the_endpoint_on_the_old_version(repo: Repo) -> None:
     before = (repo.production(), repo.served(), repo.history())
     # Given a candidate whose bundle cannot start (as a deploy that CloudFormation rolls back)
