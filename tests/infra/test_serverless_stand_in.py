@@ -109,14 +109,17 @@ def test_instances_scale_up_to_max_concurrency_each_with_a_cold_start_then_throt
 
 def test_a_cold_start_delays_only_the_invocation_that_starts_an_instance() -> None:
     with running() as container:
-        endpoint = endpoint_for(container, max_concurrency=2, cold_start_s=0.4)
+        endpoint = endpoint_for(container, max_concurrency=2, cold_start_s=1.0)
         started = time.monotonic()
         assert invoke_raw(endpoint).status_code == 200
         first = time.monotonic() - started
+        started = time.monotonic()
         assert invoke_raw(endpoint).status_code == 200
+        second = time.monotonic() - started
         counts = stats(endpoint)
         endpoint.shutdown()
-    assert first >= 0.4, "the first invocation waited for its instance to start"
+    assert first >= 1.0, "the first invocation waited for its instance to start"
+    assert second < 0.5, f"the second found its instance warm, yet took {second:.2f} s"
     assert counts["cold_starts"] == 1
     assert counts["invocations"] == 2
 
@@ -130,6 +133,18 @@ def test_provisioned_concurrency_is_warm_from_the_start(held: SlowContainer) -> 
         assert [a.result().status_code for a in answers] == [200, 200]
     assert seen["cold_starts"] == 1, "one provisioned instance was warm; only the second invocation started one"
     endpoint.shutdown()
+
+
+def test_a_provisioned_instance_answers_without_a_cold_start() -> None:
+    with running() as container:
+        endpoint = endpoint_for(container, max_concurrency=2, provisioned_concurrency=1, cold_start_s=1.0)
+        started = time.monotonic()
+        assert invoke_raw(endpoint).status_code == 200
+        took = time.monotonic() - started
+        counts = stats(endpoint)
+        endpoint.shutdown()
+    assert took < 0.5, f"a provisioned instance is warm, yet the call took {took:.2f} s"
+    assert counts["cold_starts"] == 0
 
 
 def test_retries_are_counted_from_botocores_attempt_header() -> None:
