@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serving.predictor import COLUMN_PASS_MIN_ROWS, Predictor, SchemaError
+from serving.predictor import COLUMN_PASS_MIN_ROWS, Predictor, Schema, SchemaError
 from tests.serving.serving_helpers import sample_records
 
 BATCH = max(20, 2 * COLUMN_PASS_MIN_ROWS)
@@ -21,14 +21,25 @@ def _row_pass(predictor: Predictor, records: list[Any]) -> np.ndarray:
     return predictor.schema._encode_rows(records)
 
 
-def test_a_batch_encodes_bit_for_bit_like_one_record_at_a_time(predictor: Predictor) -> None:
+def test_a_batch_encodes_bit_for_bit_like_one_record_at_a_time(predictor: Predictor,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     # Given records with missing values, as pandas gives them and as they arrive in JSON
     records, _ = sample_records(300)
     assert any(v is None for r in records for v in r.values()), "the sample needs missing values"
+    taken: list[bool] = []
+    column_pass = Schema._encode_columns
+
+    def spy(self: Schema, batch: Any) -> Any:
+        matrix = column_pass(self, batch)
+        taken.append(matrix is not None)
+        return matrix
+
+    monkeypatch.setattr(Schema, "_encode_columns", spy)
     for batch in (records, json.loads(json.dumps(records))):
         # When the batch is encoded (the column pass) and each record on its own (the row pass)
+        taken.clear()
         together = predictor.schema.encode(batch)
-        assert predictor.schema._encode_columns(batch) is not None, "clean records must take the column pass"
+        assert taken == [True], "encode must take the column pass for clean records"
         alone = np.vstack([predictor.schema.encode([r]) for r in batch])
         # Then the matrices are identical, NaN for NaN
         assert together.dtype == alone.dtype == np.float32

@@ -52,6 +52,21 @@ def _today(predictor: Predictor, body: bytes) -> tuple[int, dict[str, Any]]:
     return 200, {"predictions": predictions.tolist()}
 
 
+def test_the_server_takes_the_typed_path_for_a_clean_batch(client: FlaskClient, big_batch: list[dict[str, Any]],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[bool] = []
+    typed_path = TypedRecords.matrix
+
+    def spy(self: TypedRecords, body: bytes) -> Any:
+        matrix = typed_path(self, body)
+        taken.append(matrix is not None)
+        return matrix
+
+    monkeypatch.setattr(TypedRecords, "matrix", spy)
+    assert _post(client, json.dumps(big_batch[:500]).encode())[0] == 200
+    assert taken == [True], "a clean JSON batch must be read by the typed path"
+
+
 def test_a_10k_batch_through_the_typed_path_predicts_exactly_what_each_record_predicts_alone(
         predictor: Predictor, typed: TypedRecords, client: FlaskClient, big_batch: list[dict[str, Any]]) -> None:
     # Given 10,000 clean records as one JSON list; when the typed path encodes them
