@@ -111,13 +111,17 @@ def cli(params_file: Path, labels_file: Path, source: str | None, since: str | N
     try:
         out.mkdir(parents=True, exist_ok=True)
         summary = {"model": params.model.name, "window": window.bounds(), "labels": len(given),
-                   "matched": len(joined.matched), "rejected": joined.counts(), "versions": scores}
+                   "matched": len(joined.matched), "rejected": joined.counts(), "versions": scores,
+                   "unreadable_lines": captured.bad_lines, "damaged_files": captured.damaged_files}
         (out / "feedback.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         files = [out / "feedback.json", labels.write_rejected(joined, out / "rejected_labels.csv")]
     except OSError as err:
         raise UserError(f"cannot write into {out}: {err.strerror or err}") from None
     record(registry, params, window, scores, joined, files)
     click.echo(f"{len(given)} labels: {len(joined.matched)} joined, {len(joined.rejected)} rejected")
+    if captured.bad_lines or captured.damaged_files:
+        click.echo(f"  capture: {captured.bad_lines} unreadable line(s) skipped, {captured.damaged_files} damaged "
+                   f"file(s)")
     for reason, count in joined.counts().items():
         if count:
             click.echo(f"  rejected {count}: {reason} (see {files[1]})")

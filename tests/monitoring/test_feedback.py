@@ -238,10 +238,11 @@ def test_a_prediction_record_without_a_number_or_a_version_is_an_unreadable_line
     else:
         damaged["prediction"] = None if damage == "null" else "abc"
     write_capture(tmp_path / "bucket", captures)
-    # When the labels are joined, then the damaged record is left out and the rest are scored
-    assert run(params_file, tmp_path, labels_file(tmp_path, truth(captures, frame))) in (0, 1)
+    # When the labels are joined, then the damaged record is counted as unreadable and the rest are scored
+    assert run(params_file, tmp_path, labels_file(tmp_path, truth(captures, frame))) == 0
     summary = json.loads((tmp_path / "out" / "feedback.json").read_text())
     assert summary["matched"] == 149 and summary["versions"]["1"]["labels"] == 149
+    assert summary["unreadable_lines"] == 1
 
 
 def test_a_damaged_ledger_stops_append_before_anything_is_recorded(repo: Path, store, capsys) -> None:
