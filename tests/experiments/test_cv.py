@@ -49,6 +49,10 @@ def test_the_search_sample_is_seeded_and_bounded(data, tmp_path: Path, sample_cs
     assert first[0].shape == (1000, data.x_train.shape[1])
     assert np.array_equal(first[0], again[0], equal_nan=True) and np.array_equal(first[1], again[1])
     assert cv.Folds(data.x_train, data.y_train, cfg).rows == 1000
+    # A sample from the whole table, drawn by the seed: not its first rows, and another seed draws others
+    assert not np.array_equal(first[1], data.y_train[:1000])
+    other = cv.search_rows(data.x_train, data.y_train, _cfg(data, tmp_path, sample_csv, search_rows=1000, seed=7))
+    assert not np.array_equal(first[1], other[1])
     everything = _cfg(data, tmp_path, sample_csv, search_rows=None)
     assert cv.search_rows(data.x_train, data.y_train, everything)[0] is data.x_train
 
