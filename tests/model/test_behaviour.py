@@ -51,6 +51,11 @@ def test_sleep_has_an_inverted_u(predictor: Predictor, test_rows: pd.DataFrame) 
     assert preds[1] > preds[0] + 1 and preds[1] > preds[2] + 1, preds
 
 
-def test_predictions_are_deterministic(predictor: Predictor, test_rows: pd.DataFrame) -> None:
+def test_predictions_are_deterministic(default_training, predictor: Predictor, test_rows: pd.DataFrame) -> None:
+    # The same records through a second, separately loaded copy of the model files, one at a time and as a batch
+    folder, _, _ = default_training
+    again = Predictor.from_dir(folder / "model")
     records = records_from_frame(test_rows.drop(columns=["Exam_Score"]).head(100))
-    assert np.array_equal(predictor.predict(records), predictor.predict(records))
+    first = predictor.predict(records).copy()  # a copy: a reused output buffer must not make the two equal
+    assert np.array_equal(first, again.predict(records))
+    assert np.array_equal(first, np.concatenate([again.predict([r]) for r in records]))

@@ -210,10 +210,6 @@ def test_body_limit_comes_from_the_environment_and_serve_argument_is_optional(
     assert large.status_code == 413, large.text
 
 
-def test_helpers_point_at_this_repository() -> None:
-    assert (ROOT / "serving" / "serve").samefile(SERVE)
-
-
 def test_the_default_body_limit_is_what_invoke_endpoint_accepts() -> None:
     # The API model AWS publishes for sagemaker-runtime (shipped in botocore) bounds InvokeEndpoint's Body.
     import botocore.session
