@@ -58,7 +58,7 @@ def windows(rows: list[list[Any]], duration_s: float) -> list[dict[str, Any]]:
     return [{"t_s": round(i * width, 2), **_summary(bucket, width)} for i, bucket in enumerate(buckets)]
 
 
-def _quietest(step_summaries: list[dict[str, Any]], key: str) -> float | None:
+def quietest(step_summaries: list[dict[str, Any]], key: str) -> float | None:
     """The lowest ``key`` over steps with at least ``MIN_SERVED`` served: the chain unloaded and warm."""
     values = [s[key] for s in step_summaries
               if s[key] is not None and s["served_rps"] * s["seconds"] >= MIN_SERVED]
@@ -67,7 +67,7 @@ def _quietest(step_summaries: list[dict[str, Any]], key: str) -> float | None:
 
 def knee(step_summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """Where errors or p99 start to climb: the last good step's offered rate, and the reason at the next."""
-    base = _quietest(step_summaries, "p99_ms")
+    base = quietest(step_summaries, "p99_ms")
     last_good: dict[str, Any] | None = None
     for summary in step_summaries:
         reason = None
@@ -93,7 +93,7 @@ def analyse(rows: list[list[Any]], steps: list[Step], meta: dict[str, Any]) -> d
         mine = [row for row in rows if row[4] == index]
         by_step.append({"step": index, "target_rps": step.rps, "seconds": step.seconds,
                         **_summary(mine, step.seconds)})
-    quiet_p50 = _quietest(by_step, "p50_ms")
+    quiet_p50 = quietest(by_step, "p50_ms")
     return {
         "meta": meta,
         "total": _summary(rows, duration),

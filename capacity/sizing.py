@@ -111,7 +111,7 @@ def advise(*, rps: float, p99_ms: float, service_time_s: float, p99_measured_ms:
         left_out.append("on_demand_per_gb_second")
     break_even = {}
     for name, instance in (prices.get("instances") or {}).items():
-        if on_demand is not None:
+        if on_demand:  # a free (0) or unknown on-demand price has no break-even
             per_second = float(instance["per_hour"]) / 3600
             break_even[name] = round(per_second / (service_time_s * gb * on_demand), 2)
     return Advice(memory_mb=memory_mb, max_concurrency=max_concurrency, provisioned_concurrency=provisioned,

@@ -64,7 +64,9 @@ def test_the_predicted_knee_is_max_concurrency_over_service_time() -> None:
 
 
 def result_file(tmp_path: Path, **changes) -> Path:
-    result = {"service_time_s": 0.1, "steps": [{"p99_ms": 150.0}, {"p99_ms": 140.0}],
+    # Steps as make loadtest writes them (served_rps x seconds: how many requests a step's p99 stands on).
+    result = {"service_time_s": 0.1, "steps": [{"p99_ms": 150.0, "served_rps": 5.0, "seconds": 4.0},
+                                               {"p99_ms": 140.0, "served_rps": 10.0, "seconds": 4.0}],
               "meta": {"settings": {"endpoint_memory_mb": 2048}, "stand_in": {"cold_start_s": 1.5},
                        "mean_request_bytes": 400}}
     result.update(changes)
@@ -105,9 +107,18 @@ def test_the_shipped_price_table_loads_and_says_it_is_unverified() -> None:
         ([], None, "serverless: {}\ninstances: {ml.x: {per_hour: 1}}", "instances.ml.x needs"),
         ([], None, "[unclosed", "not valid YAML"),
         ([], None, "just text", "expected a 'serverless' section"),
+        (["--rps", "nan"], None, None, "positive finite numbers"),
+        (["--p99-ms", "inf"], None, None, "positive finite numbers"),
+        ([], {"service_time_s": "abc"}, None, "service_time_s must be a number"),
+        ([], {"steps": 5}, None, "steps must be a list"),
+        ([], {"steps": [{"p99_ms": "slow", "served_rps": 5.0, "seconds": 4.0}]}, None, "p99_ms must be a number"),
+        ([], {"meta": {"settings": {"endpoint_memory_mb": 2048}, "stand_in": [1]}}, None, "stand_in must be"),
+        ([], None, "serverless: {on_demand_per_gb_second: .nan}", "non-negative number"),
+        ([], None, "serverless: {}\ninstances: [1, 2]", "instances must be a mapping"),
     ],
     ids=["zero-rps", "no-result", "result-not-json", "nothing-served", "bad-memory", "negative-price",
-         "instance-without-vcpus", "prices-not-yaml", "prices-not-a-table"],
+         "instance-without-vcpus", "prices-not-yaml", "prices-not-a-table", "nan-rps", "inf-p99",
+         "service-time-text", "steps-not-a-list", "p99-text", "stand-in-a-list", "nan-price", "instances-a-list"],
 )
 def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture, args, result, prices,
                                           message: str) -> None:
@@ -130,3 +141,24 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.Capture
     assert code == 1
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_bare_number_price_and_a_free_on_demand_price_are_read(tmp_path: Path, capsys) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("serverless: {on_demand_per_gb_second: 0}\ninstances: {ml.m5.large: {per_hour: 0.1, vcpus: 2}}\n")
+    assert advisor.main(["--rps", "20", "--p99-ms", "1000", "--result", str(result_file(tmp_path)),
+                         "--prices", str(prices)]) == 0
+    assert "costs less above" not in capsys.readouterr().out, "no break-even against a free price"
+
+
+def test_the_measured_p99_ignores_a_step_that_served_too_few_requests(tmp_path: Path) -> None:
+    steps = [{"p99_ms": 3.0, "served_rps": 0.25, "seconds": 4.0}, {"p99_ms": 140.0, "served_rps": 10.0, "seconds": 4.0}]
+    assert advisor.load_result(result_file(tmp_path, steps=steps))["p99_measured_ms"] == 140.0
+
+
+def test_an_unwritable_out_is_one_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a-file").write_text("x")
+    code = advisor.main(["--rps", "20", "--p99-ms", "1000", "--result", str(result_file(tmp_path)),
+                         "--out", str(tmp_path / "a-file" / "advice.json")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: cannot write") and err.count("\n") == 1, err
