@@ -37,10 +37,13 @@ QUICK = {"peak_rps": 4.0, "duration_s": 4.0, "steps": 2, "max_requests": 40}
 
 def check_url(url: str) -> tuple[str, str]:
     """Split ``url`` into base and path; UserError unless it is http(s) on loopback, or https elsewhere."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. "Invalid IPv6 URL"
+        raise UserError(f"--url is not a URL, got {url!r}") from None
+    if parts.scheme not in ("http", "https") or not host:
         raise UserError(f"--url must be an http(s) URL with a host, got {url!r}")
-    host = parts.hostname
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -116,6 +119,18 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
         out_dir: Path, name: str | None, quick: bool, env: str, context: tuple[str, ...],
         container_url: str | None, model_tarball: Path | None, lambda_concurrency: int | None,
         cold_start_overhead: float | None) -> int:
+    # click's FloatRange lets NaN through (every comparison with NaN is false).
+    floats = {"--peak-rps": peak_rps, "--duration": duration_s, "--start-rps": start_rps, "--timeout": timeout_s,
+              "--batch-share": batch_share, "--cold-start-overhead": cold_start_overhead}
+    bad = [flag for flag, value in floats.items() if value is not None and not math.isfinite(value)]
+    if bad:
+        raise UserError(f"{', '.join(bad)} must be a finite number")
+    if url is not None:
+        check_url(url)
+    try:  # checked now: a run of up to 10 minutes must not end on an output it cannot write
+        report.output_paths(out_dir, name or profile)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot write the results into {out_dir}: {getattr(err, 'strerror', None) or err}") from None
     if quick:
         peak_rps, duration_s, steps = QUICK["peak_rps"], QUICK["duration_s"], QUICK["steps"]
         max_requests = max_requests or QUICK["max_requests"]
@@ -163,7 +178,10 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
                                     "lambda_instances": lambdas}
             meta["target"] = f"the stand-in ({env}{''.join(f', {c}' for c in context)})"
     result = report.analyse(rows, plan, meta)
-    paths = report.write(result, out_dir, name or profile)
+    try:
+        paths = report.write(result, out_dir, name or profile)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot write the results into {out_dir}: {getattr(err, 'strerror', None) or err}") from None
     click.echo(report.markdown(result))
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from capacity.classify import ERRORS, OK
 from capacity.profiles import Step
+from core.files import replace_atomically
 
 ERROR_SHARE = 0.05
 P99_MARGIN_S = 0.1
@@ -147,13 +150,41 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(result: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:
-    """Write ``name``.json, .md and .png into ``out_dir``; returns their paths."""
-    from capacity.plot import plot
+def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
+    """Where ``write`` puts ``name``.json, .md and .png, checked before a run so that its end cannot fail on them.
 
+    Creates ``out_dir``. Raises OSError (the folder cannot be made or written) or ValueError (``name`` is not a
+    plain file name, or an output is a folder).
+    """
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"--name must be a plain file name, got {name!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {ext: out_dir / f"{name}.{ext}" for ext in ("json", "md", "png")}
-    paths["json"].write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    paths["md"].write_text(markdown(result), encoding="utf-8")
-    plot(result, paths["png"])
+    for path in paths.values():
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder")
+    with tempfile.NamedTemporaryFile(dir=out_dir, prefix=f".{name}.probe."):
+        pass
+    return paths
+
+
+def write(result: dict[str, Any], out_dir: Path, name: str) -> dict[str, Path]:
+    """Write ``name``.json, .md and .png into ``out_dir``; returns their paths.
+
+    The figure is drawn to a temp file first and each file replaces its old self whole, so a failure leaves the
+    previous set (which ``make advise`` reads) as it was, not a new JSON beside an old figure.
+    """
+    from capacity.plot import plot
+
+    paths = output_paths(out_dir, name)
+    fd, figure = tempfile.mkstemp(prefix=f".{name}.", suffix=".png", dir=out_dir)
+    os.close(fd)
+    try:
+        plot(result, Path(figure))
+        replace_atomically(paths["json"], (json.dumps(result, indent=2) + "\n").encode("utf-8"))
+        replace_atomically(paths["md"], markdown(result).encode("utf-8"))
+        os.replace(figure, paths["png"])
+    except BaseException:
+        Path(figure).unlink(missing_ok=True)
+        raise
     return paths

@@ -9,11 +9,12 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from capacity import loadtest, sizing
+from capacity import loadtest, report, sizing
 from core.cli import UserError
 from tests.infra.slow_container import running
 
@@ -54,8 +55,11 @@ def test_anything_else_is_refused(url: str, message: str) -> None:
         (["--duration", "3600"], "at most 600 s"),
         (["--url", "http://example.org/x"], "refusing plain http"),
         (["-c", "endpoint_max_concurency=2"], "unknown setting"),
+        (["--timeout", "nan"], "--timeout must be a finite number"),
+        (["--url", "http://[::1"], "--url is not a URL"),
+        (["--name", "a/b"], "--name must be a plain file name"),
     ],
-    ids=["rate", "duration", "remote-http", "misspelt-setting"],
+    ids=["rate", "duration", "remote-http", "misspelt-setting", "nan-timeout", "broken-ipv6-url", "name-a-path"],
 )
 def test_bad_options_are_one_line_before_any_load(args: list[str], message: str, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture) -> None:
@@ -64,6 +68,35 @@ def test_bad_options_are_one_line_before_any_load(args: list[str], message: str,
     assert code == 1
     assert message in err and "Traceback" not in err
     assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_an_output_that_is_a_folder_is_refused_before_any_load(tmp_path: Path, capsys) -> None:
+    (tmp_path / "ramp.png").mkdir()
+    started = time.monotonic()
+    assert loadtest.main(["--quick", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "ramp.png is a folder" in err and err.count("\n") == 1, err
+    assert time.monotonic() - started < 10, "refused before the stand-in started and the load ran"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ramp.png"]
+
+
+def test_a_report_that_cannot_be_completed_leaves_the_previous_one(tmp_path: Path, monkeypatch) -> None:
+    # Given a complete earlier result, and a figure that fails to draw this time
+    from capacity import plot as plot_module
+
+    for ext in ("json", "md", "png"):
+        (tmp_path / f"ramp.{ext}").write_text(f"earlier {ext}")
+
+    def broken(result, path):
+        path.write_bytes(b"half a figure")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plot_module, "plot", broken)
+    with pytest.raises(OSError, match="No space left"):
+        report.write({"steps": []}, tmp_path, "ramp")
+    # Then the earlier set is whole and no temp file is left
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        f"ramp.{ext}": f"earlier {ext}" for ext in ("json", "md", "png")}
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "capacity").glob("*.py")))
