@@ -25,6 +25,11 @@ $(UV):
 setup: $(UV) ## create .venv from the lock file (no other install step needed)
 	UV_COMPILE_BYTECODE=1 $(UV) sync --frozen --quiet
 
+# What a target needs to run any of the project's commands: set up once, on first use (a fresh clone's
+# `make promote` or `make advise` works without `make setup` first); `make setup` itself re-syncs every time.
+$(PY): | $(UV)
+	UV_COMPILE_BYTECODE=1 $(UV) sync --frozen --quiet
+
 include $(wildcard mk/*.mk)
 
 data: setup ## fetch the versioned CSV through DVC (the default remote is sample-remote/ in this repo)
@@ -33,7 +38,7 @@ data: setup ## fetch the versioned CSV through DVC (the default remote is sample
 train: data ## dvc repro: Optuna search of XGBoost, every trial and the best model logged to MLflow
 	$(DVC) repro
 
-metrics: ## the headline metrics of the last training (dvc metrics show)
+metrics: | $(PY) ## the headline metrics of the last training (dvc metrics show)
 	@$(DVC) metrics show
 
 run: train ## the main job on embedded defaults: data, train, promote, export, a REST call to the served model

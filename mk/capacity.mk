@@ -13,6 +13,6 @@ loadtest: data ## load-test the stand-in, or URL=https://... (PROFILE=ramp|spike
 	$(PY) -m capacity.loadtest --profile $(PROFILE) --env $(INFRA_ENV) \
 		$(if $(URL),--url '$(URL)',$(if $(wildcard $(MODEL_TAR)),--model-tarball $(MODEL_TAR))) $(LOADTEST_ARGS)
 
-advise: ## serverless size and monthly cost for RPS=.. P99_MS=.. from a load test's RESULT (prices: capacity/prices.yaml)
+advise: | $(PY) ## serverless size and monthly cost for RPS=.. P99_MS=.. from a load test's RESULT (prices: capacity/prices.yaml)
 	@test -n "$(RPS)" -a -n "$(P99_MS)" || { echo "error: give the target: make advise RPS=20 P99_MS=300" >&2; exit 2; }
 	$(PY) -m capacity.advisor --rps '$(RPS)' --p99-ms '$(P99_MS)' --result $(RESULT) $(ADVISE_ARGS)

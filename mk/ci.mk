@@ -35,7 +35,7 @@ export PROMOTE_VERSION PROMOTE_FORCE PROMOTE_REASON BASE_REF
 .PHONY: workflow-check metrics-diff job-summary smoke ci-promote ci-synth release-preflight \
 	data-from-remote release-gate release-export release-promote verify-release release-restore
 
-workflow-check: ## validate .github offline: the workflow and Dependabot schemas, then zizmor (medium+ fails)
+workflow-check: | $(PY) ## validate .github offline: the workflow and Dependabot schemas, then zizmor (medium+ fails)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 	$(VENV)/bin/zizmor --offline --no-progress --min-severity medium .github/workflows
@@ -82,7 +82,7 @@ ci-promote: ## make promote from PROMOTE_VERSION / PROMOTE_FORCE=true; a refusal
 	exit 1
 
 # Synth hashes the model asset and never reads it; a fresh clone has no registry to export a real one from.
-ci-synth: placeholder-model ## make synth with a placeholder model file (for CI, where no model has been exported)
+ci-synth: placeholder-model | $(PY) ## make synth with a placeholder model file (for CI, where no model has been exported)
 	$(MAKE) --no-print-directory synth MODEL_TAR=$(PLACEHOLDER_TAR)
 
 release-gate: ## the gate as a dry run on PROMOTE_VERSION (or the best for the data): writes the candidate, moves nothing

@@ -41,11 +41,11 @@ $(PLACEHOLDER_TAR):
 # The same by a fixed name, for make files read before this one (a prerequisite is expanded when it is read).
 placeholder-model: $(PLACEHOLDER_TAR)
 
-synth: $(INFRA_CDK) ## cdk synth offline into infra/cdk.out (INFRA_ENV=dev|prod, MODEL_TAR, INFRA_CONTEXT)
+synth: $(INFRA_CDK) | $(PY) ## cdk synth offline into infra/cdk.out (INFRA_ENV=dev|prod, MODEL_TAR, INFRA_CONTEXT)
 	cd infra && $(INFRA_OFFLINE) ./node_modules/.bin/cdk synth --quiet --no-lookups \
 		--output $(abspath $(INFRA_OUT)) $(INFRA_CDK_ARGS) $(ALARM_CONTEXT)
 
-stand-in: ## API -> Lambda -> SageMaker chain on 127.0.0.1:STAND_IN_PORT around serving/serve (STAND_IN_ARGS="--request self-test")
+stand-in: | $(PY) ## API -> Lambda -> SageMaker chain on 127.0.0.1:STAND_IN_PORT around serving/serve (STAND_IN_ARGS="--request self-test")
 	$(PY) -m infra.local --port $(STAND_IN_PORT) $(if $(MODEL_TAR),--model-tarball $(MODEL_TAR)) $(STAND_IN_ARGS)
 
 stand-in-deploy: ## what `make deploy` does, to a background stand-in: serve MODEL_TAR, outputs to CDK_OUTPUTS (keeps the old model if the new one fails)
@@ -55,7 +55,7 @@ stand-in-deploy: ## what `make deploy` does, to a background stand-in: serve MOD
 stand-in-stop: ## stop the background stand-in of `make stand-in-deploy`
 	$(PY) -m infra.local.deploy --state-dir $(STAND_IN_STATE) --stop
 
-deploy: $(INFRA_CDK) ## cdk deploy INFRA_ENV's serving + storage stacks (and the account stack), outputs to CDK_OUTPUTS (AWS credentials, Docker)
+deploy: $(INFRA_CDK) | $(PY) ## cdk deploy INFRA_ENV's serving + storage stacks (and the account stack), outputs to CDK_OUTPUTS (AWS credentials, Docker)
 	@mkdir -p $(dir $(abspath $(CDK_OUTPUTS)))
 	cd infra && ./node_modules/.bin/cdk deploy --require-approval never --outputs-file $(abspath $(CDK_OUTPUTS)) \
 		$(INFRA_CDK_ARGS) $(ALARM_CONTEXT) $(INFRA_STACKS)

@@ -3,14 +3,14 @@
 PY := .venv/bin/python
 
 .PHONY: promote export rollback history
-promote: ## gate the best version for the current data and move the production alias (ARGS=--version N --dry-run --force --reason ...)
+promote: | $(PY) ## gate the best version for the current data and move the production alias (ARGS=--version N --dry-run --force --reason ...)
 	$(PY) -m registry.promote $(ARGS)
 
-export: ## write dist/model.tar.gz from the production version (ARGS=--version N --out PATH --s3-uri s3://...)
+export: | $(PY) ## write dist/model.tar.gz from the production version (ARGS=--version N --out PATH --s3-uri s3://...)
 	$(PY) -m registry.export $(ARGS)
 
-rollback: ## move production back to the previous version (ARGS=--reason ... --dry-run)
+rollback: | $(PY) ## move production back to the previous version (ARGS=--reason ... --dry-run)
 	$(PY) -m registry.promote --rollback $(ARGS)
 
-history: ## print every promotion and rollback recorded in the registry
+history: | $(PY) ## print every promotion and rollback recorded in the registry
 	$(PY) -m registry.promote --history $(ARGS)

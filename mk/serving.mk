@@ -20,7 +20,7 @@ requirements: $(UV) ## regenerate serving/requirements.txt (hash-pinned) from uv
 	$(UV) export --frozen --quiet --only-group serving --no-emit-project --format requirements-txt \
 		-o serving/requirements.txt
 
-hadolint: ## lint serving/Dockerfile
+hadolint: | $(PY) ## lint serving/Dockerfile
 	$(VENV)/bin/hadolint serving/Dockerfile
 
 # PyPI itself, whatever this machine's pip configuration adds (PIP_CONFIG_FILE=/dev/null: no config files): the
