@@ -16,7 +16,12 @@ PARAMS_FILE = Path("params.yaml")
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict: YAML already types its values, so `n_trials: "5"` or `n_trials: true` is a mistake to name, not to
+    # coerce. Paths and lists (YAML has neither type) say strict=False where they are declared.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+FilePath = Annotated[Path, Field(strict=False)]
 
 
 class Range(_Frozen):
@@ -94,11 +99,11 @@ class SearchSpace(_Frozen):
 
 
 class DataParams(_Frozen):
-    path: Path
+    path: FilePath
     target: Annotated[str, Field(min_length=1)]
     test_size: Annotated[float, Field(gt=0, lt=1)]
     split_seed: Seed
-    ignore: tuple[Annotated[str, Field(min_length=1)], ...]
+    ignore: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False)]
     max_categories: Annotated[int, Field(ge=2)]
 
     @model_validator(mode="after")
@@ -161,7 +166,7 @@ class RegistryParams(_Frozen):
 
 
 class ExportParams(_Frozen):
-    path: Path
+    path: FilePath
 
 
 Share = Annotated[float, Field(ge=0, le=1)]
@@ -188,8 +193,8 @@ class FeedbackParams(_Frozen):
 
 class MonitorParams(_Frozen):
     experiment: Annotated[str, Field(min_length=1)]
-    capture_dir: Path
-    drop_fields: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    capture_dir: FilePath
+    drop_fields: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False)] = ()
     drift: DriftThresholds
     feedback: FeedbackParams
 

@@ -33,3 +33,19 @@ def test_an_alias_mlflow_would_refuse_is_refused_at_load(tmp_path: Path, alias: 
 def test_the_default_aliases_load() -> None:
     registry = load_params(ROOT / "params.yaml").registry
     assert (registry.alias, registry.previous_alias) == ("production", "previous")
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("train", "n_trials", "5", "train.n_trials: Input should be a valid integer"),
+    ("train", "n_trials", True, "train.n_trials: Input should be a valid integer"),
+    ("train", "timeout_s", "900", "train.timeout_s: Input should be a valid number"),
+    ("data", "test_size", "0.2", "data.test_size: Input should be a valid number"),
+])
+def test_a_number_written_as_text_or_a_boolean_is_refused_not_coerced(tmp_path: Path, section: str, key: str,
+                                                                       value: object, message: str) -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw[section][key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=message):
+        load_params(path)
