@@ -32,6 +32,21 @@ METADATA = {
 }
 
 
+def fast_path_taken(monkeypatch: Any, cls: type, method: str) -> list[bool]:
+    """Wrap ``cls.method`` (a fast path that returns a matrix, or None to leave the batch to the slow one) so that
+    each call appends whether it returned a matrix; the real method still runs."""
+    taken: list[bool] = []
+    original = getattr(cls, method)
+
+    def spy(self: Any, *args: Any) -> Any:
+        matrix = original(self, *args)
+        taken.append(matrix is not None)
+        return matrix
+
+    monkeypatch.setattr(cls, method, spy)
+    return taken
+
+
 def sample_records(rows: int = 300, seed: int = 7) -> tuple[list[dict[str, Any]], list[float]]:
     frame = generate(rows, seed)
     return records_from_frame(frame.drop(columns=TARGET)), frame[TARGET].astype(float).tolist()

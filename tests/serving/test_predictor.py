@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from serving.predictor import COLUMN_PASS_MIN_ROWS, Predictor, Schema, SchemaError
-from tests.serving.serving_helpers import sample_records
+from tests.serving.serving_helpers import fast_path_taken, sample_records
 
 BATCH = max(20, 2 * COLUMN_PASS_MIN_ROWS)
 BAD_ROW = BATCH - 7
@@ -26,15 +26,7 @@ def test_a_batch_encodes_bit_for_bit_like_one_record_at_a_time(predictor: Predic
     # Given records with missing values, as pandas gives them and as they arrive in JSON
     records, _ = sample_records(300)
     assert any(v is None for r in records for v in r.values()), "the sample needs missing values"
-    taken: list[bool] = []
-    column_pass = Schema._encode_columns
-
-    def spy(self: Schema, batch: Any) -> Any:
-        matrix = column_pass(self, batch)
-        taken.append(matrix is not None)
-        return matrix
-
-    monkeypatch.setattr(Schema, "_encode_columns", spy)
+    taken = fast_path_taken(monkeypatch, Schema, "_encode_columns")
     for batch in (records, json.loads(json.dumps(records))):
         # When the batch is encoded (the column pass) and each record on its own (the row pass)
         taken.clear()

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from serving import codecs, wsgi
 from serving.predictor import CATEGORICAL, NUMERIC, Feature, Predictor, Schema, SchemaError
 from serving.typed_json import TypedRecords
-from tests.serving.serving_helpers import sample_records
+from tests.serving.serving_helpers import fast_path_taken, sample_records
 
 ROWS = 10_000
 BAD_ROW = 9_876
@@ -54,15 +54,7 @@ def _today(predictor: Predictor, body: bytes) -> tuple[int, dict[str, Any]]:
 
 def test_the_server_takes_the_typed_path_for_a_clean_batch(client: FlaskClient, big_batch: list[dict[str, Any]],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    taken: list[bool] = []
-    typed_path = TypedRecords.matrix
-
-    def spy(self: TypedRecords, body: bytes) -> Any:
-        matrix = typed_path(self, body)
-        taken.append(matrix is not None)
-        return matrix
-
-    monkeypatch.setattr(TypedRecords, "matrix", spy)
+    taken = fast_path_taken(monkeypatch, TypedRecords, "matrix")
     assert _post(client, json.dumps(big_batch[:500]).encode())[0] == 200
     assert taken == [True], "a clean JSON batch must be read by the typed path"
 
