@@ -11,6 +11,11 @@ import yaml
 from core.cli import UserError
 
 
+def data_not_found(path: Path) -> UserError:
+    """The error for a ``data.path`` that is not there (a fresh clone before ``dvc pull``, or a wrong path)."""
+    return UserError(f"{path}: data file not found (run `dvc pull`, or set data.path in params.yaml)")
+
+
 def dvc_data_hash(data_path: Path | None = None, dvc_file: Path = Path("data.dvc")) -> str:
     """The data version to record as lineage: the md5 DVC recorded for the tracked folder.
 
@@ -33,8 +38,7 @@ def dvc_data_hash(data_path: Path | None = None, dvc_file: Path = Path("data.dvc
         with data_path.open("rb") as handle:  # streamed: a big table is never held whole just to hash it
             actual = hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
     except FileNotFoundError:
-        raise UserError(f"{data_path}: data file not found (run `dvc pull`, or set data.path in params.yaml)"
-                        ) from None
+        raise data_not_found(data_path) from None
     except OSError as err:  # a folder, no permission
         raise UserError(f"{data_path}: cannot read the data file ({err.strerror or err})") from None
     inside = tracked is not None and data_path.resolve().is_relative_to(tracked.resolve())

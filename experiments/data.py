@@ -16,7 +16,7 @@ from pandas.api import types as ptypes
 from sklearn.model_selection import train_test_split
 
 from core.cli import UserError
-from core.lineage import dvc_data_hash
+from core.lineage import data_not_found, dvc_data_hash
 from experiments.encoding import encode_frame
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def load_table(path: Path, target: str, *, ignore: Sequence[str] = (), max_categ
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: data file not found (run `dvc pull`, or set data.path in params.yaml)")
+        raise data_not_found(path)
     header = _header(path)
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
