@@ -54,6 +54,10 @@ def check_url(url: str) -> tuple[str, str]:
     return f"{parts.scheme}://{parts.netloc}", path + (f"?{parts.query}" if parts.query else "")
 
 
+def _unwritable(out_dir: Path, err: OSError | ValueError) -> UserError:
+    return UserError(f"cannot write the results into {out_dir}: {getattr(err, 'strerror', None) or err}")
+
+
 def run_engine(spec: dict[str, Any], workdir: Path, timeout_s: float) -> list[list[Any]]:
     """Run ``capacity/engine.py`` in its own process (Locust patches the standard library); its rows."""
     spec_file, out_file = workdir / "spec.json", workdir / "rows.jsonl"
@@ -130,7 +134,7 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
     try:  # checked now: a run of up to 10 minutes must not end on an output it cannot write
         report.output_paths(out_dir, name or profile)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot write the results into {out_dir}: {getattr(err, 'strerror', None) or err}") from None
+        raise _unwritable(out_dir, err) from None
     if quick:
         peak_rps, duration_s, steps = QUICK["peak_rps"], QUICK["duration_s"], QUICK["steps"]
         max_requests = max_requests or QUICK["max_requests"]
@@ -181,7 +185,7 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
     try:
         paths = report.write(result, out_dir, name or profile)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot write the results into {out_dir}: {getattr(err, 'strerror', None) or err}") from None
+        raise _unwritable(out_dir, err) from None
     click.echo(report.markdown(result))
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
