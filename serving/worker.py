@@ -9,7 +9,8 @@ Five changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per 
   in the kernel's buffer (peeked, not read), or ``STREAMING_BYTES`` of it are there (a large body that is
   arriving); meanwhile other connections are served. A connection whose request is not ready within
   ``READ_TIMEOUT_S`` gets a JSON 408 and is closed, and reads of a request being served time out after the
-  same. A request declaring a body over the app's limit is served at once: the app answers 413 unread. This is what the buffering proxy gunicorn's documentation asks for in front of sync workers does.
+  same. A request declaring a body over the app's limit is served at once: the app answers 413 unread.
+  This is what the buffering proxy gunicorn's documentation asks for in front of sync workers does.
 - **SIGTERM drains.** gunicorn's sync worker exits after its current request, and the connections queued
   in the listen backlog are reset when the last process closes the socket. Here the worker first accepts
   and answers every connection already queued, within the graceful timeout.
