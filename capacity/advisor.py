@@ -139,7 +139,6 @@ def cli(rps: float, p99_ms: float, result_path: Path, prices_path: Path, out: Pa
         data = json.dumps({"target": {"rps": rps, "p99_ms": p99_ms}, "measured": measured,
                            "advice": advice.to_json()}, indent=2) + "\n"
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
             replace_atomically(out, data.encode("utf-8"))
         except OSError as err:
             raise UserError(f"cannot write {out}: {err.strerror or err}") from None

@@ -21,7 +21,7 @@ from typing import Any
 
 from capacity.classify import ERRORS, OK
 from capacity.profiles import Step
-from core.files import replace_atomically
+from core.files import check_writable_folder, replace_atomically
 
 ERROR_SHARE = 0.05
 P99_MARGIN_S = 0.1
@@ -158,13 +158,11 @@ def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
     """
     if not name or Path(name).name != name or name in (".", ".."):
         raise ValueError(f"--name must be a plain file name, got {name!r}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(out_dir)
     paths = {ext: out_dir / f"{name}.{ext}" for ext in ("json", "md", "png")}
     for path in paths.values():
         if path.is_dir():
             raise ValueError(f"{path} is a folder")
-    with tempfile.NamedTemporaryFile(dir=out_dir, prefix=f".{name}.probe."):
-        pass
     return paths
 
 

@@ -128,7 +128,6 @@ def irreducible_rmse() -> float:
 def cli(rows: int, seed: int, out: Path) -> None:
     frame = generate(rows, seed)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         # All at once: the default --out is the DVC-tracked table, never to be left cut off mid-row.
         replace_atomically(out, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     except OSError as err:

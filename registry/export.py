@@ -29,6 +29,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from core import tracking
 from core.cli import UserError, run_cli
+from core.files import check_writable_folder
 from core.params import load_params, params_option
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry
 from serving import bundle
@@ -92,9 +93,7 @@ def check_destination(out: Path) -> None:
     if out.is_dir():
         raise UserError(f"cannot write {out}: it is a directory")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.probe."):
-            pass
+        check_writable_folder(out.parent)
     except OSError as err:
         raise UserError(f"cannot write {out}: {err.strerror or err}") from None
 
