@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from core.cli import UserError
 from core.params import load_params
 from experiments import cv, search
 from experiments import train as train_module
@@ -208,6 +210,33 @@ def test_a_study_whose_parent_run_is_gone_starts_a_new_run(workdir: Path, sample
 
     assert result.version == "1"
     assert MlflowClient(moved.mlflow.tracking_uri).get_run(result.run_id).info.status == "FINISHED"
+
+
+def test_the_stage_leaves_its_imports_to_the_collector_only_while_it_runs(workdir: Path, sample_csv: Path,
+                                                                         monkeypatch) -> None:
+    """Frozen while training (the imports, then MLflow's SQL store), thawed after, also when the stage fails."""
+    gc.unfreeze()
+    frozen_at = {}
+    real_prepare, real_record = train_module.prepare, train_module.parent_run.record
+
+    def prepare(params):  # noqa: ANN001, ANN202
+        frozen_at["start"] = gc.get_freeze_count()
+        return real_prepare(params)
+
+    def record(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        frozen_at["logging"] = gc.get_freeze_count()
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "prepare", prepare)
+    monkeypatch.setattr(train_module.parent_run, "record", record)
+    train_module.train(load_params(write_params(workdir, sample_csv, train=FAST_TRAIN)))
+
+    assert frozen_at["start"] > 0
+    assert frozen_at["logging"] > frozen_at["start"], "MLflow's SQL store, imported after the start, is frozen too"
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(UserError, match="data file not found"):
+        train_module.train(load_params(write_params(workdir, workdir / "absent.csv")))
+    assert gc.get_freeze_count() == 0
 
 
 def _closed_port() -> int:
