@@ -13,12 +13,10 @@ records ``experiments.parent_run``, the MLflow model ``experiments.packaging``.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from sklearn.pipeline import make_pipeline
 from core import tracking
 from core.cli import UserError, run_cli
 from core.params import Params, load_params, params_option
+from core.stopwatch import Stopwatch
 from experiments import cv, parent_run, search, trials
 from experiments.data import Prepared, prepare
 from serving.layout import CATEGORICAL
@@ -66,35 +65,6 @@ class TrainResult:
     def mlflow_s(self) -> float:
         """Every second spent in MLflow calls (0 when trained with log=False)."""
         return sum(self.mlflow_parts.values(), 0.0)
-
-
-class Stopwatch:
-    """Adds up the seconds spent inside its ``part(name)`` blocks, per part: what logging to MLflow costs the stage.
-
-    Parts do not nest (a second one opened inside the first would count its seconds twice); one thread times them
-    (the search runs one Optuna job at a time, so its callbacks come on the thread that calls ``optimize``).
-    """
-
-    def __init__(self) -> None:
-        self.parts: dict[str, float] = {}
-        self._open: str | None = None
-
-    @contextlib.contextmanager
-    def part(self, name: str) -> Iterator[None]:
-        if self._open is not None:
-            raise RuntimeError(f"stopwatch part {name!r} opened inside {self._open!r}")
-        self._open, started = name, time.perf_counter()
-        try:
-            yield
-        finally:
-            self._open = None
-            self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - started
-
-    def timed(self, name: str, callback: Callable[..., None]) -> Callable[..., None]:
-        def wrapper(*args: Any) -> None:
-            with self.part(name):
-                callback(*args)
-        return wrapper
 
 
 @dataclass(frozen=True)
@@ -131,14 +101,13 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
     ``log=False`` runs the same search, refit and outputs without touching MLflow at all (nothing is
     registered): the benchmark prices MLflow logging as the difference between the two.
     """
-    # What is alive now (the imports: MLflow, pandas, XGBoost, Optuna, scikit-learn) lives as long as the stage.
-    # Frozen, the cyclic collector stops re-walking it at every full pass: a third of what setting up MLflow
-    # cost (its SQL store's import allocates enough to trigger them), measured in the README's "Scale".
+    # The imports live as long as the stage: frozen, the cyclic collector stops re-walking them at each full pass
+    # (a third of MLflow's set-up, README "Scale"). Thawed after, as if never frozen: tests call this in-process.
     gc.freeze()
     try:
         return _train(params, storage=storage, name=name, log=log)
     finally:
-        gc.unfreeze()  # back to the collector's oldest generation, as if never frozen (tests call this in-process)
+        gc.unfreeze()
 
 
 def _train(params: Params, *, storage: str | None, name: str | None, log: bool) -> TrainResult:

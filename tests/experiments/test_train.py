@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from core.cli import UserError
 from core.params import load_params
+from core.stopwatch import Stopwatch
 from experiments import cv, search
 from experiments import train as train_module
 from experiments import trials as tracking
@@ -360,7 +361,7 @@ def test_an_optuna_storage_that_cannot_be_used_is_one_line_before_mlflow(workdir
 
 
 def test_the_stopwatch_adds_up_each_part_and_refuses_a_part_inside_another() -> None:
-    clock = train_module.Stopwatch()
+    clock = Stopwatch()
     for _ in range(2):
         with clock.part("a"):
             time.sleep(0.01)
