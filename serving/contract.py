@@ -6,11 +6,9 @@ ships inside the function's asset), the REST API's request model (``infra/api/in
 stand-in (``infra/local``) and the smoke test (``infra/smoke``). Standard library only: the Lambda passes in its
 own boto3 client.
 
-- Route: ``POST /{STAGE}/{RESOURCE}`` on the API; the container's own routes are SageMaker's
-  ``/ping`` and ``/invocations``.
-- Body through the API: one record (a JSON object) or a list of 1..``MAX_RECORDS`` records. The container
-  also takes the batch wrappers in ``BATCH_WRAPPERS``; the API refuses them, so that its record bound
-  counts what the model will score.
+- Route: ``POST /{STAGE}/{RESOURCE}`` on the API; the container's own are SageMaker's ``/ping``, ``/invocations``.
+- Body through the API: one record (a JSON object) or a list of 1..``MAX_RECORDS`` records (``request_schema``).
+  The container also takes the ``BATCH_WRAPPERS``; the API refuses them, so its bound counts what is scored.
 - Every answer names the model that gave it in ``MODEL_HEADERS``. ``InvokeEndpoint`` passes on none of a
   container's headers but ``CUSTOM_ATTRIBUTES``, so the container sends the same facts there too
   (``model-name=..,model-version=..,data-hash=..``) and the Lambda turns them back into the headers.
@@ -57,6 +55,21 @@ API_KEY_HEADER = "X-Api-Key"
 RETRY_AFTER_HEADER = "Retry-After"
 
 
+def request_schema(*, max_records: int = MAX_RECORDS) -> dict[str, Any]:
+    """The JSON Schema (draft 4, as API Gateway's models are) of the bodies the API lets through: the REST API's
+    model is this document, and the stand-in's gateway checks bodies against it. No batch wrappers: they would
+    carry past ``max_records``. What a record holds is the Lambda's and the model's to check."""
+    record = {"type": "object", "not": {"anyOf": [{"required": [key]} for key in BATCH_WRAPPERS]}}
+    return {"$schema": "http://json-schema.org/draft-04/schema#", "title": "PredictRequest",
+            "oneOf": [record, {"type": "array", "items": record, "minItems": 1, "maxItems": max_records}]}
+
+
+def bad_body_message(*, max_records: int = MAX_RECORDS) -> str:
+    """What the API answers (400, the gateway's ``{"message"}`` shape) for a body ``request_schema`` refuses."""
+    return (f"Invalid request body: send one record (a JSON object) or a list of 1 to {max_records} records, "
+            f"none of them a batch wrapper ({', '.join(BATCH_WRAPPERS)})")
+
+
 def route_path() -> str:
     """The path clients call on the API, stage included: ``/score/predict-student-score``."""
     return f"/{STAGE}{ROUTE}"
@@ -68,10 +81,7 @@ def _printable(text: str) -> str:
 
 
 def model_headers(metadata: Mapping[str, Any]) -> dict[str, str]:
-    """The model headers, and the custom attributes carrying them, for a bundle's ``metadata.json``.
-
-    A field that is absent or empty is ``unknown``.
-    """
+    """The model headers, and the custom attributes carrying them, for ``metadata.json`` (absent or empty: unknown)."""
     headers = {}
     for header, key in MODEL_HEADERS.items():
         value = metadata.get(key)
@@ -95,9 +105,8 @@ def headers_from_attributes(custom_attributes: str | None) -> dict[str, str]:
 
 
 # --- Capture: what the front door records about each answer, for monitoring (issue 12) -----------------------
-# One JSON line per predicted record, one per refused request. The Lambda (and the stand-in, through the same
-# handler) sends them to an Amazon Data Firehose stream, which writes them under CAPTURE_PREFIX partitioned by
-# CAPTURE_PARTITIONS, or appends them to files in the same layout in a local folder.
+# One JSON line per predicted record, one per refused request, sent by the Lambda (the stand-in's too) to a Firehose
+# stream writing under CAPTURE_PREFIX by CAPTURE_PARTITIONS, or to files in the same layout in a local folder.
 CAPTURE_FORMAT = 1
 CAPTURE_PREFIX = "capture"
 PREDICTION, REFUSAL = "prediction", "refusal"
@@ -136,8 +145,7 @@ def prediction_records(*, request_id: str, records: Sequence[Mapping[str, Any]],
                        drop_fields: Collection[str] = ()) -> list[dict[str, Any]]:
     """One capture record per predicted record: the input as the model accepted it (less ``drop_fields``).
 
-    Raises:
-        ValueError: the answer does not hold one prediction per record.
+    Raises ValueError when the answer does not hold one prediction per record.
     """
     if len(records) != len(predictions):
         raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
@@ -174,10 +182,8 @@ def capture_line(record: Mapping[str, Any]) -> bytes:
 
 
 def firehose_put(client: Any, stream: str) -> Callable[[list[bytes]], int]:
-    """A sink for ``CaptureSender``: ``PutRecordBatch`` into ``stream`` with the caller's boto3 client.
-
-    Returns the number of lines not accepted; a call that raises loses the whole batch (the sender counts it).
-    """
+    """A sink for ``CaptureSender``: ``PutRecordBatch`` into ``stream`` with the caller's boto3 client; returns the
+    number of lines not accepted (a call that raises loses the whole batch, and the sender counts it)."""
     def put(lines: list[bytes]) -> int:
         answer = client.put_record_batch(DeliveryStreamName=stream, Records=[{"Data": line} for line in lines])
         return int(answer.get("FailedPutCount", 0))
@@ -202,11 +208,10 @@ def folder_put(root: str | os.PathLike[str]) -> Callable[[list[bytes]], int]:
 class CaptureSender:
     """Sends capture lines from a background thread, so capturing never delays or changes an answer.
 
-    ``submit`` only queues (a full queue drops and counts); the thread sends what has queued up in batches of
-    at most ``FIREHOSE_MAX_RECORDS`` lines and ``FIREHOSE_MAX_BYTES``, waiting up to ``linger_s`` after a
-    batch's first line for more (fewer, larger puts; records wait that much longer). Failures are counted, never raised, and
-    reported through ``on_error`` (one log line per failed batch) and ``take_failed`` (for a metric).
-    """
+    ``submit`` only queues (a full queue drops and counts); the thread sends batches of at most
+    ``FIREHOSE_MAX_RECORDS`` lines and ``FIREHOSE_MAX_BYTES``, waiting ``linger_s`` after a batch's first line for
+    more (fewer, larger puts). Failures are counted, never raised: ``on_error`` (a log line per failed batch) and
+    ``take_failed`` (for a metric)."""
 
     def __init__(self, put: Callable[[list[bytes]], int], *, max_queue: int = 10_000, linger_s: float = 0.0,
                  on_error: Callable[[str], None] | None = None) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack, SymlinkFollowMode
 from aws_cdk import aws_apigateway as apigw
@@ -55,38 +56,47 @@ def powertools_parameter(version: str) -> str:
     return POWERTOOLS_PARAMETER.format(arch=LAMBDA_ARCHITECTURE.name, python=LAMBDA_RUNTIME.name, version=version)
 
 
-def request_schema(*, max_records: int) -> apigw.JsonSchema:
-    """The body API Gateway lets through: one record or 1..max_records records (objects).
+# JSON Schema keywords -> apigw.JsonSchema's arguments, for the keywords the wire contract's request schema uses.
+_SCHEMA_KEYWORDS = {"$schema": "schema", "title": "title", "type": "type", "not": "not_", "anyOf": "any_of",
+                    "oneOf": "one_of", "required": "required", "items": "items", "minItems": "min_items",
+                    "maxItems": "max_items"}
+_SCHEMA_VERSIONS = {"http://json-schema.org/draft-04/schema#": apigw.JsonSchemaVersion.DRAFT4}
 
-    A record may not be one of the container's batch wrappers, which would carry past ``max_records``.
-    """
-    record = apigw.JsonSchema(
-        type=apigw.JsonSchemaType.OBJECT,
-        not_=apigw.JsonSchema(any_of=[apigw.JsonSchema(required=[key]) for key in contract.BATCH_WRAPPERS]),
-    )
-    return apigw.JsonSchema(
-        schema=apigw.JsonSchemaVersion.DRAFT4,
-        title="PredictRequest",
-        one_of=[
-            record,
-            apigw.JsonSchema(
-                type=apigw.JsonSchemaType.ARRAY, items=record, min_items=1, max_items=max_records
-            ),
-        ],
-    )
+
+def json_schema(document: dict[str, Any]) -> apigw.JsonSchema:
+    """``document`` (a JSON Schema) as CDK's ``JsonSchema``; a keyword this does not know is a ValueError."""
+    unknown = set(document) - set(_SCHEMA_KEYWORDS)
+    if unknown:
+        raise ValueError(f"JSON Schema keywords not mapped to apigw.JsonSchema: {sorted(unknown)}")
+    args: dict[str, Any] = {}
+    for keyword, value in document.items():
+        if keyword == "$schema":
+            value = _SCHEMA_VERSIONS[value]
+        elif keyword == "type":
+            value = apigw.JsonSchemaType[value.upper()]
+        elif keyword in ("not", "items"):
+            value = json_schema(value)
+        elif keyword in ("anyOf", "oneOf"):
+            value = [json_schema(v) for v in value]
+        args[_SCHEMA_KEYWORDS[keyword]] = value
+    return apigw.JsonSchema(**args)
+
+
+def request_schema(*, max_records: int) -> apigw.JsonSchema:
+    """The body API Gateway lets through: the wire contract's ``request_schema`` (the stand-in checks the same)."""
+    return json_schema(contract.request_schema(max_records=max_records))
 
 
 def bad_body_template(*, max_records: int) -> str:
     """The body of API Gateway's answer to a body its request validator refuses (``BAD_REQUEST_BODY``).
 
-    By default it says only "Invalid request body"; this says what a body must be, in the gateway's own shape
-    ``{"message": ...}`` (how clients and ``capacity/classify.py`` tell the gateway's answers from the
-    Lambda's ``{"error", "request_id"}``). AWS, "x-amazon-apigateway-gateway-responses.responseTemplates
-    object": a gateway response template is not VTL, only variable substitution; this one has no variables.
+    By default it says only "Invalid request body"; this says what a body must be (the wire contract's
+    ``bad_body_message``), in the gateway's own shape ``{"message": ...}`` (how clients and
+    ``capacity/classify.py`` tell the gateway's answers from the Lambda's ``{"error", "request_id"}``). AWS,
+    "x-amazon-apigateway-gateway-responses.responseTemplates object": a gateway response template is not VTL,
+    only variable substitution; this one has no variables.
     """
-    wrappers = ", ".join(contract.BATCH_WRAPPERS)
-    return json.dumps({"message": f"Invalid request body: send one record (a JSON object) or a list of 1 to "
-                                  f"{max_records} records, none of them a batch wrapper ({wrappers})"})
+    return json.dumps({"message": contract.bad_body_message(max_records=max_records)})
 
 
 class PredictApi(Construct):

@@ -7,8 +7,13 @@ raises 502 "Internal server error") carrying the CORS header, and one request at
 as one Lambda instance takes them. With a ``LambdaPool`` (``lambdas.py``) events run on several Lambda
 instances at once, and an answer later than the integration timeout (29 s, "Quotas for configuring and
 running a REST API in API Gateway") is API Gateway's 504 "Endpoint request timed out" (INTEGRATION_TIMEOUT in
-"Gateway response types for API Gateway"). What it leaves out: the API's JSON-schema request validation (the
-handler checks the same shape), throttling and API keys.
+"Gateway response types for API Gateway"). The API's request validation: a body declared JSON (or not declared:
+API Gateway then takes it for ``application/json``, "Method request behavior for payloads without mapping
+templates") is checked against the wire contract's ``request_schema``, the REST API's own model, and refused
+as the deployed API refuses it (400, its ``BAD_REQUEST_BODY`` response); a body of another type is not
+checked ("Request validation for REST APIs in API Gateway": no model for its content type, no validation) and
+the handler answers it. Media-type parameters (``charset``) are ignored when matching; AWS does not say. What
+it leaves out: throttling and API keys.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
+
+import jsonschema
 
 from infra.local.lambdas import LambdaPool
 from serving import contract
@@ -101,19 +108,52 @@ def proxy_event(
     }
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class RequestModel:
+    """The REST API's request validation for the one method: which bodies it refuses before the handler runs."""
+
+    def __init__(self, *, max_records: int = contract.MAX_RECORDS) -> None:
+        self._validator = jsonschema.Draft4Validator(contract.request_schema(max_records=max_records))
+        self.message = contract.bad_body_message(max_records=max_records)
+
+    def refuses(self, content_type: str | None, body: bytes) -> bool:
+        """True when the API would answer 400 before invoking the handler.
+
+        A body that is not UTF-8 goes to the handler, which refuses it (see ``proxy_event``): AWS does not say
+        what its validator makes of one.
+        """
+        media_type = (content_type or contract.JSON).split(";")[0].strip().lower()
+        if media_type != contract.JSON:
+            return False
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        try:
+            document = json.loads(text, parse_constant=_no_constant)  # no NaN, no Infinity: not JSON
+        except (ValueError, RecursionError):
+            return True
+        return not self._validator.is_valid(document)
+
+
 class FrontDoorServer(ThreadingHTTPServer):
     """A loopback HTTP server standing in for the REST API's ``score`` stage in front of the handler."""
 
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], *, handler: ModuleType | None = None, lambdas: LambdaPool | None = None
+        self, address: tuple[str, int], *, handler: ModuleType | None = None, lambdas: LambdaPool | None = None,
+        max_records: int = contract.MAX_RECORDS,
     ) -> None:
         super().__init__(address, _Handler)
         # Imported here, not at module import, so the caller sets the handler's environment first.
         self.handler = handler or importlib.import_module(HANDLER_MODULE)
         self.lock = threading.Lock()
         self.lambdas = lambdas
+        self.model = RequestModel(max_records=max_records)
 
     @property
     def url(self) -> str:
@@ -176,6 +216,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.command != "POST":
             self._gateway_error(403, "Missing Authentication Token")
+            return
+        if self.server.model.refuses(self.headers.get("Content-Type"), body):
+            self._gateway_error(400, self.server.model.message)
             return
         event = proxy_event(
             method=self.command,

@@ -19,12 +19,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
+from infra.api import infrastructure as api_infra
 from infra.api.infrastructure import LAMBDA_TIMEOUT
 from infra.api.runtime import handler
 from infra.app import ConfigError, build_app
 from infra.nag import synth_or_report
 from infra.settings import ENVIRONMENTS, settings_from_context
 from infra.stacks import BootstrapStack
+from serving import contract
 
 pytestmark = pytest.mark.slow
 
@@ -286,6 +288,19 @@ def test_cors_is_on_the_preflight_and_on_the_gateways_own_errors(dev: Synth) -> 
                 "ResponseParameters": {"gatewayresponse.header.Access-Control-Allow-Origin": "'*'"},
             },
         )
+
+
+def test_the_api_request_model_is_the_wire_contracts_schema(dev: Synth) -> None:
+    """The deployed validator and the stand-in's gateway check bodies against one document."""
+    models = [r["Properties"] for r in dev.templates[SERVING].find_resources("AWS::ApiGateway::Model").values()]
+    assert len(models) == 1
+    assert models[0]["ContentType"] == "application/json"
+    assert models[0]["Schema"] == contract.request_schema(max_records=ENVIRONMENTS["dev"].max_records)
+
+
+def test_a_schema_keyword_the_construct_cannot_map_fails_the_synth() -> None:
+    with pytest.raises(ValueError, match="patternProperties"):
+        api_infra.json_schema({"type": "object", "patternProperties": {}})
 
 
 def test_a_body_the_validator_refuses_is_told_what_a_body_must_be(dev: Synth) -> None:

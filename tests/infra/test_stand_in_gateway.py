@@ -1,0 +1,76 @@
+"""The stand-in's API Gateway checks bodies against the REST API's request model, as the deployed API does."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from infra.local.front_door import FrontDoorServer, start_front_door
+from serving import contract
+from tests.infra.runtime_stub import StubRuntime
+
+RECORD = {"Hours_Studied": 23, "Gender": "Male"}
+
+
+@pytest.fixture
+def front(handler_env: StubRuntime) -> Iterator[FrontDoorServer]:
+    server = start_front_door()
+    yield server
+    server.shutdown()
+
+
+def _post(front: FrontDoorServer, body: bytes, content_type: str | None = "application/json") -> requests.Response:
+    request = requests.Request("POST", front.url, data=body,
+                               headers={} if content_type is None else {"Content-Type": content_type}).prepare()
+    assert ("Content-Type" in request.headers) == (content_type is not None)  # requests adds none for bytes
+    with requests.Session() as session:
+        return session.send(request, timeout=10)
+
+
+@pytest.mark.parametrize("body", [
+    json.dumps({"instances": [RECORD]}),
+    json.dumps({"dataframe_split": {"columns": ["Hours_Studied"], "data": [[23]]}}),
+    json.dumps([RECORD] * (contract.MAX_RECORDS + 1)),
+    json.dumps([]),
+    json.dumps([RECORD, 3]),
+    json.dumps("text"),
+    json.dumps(42),
+    '{"Hours_Studied": NaN}',
+    '{"Hours_Studied": 23',
+    "",
+    "[" * 5000,
+], ids=["instances", "dataframe_split", "too-many", "empty-list", "not-a-record", "string", "number", "nan",
+        "truncated", "empty", "deep"])
+def test_a_body_the_api_model_refuses_never_reaches_the_handler(front: FrontDoorServer, handler_env: StubRuntime,
+                                                                body: str) -> None:
+    answer = _post(front, body.encode())
+
+    assert answer.status_code == 400
+    assert answer.json() == {"message": contract.bad_body_message()}, "the deployed API's BAD_REQUEST_BODY answer"
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert handler_env.requests == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "Application/JSON; charset=utf-8", None])
+def test_a_body_declared_json_or_undeclared_is_checked(front: FrontDoorServer, handler_env: StubRuntime,
+                                                       content_type: str | None) -> None:
+    refused = _post(front, json.dumps({"instances": [RECORD]}).encode(), content_type)
+    accepted = _post(front, json.dumps([RECORD, RECORD]).encode(), content_type)
+
+    assert refused.status_code == 400 and "message" in refused.json()
+    assert accepted.status_code == 200, accepted.text
+    assert len(handler_env.requests) == 1 and json.loads(handler_env.requests[0]["body"]) == [RECORD, RECORD]
+
+
+def test_a_body_of_another_type_is_not_checked_and_the_handler_answers(front: FrontDoorServer,
+                                                                       handler_env: StubRuntime) -> None:
+    """No model for its content type, no validation: the Lambda refuses what it cannot take, in its own shape."""
+    wrapped = _post(front, json.dumps({"instances": [RECORD]}).encode(), "text/plain")
+    csv = _post(front, b"Hours_Studied\n23\n", "text/csv")
+
+    assert wrapped.status_code == 400 and "error" in wrapped.json() and "message" not in wrapped.json()
+    assert csv.status_code == 415 and "error" in csv.json()
+    assert handler_env.requests == []
