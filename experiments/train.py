@@ -102,7 +102,10 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
     registered): the benchmark prices MLflow logging as the difference between the two.
     """
     # The imports live as long as the stage: frozen, the cyclic collector stops re-walking them at each full pass
-    # (a third of MLflow's set-up, README "Scale"). Thawed after, as if never frozen: tests call this in-process.
+    # (a third of MLflow's set-up, README "Scale"). Thawed after (tests call this in-process), unless the caller
+    # had frozen objects itself: unfreezing thaws them all, so then the caller's freeze is left to stand alone.
+    if gc.get_freeze_count():
+        return _train(params, storage=storage, name=name, log=log)
     gc.freeze()
     try:
         return _train(params, storage=storage, name=name, log=log)

@@ -71,8 +71,12 @@ def json_schema(document: dict[str, Any]) -> apigw.JsonSchema:
     args: dict[str, Any] = {}
     for keyword, value in document.items():
         if keyword == "$schema":
+            if value not in _SCHEMA_VERSIONS:
+                raise ValueError(f"JSON Schema version not mapped to apigw.JsonSchemaVersion: {value!r}")
             value = _SCHEMA_VERSIONS[value]
         elif keyword == "type":
+            if not isinstance(value, str) or value.upper() not in apigw.JsonSchemaType.__members__:
+                raise ValueError(f"JSON Schema type not mapped to apigw.JsonSchemaType: {value!r}")
             value = apigw.JsonSchemaType[value.upper()]
         elif keyword in ("not", "items"):
             value = json_schema(value)

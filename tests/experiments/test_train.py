@@ -238,6 +238,15 @@ def test_the_stage_leaves_its_imports_to_the_collector_only_while_it_runs(workdi
     with pytest.raises(UserError, match="data file not found"):
         train_module.train(load_params(write_params(workdir, workdir / "absent.csv")))
     assert gc.get_freeze_count() == 0
+    # A caller that froze objects itself keeps them frozen: the stage neither thaws them nor adds its own.
+    gc.freeze()
+    try:
+        callers = gc.get_freeze_count()
+        with pytest.raises(UserError, match="data file not found"):
+            train_module.train(load_params(write_params(workdir, workdir / "absent.csv")))
+        assert gc.get_freeze_count() == callers
+    finally:
+        gc.unfreeze()
 
 
 def _closed_port() -> int:

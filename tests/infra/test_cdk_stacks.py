@@ -298,9 +298,15 @@ def test_the_api_request_model_is_the_wire_contracts_schema(dev: Synth) -> None:
     assert models[0]["Schema"] == contract.request_schema(max_records=ENVIRONMENTS["dev"].max_records)
 
 
-def test_a_schema_keyword_the_construct_cannot_map_fails_the_synth() -> None:
-    with pytest.raises(ValueError, match="patternProperties"):
-        api_infra.json_schema({"type": "object", "patternProperties": {}})
+@pytest.mark.parametrize(("document", "named"), [
+    ({"type": "object", "patternProperties": {}}, "patternProperties"),
+    ({"type": ["object", "null"]}, "type"),
+    ({"type": "date"}, "type"),
+    ({"$schema": "http://json-schema.org/draft-07/schema#"}, "version"),
+])
+def test_a_schema_the_construct_cannot_map_fails_the_synth_naming_it(document: dict, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        api_infra.json_schema(document)
 
 
 def test_a_body_the_validator_refuses_is_told_what_a_body_must_be(dev: Synth) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -18,6 +19,14 @@ RECORD = {"Hours_Studied": 23, "Gender": "Male"}
 @pytest.fixture
 def front(handler_env: StubRuntime) -> Iterator[FrontDoorServer]:
     server = start_front_door()
+    real_invoke = server.invoke
+    server.invoked = []  # type: ignore[attr-defined]
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        server.invoked.append(event)  # type: ignore[attr-defined]
+        return real_invoke(event)
+
+    server.invoke = invoke  # type: ignore[method-assign]
     yield server
     server.shutdown()
 
@@ -51,6 +60,7 @@ def test_a_body_the_api_model_refuses_never_reaches_the_handler(front: FrontDoor
     assert answer.status_code == 400
     assert answer.json() == {"message": contract.bad_body_message()}, "the deployed API's BAD_REQUEST_BODY answer"
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert front.invoked == [], "the Lambda never runs, so it neither answers nor captures the body"
     assert handler_env.requests == []
 
 
@@ -62,6 +72,7 @@ def test_a_body_declared_json_or_undeclared_is_checked(front: FrontDoorServer, h
 
     assert refused.status_code == 400 and "message" in refused.json()
     assert accepted.status_code == 200, accepted.text
+    assert len(front.invoked) == 1
     assert len(handler_env.requests) == 1 and json.loads(handler_env.requests[0]["body"]) == [RECORD, RECORD]
 
 
@@ -73,4 +84,14 @@ def test_a_body_of_another_type_is_not_checked_and_the_handler_answers(front: Fr
 
     assert wrapped.status_code == 400 and "error" in wrapped.json() and "message" not in wrapped.json()
     assert csv.status_code == 415 and "error" in csv.json()
+    assert len(front.invoked) == 2
     assert handler_env.requests == []
+
+
+def test_an_integer_too_long_for_python_to_convert_is_still_valid_json(front: FrontDoorServer,
+                                                                      handler_env: StubRuntime) -> None:
+    """The gateway checks shapes, not numbers: a record holding a 5,000-digit integer passes to the Lambda."""
+    answer = _post(front, b'{"Hours_Studied": ' + b"9" * 5000 + b"}")
+
+    assert "message" not in answer.json(), answer.text
+    assert len(front.invoked) == 1
