@@ -49,10 +49,10 @@ def _post(front: FrontDoorServer, body: bytes, content_type: str | None = "appli
     json.dumps(42),
     '{"Hours_Studied": NaN}',
     '{"Hours_Studied": 23',
-    "",
+    " ",
     "[" * 5000,
 ], ids=["instances", "dataframe_split", "too-many", "empty-list", "not-a-record", "string", "number", "nan",
-        "truncated", "empty", "deep"])
+        "truncated", "blank", "deep"])
 def test_a_body_the_api_model_refuses_never_reaches_the_handler(front: FrontDoorServer, handler_env: StubRuntime,
                                                                 body: str) -> None:
     answer = _post(front, body.encode())
@@ -85,6 +85,15 @@ def test_a_body_of_another_type_is_not_checked_and_the_handler_answers(front: Fr
     assert wrapped.status_code == 400 and "error" in wrapped.json() and "message" not in wrapped.json()
     assert csv.status_code == 415 and "error" in csv.json()
     assert len(front.invoked) == 2
+    assert handler_env.requests == []
+
+
+def test_an_empty_body_passes_the_gateway_as_an_empty_record_and_the_lambda_refuses_it(
+        front: FrontDoorServer, handler_env: StubRuntime) -> None:
+    answer = _post(front, b"")
+
+    assert answer.status_code == 400 and "error" in answer.json() and "message" not in answer.json()
+    assert len(front.invoked) == 1
     assert handler_env.requests == []
 
 
