@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack, SymlinkFollowMode
 from aws_cdk import aws_apigateway as apigw
@@ -29,6 +28,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra.api import schema
 from infra.nag import acknowledge
 from serving import contract
 
@@ -56,39 +56,9 @@ def powertools_parameter(version: str) -> str:
     return POWERTOOLS_PARAMETER.format(arch=LAMBDA_ARCHITECTURE.name, python=LAMBDA_RUNTIME.name, version=version)
 
 
-# JSON Schema keywords -> apigw.JsonSchema's arguments, for the keywords the wire contract's request schema uses.
-_SCHEMA_KEYWORDS = {"$schema": "schema", "title": "title", "type": "type", "not": "not_", "anyOf": "any_of",
-                    "oneOf": "one_of", "required": "required", "items": "items", "minItems": "min_items",
-                    "maxItems": "max_items"}
-_SCHEMA_VERSIONS = {"http://json-schema.org/draft-04/schema#": apigw.JsonSchemaVersion.DRAFT4}
-
-
-def json_schema(document: dict[str, Any]) -> apigw.JsonSchema:
-    """``document`` (a JSON Schema) as CDK's ``JsonSchema``; a keyword this does not know is a ValueError."""
-    unknown = set(document) - set(_SCHEMA_KEYWORDS)
-    if unknown:
-        raise ValueError(f"JSON Schema keywords not mapped to apigw.JsonSchema: {sorted(unknown)}")
-    args: dict[str, Any] = {}
-    for keyword, value in document.items():
-        if keyword == "$schema":
-            if value not in _SCHEMA_VERSIONS:
-                raise ValueError(f"JSON Schema version not mapped to apigw.JsonSchemaVersion: {value!r}")
-            value = _SCHEMA_VERSIONS[value]
-        elif keyword == "type":
-            if not isinstance(value, str) or value.upper() not in apigw.JsonSchemaType.__members__:
-                raise ValueError(f"JSON Schema type not mapped to apigw.JsonSchemaType: {value!r}")
-            value = apigw.JsonSchemaType[value.upper()]
-        elif keyword in ("not", "items"):
-            value = json_schema(value)
-        elif keyword in ("anyOf", "oneOf"):
-            value = [json_schema(v) for v in value]
-        args[_SCHEMA_KEYWORDS[keyword]] = value
-    return apigw.JsonSchema(**args)
-
-
 def request_schema(*, max_records: int) -> apigw.JsonSchema:
     """The body API Gateway lets through: the wire contract's ``request_schema`` (the stand-in checks the same)."""
-    return json_schema(contract.request_schema(max_records=max_records))
+    return schema.json_schema(contract.request_schema(max_records=max_records))
 
 
 def bad_body_template(*, max_records: int) -> str:

@@ -19,7 +19,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
-from infra.api import infrastructure as api_infra
+from infra.api import schema as api_schema
 from infra.api.infrastructure import LAMBDA_TIMEOUT
 from infra.api.runtime import handler
 from infra.app import ConfigError, build_app
@@ -306,7 +306,7 @@ def test_the_api_request_model_is_the_wire_contracts_schema(dev: Synth) -> None:
 ])
 def test_a_schema_the_construct_cannot_map_fails_the_synth_naming_it(document: dict, named: str) -> None:
     with pytest.raises(ValueError, match=named):
-        api_infra.json_schema(document)
+        api_schema.json_schema(document)
 
 
 def test_a_body_the_validator_refuses_is_told_what_a_body_must_be(dev: Synth) -> None:
