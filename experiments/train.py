@@ -17,6 +17,7 @@ import gc
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -105,15 +106,16 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
     # (a third of MLflow's set-up, README "Scale"). Thawed after (tests call this in-process), unless the caller
     # had frozen objects itself: unfreezing thaws them all, so then the caller's freeze is left to stand alone.
     if gc.get_freeze_count():
-        return _train(params, storage=storage, name=name, log=log)
+        return _train(params, storage=storage, name=name, log=log, freeze=lambda: None)
     gc.freeze()
     try:
-        return _train(params, storage=storage, name=name, log=log)
+        return _train(params, storage=storage, name=name, log=log, freeze=gc.freeze)
     finally:
         gc.unfreeze()
 
 
-def _train(params: Params, *, storage: str | None, name: str | None, log: bool) -> TrainResult:
+def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
+           freeze: Callable[[], None]) -> TrainResult:
     data = prepare(params)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sname = name or search.study_name(params, data.data_hash)
@@ -136,7 +138,7 @@ def _train(params: Params, *, storage: str | None, name: str | None, log: bool) 
         except mlflow.exceptions.MlflowException as err:
             raise UserError(f"MLflow tracking store {uri}: {str(err).splitlines()[0]}") from None
         client = MlflowClient(uri)
-        gc.freeze()  # MLflow's SQL store, imported just now, lives as long as the stage too
+        freeze()  # MLflow's SQL store, imported just now, lives as long as the stage too
     study = search.make_study(name=sname, storage=store, seed=params.train.seed,
                               startup_trials=params.train.pruner_startup_trials)
     with clock.part(SET_UP):

@@ -238,13 +238,16 @@ def test_the_stage_leaves_its_imports_to_the_collector_only_while_it_runs(workdi
     with pytest.raises(UserError, match="data file not found"):
         train_module.train(load_params(write_params(workdir, workdir / "absent.csv")))
     assert gc.get_freeze_count() == 0
-    # A caller that froze objects itself keeps them frozen: the stage neither thaws them nor adds its own.
+    # A caller that froze objects itself keeps them frozen: the stage neither thaws them nor adds its own, whether
+    # it fails before MLflow is set up or trains to the end (frozen objects may die meanwhile, none are added).
     gc.freeze()
     try:
         callers = gc.get_freeze_count()
         with pytest.raises(UserError, match="data file not found"):
             train_module.train(load_params(write_params(workdir, workdir / "absent.csv")))
         assert gc.get_freeze_count() == callers
+        train_module.train(load_params(write_params(workdir, sample_csv, train=FAST_TRAIN)))
+        assert 0 < gc.get_freeze_count() <= callers
     finally:
         gc.unfreeze()
 
