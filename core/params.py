@@ -22,6 +22,8 @@ class _Frozen(BaseModel):
 
 
 FilePath = Annotated[Path, Field(strict=False)]
+# Column or field names: a YAML list read as a tuple, no name empty.
+Names = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False)]
 
 
 class Range(_Frozen):
@@ -103,7 +105,7 @@ class DataParams(_Frozen):
     target: Annotated[str, Field(min_length=1)]
     test_size: Annotated[float, Field(gt=0, lt=1)]
     split_seed: Seed
-    ignore: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False)]
+    ignore: Names
     max_categories: Annotated[int, Field(ge=2)]
 
     @model_validator(mode="after")
@@ -194,7 +196,7 @@ class FeedbackParams(_Frozen):
 class MonitorParams(_Frozen):
     experiment: Annotated[str, Field(min_length=1)]
     capture_dir: FilePath
-    drop_fields: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False)] = ()
+    drop_fields: Names = ()
     drift: DriftThresholds
     feedback: FeedbackParams
 
