@@ -153,15 +153,14 @@ class FrontDoorServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], *, handler: ModuleType | None = None, lambdas: LambdaPool | None = None,
-        max_records: int = contract.MAX_RECORDS,
+        self, address: tuple[str, int], *, handler: ModuleType | None = None, lambdas: LambdaPool | None = None
     ) -> None:
         super().__init__(address, _Handler)
         # Imported here, not at module import, so the caller sets the handler's environment first.
         self.handler = handler or importlib.import_module(HANDLER_MODULE)
         self.lock = threading.Lock()
         self.lambdas = lambdas
-        self.model = RequestModel(max_records=max_records)
+        self.model = RequestModel()
 
     @property
     def url(self) -> str:
