@@ -44,6 +44,12 @@ def signature(schema: Schema, frame: pd.DataFrame) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=MlflowSchema([ColSpec("double")]))
 
 
+def table_schema(schema: Schema, frame: pd.DataFrame) -> MlflowSchema:
+    """The training table's columns, as the dataset input declares them: the signature's inputs, then the target."""
+    target = "long" if pd.api.types.is_integer_dtype(frame[schema.target]) else "double"
+    return MlflowSchema([*signature(schema, frame).inputs.inputs, ColSpec(target, schema.target)])
+
+
 def input_example(frame: pd.DataFrame) -> pd.DataFrame:
     """Raw records, including one with a missing value when the data has any, so users see null is allowed."""
     has_missing = frame[frame.isna().any(axis=1)].head(1)

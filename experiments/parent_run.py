@@ -30,6 +30,7 @@ import xgboost as xgb
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.tracking import MlflowClient
+from mlflow.types import Schema as MlflowSchema
 
 from core import liveness
 from core.cli import UserError
@@ -39,8 +40,7 @@ from experiments.data import Prepared
 from serving.predictor import Schema
 from serving.profile import PROFILE_FILE
 
-# What the parent run logs of a big table: a sample for the dataset's schema, a sample for the scatter plots.
-DATASET_SAMPLE_ROWS = 1000
+# What the parent run plots of a big test split: a sample for the scatter plots.
 PLOT_POINTS = 5000
 # The steps ``record`` times (with the stage's set-up and trial runs, the parts of what MLflow costs it).
 RUN = "parent run"  # params, metrics, tags, the dataset input, metrics.json and the profile; ending the run
@@ -178,29 +178,32 @@ def record(outcome: Outcome, *, model_dir: Path, metrics_file: Path,
     return str(registered.version)
 
 
-class TableSample(PandasDataset):
-    """A training table as an MLflow dataset input: its schema from a sample of rows, its digest and size whole.
+class TrainingTable(PandasDataset):
+    """A training table as an MLflow dataset input: its digest, size and columns, declared rather than computed.
 
-    MLflow would otherwise infer the schema from, and hash, every row: seconds and gigabytes on a big table,
-    for a digest DVC has already computed (the data hash).
+    MLflow would otherwise hash every row and infer the columns from them: seconds and gigabytes on a big
+    table, for a digest DVC has already computed (the data hash) and columns the model signature declares.
     """
 
-    def __init__(self, table: pd.DataFrame, *, sample_rows: int, seed: int, **kwargs: Any) -> None:
-        sample = table.sample(n=min(sample_rows, len(table)), random_state=seed).sort_index()
-        super().__init__(df=packaging.plain(sample), **kwargs)
-        self._rows, self._elements = len(table), int(table.size)
+    def __init__(self, table: pd.DataFrame, *, columns: MlflowSchema, **kwargs: Any) -> None:
+        super().__init__(df=table.head(0), **kwargs)  # the rows themselves are never logged
+        self._columns, self._rows, self._elements = columns, len(table), int(table.size)
+
+    @property
+    def schema(self) -> MlflowSchema:
+        return self._columns
 
     @property
     def profile(self) -> dict[str, int]:
-        return {"num_rows": self._rows, "num_elements": self._elements, "schema_sample_rows": len(self._df)}
+        return {"num_rows": self._rows, "num_elements": self._elements}
 
 
-def _dataset(outcome: Outcome) -> TableSample:
+def _dataset(outcome: Outcome) -> TrainingTable:
     params, data = outcome.params, outcome.data
-    return TableSample(data.frame, sample_rows=DATASET_SAMPLE_ROWS, seed=params.data.split_seed,
-                       source=resolve_dataset_source(str(params.data.path)),
-                       targets=outcome.schema.target, name=f"{params.data.path.name}@{data.data_hash[:8]}",
-                       digest=data.data_hash[:20])
+    return TrainingTable(data.frame, columns=packaging.table_schema(outcome.schema, data.frame),
+                         source=resolve_dataset_source(str(params.data.path)),
+                         targets=outcome.schema.target, name=f"{params.data.path.name}@{data.data_hash[:8]}",
+                         digest=data.data_hash[:20])
 
 
 def sample_points(count: int, limit: int, seed: int) -> np.ndarray:

@@ -73,6 +73,12 @@ def test_every_trial_is_a_child_run_and_the_best_model_is_registered(workdir: Pa
     profile = json.loads((workdir / "model" / "profile.json").read_text())
     schema = json.loads((workdir / "model" / "schema.json").read_text())
     assert set(profile["features"]) == {f["name"] for f in schema["features"]}
+    # The dataset input declares its columns as the model's signature does (not inferred from rows), and its size.
+    (dataset,) = [d.dataset for d in parent.inputs.dataset_inputs]
+    columns = json.loads(dataset.schema)["mlflow_colspec"]
+    signature = mlflow.models.get_model_info(f"runs:/{parent.info.run_id}/model").signature
+    assert columns == [*signature.inputs.to_dict(), {"type": "long", "name": schema["target"], "required": True}]
+    assert json.loads(dataset.profile)["num_rows"] == len(sample_csv.read_text().splitlines()) - 1
     assert profile["prediction"]["count"] == len((workdir / "plots" / "predictions.csv").read_text().splitlines()) - 1
 
     (version,) = _registered_versions(workdir)
