@@ -8,7 +8,6 @@ and prints the recommendation of ``capacity/sizing.py`` as markdown (and JSON wi
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,11 @@ import yaml
 from capacity import report, sizing
 from core.cli import UserError, run_cli
 from core.files import replace_atomically
+from core.numbers import finite_number
 from infra.settings import SERVERLESS_MEMORY_MB
 
 ROOT = Path(__file__).resolve().parents[1]
 PRICES = Path(__file__).resolve().parent / "prices.yaml"
-
-
-def _number(value: Any) -> bool:
-    """A finite int or float (not a bool, not NaN or infinity)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_prices(path: Path) -> dict[str, Any]:
@@ -42,7 +37,7 @@ def load_prices(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: expected a 'serverless' section of prices")
     for key, entry in list(prices["serverless"].items()):
         value = entry.get("value") if isinstance(entry, dict) else entry
-        if value is not None and (not _number(value) or value < 0):
+        if value is not None and (not finite_number(value) or value < 0):
             raise UserError(f"{path}: serverless.{key}.value must be a non-negative number or null")
         if not isinstance(entry, dict):  # a bare number (or null) is the value itself
             prices["serverless"][key] = {"value": value}
@@ -51,7 +46,7 @@ def load_prices(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: instances must be a mapping of instance type to per_hour and vcpus")
     for name, instance in instances.items():
         if not isinstance(instance, dict) or not all(
-                _number(instance.get(k)) and instance[k] > 0 for k in ("per_hour", "vcpus")):
+                finite_number(instance.get(k)) and instance[k] > 0 for k in ("per_hour", "vcpus")):
             raise UserError(f"{path}: instances.{name} needs positive per_hour and vcpus")
     return prices
 
@@ -68,25 +63,25 @@ def load_result(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: file not found (run `make loadtest` first)") from None
     except (ValueError, KeyError, TypeError, AttributeError):  # UnicodeDecodeError is a ValueError
         raise UserError(f"{path}: not a load-test result (no steps, settings or service time)") from None
-    if service is None or (_number(service) and service <= 0):
+    if service is None or (finite_number(service) and service <= 0):
         raise UserError(f"{path}: too few requests were served to measure a service time")
-    if not _number(service):
+    if not finite_number(service):
         raise UserError(f"{path}: service_time_s must be a number of seconds, got {service!r}")
     if not (isinstance(memory, int) and not isinstance(memory, bool)) or memory not in SERVERLESS_MEMORY_MB:
         raise UserError(f"{path}: endpoint_memory_mb {memory!r} is not a serverless size {SERVERLESS_MEMORY_MB}")
     if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
         raise UserError(f"{path}: steps must be a list of load steps")
-    if not isinstance(stand_in, dict) or not _number(request_bytes) or request_bytes < 0:
+    if not isinstance(stand_in, dict) or not finite_number(request_bytes) or request_bytes < 0:
         raise UserError(f"{path}: meta.stand_in must be a mapping and meta.mean_request_bytes a number")
     cold_start = stand_in.get("cold_start_s")
-    if cold_start is not None and (not _number(cold_start) or cold_start < 0):
+    if cold_start is not None and (not finite_number(cold_start) or cold_start < 0):
         raise UserError(f"{path}: meta.stand_in.cold_start_s must be a non-negative number")
     try:
         # The quietest step's p99, as the report reads it: only steps that served enough to have one.
         p99 = report.quietest([s for s in steps if s.get("p99_ms") is not None], "p99_ms")
     except (KeyError, TypeError):
         raise UserError(f"{path}: a step lacks its p99_ms, served_rps or seconds") from None
-    if p99 is not None and not _number(p99):
+    if p99 is not None and not finite_number(p99):
         raise UserError(f"{path}: a step's p99_ms must be a number of milliseconds")
     return {"service_time_s": float(service), "p99_measured_ms": service * 1000 if p99 is None else p99,
             "memory_mb": memory, "cold_start_s": cold_start, "request_bytes": float(request_bytes)}
@@ -129,7 +124,7 @@ def markdown(advice: sizing.Advice, *, rps: float, p99_ms: float, measured: dict
               show_default=True, help="The price table.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write JSON here.")
 def cli(rps: float, p99_ms: float, result_path: Path, prices_path: Path, out: Path | None) -> int:
-    if not (_number(rps) and _number(p99_ms)) or rps <= 0 or p99_ms <= 0:
+    if not (finite_number(rps) and finite_number(p99_ms)) or rps <= 0 or p99_ms <= 0:
         raise UserError("--rps and --p99-ms must be positive finite numbers")
     measured = load_result(result_path)
     prices = load_prices(prices_path)

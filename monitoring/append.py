@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ import yaml
 
 from core.cli import UserError
 from core.files import replace_atomically
+from core.numbers import finite_number
 
 LEDGER_SUFFIX = ".requests.csv"
 
@@ -82,7 +82,7 @@ def _cell(value: Any, numeric: bool) -> str | None:
     if value is None:
         return ""
     if numeric:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not finite_number(value):
             return None
         return str(int(value)) if isinstance(value, int) or float(value).is_integer() else repr(float(value))
     return value if isinstance(value, str) else None

@@ -11,7 +11,6 @@ S3 is read with boto3's default credentials (``AWS_PROFILE``, an OIDC role, ``AW
 from __future__ import annotations
 
 import json
-import math
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from core.cli import UserError
+from core.numbers import finite_number
 from serving import contract
 
 UNKNOWN = "unknown"
@@ -192,8 +192,7 @@ def read_captures(source: str | Path, *, window: Window, model: str | None = Non
 def _well_formed_prediction(record: dict[str, Any]) -> bool:
     """A prediction record the jobs can use: its input a mapping, a finite number predicted, a model version."""
     prediction = record.get("prediction")
-    return (isinstance(record.get("record"), dict) and isinstance(prediction, int | float)
-            and not isinstance(prediction, bool) and math.isfinite(prediction)
+    return (isinstance(record.get("record"), dict) and finite_number(prediction)
             and isinstance(record.get("model_version"), str | int) and not isinstance(record.get("model_version"), bool))
 
 

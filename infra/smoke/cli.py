@@ -16,7 +16,6 @@ Environment: ``SMOKE_API_KEY`` (same as ``--api-key``), sent as ``x-api-key`` wh
 from __future__ import annotations
 
 import json
-import math
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +27,7 @@ from typing import Any
 import click
 
 from core.cli import UserError, run_cli
+from core.numbers import finite_number
 from infra.smoke.release import read_member, released_model
 from serving import contract
 from serving.layout import SCHEMA_FILE
@@ -118,8 +118,7 @@ def check_answer(answer: Answer, expect_version: str | None) -> tuple[float, str
         raise UserError(f"HTTP 200 but the body is not JSON: {_excerpt(answer.body)}") from None
     predictions = payload.get("predictions") if isinstance(payload, dict) else None
     value = predictions[0] if isinstance(predictions, list) and len(predictions) == 1 else None
-    # bool is an int subclass: `true` is not a prediction.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not finite_number(value):  # `true` is not a prediction, nor is a number no float can hold
         raise UserError(f"HTTP 200 but no single numeric prediction in the body: {_excerpt(answer.body)}")
     headers = {name.lower(): value for name, value in answer.headers.items()}
     version = headers.get(VERSION_HEADER.lower(), "").strip()

@@ -115,10 +115,13 @@ def test_the_shipped_price_table_loads_and_says_it_is_unverified() -> None:
         ([], {"meta": {"settings": {"endpoint_memory_mb": 2048}, "stand_in": [1]}}, None, "stand_in must be"),
         ([], None, "serverless: {on_demand_per_gb_second: .nan}", "non-negative number"),
         ([], None, "serverless: {}\ninstances: [1, 2]", "instances must be a mapping"),
+        ([], {"service_time_s": 10**400}, None, "service_time_s must be a number"),
+        ([], None, f"serverless: {{on_demand_per_gb_second: {10**400}}}", "non-negative number"),
     ],
     ids=["zero-rps", "no-result", "result-not-json", "nothing-served", "bad-memory", "negative-price",
          "instance-without-vcpus", "prices-not-yaml", "prices-not-a-table", "nan-rps", "inf-p99",
-         "service-time-text", "steps-not-a-list", "p99-text", "stand-in-a-list", "nan-price", "instances-a-list"],
+         "service-time-text", "steps-not-a-list", "p99-text", "stand-in-a-list", "nan-price", "instances-a-list",
+         "service-time-beyond-a-double", "price-beyond-a-double"],
 )
 def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture, args, result, prices,
                                           message: str) -> None:

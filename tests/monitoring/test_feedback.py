@@ -203,6 +203,7 @@ def test_records_that_do_not_fit_the_table_are_reported_not_appended(repo: Path,
     for c in captures[:3]:
         del c["record"]["Gender"]  # dropped at capture (personal data)
     captures[3]["record"]["Attendance"] = "eighty"
+    captures[4]["record"]["Hours_Studied"] = 10**400  # JSON digits no float can hold
     write_capture(repo / "bucket", captures)
     table = repo / "data" / "students.csv"
     rows = len(pd.read_csv(table))
@@ -210,9 +211,10 @@ def test_records_that_do_not_fit_the_table_are_reported_not_appended(repo: Path,
     assert run(params_file, repo, labels_file(repo, truth(captures, frame)), "--append") == 0
 
     out = capsys.readouterr().out
-    assert len(pd.read_csv(table)) == rows + 6
+    assert len(pd.read_csv(table)) == rows + 5
     assert out.count("fields differ from the table (missing ['Gender']") == 3
     assert "'Attendance' does not fit the table's numeric column" in out
+    assert "'Hours_Studied' does not fit the table's numeric column" in out
 
 
 def test_a_labels_column_named_twice_is_exit_2(tmp_path: Path, store, capsys) -> None:
@@ -225,7 +227,7 @@ def test_a_labels_column_named_twice_is_exit_2(tmp_path: Path, store, capsys) ->
     assert "live.status" not in client.get_model_version("student-score", "1").tags
 
 
-@pytest.mark.parametrize("damage", ["null", "text", "no-version"])
+@pytest.mark.parametrize("damage", ["null", "text", "beyond-a-double", "no-version"])
 def test_a_prediction_record_without_a_number_or_a_version_is_an_unreadable_line(
         tmp_path: Path, store, damage: str) -> None:
     # Given 150 labelled predictions of version 1, one of them damaged in the capture
@@ -236,7 +238,7 @@ def test_a_prediction_record_without_a_number_or_a_version_is_an_unreadable_line
     if damage == "no-version":
         del damaged["model_version"]
     else:
-        damaged["prediction"] = None if damage == "null" else "abc"
+        damaged["prediction"] = {"null": None, "text": "abc", "beyond-a-double": 10**400}[damage]
     write_capture(tmp_path / "bucket", captures)
     # When the labels are joined, then the damaged record is counted as unreadable and the rest are scored
     assert run(params_file, tmp_path, labels_file(tmp_path, truth(captures, frame))) == 0

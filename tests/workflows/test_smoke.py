@@ -106,7 +106,8 @@ def test_a_client_error_fails_at_once_in_one_line(api: FakeApi, capsys: pytest.C
 
 
 @pytest.mark.parametrize("body", [{"predictions": ["high"]}, {"predictions": [True]}, {"predictions": []},
-                                  {"predictions": [1.0, 2.0]}, {"prediction": 1.0}, b"NaN", b"<html>ok</html>"])
+                                  {"predictions": [1.0, 2.0]}, {"prediction": 1.0}, b"NaN", b"<html>ok</html>",
+                                  b'{"predictions": [1' + b"0" * 400 + b"]}"])
 def test_a_200_without_one_numeric_prediction_fails(api: FakeApi, body: Any,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     api.answer(200, body)
