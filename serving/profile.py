@@ -35,11 +35,18 @@ PREDICTION = "prediction"
 
 
 def as_numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
-    """Floats with NaN for a missing value (None, NaN, or anything that is not a real number)."""
+    """Floats with NaN for a missing value (None, NaN, or anything that is not a real number a float can hold).
+
+    An integer beyond a double's range (JSON allows any number of digits) is NaN too: the container refuses it,
+    so no model ever saw it, and ``float`` would raise OverflowError on it.
+    """
     out = np.full(len(values), np.nan)
     for i, value in enumerate(values):
         if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
-            out[i] = float(value)
+            try:
+                out[i] = float(value)
+            except OverflowError:
+                pass
     return out
 
 
