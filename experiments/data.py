@@ -158,7 +158,13 @@ def _typed(values: pd.Series, path: Path, *, is_target: bool) -> pd.Series:
         raise UserError(f"{path}: {what} is missing on line {_first_line(~present)}")
     if not present.any():
         raise UserError(f"{path}: {what} is entirely empty")
-    parsed = pd.to_numeric(pd.Series(np.asarray(uniques, dtype=object)), errors="coerce")
+    try:
+        parsed = pd.to_numeric(pd.Series(np.asarray(uniques, dtype=object)), errors="coerce")
+    except OverflowError:  # pandas reads a long run of digits as an integer, and gives up past 64 bits
+        huge = np.array([_beyond_float32(u) for u in uniques])
+        first = _first_index(present & huge[codes])
+        raise UserError(f"{path}: {what} has a number of {len(str(uniques[codes[first]]))} characters on line "
+                        f"{first + 2}, beyond float32 (±3.4e38), which XGBoost trains in") from None
     numeric = parsed.notna().to_numpy()
     if numeric.all():
         as_float = parsed.to_numpy(dtype=np.float64)
@@ -185,6 +191,13 @@ def _typed(values: pd.Series, path: Path, *, is_target: bool) -> pd.Series:
                         f"numeric, line {_first_line(text)} is '{first_text}')")
     categories = pd.Index(np.asarray(uniques, dtype=object))
     return pd.Series(pd.Categorical.from_codes(codes, categories=categories), name=name)
+
+
+def _beyond_float32(text: object) -> bool:
+    try:
+        return abs(float(str(text))) > FLOAT32_MAX
+    except ValueError:
+        return False
 
 
 def _first_index(mask: np.ndarray) -> int:

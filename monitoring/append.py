@@ -52,7 +52,9 @@ def tracking_dvc_file(table: Path, root: Path) -> tuple[Path, str]:
             outs = yaml.safe_load(dvc_file.read_text(encoding="utf-8")).get("outs") or []
         except (OSError, yaml.YAMLError, AttributeError):
             continue
-        for out in outs:
+        for out in outs if isinstance(outs, list) else []:
+            if not isinstance(out, dict):
+                continue
             tracked = (root / str(out.get("path", ""))).resolve()
             if table.resolve() == tracked or table.resolve().is_relative_to(tracked):
                 return dvc_file, str(out["path"])
@@ -62,7 +64,11 @@ def tracking_dvc_file(table: Path, root: Path) -> tuple[Path, str]:
 def _kinds(table: Path) -> tuple[list[str], dict[str, bool], bytes]:
     """The table's header, whether each column is numeric (every non-empty cell a number), and its bytes."""
     raw = table.read_bytes()
-    reader = csv.reader(io.StringIO(raw.decode("utf-8")))
+    try:
+        # utf-8-sig: a spreadsheet's CSV may start with a byte-order mark, which training reads past too.
+        reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
+    except UnicodeDecodeError:
+        raise UserError(f"{table}: the table is not UTF-8 text") from None
     header = [name.strip() for name in next(reader, [])]
     if not header:
         raise UserError(f"{table}: the table has no header")

@@ -195,6 +195,9 @@ def test_a_constant_target_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "message"), [
     ("a,y\n1,2\n2,1e39\n", "target 'y' has 1e39 on line 3, beyond float32"),
     ("a,y\n1,2\n-4e38,3\n", "feature 'a' has -4e38 on line 3, beyond float32"),
+    # Digits past 64 bits: pandas tries them as an integer and raised OverflowError before this was checked.
+    ("a,y\n1,2\n" + "9" * 400 + ",3\n", "feature 'a' has a number of 400 characters on line 3, beyond float32"),
+    ("a,y\n1,2\n2,-" + "9" * 400 + "\n", "target 'y' has a number of 401 characters on line 3, beyond float32"),
 ])
 def test_numbers_beyond_float32_are_refused_naming_column_and_line(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UserError, match=message):

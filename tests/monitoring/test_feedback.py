@@ -195,6 +195,34 @@ def test_append_adds_each_labelled_record_once_as_served_and_versions_the_data(
     assert "appended 0 new rows" in capsys.readouterr().out
 
 
+def test_a_table_saved_with_a_byte_order_mark_takes_the_appended_rows(repo: Path, store,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the table as a spreadsheet saves it (a UTF-8 byte-order mark first), which training reads past
+    params_file, _ = store
+    table = repo / "data" / "students.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())
+    before = len(load_table(table, "Exam_Score"))
+    frame = generate(20, 15)
+    captures = traffic(repo, frame, version="1")
+    # When labelled records are appended, then they fit its columns (the mark is not part of the first name)
+    assert run(params_file, repo, labels_file(repo, truth(captures, frame)), "--append") == 0
+    assert "appended 20 new rows" in capsys.readouterr().out
+    assert len(load_table(table, "Exam_Score")) == before + 20
+
+
+def test_a_table_that_is_not_utf8_stops_append_in_one_line(repo: Path, store, capsys: pytest.CaptureFixture[str]) -> None:
+    params_file, _ = store
+    table = repo / "data" / "students.csv"
+    table.write_bytes(table.read_bytes().replace(b"Male", b"M\xe4le", 1))
+    before = table.read_bytes()
+    frame = generate(5, 16)
+    captures = traffic(repo, frame, version="1")
+    assert run(params_file, repo, labels_file(repo, truth(captures, frame)), "--append") != 0
+    err = capsys.readouterr().err
+    assert "the table is not UTF-8 text" in err and "Traceback" not in err
+    assert table.read_bytes() == before
+
+
 def test_records_that_do_not_fit_the_table_are_reported_not_appended(repo: Path, store,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     params_file, _ = store
