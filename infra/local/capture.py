@@ -172,7 +172,10 @@ def open_capture(stack: ExitStack, *, capture: str, capture_dir: Path | None, ho
     if mode == "off":
         return {}
     folder = capture_dir or default_capture_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a path under a file, a read-only place: the sink cannot be made
+        raise click.ClickException(f"capture folder {folder}: {err.strerror or err}") from None
     if mode == "folder":
         stack.callback(flush, FLUSH_TIMEOUT_S)
         return {"CAPTURE_DIR": str(folder)}

@@ -137,7 +137,12 @@ def request_body(request: str, model_dir: Path | None) -> bytes:
         if not schemas:
             raise click.ClickException("--request self-test needs the model bundle (not --container-url)")
         return json.dumps(json.loads(schemas[0].read_text())["self_test"]["record"]).encode()
-    return Path(request[1:]).read_bytes() if request.startswith("@") else request.encode()
+    if not request.startswith("@"):
+        return request.encode()
+    try:
+        return Path(request[1:]).read_bytes()
+    except OSError as err:
+        raise click.ClickException(f"--request {request}: {err.strerror or err}") from None
 
 
 def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
@@ -163,7 +168,7 @@ def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
 )
 @click.option(
     "--port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=8000,
     show_default=True,
     envvar="STAND_IN_PORT",
@@ -171,7 +176,7 @@ def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
 )
 @click.option(
     "--container-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=0,
     envvar="STAND_IN_CONTAINER_PORT",
     help="Port for the started container (env STAND_IN_CONTAINER_PORT); default: a free one.",
@@ -208,6 +213,8 @@ def cli(
     request: str | None,
 ) -> None:
     settings = _settings(env, context)
+    # A request file is read before anything starts: a wrong path is one line, not a line after a container's boot.
+    body = request_body(request, None) if request is not None and request.startswith("@") else None
     with ExitStack() as stack:
         model_dir: Path | None = None
         container_start_s = 0.0
@@ -241,11 +248,15 @@ def cli(
             lambdas = LambdaPool(module=HANDLER_MODULE, instances=lambda_concurrency)
             stack.callback(lambdas.shutdown)
             lambdas.warm()
-        front = start_front_door(host=LOOPBACK, port=port, lambdas=lambdas)
+        try:
+            front = start_front_door(host=LOOPBACK, port=port, lambdas=lambdas)
+        except OSError as err:
+            raise click.ClickException(f"front door port {port}: {err.strerror or err} (pass --port or set "
+                                       f"STAND_IN_PORT; 0 picks a free one)") from None
         stack.callback(front.server_close)
         stack.callback(front.shutdown)
         if request is not None:
-            status, headers, text = send(front.url, request_body(request, model_dir))
+            status, headers, text = send(front.url, body if body is not None else request_body(request, model_dir))
             model = {k: v for k, v in headers.items() if k.lower().startswith(("x-model", "x-data"))}
             click.echo(f"HTTP {status} {json.dumps(model)}\n{text}")
             if not 200 <= status < 300:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -226,6 +227,46 @@ def test_the_cli_refuses_a_missing_tarball_in_one_line(
     code = cli.main(["--model-tarball", str(tmp_path / "none.tar.gz"), "--port", "0"])
     assert code == 1
     assert "no model tarball at" in capsys.readouterr().err
+
+
+def test_a_front_door_port_in_use_is_one_line(container: str, chain_env: None,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        code = cli.main(["--container-url", container, "--port", str(port), "--request", json.dumps(RECORD)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"front door port {port}: Address already in use" in err and "Traceback" not in err
+
+
+def test_a_port_out_of_range_is_a_usage_error(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["--model-tarball", str(tmp_path / "none.tar.gz"), "--port", "70000"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Invalid value for '--port': 70000 is not in the range 0<=x<=65535" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--request", "@/nonexistent/record.json"], "--request @/nonexistent/record.json: No such file or directory"),
+    (["--request", "@/"], "--request @/: Is a directory"),
+], ids=["request-file-missing", "request-file-a-folder"])
+def test_bad_options_are_one_line_before_anything_starts(tmp_path: Any, capsys: pytest.CaptureFixture[str],
+                                                         args: list[str], message: str) -> None:
+    # No container, no tarball: each is refused before the stand-in would start one.
+    code = cli.main(["--model-tarball", str(tmp_path / "none.tar.gz"), "--capture", "off", *args])
+    err = capsys.readouterr().err
+    assert code != 0 and message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_capture_folder_that_cannot_be_made_is_one_line(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code = cli.main(["--model-tarball", str(tmp_path / "none.tar.gz"), "--capture-dir", str(blocker / "x")])
+    err = capsys.readouterr().err
+    assert code == 1 and f"capture folder {blocker / 'x'}: Not a directory" in err and "Traceback" not in err
 
 
 def test_sigterm_stops_the_running_stand_in_cleanly(container: str) -> None:
