@@ -15,6 +15,7 @@ Environment: ``SMOKE_API_KEY`` (same as ``--api-key``), sent as ``x-api-key`` wh
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -61,7 +62,7 @@ def url_from_outputs(path: Path, stack: str | None) -> str:
         outputs = json.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise UserError(f"cannot read {path}: {err.strerror or err}") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path} is not valid JSON ({err})") from None
     if not isinstance(outputs, dict):
         raise UserError(f"{path}: expected an object of stacks and their outputs")
@@ -94,6 +95,8 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answ
     except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
         reason = getattr(err, "reason", err)
         raise Retryable(f"cannot reach {url}: {reason}") from None
+    except (ValueError, http.client.InvalidURL) as err:  # a port that is not a number, control characters in the
+        raise UserError(f"cannot send to {url}: {err}") from None  # URL or in a header: no retry sends it either
 
 
 def _excerpt(body: bytes, limit: int = 200) -> str:
@@ -161,6 +164,8 @@ def _record(text: str | None, tarball: Path | None) -> dict[str, Any]:
             text = Path(text[1:]).read_text(encoding="utf-8")
         except OSError as err:
             raise UserError(f"cannot read {text[1:]}: {err.strerror or err}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{text[1:]} is not UTF-8 text") from None
     try:
         record = json.loads(text)
     except json.JSONDecodeError as err:

@@ -218,3 +218,27 @@ def test_release_line_names_the_version_in_one_markdown_line(tmp_path: Path,
     tar = _tarball(tmp_path / "model.tar.gz", "12", {"Hours_Studied": 1})
     assert release.main([str(tar)]) == 0
     assert _one_line(capsys.readouterr().out) == "Released **student-score** version **12**"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--url", "http://127.0.0.1:abc/x"], "error: cannot send to http://127.0.0.1:abc/x: nonnumeric port"),
+    (["--url", "http://127.0.0.1:1/a b"], "error: cannot send to http://127.0.0.1:1/a b: URL can't contain control"),
+    (["--url", "http://127.0.0.1:1/x", "--api-key", "key\n"], "error: cannot send to http://127.0.0.1:1/x: "
+                                                              "Invalid header value"),
+], ids=["port-not-a-number", "space-in-url", "newline-in-api-key"])
+def test_a_request_that_cannot_be_sent_fails_at_once_in_one_line(args: list[str], message: str,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # Not retried: no later attempt can send it either.
+    assert main([*args, "--attempts", "3", *FAST]) == 1
+    assert _one_line(capsys.readouterr().err).startswith(message)
+
+
+@pytest.mark.parametrize("option", ["--outputs-file", "--record"])
+def test_a_file_that_is_not_utf8_fails_in_one_line(option: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'{"a": "\xff\xfe"}')
+    args = [option, str(path)] if option == "--outputs-file" else ["--url", "http://127.0.0.1:1/x", option, f"@{path}"]
+    assert main([*args, *FAST]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert str(path) in line and ("not valid JSON" in line or "not UTF-8 text" in line)
