@@ -85,8 +85,8 @@ def self_test_record(tarball: Path) -> dict[str, Any] | None:
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
     """POST ``body``; any HTTP status is an ``Answer``, a network failure is ``Retryable``."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - URL checked
     try:
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - URL checked
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
             return Answer(response.status, dict(response.headers.items()), response.read())
     except urllib.error.HTTPError as err:

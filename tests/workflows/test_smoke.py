@@ -225,7 +225,8 @@ def test_release_line_names_the_version_in_one_markdown_line(tmp_path: Path,
     (["--url", "http://127.0.0.1:1/a b"], "error: cannot send to http://127.0.0.1:1/a b: URL can't contain control"),
     (["--url", "http://127.0.0.1:1/x", "--api-key", "key\n"], "error: cannot send to http://127.0.0.1:1/x: "
                                                               "Invalid header value"),
-], ids=["port-not-a-number", "space-in-url", "newline-in-api-key"])
+    (["--url", "http://[::1/x"], "error: cannot send to http://[::1/x: Invalid IPv6 URL"),
+], ids=["port-not-a-number", "space-in-url", "newline-in-api-key", "unclosed-ipv6-address"])
 def test_a_request_that_cannot_be_sent_fails_at_once_in_one_line(args: list[str], message: str,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     # Not retried: no later attempt can send it either.
