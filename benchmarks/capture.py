@@ -36,6 +36,7 @@ import click
 from core.cli import UserError, run_cli
 from core.params import load_params
 from infra.local import cli as stand_in
+from infra.local import container as local_container
 from infra.local.capture import start_moto
 from infra.local.endpoint import start_endpoint
 from infra.local.front_door import start_front_door
@@ -78,18 +79,18 @@ def _lines(folder: Path) -> int:
 def run(tarball: Path, *, rounds: int, block: int, warmup: int) -> dict[str, Any]:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp:
         work = Path(tmp)
-        stand_in.unpack(tarball, work / "model")
-        port = stand_in.free_port()
-        process = stand_in.start_container(model_dir=work / "model", port=port)
-        stack.callback(stand_in.stop_container, process)
-        container = f"http://{stand_in.LOOPBACK}:{port}"
-        stand_in.wait_ready(container, timeout_s=60, process=process)
-        endpoint = start_endpoint(endpoint_name="bench", container_url=container, host=stand_in.LOOPBACK)
+        local_container.unpack(tarball, work / "model")
+        port = local_container.free_port()
+        process = local_container.start_container(model_dir=work / "model", port=port)
+        stack.callback(local_container.stop_container, process)
+        container = f"http://{local_container.LOOPBACK}:{port}"
+        local_container.wait_ready(container, timeout_s=60, process=process)
+        endpoint = start_endpoint(endpoint_name="bench", container_url=container, host=local_container.LOOPBACK)
         stack.callback(endpoint.shutdown)
         os.environ.update(stand_in.handler_environment(endpoint_name="bench", endpoint_url=endpoint.url))
-        moto = start_moto(host=stand_in.LOOPBACK, port=stand_in.free_port())
+        moto = start_moto(host=local_container.LOOPBACK, port=local_container.free_port())
         stack.callback(moto.stop)
-        front = start_front_door(host=stand_in.LOOPBACK, port=0)
+        front = start_front_door(host=local_container.LOOPBACK, port=0)
         stack.callback(front.shutdown)
         capture = front.handler.capture
         envs = {"off": {}, "folder": {"CAPTURE_DIR": str(work / "folder")}, "firehose": moto.handler_environment(),

@@ -44,7 +44,8 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast, in one line, when a tracking server does not answer (MLflow itself would retry for minutes).
 
     Raises:
-        UserError: an http(s) server whose /health does not answer, or a SQLite file in a missing folder.
+        UserError: an http(s) server whose /health does not answer, or a SQLite file in a missing folder, a
+            folder where the file should be, or a file SQLite cannot read.
     """
     if uri.startswith(("http://", "https://")):
         try:
@@ -58,6 +59,23 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         folder = db.parent
         if not folder.is_dir():
             raise UserError(f"MLflow tracking store {uri}: folder {folder} does not exist")
+        if db.is_dir():
+            raise UserError(f"MLflow tracking store {uri}: {db} is a folder, not a database file")
+        if db.exists():
+            _check_sqlite(uri, db, timeout_s)
+
+
+def _check_sqlite(uri: str, db: Path, timeout_s: float) -> None:
+    """Refuse a store file SQLite cannot read (another file, a damaged header) before MLflow meets it with a traceback.
+
+    Read-only and one page: the schema table, which every MLflow query needs. Deeper damage shows later.
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True,
+                                                timeout=timeout_s)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as err:
+        raise UserError(f"MLflow tracking store {uri}: {db} cannot be read as a SQLite database ({err})") from None
 
 
 def use_experiment(uri: str, name: str) -> str:

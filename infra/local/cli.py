@@ -26,9 +26,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -42,16 +39,20 @@ import click
 
 from core.params import load_params
 from infra.local.capture import capture_options
+from infra.local.container import (
+    LOOPBACK,
+    ROOT,
+    free_port,
+    start_container,
+    stop_container,
+    unpack,
+    wait_ready,
+)
 from infra.local.endpoint import REGION, STATS_PATH, start_endpoint
 from infra.local.front_door import HANDLER_MODULE, start_front_door
 from infra.local.lambdas import LambdaPool
 from infra.local.serverless import serverless_config, settings_for
-from serving import bundle
-from serving.layout import ModelError
 
-ROOT = Path(__file__).resolve().parents[2]
-SERVE = ROOT / "serving" / "serve"
-LOOPBACK = "127.0.0.1"
 SELF_TEST = "self-test"
 
 
@@ -72,62 +73,6 @@ def handler_environment(*, endpoint_name: str, endpoint_url: str) -> dict[str, s
         "POWERTOOLS_SERVICE_NAME": "predict",
         "POWERTOOLS_METRICS_NAMESPACE": "StudentScoreLocal",
     }
-
-
-def unpack(tarball: Path, model_dir: Path) -> None:
-    """Unpack the tarball as SageMaker does into ``/opt/ml/model``, refusing unsafe entries as the container does."""
-    try:
-        bundle.unpack(tarball, model_dir)
-    except ModelError as err:
-        raise click.ClickException(str(err)) from None
-
-
-def wait_ready(url: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll ``GET {url}/ping`` until it answers 200; fail early if the container process exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise click.ClickException(
-                f"the container exited with code {process.returncode} before it was ready"
-            )
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:  # noqa: S310 - http by design
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise click.ClickException(f"the container at {url} did not answer /ping within {timeout_s:.0f} s")
-
-
-def free_port() -> int:
-    """A loopback port free right now (the container binds it a moment later)."""
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
-
-
-def start_container(*, model_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    """Start ``serving/serve serve`` in its own process group (gunicorn forks workers we must stop too)."""
-    env = {
-        **os.environ,
-        "SM_MODEL_DIR": str(model_dir),
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SERVING_HOST": LOOPBACK,
-    }
-    return subprocess.Popen([sys.executable, str(SERVE), "serve"], cwd=ROOT, env=env, start_new_session=True)
-
-
-def stop_container(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the container's process group (gunicorn drains), SIGKILL it if it has not exited in 15 s."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def request_body(request: str, model_dir: Path | None) -> bytes:

@@ -25,7 +25,7 @@ from pathlib import Path
 import click
 
 from core.cli import UserError, run_cli
-from infra.local.cli import LOOPBACK, ROOT, free_port
+from infra.local.container import LOOPBACK, ROOT, free_port
 from serving import contract
 from serving.layout import ModelError, bundle_metadata
 

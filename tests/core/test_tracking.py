@@ -79,3 +79,31 @@ def test_a_sqlite_store_in_a_missing_folder_is_refused_in_one_line(tmp_path: Pat
         tracking.check_reachable(uri)
     assert not (tmp_path / "nowhere").exists()
     tracking.check_reachable(f"sqlite:///{tmp_path / 'mlflow.db'}")  # an existing folder is fine
+
+
+@pytest.mark.parametrize("damage", ["text", "folder", "truncated-header"])
+def test_a_store_file_sqlite_cannot_read_is_refused_in_one_line(tmp_path: Path, damage: str) -> None:
+    db = tmp_path / "mlflow.db"
+    if damage == "folder":
+        db.mkdir()
+    elif damage == "text":
+        db.write_text("hello\n")
+    else:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TABLE t (x)")
+            conn.commit()
+        db.write_bytes(db.read_bytes()[:50])  # the 100-byte header cut short
+    before = db.read_bytes() if db.is_file() else None
+    with pytest.raises(tracking.UserError, match=r"^MLflow tracking store sqlite:///.*mlflow\.db: .*(folder|SQLite)"):
+        tracking.check_reachable(f"sqlite:///{db}")
+    assert (db.read_bytes() if db.is_file() else None) == before, "checked read-only"
+
+
+def test_a_readable_store_file_passes_and_is_left_as_it_was(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.commit()
+    before = db.read_bytes()
+    tracking.check_reachable(f"sqlite:///{db}")
+    assert db.read_bytes() == before

@@ -92,6 +92,14 @@ def test_unreachable_registry_fails_fast_in_one_line(store, monkeypatch, capsys,
     assert "is unreachable" in _one_line(capsys.readouterr().err)
 
 
+def test_a_store_file_that_is_not_a_database_fails_in_one_line(store, monkeypatch, capsys, tmp_path):
+    (tmp_path / "notes.db").write_text("hello\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'notes.db'}")
+    assert promote.main(store.args("--dry-run")) == 1
+    assert "cannot be read as a SQLite database (file is not a database)" in _one_line(capsys.readouterr().err)
+    assert (tmp_path / "notes.db").read_text() == "hello\n"
+
+
 def test_export_with_unreachable_registry(store, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
     assert export.main(store.args()) == 1
