@@ -29,8 +29,8 @@ Names = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=
 class Range(_Frozen):
     """A numeric search dimension."""
 
-    low: float
-    high: float
+    low: Annotated[float, Field(allow_inf_nan=False)]
+    high: Annotated[float, Field(allow_inf_nan=False)]
     log: bool = False
     int: bool = False
 
@@ -38,6 +38,9 @@ class Range(_Frozen):
     def _ordered(self) -> Range:
         if self.low > self.high:
             raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        # Optuna's integer dimensions take integers: a bound such as 0.5 would be cut to 0 without a word.
+        if self.int and not (self.low.is_integer() and self.high.is_integer()):
+            raise ValueError(f"an int range needs whole-number bounds, got {self.low:g}..{self.high:g}")
         if self.log and self.low <= 0:
             raise ValueError("a log range needs low > 0")
         return self
@@ -73,6 +76,11 @@ PARAMETER_BOUNDS = {
 }
 
 
+# The parameters XGBoost reads as integers ("XGBoost Parameters": max_depth, max_bin, max_leaves are int): a
+# float range would make the first trial fail inside XGBoost, after MLflow logged the run.
+INTEGER_PARAMETERS = frozenset({"max_depth", "max_bin", "max_leaves"})
+
+
 def _outside(name: str, space: Range) -> str | None:
     low, high, open_low = PARAMETER_BOUNDS[name]
     if space.low < low or (open_low and space.low == low) or space.high > high:
@@ -97,6 +105,8 @@ class SearchSpace(_Frozen):
             for name, space in getattr(self, booster).items():
                 if problem := _outside(name, space):
                     raise ValueError(f"{booster}: {problem}")
+                if name in INTEGER_PARAMETERS and not space.int:
+                    raise ValueError(f"{booster}: {name} takes whole numbers; add int: true to its range")
         return self
 
 

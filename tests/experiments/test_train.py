@@ -343,6 +343,11 @@ def test_malformed_params_are_one_line(workdir: Path, sample_csv: Path, capsys, 
     ("gbtree", "reg_alpha", {"low": -1.0, "high": 1.0}, "reg_alpha -1..1 is outside XGBoost's [0, inf]"),
     ("train", "seed", -1, "train.seed: Input should be greater than or equal to 0"),
     ("data", "split_seed", 2**32, "data.split_seed: Input should be less than 4294967296"),
+    ("gbtree", "max_depth", {"low": 2, "high": 8}, "gbtree: max_depth takes whole numbers; add int: true"),
+    ("gbtree", "max_bin", {"low": 16.5, "high": 64, "int": True}, "an int range needs whole-number bounds, got 16.5..64"),
+    ("gbtree", "max_depth", {"low": 0.5, "high": 8, "int": True, "log": True}, "needs whole-number bounds"),
+    ("gbtree", "gamma", {"low": 0.0, "high": float("inf")}, "Input should be a finite number"),
+    ("gblinear", "reg_lambda", {"low": float("nan"), "high": 1.0}, "Input should be a finite number"),
 ])
 def test_values_xgboost_or_numpy_would_refuse_are_one_line_before_mlflow(workdir: Path, sample_csv: Path, capsys,
                                                                          section, key, value, message) -> None:
