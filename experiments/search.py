@@ -9,6 +9,7 @@ loses at most the trial it was running.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,11 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             backend = optuna.storages.journal.JournalFileBackend(str(path))
         except OSError as err:
             raise UserError(f"Optuna storage {url}: cannot use {path} ({err.strerror or err})") from None
-        return optuna.storages.JournalStorage(backend)
+        if not _journal_or_empty(path):  # Optuna would append its lines to it: never to a file of someone else's
+            raise UserError(f"Optuna storage {url}: {path} is not an Optuna journal (its first line is not one of "
+                            f"Optuna's); name another file")
+        with unreadable_journal(url):  # Optuna replays the whole journal here
+            return optuna.storages.JournalStorage(backend)
     import sqlalchemy.exc  # the RDB storage imports SQLAlchemy anyway; a journal never does
 
     # pre_ping: a worker outlives a database restart or a dropped idle connection instead of failing a trial.
@@ -72,6 +77,33 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     except (sqlalchemy.exc.SQLAlchemyError, ImportError) as err:
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         raise UserError(f"Optuna storage {_shown(url)}: {reason}") from None
+
+
+def _journal_or_empty(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline()
+    except OSError:
+        return True  # not there yet (or a folder, which the backend names)
+    try:
+        return not first or isinstance(line := json.loads(first), dict) and "op_code" in line
+    except ValueError:  # not JSON
+        return False
+
+
+@contextlib.contextmanager
+def unreadable_journal(what: str) -> Iterator[None]:
+    """Name a journal Optuna cannot replay (a line that is not JSON, or JSON that is not Optuna's) in one line.
+
+    Optuna skips a last line it cannot read (a write cut short) but fails on one with lines after it, such as
+    the line the next write appends: so a damaged journal fails on opening, or on the first write after.
+    """
+    try:
+        yield
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as err:
+        detail = str(err).splitlines()[0] if str(err) else repr(err)
+        raise UserError(f"Optuna storage {what}: not a readable Optuna journal ({type(err).__name__}: {detail}); "
+                        f"move the file aside to start a new one") from None
 
 
 def _shown(url: str) -> str:
@@ -98,14 +130,13 @@ def make_study(*, name: str, storage: str | optuna.storages.BaseStorage, seed: i
 
     ``storage`` is a URL (see ``make_storage``) or a storage already made from one.
     """
-    return optuna.create_study(
-        study_name=name,
-        storage=make_storage(storage) if isinstance(storage, str) else storage,
-        direction="minimize",
-        sampler=_sampler(seed, startup_trials),
-        pruner=_pruner(startup_trials),
-        load_if_exists=True,
-    )
+    store = make_storage(storage) if isinstance(storage, str) else storage
+    journal = isinstance(store, optuna.storages.JournalStorage)
+    with unreadable_journal(storage if isinstance(storage, str) else f"of study {name}") if journal \
+            else contextlib.nullcontext():
+        return optuna.create_study(study_name=name, storage=store, direction="minimize",
+                                   sampler=_sampler(seed, startup_trials), pruner=_pruner(startup_trials),
+                                   load_if_exists=True)
 
 
 def join_study(*, name: str, storage: str, startup_trials: int) -> optuna.Study | None:

@@ -126,8 +126,10 @@ def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
                                   startup_trials=params.train.pruner_startup_trials)
         return _search_and_log(Job(params, data, study, search.has_heartbeat(url), run=None), Stopwatch())
 
-    # The study's storage first: one that cannot be used stops the stage before MLflow records anything.
-    store = search.make_storage(url)
+    # The study first: a storage that cannot be used (or a journal Optuna cannot replay) stops the stage before
+    # MLflow records anything.
+    study = search.make_study(name=sname, storage=search.make_storage(url), seed=params.train.seed,
+                              startup_trials=params.train.pruner_startup_trials)
     # Everything MLflow costs is on this clock, setting up included: MLflow imports its SQL store on first use.
     clock = Stopwatch()
     uri = tracking.tracking_uri(params.mlflow.tracking_uri)
@@ -139,8 +141,6 @@ def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
             raise UserError(f"MLflow tracking store {uri}: {str(err).splitlines()[0]}") from None
         client = MlflowClient(uri)
         freeze()  # MLflow's SQL store, imported just now, lives as long as the stage too
-    study = search.make_study(name=sname, storage=store, seed=params.train.seed,
-                              startup_trials=params.train.pruner_startup_trials)
     with clock.part(SET_UP):
         parent_id = parent_run.live_run(client, study.user_attrs.get(search.PARENT_RUN_ATTR))
         done = parent_run.registered_version(client, params.model.name, parent_id) if parent_id else None

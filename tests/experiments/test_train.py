@@ -364,7 +364,8 @@ def test_values_xgboost_or_numpy_would_refuse_are_one_line_before_mlflow(workdir
     assert not (workdir / "mlflow.db").exists(), "nothing logged, not even a failed run"
 
 
-@pytest.mark.parametrize("kind", ["journal-under-a-file", "sqlite-in-no-folder", "not-a-url", "database-down"])
+@pytest.mark.parametrize("kind", ["journal-under-a-file", "sqlite-in-no-folder", "not-a-url", "database-down",
+                                  "journal-with-a-damaged-line", "not-a-journal"])
 def test_an_optuna_storage_that_cannot_be_used_is_one_line_before_mlflow(workdir: Path, sample_csv: Path, capsys,
                                                                          kind: str) -> None:
     # Given a storage that cannot be used: a journal whose folder is a file, SQLite in a missing folder, a
@@ -373,7 +374,13 @@ def test_an_optuna_storage_that_cannot_be_used_is_one_line_before_mlflow(workdir
     storage = {"journal-under-a-file": f"journal:{workdir / 'a-file' / 'optuna.journal'}",
                "sqlite-in-no-folder": f"sqlite:///{workdir / 'no-such-folder' / 'optuna.db'}",
                "not-a-url": "bogus",
-               "database-down": f"postgresql+psycopg://team:s3cret@127.0.0.1:{_closed_port()}/optuna"}[kind]
+               "database-down": f"postgresql+psycopg://team:s3cret@127.0.0.1:{_closed_port()}/optuna",
+               "journal-with-a-damaged-line": f"journal:{workdir / 'damaged.journal'}",
+               "not-a-journal": f"journal:{workdir / 'a-file'}"}[kind]
+    if kind == "journal-with-a-damaged-line":  # a study's journal, then a line that is not Optuna's
+        search.make_study(name="earlier", storage=storage, seed=1, startup_trials=1)
+        with (workdir / "damaged.journal").open("a") as journal:
+            journal.write("garbage\n")
     params_file = write_params(workdir, sample_csv, train=FAST_TRAIN)
     # When training starts with it, then one line names the storage and nothing reached MLflow
     assert train_module.main(["--params", str(params_file), "--storage", storage]) == 1
@@ -381,6 +388,7 @@ def test_an_optuna_storage_that_cannot_be_used_is_one_line_before_mlflow(workdir
     assert err.startswith("error: Optuna storage ") and err.count("\n") == 1, err
     assert "s3cret" not in err
     assert not (workdir / "mlflow.db").exists()
+    assert (workdir / "a-file").read_text() == "x", "Optuna wrote nothing into a file that is not its journal"
 
 
 def test_the_stopwatch_adds_up_each_part_and_refuses_a_part_inside_another() -> None:
