@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from core.cli import UserError
 from core.numbers import finite_number
 from serving import contract
+from serving.columns import FLOAT32_MAX
 
 UNKNOWN = "unknown"
 
@@ -190,9 +191,11 @@ def read_captures(source: str | Path, *, window: Window, model: str | None = Non
 
 
 def _well_formed_prediction(record: dict[str, Any]) -> bool:
-    """A prediction record the jobs can use: its input a mapping, a finite number predicted, a model version."""
+    """A prediction record the jobs can use: its request's id, its input a mapping, a number a model could predict
+    (finite, within float32, which XGBoost predicts in), a model version."""
     prediction = record.get("prediction")
-    return (isinstance(record.get("record"), dict) and finite_number(prediction)
+    return (isinstance(record.get("request_id"), str) and isinstance(record.get("record"), dict)
+            and finite_number(prediction) and abs(prediction) <= FLOAT32_MAX
             and isinstance(record.get("model_version"), str | int) and not isinstance(record.get("model_version"), bool))
 
 

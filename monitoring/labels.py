@@ -10,13 +10,13 @@ that was refused, or an id no capture knows.
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.cli import UserError
+from serving.columns import FLOAT32_MAX
 
 REQUIRED = ("request_id", "actual")
 NON_NUMERIC, BAD_ROW, DUPLICATE = "non-numeric actual", "bad row", "duplicate label"
@@ -74,7 +74,7 @@ def _number(text: str) -> float | None:
         value = float(text)
     except ValueError:
         return None
-    return value if math.isfinite(value) else None
+    return value if abs(value) <= FLOAT32_MAX else None  # NaN and infinities too; no target beyond it trains
 
 
 def join(labels: Iterable[Label], predictions: Iterable[Mapping[str, Any]], refusals: Iterable[Mapping[str, Any]],

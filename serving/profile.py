@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from serving.columns import FLOAT32_MAX
 from serving.layout import CATEGORICAL, NUMERIC, ModelError
 
 if TYPE_CHECKING:  # only the train stage builds profiles; reading them must not import XGBoost
@@ -37,16 +38,19 @@ PREDICTION = "prediction"
 def as_numbers(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Floats with NaN for a missing value (None, NaN, or anything that is not a real number a float can hold).
 
-    An integer beyond a double's range (JSON allows any number of digits) is NaN too: the container refuses it,
-    so no model ever saw it, and ``float`` would raise OverflowError on it.
+    A number beyond float32's range is NaN too (an integer beyond a double's would make ``float`` raise
+    OverflowError, and a few near a double's limit make a mean infinite): the container refuses them, so no
+    model ever saw one.
     """
     out = np.full(len(values), np.nan)
     for i, value in enumerate(values):
         if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
             try:
-                out[i] = float(value)
+                number = float(value)
             except OverflowError:
-                pass
+                continue
+            if abs(number) <= FLOAT32_MAX:
+                out[i] = number
     return out
 
 

@@ -102,7 +102,8 @@ def test_every_bad_label_is_counted_reported_and_written_never_dropped(
     write_capture(tmp_path / "bucket", [other, refused])
     good = truth(captures, frame)
     bad = [(good[0][0], good[0][1], "seventy"), (good[1][0], good[1][1], "inf"), good[2],
-           ("no-such-request", 0, 70), ("other-model-req", 0, 70), ("refused-req", 0, 70), (good[3][0], "x", 70)]
+           ("no-such-request", 0, 70), ("other-model-req", 0, 70), ("refused-req", 0, 70), (good[3][0], "x", 70),
+           (good[4][0], good[4][1], "1e300")]  # beyond float32: no table could train on it
     labels = labels_file(tmp_path, good + bad)
 
     code = run(params_file, tmp_path, labels)
@@ -110,12 +111,12 @@ def test_every_bad_label_is_counted_reported_and_written_never_dropped(
     out = capsys.readouterr().out
     assert code == 0
     summary = json.loads((tmp_path / "out" / "feedback.json").read_text())
-    assert summary["labels"] == 157 and summary["matched"] == 150
-    assert summary["rejected"] == {"non-numeric actual": 2, "bad row": 1, "duplicate label": 1,
+    assert summary["labels"] == 158 and summary["matched"] == 150
+    assert summary["rejected"] == {"non-numeric actual": 3, "bad row": 1, "duplicate label": 1,
                                    "request of another model": 1, "refused request": 1, "unknown request id": 1}
     rejected = list(csv.DictReader((tmp_path / "out" / "rejected_labels.csv").open()))
-    assert len(rejected) == 7 and {r["line"] for r in rejected} == {str(n) for n in range(152, 159)}
-    assert "rejected 2: non-numeric actual" in out and "rejected 1: unknown request id" in out
+    assert len(rejected) == 8 and {r["line"] for r in rejected} == {str(n) for n in range(152, 160)}
+    assert "rejected 3: non-numeric actual" in out and "rejected 1: unknown request id" in out
     assert "version 1: 150 labels" in out and out.rstrip().endswith(": ok"), "the good labels still count"
 
 
@@ -255,7 +256,8 @@ def test_a_labels_column_named_twice_is_exit_2(tmp_path: Path, store, capsys) ->
     assert "live.status" not in client.get_model_version("student-score", "1").tags
 
 
-@pytest.mark.parametrize("damage", ["null", "text", "beyond-a-double", "no-version"])
+@pytest.mark.parametrize("damage", ["null", "text", "beyond-a-double", "beyond-float32", "no-version",
+                                    "request-id-a-list"])
 def test_a_prediction_record_without_a_number_or_a_version_is_an_unreadable_line(
         tmp_path: Path, store, damage: str) -> None:
     # Given 150 labelled predictions of version 1, one of them damaged in the capture
@@ -265,8 +267,11 @@ def test_a_prediction_record_without_a_number_or_a_version_is_an_unreadable_line
     damaged = captures[7]
     if damage == "no-version":
         del damaged["model_version"]
+    elif damage == "request-id-a-list":
+        damaged["request_id"] = [0]
     else:
-        damaged["prediction"] = {"null": None, "text": "abc", "beyond-a-double": 10**400}[damage]
+        damaged["prediction"] = {"null": None, "text": "abc", "beyond-a-double": 10**400,
+                                 "beyond-float32": 1.7e308}[damage]
     write_capture(tmp_path / "bucket", captures)
     # When the labels are joined, then the damaged record is counted as unreadable and the rest are scored
     assert run(params_file, tmp_path, labels_file(tmp_path, truth(captures, frame))) == 0
