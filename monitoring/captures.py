@@ -37,7 +37,10 @@ def parse_time(text: str, option: str) -> datetime:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UserError(f"{option} must be a date (YYYY-MM-DD) or an ISO 8601 time, got {text!r}") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in the year 0 in UTC
+        raise UserError(f"{option} {text!r} is outside the dates there are once in UTC") from None
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,15 @@ class Window:
     def of(cls, since: str | None, until: str | None, *, default_days: float | None) -> Window:
         """From the command line: ``until`` defaults to now, ``since`` to ``default_days`` before it (or open)."""
         end = parse_time(until, "--until") if until else datetime.now(UTC)
-        try:
-            start = parse_time(since, "--since") if since else (
-                end - timedelta(days=default_days) if default_days is not None else None)
-        except OverflowError:  # a --days reaching before year 1
-            raise UserError(f"--days {default_days:g} reaches before the first date there is") from None
+        if since or default_days is None:
+            start = parse_time(since, "--since") if since else None
+        elif default_days != default_days:  # NaN passes click's range check: every comparison with it is false
+            raise UserError("--days must be a number of days, got nan")
+        else:
+            try:
+                start = end - timedelta(days=default_days)
+            except OverflowError:  # a --days reaching before year 1
+                raise UserError(f"--days {default_days:g} reaches before the first date there is") from None
         if start is not None and start >= end:
             raise UserError(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) must be before --until ({end:%Y-%m-%dT%H:%M:%SZ})")
         return cls(start, end)

@@ -107,6 +107,8 @@ def test_unreadable_capture_lines_are_counted_and_said(tmp_path: Path, params_fi
     (["--capture", "gs://bucket/x"], "must be a folder or s3://"),
     (["--capture", "s3://"], "must look like s3://bucket/prefix"),
     (["--no-tracking"], "--no-tracking needs --profile"),
+    (["--until", "0001-01-01T00:00:00+01:00"], "--until '0001-01-01T00:00:00+01:00' is outside the dates there are"),
+    (["--since", "0001-01-01T00:00:00+01:00"], "--since '0001-01-01T00:00:00+01:00' is outside the dates there are"),
 ])
 def test_bad_input_exits_2_in_one_line(tmp_path: Path, params_file: Path, model_tarball: Path,
                                        capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
@@ -262,3 +264,12 @@ def test_days_reaching_before_the_first_date_is_exit_2_naming_days(tmp_path: Pat
                        "--profile", str(model_tarball), "--no-tracking", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "--days 1e+06 reaches before the first date" in err and err.count("\n") == 1, err
+
+
+def test_days_that_are_not_a_number_is_exit_2_naming_days(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                          capsys) -> None:
+    (tmp_path / "bucket").mkdir()
+    assert drift.main(["--params", str(params_file), "--days", "nan", "--capture", str(tmp_path / "bucket"),
+                       "--profile", str(model_tarball), "--no-tracking", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--days must be a number of days, got nan" in err and err.count("\n") == 1, err
