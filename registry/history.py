@@ -40,12 +40,15 @@ def read(registry: Registry) -> list[dict[str, Any]]:
     with mlflow_errors(f"reading the history of '{registry.name}'"):
         tags = registry.client.get_registered_model(registry.name).tags
     events = []
-    for key in sorted(k for k in tags if k.startswith(TAG_PREFIX)):
+    # Only ``history.NNNNNN`` is ours: another tag that happens to start with "history." is somebody else's.
+    for key in sorted(k for k in tags if k.startswith(TAG_PREFIX) and k.removeprefix(TAG_PREFIX).isdigit()):
         try:
             event = json.loads(tags[key])
         except json.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict):  # edited by hand: shown as it is, never in the way of the next event
             event = {"action": "unreadable", "reason": tags[key][:60]}
-        events.append({"#": int(key.removeprefix(TAG_PREFIX)), **event})
+        events.append({**event, "#": int(key.removeprefix(TAG_PREFIX))})
     return events
 
 

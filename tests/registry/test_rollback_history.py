@@ -99,3 +99,23 @@ def test_failed_promotion_is_not_in_history(store):
     promote.main(store.args("--version", store.weak, "--no-export"))
     tags = store.client().get_registered_model(store.name).tags
     assert sum(k.startswith("history.") for k in tags) == 1
+
+
+def test_history_tags_edited_by_hand_neither_break_history_nor_the_next_promotion(store, capsys):
+    # Given a promotion on record, then tags someone wrote by hand under the history prefix
+    first, second = store.good
+    assert promote.main(store.args("--version", first, "--no-export", "--reason", "first")) == 0
+    client = store.client()
+    client.set_registered_model_tag(store.name, "history.notes", "{}")  # not ours: not a sequence number
+    client.set_registered_model_tag(store.name, "history.000002", "[1, 2]")  # ours, but not an event
+    client.set_registered_model_tag(store.name, "history.000003", json.dumps({"#": "x", "action": "promote"}))
+    capsys.readouterr()
+    # When the history is shown and the next promotion recorded
+    assert promote.main(store.args("--history")) == 0, capsys.readouterr().err
+    shown = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in shown[1:]] == ["1", "2", "3"] and "unreadable" in shown[2]
+    assert promote.main(store.args("--version", second, "--force", "--no-export", "--reason", "second")) == 0
+    # Then it goes after them, with the aliases it moved
+    tags = client.get_registered_model(store.name).tags
+    assert json.loads(tags["history.000004"])["to"] == second
+    assert store.aliases() == {"production": second, "previous": first}
