@@ -84,18 +84,51 @@ def _release(registry: Registry, name: str) -> None:
             raise UserError(f"releasing the promotion lock: {str(err.message).splitlines()[0]}") from None
 
 
+def _since(tags: dict[str, str]) -> float:
+    """When the lock was taken (epoch seconds); 0, the long past, when its tag was edited into something else."""
+    try:
+        since = float(tags.get("lock.since", "0") or 0)
+    except ValueError:
+        return 0.0
+    return since if 0 <= since < 2**40 else 0.0  # no NaN, no infinity, nothing time.gmtime cannot show
+
+
+# What finishing an abandoned plan reads (registry/recovery.py); a plan without them cannot be finished.
+PLAN_KEYS = frozenset({"action", "alias", "previous_alias", "to", "id", "event"})
+
+
+def _abandoned_plan(registry: Registry, name: str, tags: dict[str, str]) -> dict[str, Any] | None:
+    """The plan a dead holder left, or None if it left none.
+
+    Raises:
+        UserError: the plan cannot be read (edited by hand): the lock is left for a person to look at.
+    """
+    text = tags.get(PLAN_TAG)
+    if not text:
+        return None
+    try:
+        plan = json.loads(text)
+    except ValueError:
+        plan = None
+    if not isinstance(plan, dict) or not PLAN_KEYS <= plan.keys() or not isinstance(plan["event"], dict):
+        raise UserError(f"the promotion lock of '{registry.name}' was left by {tags.get('lock.holder', 'unknown')} "
+                        f"with a plan that cannot be read; check the aliases (--history), then delete the "
+                        f"registered model '{name}' to go on")
+    return plan
+
+
 def _dead(tags: dict[str, str], stale_after_s: float) -> bool:
     owner = liveness.parse(tags.get("lock.owner"))
     living = liveness.alive(owner) if owner is not None else None
     if living is not None:
         return not living
-    return time.time() - float(tags.get("lock.since", "0") or 0) > stale_after_s
+    return time.time() - _since(tags) > stale_after_s
 
 
 def _busy(registry: Registry, tags: dict[str, str] | None, stale_after_s: float) -> str:
     if tags is None:
         return f"the promotion lock of '{registry.name}' is held by another promotion; try again"
-    since = float(tags.get("lock.since", "0") or 0)
+    since = _since(tags)
     owner = liveness.parse(tags.get("lock.owner"))
     state = ("owner unknown" if owner is None else "alive" if liveness.alive(owner) else "on another host")
     taken = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
@@ -121,8 +154,7 @@ def promotion_lock(registry: Registry, *, wait_s: float = 120.0, stale_after_s: 
         tags = _held(registry, name)
         if tags is not None and _dead(tags, stale_after_s):
             # Its holder died mid-promotion: keep its plan for the caller to finish, then take the lock over.
-            plan = tags.get(PLAN_TAG)
-            lock.abandoned = json.loads(plan) if plan else None
+            lock.abandoned = _abandoned_plan(registry, name, tags)
             lock.abandoned_by = tags.get("lock.holder", "unknown")
             _release(registry, name)
             continue

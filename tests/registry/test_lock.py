@@ -48,6 +48,30 @@ def test_a_stale_lock_of_a_killed_promotion_is_broken(store: Store) -> None:
     assert not registry.client.search_registered_models(f"name = '{lock_name(registry)}'")
 
 
+@pytest.mark.parametrize("since", ["abc", "nan", "1e400", "-5"])
+def test_a_lock_whose_time_was_edited_by_hand_is_stale_not_a_traceback(store: Store, since: str) -> None:
+    registry = _registry(store)
+    registry.client.create_registered_model(lock_name(registry), tags={"lock.holder": "ghost", "lock.since": since})
+    with promotion_lock(registry, wait_s=1, stale_after_s=60):
+        pass
+    assert not registry.client.search_registered_models(f"name = '{lock_name(registry)}'")
+
+
+@pytest.mark.parametrize("plan", ["not json", "[1]", '{"action": "promote"}', '{"action": "promote", "alias": "p", '
+                                  '"previous_alias": "q", "to": "2", "id": "x", "event": 5}'])
+def test_an_abandoned_plan_edited_by_hand_stops_in_one_line_and_the_lock_stays(store: Store, plan: str) -> None:
+    registry = _registry(store)
+    name = lock_name(registry)
+    registry.client.create_registered_model(name, tags={"lock.holder": "ghost", "lock.since": "1", "lock.plan": plan})
+    try:
+        with pytest.raises(UserError, match=rf"left by ghost with a plan that cannot be read; .* '{name}' to go on$"):
+            with promotion_lock(registry, wait_s=1, stale_after_s=60):
+                pytest.fail("the lock must not be taken over with a plan nobody can finish")
+        assert registry.client.get_registered_model(name).tags["lock.plan"] == plan, "left for a person to look at"
+    finally:
+        registry.client.delete_registered_model(name)  # as that person would: the store is shared with other tests
+
+
 @pytest.mark.slow
 def test_two_concurrent_promotions_are_serialised(store: Store) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
