@@ -23,6 +23,7 @@ from infra.settings import SERVERLESS_MEMORY_MB
 
 ROOT = Path(__file__).resolve().parents[1]
 PRICES = Path(__file__).resolve().parent / "prices.yaml"
+MIN_SERVICE_S = 1e-6
 
 
 def load_prices(path: Path) -> dict[str, Any]:
@@ -67,6 +68,8 @@ def load_result(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: too few requests were served to measure a service time")
     if not finite_number(service):
         raise UserError(f"{path}: service_time_s must be a number of seconds, got {service!r}")
+    if service < MIN_SERVICE_S:  # a measured request takes far longer; tinier makes every rate infinite
+        raise UserError(f"{path}: service_time_s {service:g} s is below {MIN_SERVICE_S:g} s: not a measured time")
     if not (isinstance(memory, int) and not isinstance(memory, bool)) or memory not in SERVERLESS_MEMORY_MB:
         raise UserError(f"{path}: endpoint_memory_mb {memory!r} is not a serverless size {SERVERLESS_MEMORY_MB}")
     if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
@@ -129,10 +132,13 @@ def cli(rps: float, p99_ms: float, result_path: Path, prices_path: Path, out: Pa
     measured = load_result(result_path)
     prices = load_prices(prices_path)
     advice = sizing.advise(rps=rps, p99_ms=p99_ms, prices=prices, **measured)
+    try:  # strict JSON: a target so large its cost overflows a float has no figure to write
+        data = json.dumps({"target": {"rps": rps, "p99_ms": p99_ms}, "measured": measured,
+                           "advice": advice.to_json()}, indent=2, allow_nan=False) + "\n"
+    except ValueError:
+        raise UserError(f"--rps {rps:g} is too large: the advice's figures overflow a float") from None
     click.echo(markdown(advice, rps=rps, p99_ms=p99_ms, measured=measured, prices=prices))
     if out is not None:
-        data = json.dumps({"target": {"rps": rps, "p99_ms": p99_ms}, "measured": measured,
-                           "advice": advice.to_json()}, indent=2) + "\n"
         try:
             replace_atomically(out, data.encode("utf-8"))
         except OSError as err:

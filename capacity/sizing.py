@@ -111,9 +111,11 @@ def advise(*, rps: float, p99_ms: float, service_time_s: float, p99_measured_ms:
         left_out.append("on_demand_per_gb_second")
     break_even = {}
     for name, instance in (prices.get("instances") or {}).items():
-        if on_demand:  # a free (0) or unknown on-demand price has no break-even
-            per_second = float(instance["per_hour"]) / 3600
-            break_even[name] = round(per_second / (service_time_s * gb * on_demand), 2)
+        on_demand_per_request = service_time_s * gb * on_demand if on_demand else 0.0
+        # A free (0) or unknown on-demand price, or one so small the product underflows to 0, has no break-even.
+        if on_demand_per_request > 0 and math.isfinite(even := float(instance["per_hour"]) / 3600
+                                                          / on_demand_per_request):
+            break_even[name] = round(even, 2)
     return Advice(memory_mb=memory_mb, max_concurrency=max_concurrency, provisioned_concurrency=provisioned,
                   knee_rps=round(predicted_knee_rps(max_concurrency=max_concurrency,
                                                     service_time_s=service_time_s), 2),

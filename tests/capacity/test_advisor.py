@@ -117,11 +117,13 @@ def test_the_shipped_price_table_loads_and_says_it_is_unverified() -> None:
         ([], None, "serverless: {}\ninstances: [1, 2]", "instances must be a mapping"),
         ([], {"service_time_s": 10**400}, None, "service_time_s must be a number"),
         ([], None, f"serverless: {{on_demand_per_gb_second: {10**400}}}", "non-negative number"),
+        ([], {"service_time_s": 1e-9}, None, "service_time_s 1e-09 s is below 1e-06 s: not a measured time"),
+        (["--rps", "1e308"], None, None, "--rps 1e+308 is too large: the advice's figures overflow a float"),
     ],
     ids=["zero-rps", "no-result", "result-not-json", "nothing-served", "bad-memory", "negative-price",
          "instance-without-vcpus", "prices-not-yaml", "prices-not-a-table", "nan-rps", "inf-p99",
          "service-time-text", "steps-not-a-list", "p99-text", "stand-in-a-list", "nan-price", "instances-a-list",
-         "service-time-beyond-a-double", "price-beyond-a-double"],
+         "service-time-beyond-a-double", "price-beyond-a-double", "service-time-subnormal", "rps-overflowing"],
 )
 def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture, args, result, prices,
                                           message: str) -> None:
@@ -146,9 +148,11 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.Capture
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_bare_number_price_and_a_free_on_demand_price_are_read(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("price", ["0", "1.0e-320"], ids=["free", "so-small-the-cost-underflows"])
+def test_a_bare_number_price_and_a_free_on_demand_price_are_read(tmp_path: Path, capsys, price: str) -> None:
     prices = tmp_path / "prices.yaml"
-    prices.write_text("serverless: {on_demand_per_gb_second: 0}\ninstances: {ml.m5.large: {per_hour: 0.1, vcpus: 2}}\n")
+    prices.write_text(f"serverless: {{on_demand_per_gb_second: {price}}}\n"
+                      "instances: {ml.m5.large: {per_hour: 0.1, vcpus: 2}}\n")
     assert advisor.main(["--rps", "20", "--p99-ms", "1000", "--result", str(result_file(tmp_path)),
                          "--prices", str(prices)]) == 0
     assert "costs less above" not in capsys.readouterr().out, "no break-even against a free price"
