@@ -110,9 +110,9 @@ def advise(*, rps: float, p99_ms: float, service_time_s: float, p99_measured_ms:
     else:
         left_out.append("on_demand_per_gb_second")
     break_even = {}
+    # A free (0) or unknown on-demand price, or one so small the product underflows to 0, has no break-even.
+    on_demand_per_request = service_time_s * gb * on_demand if on_demand else 0.0
     for name, instance in (prices.get("instances") or {}).items():
-        on_demand_per_request = service_time_s * gb * on_demand if on_demand else 0.0
-        # A free (0) or unknown on-demand price, or one so small the product underflows to 0, has no break-even.
         if on_demand_per_request > 0 and math.isfinite(even := float(instance["per_hour"]) / 3600
                                                           / on_demand_per_request):
             break_even[name] = round(even, 2)

@@ -131,9 +131,9 @@ def make_study(*, name: str, storage: str | optuna.storages.BaseStorage, seed: i
     ``storage`` is a URL (see ``make_storage``) or a storage already made from one.
     """
     store = make_storage(storage) if isinstance(storage, str) else storage
-    journal = isinstance(store, optuna.storages.JournalStorage)
-    with unreadable_journal(storage if isinstance(storage, str) else f"of study {name}") if journal \
-            else contextlib.nullcontext():
+    what = storage if isinstance(storage, str) else f"of study {name}"
+    guard = unreadable_journal(what) if isinstance(store, optuna.storages.JournalStorage) else contextlib.nullcontext()
+    with guard:
         return optuna.create_study(study_name=name, storage=store, direction="minimize",
                                    sampler=_sampler(seed, startup_trials), pruner=_pruner(startup_trials),
                                    load_if_exists=True)

@@ -128,7 +128,7 @@ def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
 
     # The study first: a storage that cannot be used (or a journal Optuna cannot replay) stops the stage before
     # MLflow records anything.
-    study = search.make_study(name=sname, storage=search.make_storage(url), seed=params.train.seed,
+    study = search.make_study(name=sname, storage=url, seed=params.train.seed,
                               startup_trials=params.train.pruner_startup_trials)
     # Everything MLflow costs is on this clock, setting up included: MLflow imports its SQL store on first use.
     clock = Stopwatch()
