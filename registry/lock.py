@@ -63,7 +63,9 @@ def _try_acquire(registry: Registry, name: str) -> bool:
             name, tags={"lock.holder": holder, "lock.owner": str(owner), "lock.since": f"{time.time():.3f}"},
             description=f"held while a promotion of '{registry.name}' runs; deleted when it ends")
     except MlflowException as err:
-        if err.error_code == "RESOURCE_ALREADY_EXISTS":
+        # Taken, or taken and released at this instant: MLflow's SQL store looks the name up to word "already
+        # exists", and finds it gone (RESOURCE_DOES_NOT_EXIST). Either way, not ours this time: try again.
+        if err.error_code in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
             return False
         raise UserError(f"taking the promotion lock: {str(err.message).splitlines()[0]}") from None
     return True
