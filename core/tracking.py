@@ -96,7 +96,13 @@ def use_experiment(uri: str, name: str) -> str:
         os.environ["MLFLOW_TRACKING_URI"] = before
     experiment = mlflow.set_experiment(name)
     if EXPERIMENT_KIND_TAG not in experiment.tags:
-        mlflow.MlflowClient(uri).set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+        client = mlflow.MlflowClient(uri)
+        try:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+        except mlflow.exceptions.MlflowException:
+            # Two trainings starting at once on a new server both set it; the second insert is refused.
+            if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment.experiment_id).tags:
+                raise
     if (db := sqlite_file(uri)) is not None:
         write_ahead(db)
     return experiment.experiment_id
