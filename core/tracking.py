@@ -66,16 +66,24 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
 
 
 def _check_sqlite(uri: str, db: Path, timeout_s: float) -> None:
-    """Refuse a store file SQLite cannot read (another file, a damaged header) before MLflow meets it with a traceback.
+    """Refuse a store file SQLite cannot read (another file, a damaged header or page) before MLflow meets it.
 
-    Read-only and one page: the schema table, which every MLflow query needs. Deeper damage shows later.
+    Read-only. A damaged page would otherwise reach MLflow as whatever its query made of it: a missing
+    ``Default`` experiment it then fails to insert (a unique-key clash), a SQLAlchemy traceback. SQLite's
+    ``quick_check`` reads every page once (https://sqlite.org/pragma.html#pragma_quick_check): about 3 ms for
+    a 1 MB store here, 0.3 s for 180 MB; a store that size belongs on a tracking server (README "Team mode").
     """
     try:
         with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True,
                                                 timeout=timeout_s)) as conn:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            verdict = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
     except sqlite3.Error as err:
         raise UserError(f"MLflow tracking store {uri}: {db} cannot be read as a SQLite database ({err})") from None
+    if verdict != "ok":
+        first = " ".join(line for line in verdict.splitlines() if not line.startswith("***"))
+        raise UserError(f"MLflow tracking store {uri}: {db} is damaged (SQLite's quick check: {first}); "
+                        f"restore it from a backup")
 
 
 def use_experiment(uri: str, name: str) -> str:

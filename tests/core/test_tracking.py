@@ -81,20 +81,28 @@ def test_a_sqlite_store_in_a_missing_folder_is_refused_in_one_line(tmp_path: Pat
     tracking.check_reachable(f"sqlite:///{tmp_path / 'mlflow.db'}")  # an existing folder is fine
 
 
-@pytest.mark.parametrize("damage", ["text", "folder", "truncated-header"])
+@pytest.mark.parametrize("damage", ["text", "folder", "truncated-header", "damaged-page"])
 def test_a_store_file_sqlite_cannot_read_is_refused_in_one_line(tmp_path: Path, damage: str) -> None:
     db = tmp_path / "mlflow.db"
     if damage == "folder":
         db.mkdir()
     elif damage == "text":
         db.write_text("hello\n")
+    elif damage == "damaged-page":  # the header and schema read fine; a table's page past them does not
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TABLE t (x)")
+            conn.executemany("INSERT INTO t VALUES (?)", [("x" * 100,)] * 500)
+            conn.commit()
+        data = bytearray(db.read_bytes())
+        data[-4096 + 8:-4096 + 40] = b"\xff" * 32  # the last page's cell pointers
+        db.write_bytes(bytes(data))
     else:
         with contextlib.closing(sqlite3.connect(db)) as conn:
             conn.execute("CREATE TABLE t (x)")
             conn.commit()
         db.write_bytes(db.read_bytes()[:50])  # the 100-byte header cut short
     before = db.read_bytes() if db.is_file() else None
-    with pytest.raises(tracking.UserError, match=r"^MLflow tracking store sqlite:///.*mlflow\.db: .*(folder|SQLite)"):
+    with pytest.raises(tracking.UserError, match=r"^MLflow tracking store sqlite:///.*mlflow\.db: .*(folder|SQLite|damaged \(SQLite's quick check: On tree page)"):
         tracking.check_reachable(f"sqlite:///{db}")
     assert (db.read_bytes() if db.is_file() else None) == before, "checked read-only"
 

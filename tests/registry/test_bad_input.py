@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
+import sqlite3
 import time
 
 import pytest
@@ -98,6 +100,27 @@ def test_a_store_file_that_is_not_a_database_fails_in_one_line(store, monkeypatc
     assert promote.main(store.args("--dry-run")) == 1
     assert "cannot be read as a SQLite database (file is not a database)" in _one_line(capsys.readouterr().err)
     assert (tmp_path / "notes.db").read_text() == "hello\n"
+
+
+@pytest.mark.parametrize("command", [promote.main, export.main])
+def test_a_store_with_a_damaged_page_fails_in_one_line_and_is_not_written(store, monkeypatch, capsys, tmp_path,
+                                                                          command):
+    # A copy of the session's real store whose experiments table has a damaged page: MLflow alone reads no
+    # "Default" experiment there, fails to insert one (a unique-key clash) and raises a SQLAlchemy traceback.
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(store.uri.removeprefix("sqlite:///")) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'experiments'").fetchone()[0]
+    data = bytearray(db.read_bytes())
+    data[(root - 1) * page_size + 8:(root - 1) * page_size + 64] = b"\xff" * 56  # its cell pointers
+    db.write_bytes(bytes(data))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    assert command(store.args("--history") if command is promote.main else store.args()) == 1
+    err = _one_line(capsys.readouterr().err)
+    assert f"{db} is damaged (SQLite's quick check: On tree page {root} " in err, err
+    assert db.read_bytes() == bytes(data), "checked read-only"
 
 
 def test_export_with_unreachable_registry(store, monkeypatch, capsys):
