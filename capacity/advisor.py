@@ -70,12 +70,18 @@ def load_result(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: service_time_s must be a number of seconds, got {service!r}")
     if service < MIN_SERVICE_S:  # a measured request takes far longer; tinier makes every rate infinite
         raise UserError(f"{path}: service_time_s {service:g} s is below {MIN_SERVICE_S:g} s: not a measured time")
+    if service > sizing.MAX_SERVICE_S:
+        raise UserError(f"{path}: service_time_s {service:g} s is above the {sizing.MAX_SERVICE_S:g} s a serverless "
+                        f"invocation may take: not a served request")
     if not (isinstance(memory, int) and not isinstance(memory, bool)) or memory not in SERVERLESS_MEMORY_MB:
         raise UserError(f"{path}: endpoint_memory_mb {memory!r} is not a serverless size {SERVERLESS_MEMORY_MB}")
     if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
         raise UserError(f"{path}: steps must be a list of load steps")
     if not isinstance(stand_in, dict) or not finite_number(request_bytes) or request_bytes < 0:
         raise UserError(f"{path}: meta.stand_in must be a mapping and meta.mean_request_bytes a number")
+    if request_bytes > sizing.MAX_REQUEST_BYTES:
+        raise UserError(f"{path}: meta.mean_request_bytes {request_bytes:g} is above the {sizing.MAX_REQUEST_BYTES:,} "
+                        f"bytes a serverless request may carry")
     cold_start = stand_in.get("cold_start_s")
     if cold_start is not None and (not finite_number(cold_start) or cold_start < 0):
         raise UserError(f"{path}: meta.stand_in.cold_start_s must be a non-negative number")
@@ -136,7 +142,9 @@ def cli(rps: float, p99_ms: float, result_path: Path, prices_path: Path, out: Pa
         data = json.dumps({"target": {"rps": rps, "p99_ms": p99_ms}, "measured": measured,
                            "advice": advice.to_json()}, indent=2, allow_nan=False) + "\n"
     except ValueError:
-        raise UserError(f"--rps {rps:g} is too large: the advice's figures overflow a float") from None
+        # The measured sizes are bounded by what a serverless request may be (load_result): --rps or a price.
+        raise UserError(f"--rps {rps:g} is too large for the prices in {prices_path}: the advice's figures "
+                        f"overflow a float") from None
     click.echo(markdown(advice, rps=rps, p99_ms=p99_ms, measured=measured, prices=prices))
     if out is not None:
         try:

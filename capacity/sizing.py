@@ -28,6 +28,11 @@ from typing import Any
 SECONDS_PER_MONTH = 730 * 3600  # AWS bills a month as 730 hours
 UTILISATION = 0.7
 MAX_CONCURRENCY = 200  # per endpoint ("Deploy models with Amazon SageMaker Serverless Inference")
+# What one serverless invocation may take ("Invoke a serverless endpoint",
+# https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-invoke.html): a 4 MB request (read here
+# as the larger 4 MiB) answered within 1 minute. A measurement beyond either was not of a served request.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+MAX_SERVICE_S = 60.0
 
 
 def predicted_knee_rps(*, max_concurrency: int, service_time_s: float) -> float:
