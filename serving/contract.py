@@ -3,8 +3,7 @@
 Written once, imported by every hop: the container (``serving/app.py``, ``serving/codecs.py``), the predict
 Lambda (``infra/api/runtime/handler.py``; ``infra/api/runtime/contract.py`` is a link to this file, so it
 ships inside the function's asset), the REST API's request model (``infra/api/infrastructure.py``), the local
-stand-in (``infra/local``) and the smoke test (``infra/smoke``). Standard library only: the Lambda passes in its
-own boto3 client.
+stand-in (``infra/local``) and the smoke test (``infra/smoke``). Standard library only (the Lambda brings boto3).
 
 - Route: ``POST /{STAGE}/{RESOURCE}`` on the API; the container's own are SageMaker's ``/ping``, ``/invocations``.
 - Body through the API: one record (a JSON object) or a list of 1..``MAX_RECORDS`` records (``request_schema``).
@@ -32,6 +31,7 @@ from typing import Any
 STAGE = "score"
 RESOURCE = "predict-student-score"
 ROUTE = f"/{RESOURCE}"
+ROUTE_PATH = f"/{STAGE}{ROUTE}"  # what clients call on the API, stage included
 JSON = "application/json"
 CSV = "text/csv"
 JSONLINES = "application/jsonlines"
@@ -70,9 +70,9 @@ def bad_body_message(*, max_records: int = MAX_RECORDS) -> str:
             f"none of them a batch wrapper ({', '.join(BATCH_WRAPPERS)})")
 
 
-def route_path() -> str:
-    """The path clients call on the API, stage included: ``/score/predict-student-score``."""
-    return f"/{STAGE}{ROUTE}"
+def media_type(content_type: str | None) -> str:
+    """A ``Content-Type`` value's media type, lower case and without parameters ("" for none)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def _printable(text: str) -> str:

@@ -120,7 +120,7 @@ def deploy(state: Path, tarball: Path, outputs: Path, *, port: int | None, ready
         raise UserError(f"deploy failed: version {version} did not start (see {state / LOG}); rolled back, "
                         f"version {restored} is served")
     (state / CANDIDATE).replace(state / DEPLOYED)
-    url = f"http://{LOOPBACK}:{port}{contract.route_path()}"
+    url = f"http://{LOOPBACK}:{port}{contract.ROUTE_PATH}"
     outputs.parent.mkdir(parents=True, exist_ok=True)
     outputs.write_text(json.dumps({STACK: {"PredictUrl": url, "EndpointName": ENDPOINT_NAME}}, indent=2) + "\n")
     return f"deployed version {version} to the stand-in: {url} (outputs in {outputs})"

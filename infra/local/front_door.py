@@ -129,7 +129,7 @@ class RequestModel:
         A body that is not UTF-8 goes to the handler, which refuses it (see ``proxy_event``): AWS does not say
         what its validator makes of one.
         """
-        media_type = (content_type or contract.JSON).split(";")[0].strip().lower()
+        media_type = contract.media_type(content_type or contract.JSON)
         if media_type != contract.JSON:
             return False
         if not body:  # validated as {}, a record: LocalStack's maintainers matched AWS so (localstack PR 7916)

@@ -87,3 +87,16 @@ def test_the_handler_imports_the_way_lambda_imports_it(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=False, env={"PATH": "/usr/bin:/bin",
                                                                             "AWS_DEFAULT_REGION": "us-east-1"})
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("application/json", "application/json"),
+    ("Application/JSON; charset=UTF-8", "application/json"),
+    (" text/csv ;header=present", "text/csv"),
+    ("", ""),
+    (None, ""),
+    (";charset=utf-8", ""),
+])
+def test_a_content_type_reads_as_its_media_type_alone(value: str | None, expected: str) -> None:
+    # The Lambda's 415 check and the stand-in's gateway both read a Content-Type through this one function.
+    assert contract.media_type(value) == expected

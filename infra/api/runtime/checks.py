@@ -45,7 +45,7 @@ def check_content_type(event: dict[str, Any]) -> tuple[int, str] | None:
     """
     headers = event.get("headers") or {}
     declared = next((str(v) for k, v in headers.items() if str(k).lower() == "content-type"), "")
-    media_type = declared.split(";", 1)[0].strip().lower()
+    media_type = contract.media_type(declared)
     if media_type != contract.JSON and media_type in contract.REQUEST_TYPES:
         return 415, f"unsupported Content-Type '{media_type}': the API takes JSON (application/json) only"
     return None
