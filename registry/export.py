@@ -17,7 +17,6 @@ version holding the ``production`` alias, written to ``export.path`` from params
 
 from __future__ import annotations
 
-import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from core import tracking
 from core.cli import UserError, run_cli
 from core.files import check_writable_folder
 from core.params import load_params, params_option
+from registry import source_date
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry
 from serving import bundle
 from serving.layout import ModelError
@@ -40,17 +40,11 @@ TEST_METRICS = ("test_rmse", "test_mse", "test_mae", "test_r2")
 
 def exported_at(mv: ModelVersion) -> str:
     """``$SOURCE_DATE_EPOCH`` if set, else the version's registration time, as ISO 8601 UTC."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch:
-        try:
-            seconds = int(epoch)
-            if seconds < 0:
-                raise ValueError(epoch)
-            return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        except (ValueError, OverflowError, OSError):  # not a number, before 1970, or past year 9999
-            raise UserError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970 (before year 10000), "
-                            f"got {epoch!r}") from None
-    return datetime.fromtimestamp(int(mv.creation_timestamp) // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        date = source_date()  # checked as the package loaded too; set since by a caller in the same process
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    return date or datetime.fromtimestamp(int(mv.creation_timestamp) // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def bundle_info(registry: Registry, mv: ModelVersion) -> dict[str, Any]:

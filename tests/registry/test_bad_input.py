@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -281,6 +285,22 @@ def test_a_corrupt_reference_profile_is_refused_by_export(store, damaged, capsys
     assert export.main(store.args()) == 1
     err = _one_line(capsys.readouterr().err)
     assert "corrupt model files" in err and "profile" in err
+    assert _sha(path) == digest
+
+
+@pytest.mark.parametrize("module", ["registry.export", "registry.promote"])
+@pytest.mark.parametrize("epoch", ["soon", "1e3", "99999999999999999"])
+def test_a_source_date_epoch_that_is_no_date_stops_a_fresh_process_in_one_line(store, existing_tarball, epoch,
+                                                                                 module):
+    # numpy reads SOURCE_DATE_EPOCH while it is imported (f2py) and raised a traceback before any command ran;
+    # only a fresh interpreter shows it (this one imported numpy long ago).
+    path, digest = existing_tarball
+    env = {**os.environ, "SOURCE_DATE_EPOCH": epoch, "MLFLOW_TRACKING_URI": store.uri}
+    done = subprocess.run([sys.executable, "-m", module, *store.args()], env=env, capture_output=True, text=True,
+                          timeout=120, check=False, cwd=Path(export.__file__).resolve().parents[1])
+    assert done.returncode == 1
+    assert f"SOURCE_DATE_EPOCH must be whole seconds since 1970 (before year 10000), got '{epoch}'" in \
+        _one_line(done.stderr)
     assert _sha(path) == digest
 
 
