@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -84,6 +85,10 @@ def _loads(text: bytes) -> Any:
         return json.loads(text)
     except RecursionError:  # below orjson's limit but above the interpreter's: still only too deep
         raise DecodeError(f"malformed JSON: nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # Python refuses to read an integer of more digits than this (a guard against slow parsing)
+        raise DecodeError(f"malformed JSON: a number of more than {sys.get_int_max_str_digits()} digits") from None
 
 
 def decode_json(body: bytes, schema: Schema) -> list[Any]:

@@ -92,9 +92,10 @@ def test_custom_attributes_become_model_headers(handler_env: StubRuntime) -> Non
         ([RECORD] * (handler.DEFAULT_MAX_RECORDS + 1), 413, "at most 100 records"),
         ({"instances": [RECORD] * 500}, 400, "not a 'instances' wrapper"),
         ({"dataframe_records": [RECORD] * 500}, 400, "not a 'dataframe_records' wrapper"),
+        (b'{"Hours_Studied": 1' + b"0" * 4300 + b"}", 400, "a number of more than 4300 digits"),
     ],
     ids=["malformed", "empty", "empty-list", "string", "list-with-non-object", "too-many-records",
-         "instances-wrapper", "dataframe-wrapper"],
+         "instances-wrapper", "dataframe-wrapper", "integer-past-python-s-digit-limit"],
 )
 def test_bodies_that_can_never_be_valid_are_refused_before_the_endpoint(
     handler_env: StubRuntime, body: Any, status: int, fragment: str

@@ -412,3 +412,14 @@ def test_a_json_integer_too_big_for_a_float_is_400_not_500(server: Server, predi
 
     assert (error["field"], error["row"]) == (name, 0)
     assert "finite" in error["error"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/jsonlines"])
+def test_a_json_integer_of_more_digits_than_python_reads_is_400_not_500(server: Server, predictor: Predictor,
+                                                                         content_type: str) -> None:
+    # Python refuses to turn more than 4,300 digits into an int (sys.get_int_max_str_digits): a ValueError
+    # that was no JSON error and reached the client as a 500. Even in a field the model does not know.
+    record = dict(predictor.schema.example) | {"unknown": 0}
+    body = json.dumps(record).replace('"unknown": 0', f'"unknown": {"9" * 4301}')
+    error = _error(_post(server, body.encode(), content_type), 400)
+    assert "a number of more than 4300 digits" in error["error"], error

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
 from typing import Any
 
 if __package__:
@@ -61,8 +62,10 @@ def check_body(raw: str | None, *, max_records: int, max_bytes: int) -> tuple[in
         payload = json.loads(raw)
     except RecursionError:
         return 400, "the body is nested too deeply to be a record or a list of records"
-    except ValueError:
+    except json.JSONDecodeError:
         return 400, "the body is not valid JSON"
+    except ValueError:  # valid JSON, but an integer of more digits than Python reads (sys.get_int_max_str_digits)
+        return 400, f"the body holds a number of more than {sys.get_int_max_str_digits()} digits"
     if isinstance(payload, dict):
         wrapper = [key for key in contract.BATCH_WRAPPERS if key in payload]
         if wrapper:
