@@ -31,6 +31,17 @@ IDENTIFIER_SHARE = 0.9
 IDENTIFIER_MIN_ROWS = 20
 
 
+# Only an empty cell is missing as the table is read, as in a CSV request to the container (serving/codecs.py):
+# pandas would also read "NA", "None", "null", "nan" ... as missing, so a level spelled so (North America; no
+# disability) vanished from training while requests sending it were refused as an unknown category.
+CELLS_AS_WRITTEN: dict[str, Any] = {"skipinitialspace": True, "index_col": False, "keep_default_na": False,
+                                    "na_values": [""]}
+# How other tools write a missing number (R writes NA; pandas' own list, read_csv's na_values): missing in a
+# column whose other cells are all numbers. In a text column they are levels like any other text.
+MISSING_NUMBER_SPELLINGS = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                                      "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
+
 def load_table(path: Path, target: str, *, ignore: Sequence[str] = (), max_categories: int | None = None,
                ) -> pd.DataFrame:
     """Read a CSV and check it can train a regressor on ``target``.
@@ -93,20 +104,20 @@ def _read_cells(path: Path) -> pd.DataFrame:
         # only warns ("a loss of data"); any later such line is a ParserError already.
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
-            raw = pd.read_csv(path, dtype="category", skipinitialspace=True, index_col=False)
+            raw = pd.read_csv(path, dtype="category", **CELLS_AS_WRITTEN)
         except pd.errors.ParserWarning:
             raise pd.errors.ParserError("the first data line (line 2) has more values than the header has "
                                         "columns") from None
     booleans = [name for name in raw.columns if ptypes.is_bool_dtype(raw[name].cat.categories)]
     if booleans:
-        text = pd.read_csv(path, dtype=str, usecols=booleans, skipinitialspace=True, index_col=False)
+        text = pd.read_csv(path, dtype=str, usecols=booleans, **CELLS_AS_WRITTEN)
         raw[booleans] = text[booleans].astype("category")
     return raw
 
 
 def _cell(path: Path, column: str, index: int) -> str:
     """The cell as written in the file (for an error message: the parser may have turned ``1e39`` into 1e+39)."""
-    return pd.read_csv(path, dtype=str, usecols=[column], skipinitialspace=True, index_col=False)[column].iloc[index]
+    return pd.read_csv(path, dtype=str, usecols=[column], **CELLS_AS_WRITTEN)[column].iloc[index]
 
 
 def _refuse_other_delimiters(path: Path, columns: list[str], target: str) -> None:
@@ -166,8 +177,15 @@ def _typed(values: pd.Series, path: Path, *, is_target: bool) -> pd.Series:
         raise UserError(f"{path}: {what} has a number of {len(str(uniques[codes[first]]))} characters on line "
                         f"{first + 2}, beyond float32 (±3.4e38), which XGBoost trains in") from None
     numeric = parsed.notna().to_numpy()
+    spelled_missing = np.array([str(u) in MISSING_NUMBER_SPELLINGS for u in uniques], dtype=bool)
+    if numeric.any() and (numeric | spelled_missing).all() and spelled_missing.any():
+        codes = np.where(spelled_missing[codes], -1, codes)  # a number's missing cells, as another tool wrote them
+        present = codes >= 0
+        if is_target and not present.all():
+            raise UserError(f"{path}: {what} is missing on line {_first_line(~present)}")
+        numeric = numeric | spelled_missing  # only present codes are read below
     if numeric.all():
-        as_float = parsed.to_numpy(dtype=np.float64)
+        as_float = np.where(spelled_missing, 0.0, parsed.to_numpy(dtype=np.float64))  # no cell has those codes
         finite = np.isfinite(as_float)
         if not finite.all():
             raise UserError(f"{path}: {what} has a non-finite number on line "

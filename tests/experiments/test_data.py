@@ -222,3 +222,29 @@ def test_params_refuse_ignoring_the_target(tmp_path: Path, sample_csv: Path) -> 
         load_params(write_params(tmp_path, sample_csv, data={"ignore": ["Exam_Score"]}))
     with pytest.raises(UserError, match="data.max_categories: .*greater than or equal to 2"):
         load_params(write_params(tmp_path, sample_csv, data={"max_categories": 1}))
+
+
+def test_a_level_spelled_like_a_missing_value_is_a_level_as_a_request_would_send_it(tmp_path: Path) -> None:
+    # Given text levels pandas would read as missing ("NA" for North America, "None" for no disability)
+    csv = tmp_path / "t.csv"
+    rows = ["region,disability,hours,score", "NA,None,1,60", "EU,Some,NA,61", "APAC,,2,62", "NA,None,3,63",
+            "EU,Some,4,64"]
+    csv.write_text("\n".join(rows) + "\n")
+    frame = load_table(csv, "score")
+    schema = infer_schema(frame, "score")
+    levels = {f.name: f.levels for f in schema.features if f.kind == CATEGORICAL}
+    # Then they are levels, and only the empty cell is missing (as the container reads a CSV request)
+    assert set(levels["region"]) == {"NA", "EU", "APAC"} and set(levels["disability"]) == {"None", "Some"}
+    assert frame["disability"].isna().tolist() == [False, False, True, False, False]
+    # And a number column's "NA" (as R writes a missing value) is still a missing number
+    assert frame["hours"].dtype == np.float64 and frame["hours"].isna().tolist() == [False, True, False, False, False]
+    records = records_from_frame(frame.drop(columns=["score"]))
+    assert records[0]["region"] == "NA" and records[0]["disability"] == "None"
+
+
+@pytest.mark.parametrize("cell", ["NA", "null", "nan", "None"])
+def test_a_target_spelled_missing_is_named_with_its_line(tmp_path: Path, cell: str) -> None:
+    csv = tmp_path / "t.csv"
+    csv.write_text(f"x,score\n1,60\n2,{cell}\n3,62\n")
+    with pytest.raises(UserError, match=r"target 'score' is missing on line 3$"):
+        load_table(csv, "score")
