@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import os
+import socket
 import sqlite3
 import subprocess
+import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from pathlib import Path
@@ -29,8 +33,17 @@ def quiet_mlflow() -> None:
 
 
 def tracking_uri(default: str) -> str:
-    """``MLFLOW_TRACKING_URI`` when set (a team server), else the params.yaml default (embedded SQLite)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or default
+    """``MLFLOW_TRACKING_URI`` when set (a team server), else the params.yaml default (embedded SQLite).
+
+    Raises:
+        UserError: the URI has surrounding spaces or a control character (a secret or env file's trailing
+            newline: MLflow would make a store named ``mlflow.db\r`` or fail deep in http.client).
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default
+    if uri != uri.strip() or any(ord(c) < 32 or ord(c) == 127 for c in uri):
+        where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "mlflow.tracking_uri"
+        raise UserError(f"{where} {uri!r} has surrounding spaces or a control character (a trailing newline?)")
+    return uri
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -40,12 +53,16 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
 
 
-def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+def check_reachable(uri: str, timeout_s: float = 5.0, *, must_exist: bool = False) -> None:
     """Fail fast, in one line, when a tracking server does not answer (MLflow itself would retry for minutes).
 
+    ``must_exist``: a command that only reads what training wrote (promote, export, monitoring) refuses a SQLite
+    file that is not there, rather than letting MLflow create an empty store under a mistyped name.
+
     Raises:
-        UserError: an http(s) server whose /health does not answer, or a SQLite file in a missing folder, a
-            folder where the file should be, or a file SQLite cannot read.
+        UserError: an http(s) server whose /health does not answer or a URL that is none, a database server
+            whose port does not answer, ``sqlite:`` without ``///``, or a SQLite file in a missing folder, a
+            folder where the file should be, a file SQLite cannot read, or (``must_exist``) no file at all.
     """
     if uri.startswith(("http://", "https://")):
         try:
@@ -55,6 +72,8 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise UserError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
+        except (ValueError, http.client.InvalidURL) as err:  # a port that is no number, "Invalid IPv6 URL"
+            raise UserError(f"MLflow tracking URI {uri} is not a valid URL ({err})") from None
     elif (db := sqlite_file(uri)) is not None:
         folder = db.parent
         if not folder.is_dir():
@@ -63,6 +82,47 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
             raise UserError(f"MLflow tracking store {uri}: {db} is a folder, not a database file")
         if db.exists():
             _check_sqlite(uri, db, timeout_s)
+        elif must_exist:
+            raise UserError(f"MLflow tracking store {uri}: {db} does not exist (train first: make train, or "
+                            f"check MLFLOW_TRACKING_URI and mlflow.tracking_uri)")
+    elif uri.startswith("sqlite:"):
+        raise UserError(f"MLflow tracking URI {uri}: a SQLite store is sqlite:///PATH (three slashes, then the file)")
+    elif (server := database_server(uri)) is not None:
+        _check_port(uri, *server, timeout_s)
+
+
+# SQLAlchemy's database URLs MLflow's SQL store takes besides SQLite (dialect[+driver]), with the default port.
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def database_server(uri: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a database server URL (``postgresql://user:password@host:port/db``), else None."""
+    scheme, sep, _ = uri.partition("://")
+    port = DATABASE_PORTS.get(scheme.split("+", 1)[0])
+    if not sep or port is None:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        return parts.hostname or "localhost", parts.port or port
+    except ValueError as err:
+        raise UserError(f"MLflow tracking URI {uri}: not a valid database URL ({err})") from None
+
+
+def _check_port(uri: str, host: str, port: int, timeout_s: float) -> None:
+    """A database server whose port does not take a connection (the SQL store would retry for over a minute)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise UserError(f"MLflow tracking store {_without_password(uri)}: {host}:{port} is unreachable "
+                        f"({err.strerror or err})") from None
+
+
+def _without_password(uri: str) -> str:
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return uri.replace(f":{parts.password}@", ":***@", 1)
 
 
 def _check_sqlite(uri: str, db: Path, timeout_s: float) -> None:
@@ -141,7 +201,18 @@ def browse_hint(uri: str) -> str:
     """How to look at the runs in ``uri``: the server's own URL, or the ``mlflow ui`` command for a local store."""
     if uri.startswith(("http://", "https://")):
         return f"browse: {uri}"
-    return f"browse: mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)"
+    return f"browse: {_mlflow_command()} ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)"
+
+
+def _mlflow_command() -> str:
+    """MLflow's CLI beside this interpreter (``.venv/bin/mlflow``: it works without activating the venv)."""
+    script = Path(sys.executable).parent / "mlflow"
+    if not script.is_file():
+        return "mlflow"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def git_commit() -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from core import tracking
-from core.cli import UserError
+from core.cli import FiniteRange, UserError
 from core.params import load_params, params_option
 from monitoring import analysis, report
 from monitoring.captures import Window, read_captures
@@ -80,7 +80,7 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
               "(default: params.yaml monitor.capture_dir).")
 @click.option("--since", default=None, help="Window start, YYYY-MM-DD or ISO 8601 UTC (default: --days before --until).")
 @click.option("--until", default=None, help="Window end, exclusive (default: now).")
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--days", type=FiniteRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Window length when --since is not given.")
 @click.option("--version", default=None, help="Model version (default: the one that answered most records).")
 @click.option("--profile", "profile_path", type=click.Path(exists=True, path_type=Path), default=None,
@@ -102,7 +102,7 @@ def cli(params_file: Path, source: str | None, since: str | None, until: str | N
         raise UserError(f"{profile_path} is a model of '{metadata['registered_name']}', not '{params.model.name}'")
     captured = read_captures(source, window=window, model=params.model.name)
     version = str(version or metadata.get("version") or busiest_version(captured.predictions) or "")
-    registry = None if no_tracking else open_registry(params)
+    registry = None if no_tracking else open_registry(params, must_exist=profile is None)
     records = [r for r in captured.predictions if str(r.get("model_version")) == version]
     context = {"model": {"name": params.model.name, "version": version or None}, "window": window.bounds(),
                "source": source, "files": captured.files, "unreadable_lines": captured.bad_lines,

@@ -112,12 +112,16 @@ class Registry:
                 client.set_model_version_tag(self.name, str(version), key, value)
 
 
-def open_registry(params: Params) -> Registry:
+def open_registry(params: Params, *, must_exist: bool = True) -> Registry:
     """The registry params.yaml (or ``MLFLOW_TRACKING_URI``) names, checked to answer.
 
+    ``must_exist=False`` when only a run is logged there (the drift job given ``--profile``): an embedded store
+    may then be made.
+
     Raises:
-        UserError: an unreachable tracking server, or a SQLite store in a missing folder.
+        UserError: an unreachable tracking server, or a SQLite store in a missing folder (or, ``must_exist``,
+            missing: a mistyped name would otherwise make an empty store).
     """
     uri = tracking.tracking_uri(params.mlflow.tracking_uri)
-    tracking.check_reachable(uri)
+    tracking.check_reachable(uri, must_exist=must_exist)
     return Registry(uri=uri, name=params.model.name)

@@ -86,14 +86,14 @@ def open_registry(params: Params) -> Registry:
     """
     uri = tracking.tracking_uri(params.mlflow.tracking_uri)
     # check_reachable answers in seconds; MLflow's own client would retry an http server for minutes.
-    tracking.check_reachable(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    tracking.check_reachable(uri, must_exist=True)
     name = params.model.name
     try:
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # a file store (./mlruns) is refused here
         client.get_registered_model(name)
     except MlflowException as err:
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise UserError(f"registered model '{name}' not found in {uri} (train one first: dvc repro)") from None
+            raise UserError(f"registered model '{name}' not found in {uri} (train one first: make train)") from None
         raise UserError(f"registry {uri}: {err.message.splitlines()[0]}") from None
     return Registry(client=client, uri=uri, name=name)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import sqlite3
+import time
 from pathlib import Path
 
 import mlflow
@@ -115,3 +117,56 @@ def test_a_readable_store_file_passes_and_is_left_as_it_was(tmp_path: Path) -> N
     before = db.read_bytes()
     tracking.check_reachable(f"sqlite:///{db}")
     assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:5000\n", "sqlite:///mlflow.db\r", " sqlite:///mlflow.db",
+                                 "http://h\tst"])
+def test_a_uri_with_a_trailing_newline_or_a_control_character_is_refused_naming_where_it_came_from(
+        monkeypatch: pytest.MonkeyPatch, uri: str) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(tracking.UserError, match=r"^MLFLOW_TRACKING_URI .* has surrounding spaces or a control"):
+        tracking.tracking_uri("sqlite:///mlflow.db")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with pytest.raises(tracking.UserError, match=r"^mlflow\.tracking_uri "):
+        tracking.tracking_uri(uri)
+    assert tracking.tracking_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("http://[::1", r"is not a valid URL \(Invalid IPv6 URL\)"),
+    ("http://127.0.0.1:notaport", r"is not a valid URL"),
+    ("sqlite:mlflow.db", r"a SQLite store is sqlite:///PATH \(three slashes"),
+    ("postgresql://u:secret@127.0.0.1:{port}/mlflow", r"127\.0\.0\.1:\d+ is unreachable"),
+    ("mysql+pymysql://127.0.0.1:{port}/mlflow", r"127\.0\.0\.1:\d+ is unreachable"),
+])
+def test_a_uri_mlflow_would_fail_on_late_or_slowly_is_one_line_at_once(uri: str, message: str) -> None:
+    uri = uri.format(port=_closed_port())
+    started = time.monotonic()
+    with pytest.raises(tracking.UserError, match=message) as err:
+        tracking.check_reachable(uri, timeout_s=2.0)
+    assert time.monotonic() - started < 5, "the SQL store's own retries take over a minute"
+    assert "secret" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_reader_refuses_a_sqlite_file_that_is_not_there_and_creates_none(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlfow.db'}"  # a typo of mlflow.db
+    with pytest.raises(tracking.UserError, match=r"mlfow\.db does not exist \(train first: make train"):
+        tracking.check_reachable(uri, must_exist=True)
+    tracking.check_reachable(uri)  # training may create it
+    assert not (tmp_path / "mlfow.db").exists()
+
+
+def test_a_database_server_that_answers_passes(tmp_path: Path) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        tracking.check_reachable(f"postgresql://u:p@127.0.0.1:{server.getsockname()[1]}/mlflow")
+    assert tracking.database_server("postgresql+psycopg2://u:p@db.example.com/mlflow") == ("db.example.com", 5432)
+    assert tracking.database_server("sqlite:///mlflow.db") is None
+    assert tracking.database_server("http://127.0.0.1:5000") is None

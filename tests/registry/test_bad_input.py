@@ -7,6 +7,7 @@ import hashlib
 import os
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -127,6 +128,22 @@ def test_a_store_with_a_damaged_page_fails_in_one_line_and_is_not_written(store,
     assert db.read_bytes() == bytes(data), "checked read-only"
 
 
+@pytest.mark.parametrize(("uri", "message"), [
+    ("./mlruns", "registry ./mlruns: The filesystem tracking backend (e.g., './mlruns') is in maintenance mode"),
+    ("sqlite:///{root}/mlfow.db", "mlfow.db does not exist (train first: make train"),
+    ("sqlite:///{root}/mlflow.db\r", "has surrounding spaces or a control character"),
+    ("sqlite:mlflow.db", "a SQLite store is sqlite:///PATH"),
+], ids=["file-store", "mistyped-file", "crlf-env-file", "two-slashes-short"])
+@pytest.mark.parametrize("command", [promote.main, export.main])
+def test_a_tracking_uri_mlflow_cannot_use_is_one_line_and_creates_no_store(store, monkeypatch, capsys, tmp_path,
+                                                                          uri, message, command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri.format(root=tmp_path))
+    assert command(store.args("--history") if command is promote.main else store.args()) == 1
+    assert message in _one_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == [], "nothing made: no empty store, no mlruns folder"
+
+
 def test_export_with_unreachable_registry(store, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
     assert export.main(store.args()) == 1
@@ -236,6 +253,19 @@ def test_an_export_path_that_cannot_be_written_is_refused_before_any_alias_moves
     assert f"cannot write {folder}: it is a directory" in _one_line(capsys.readouterr().err)
     assert store.snapshot() == before
     assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [promote.main, export.main])
+def test_an_export_path_that_is_a_fifo_is_refused_not_replaced(store, tmp_path, capsys, command):
+    # A FIFO (or, as root, /dev/null) at the path: renaming the tarball over it replaced the node itself.
+    fifo = tmp_path / "model.tar.gz"
+    os.mkfifo(fifo)
+    before = store.snapshot()
+    argv = ["--version", store.good[0]]
+    assert command([*_with_export_path(store, tmp_path, fifo), *argv]) == 1
+    assert f"cannot write {fifo}: not a regular file" in _one_line(capsys.readouterr().err)
+    assert stat.S_ISFIFO(fifo.stat().st_mode), "the FIFO is still a FIFO"
+    assert store.snapshot() == before
 
 
 def test_a_dry_run_of_the_version_already_in_production_writes_no_tarball(store, capsys):
