@@ -34,6 +34,8 @@ def dvc_data_hash(data_path: Path | None = None, dvc_file: Path = Path("data.dvc
     if data_path is None:
         return recorded or "untracked"
     data_path = Path(data_path)
+    if data_path.exists() and not data_path.is_file():  # a folder, or a FIFO that would wait for a writer forever
+        raise UserError(f"{data_path}: cannot read the data file (not a regular file)")
     try:
         with data_path.open("rb") as handle:  # streamed: a big table is never held whole just to hash it
             actual = hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()

@@ -234,10 +234,18 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
         UserError: the file is missing, is not YAML, or a key is missing, unknown or of the wrong type.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that would wait for a writer forever
+        raise UserError(f"{path}: not a regular file")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be params") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,28 @@ def test_a_number_written_as_text_or_a_boolean_is_refused_not_coerced(tmp_path: 
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match=message):
         load_params(path)
+
+
+@pytest.mark.parametrize(("write", "message"), [
+    (lambda p: p.write_bytes("# caf\u00e9\n".encode("latin-1") + (ROOT / "params.yaml").read_bytes()),
+     "not UTF-8 text (byte 5); save it as UTF-8"),
+    (lambda p: p.write_bytes((ROOT / "params.yaml").read_text().encode("utf-16")), "not UTF-8 text (byte 0)"),
+    (lambda p: p.write_text("data: " + "[" * 3000 + "]" * 3000 + "\n"), "nested too deeply to be params"),
+    (lambda p: p.mkdir(), "not a regular file"),
+    (lambda p: os.mkfifo(p), "not a regular file"),  # reading it would wait for a writer forever
+], ids=["latin-1", "utf-16", "nested-3000-deep", "folder", "fifo"])
+def test_a_params_file_that_cannot_be_read_as_yaml_text_is_one_line(tmp_path: Path, write, message: str) -> None:
+    path = tmp_path / "params.yaml"
+    write(path)
+    with pytest.raises(UserError, match=r"^.*params\.yaml: ") as err:
+        load_params(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_data_path_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    from core.lineage import dvc_data_hash
+
+    fifo = tmp_path / "table.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match=r"table\.csv: cannot read the data file \(not a regular file\)$"):
+        dvc_data_hash(fifo, dvc_file=tmp_path / "data.dvc")
