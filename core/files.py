@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse a ``path`` that exists but is not a regular file (a folder, device, FIFO or socket).
+
+    A rename over it would replace it: ``--out /dev/null`` run as root turned the device into a tarball.
+
+    Raises:
+        OSError: with strerror "not a regular file".
+    """
+    if path.exists() and not path.is_file():
+        raise OSError(errno.EINVAL, "not a regular file (it would be replaced, not written to)", str(path))
 
 
 def replace_atomically(path: Path, data: bytes) -> None:
@@ -14,8 +27,9 @@ def replace_atomically(path: Path, data: bytes) -> None:
     On any failure (a full disk, a file size limit) the temp file is removed and ``path`` is as it was.
 
     Raises:
-        OSError: the folder cannot be created or written, or the write failed.
+        OSError: the folder cannot be created or written, ``path`` is not a regular file, or the write failed.
     """
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

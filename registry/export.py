@@ -28,7 +28,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from core import tracking
 from core.cli import UserError, run_cli
-from core.files import check_writable_folder
+from core.files import check_replaceable, check_writable_folder
 from core.params import load_params, params_option
 from registry import source_date
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry
@@ -87,6 +87,7 @@ def check_destination(out: Path) -> None:
     if out.is_dir():
         raise UserError(f"cannot write {out}: it is a directory")
     try:
+        check_replaceable(out)
         check_writable_folder(out.parent)
     except OSError as err:
         raise UserError(f"cannot write {out}: {err.strerror or err}") from None
@@ -143,6 +144,7 @@ def cli(params_file: Path, version: int | None, out: Path | None, s3_uri: str | 
     params = load_params(params_file)
     out = out or params.export.path
     target = parse_s3_uri(s3_uri, out.name) if s3_uri else None
+    check_destination(out)
     registry = open_registry(params)
     if version is not None:
         mv = registry.version(version)
