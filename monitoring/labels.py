@@ -49,8 +49,11 @@ def read_labels(path: Path) -> list[Label]:
     Raises:
         UserError: the file is missing, not UTF-8 CSV, lacks a required column or names one twice.
     """
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that would wait for a writer forever
+        raise UserError(f"{path}: not a regular file")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would prefix the first name.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             header = [name.strip() for name in reader.fieldnames or []]
             missing = [name for name in REQUIRED if name not in header]
@@ -67,6 +70,8 @@ def read_labels(path: Path) -> list[Label]:
         raise UserError(f"{path}: labels file not found") from None
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path}: not a readable CSV ({err})") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror or err})") from None
 
 
 def _number(text: str) -> float | None:

@@ -16,9 +16,11 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from core.cli import UserError
 from experiments.data import load_table
 from experiments.generate import generate
 from monitoring import feedback
+from monitoring.labels import read_labels
 from serving import contract
 from tests.conftest import write_params
 from tests.monitoring.helpers import capture_window, write_capture
@@ -128,6 +130,20 @@ def test_a_labels_file_without_the_columns_is_exit_2(tmp_path: Path, store, caps
     assert run(params_file, tmp_path, bad) == 2
     assert "needs the column(s) ['request_id', 'actual']" in capsys.readouterr().err
     assert run(params_file, tmp_path, tmp_path / "missing.csv") == 2
+
+
+def test_a_labels_file_saved_with_a_byte_order_mark_reads_its_first_column(tmp_path: Path) -> None:
+    # A spreadsheet's "CSV UTF-8" starts with U+FEFF; read as plain UTF-8 it named the column '\ufeffrequest_id'.
+    path = tmp_path / "labels.csv"
+    path.write_bytes("request_id,actual\r\nabc,71\r\n".encode("utf-8-sig"))
+    (label,) = read_labels(path)
+    assert (label.request_id, label.row, label.actual, label.line) == ("abc", "0", "71", 2)
+
+
+def test_a_labels_path_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "labels.csv")  # click's dir_okay=False lets it through; reading it waits for a writer
+    with pytest.raises(UserError, match=r"labels\.csv: not a regular file$"):
+        read_labels(tmp_path / "labels.csv")
 
 
 def test_too_few_labels_is_not_an_alarm(tmp_path: Path, store) -> None:
