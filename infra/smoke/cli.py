@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +28,7 @@ from typing import Any
 
 import click
 
-from core.cli import UserError, run_cli
+from core.cli import FiniteRange, UserError, run_cli
 from core.numbers import finite_number
 from infra.smoke.release import read_member, released_model
 from serving import contract
@@ -170,6 +171,10 @@ def _record(text: str | None, tarball: Path | None) -> dict[str, Any]:
         record = json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(f"--record is not valid JSON ({err})") from None
+    except RecursionError:
+        raise UserError("--record is nested too deeply to be a record") from None
+    except ValueError:  # valid JSON, but an integer of more digits than Python reads (int_max_str_digits)
+        raise UserError(f"--record holds a number of more than {sys.get_int_max_str_digits()} digits") from None
     if not isinstance(record, dict):
         raise UserError("--record must be one JSON object")
     return record
@@ -188,9 +193,9 @@ def _record(text: str | None, tarball: Path | None) -> dict[str, Any]:
 @click.option("--api-key", envvar="SMOKE_API_KEY", default=None, show_envvar=True,
               help="Sent as x-api-key when the API requires a key.")
 @click.option("--attempts", type=click.IntRange(min=1, max=20), default=6, show_default=True)
-@click.option("--delay", type=click.FloatRange(min=0, max=120), default=10.0, show_default=True,
+@click.option("--delay", type=FiniteRange(min=0, max=120), default=10.0, show_default=True,
               help="Seconds between attempts.")
-@click.option("--timeout", type=click.FloatRange(min=0.1, max=60), default=30.0, show_default=True,
+@click.option("--timeout", type=FiniteRange(min=0.1, max=60), default=30.0, show_default=True,
               help="Seconds per request (API Gateway gives up after 29).")
 def cli(url: str | None, outputs_file: Path | None, stack: str | None, model_tarball: Path | None,
         record: str | None, api_key: str | None, attempts: int, delay: float, timeout: float) -> None:

@@ -243,3 +243,15 @@ def test_a_file_that_is_not_utf8_fails_in_one_line(option: str, tmp_path: Path,
     assert main([*args, *FAST]) == 1
     line = _one_line(capsys.readouterr().err)
     assert str(path) in line and ("not valid JSON" in line or "not UTF-8 text" in line)
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    ('{"a": 1' + "0" * 4300 + "}", "--record holds a number of more than 4300 digits"),
+    ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", "--record is nested too deeply to be a record"),
+], ids=["integer-past-python-s-digit-limit", "nested-5000-deep"])
+def test_a_record_python_cannot_read_fails_in_one_line(record: str, message: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "record.json"
+    path.write_text(record)
+    assert main(["--url", "http://127.0.0.1:1/x", "--record", f"@{path}", *FAST]) == 1
+    assert _one_line(capsys.readouterr().err) == f"error: {message}"
