@@ -46,7 +46,12 @@ def _start_time(pid: int) -> str:
 
 def me() -> Owner:
     """This process."""
-    return Owner(host=socket.gethostname(), pid=os.getpid(), start=_start_time(os.getpid()))
+    return of(os.getpid())
+
+
+def of(pid: int) -> Owner:
+    """A process of this host, as a record names it (its start time empty when it is gone)."""
+    return Owner(host=socket.gethostname(), pid=pid, start=_start_time(pid))
 
 
 def parse(text: str | None) -> Owner | None:

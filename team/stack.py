@@ -30,6 +30,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from core import liveness
 from core.cli import UserError
 from team import postgres
 
@@ -64,6 +65,21 @@ class State:
     moto_port: int
     mlflow_pid: int
     mlflow_port: int
+    # When each process started (core.liveness): a pid the kernel has since given to another process is not ours
+    # to signal. Empty in a state written before they were recorded.
+    moto_start: str = ""
+    mlflow_start: str = ""
+
+    def __post_init__(self) -> None:
+        for name, kind in (("pg_data", str), ("pg_port", int), ("pg_password", str), ("moto_pid", int),
+                           ("moto_port", int), ("mlflow_pid", int), ("mlflow_port", int), ("moto_start", str),
+                           ("mlflow_start", str)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value <= 0):
+                raise TypeError(f"{name} is {value!r}")
+        for name in ("pg_owner", "pg_tmp_root"):
+            if not (getattr(self, name) is None or isinstance(getattr(self, name), str)):
+                raise TypeError(f"{name} is {getattr(self, name)!r}")
 
     def endpoints(self) -> Endpoints:
         return Endpoints(tracking_uri=f"http://127.0.0.1:{self.mlflow_port}",
@@ -84,8 +100,8 @@ def _read_state(state_dir: Path) -> State | None:
     try:
         return State(**json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as err:  # cut off, edited, or from another version (UnicodeError: a ValueError)
-        raise UserError(f"{path} is not a team stack's state ({type(err).__name__}); stop its processes by hand "
-                        f"if any run, then delete it") from None
+        raise UserError(f"{path} is not a team stack's state ({type(err).__name__}: {err}); stop its processes "
+                        f"by hand if any run, then delete it") from None
 
 
 def endpoints(state_dir: Path) -> Endpoints:
@@ -180,7 +196,7 @@ def up(state_dir: Path, *, mlflow_port: int = 0, timeout_s: float = 180.0) -> En
         _create_optuna_schema(postgres.pg_url(pg_port, password, "optuna"))
         moto = _spawn([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(moto_port)],
                       logs / "moto.log")
-        started["moto_pid"] = moto.pid
+        started["moto_pid"], started["moto_start"] = moto.pid, liveness.of(moto.pid).start
         _wait_for(lambda: _port_open(moto_port), "moto server", 60, moto, logs / "moto.log")
         s3_endpoint = f"http://127.0.0.1:{moto_port}"
         _create_bucket(s3_endpoint)
@@ -193,22 +209,24 @@ def up(state_dir: Path, *, mlflow_port: int = 0, timeout_s: float = 180.0) -> En
                          "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--serve-artifacts",
                          "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", str(MLFLOW_WORKERS)],
                         logs / "mlflow.log", env=env)
-        started["mlflow_pid"] = server.pid
+        started["mlflow_pid"], started["mlflow_start"] = server.pid, liveness.of(server.pid).start
         _wait_for(lambda: _health(mlflow_port), "mlflow server", timeout_s, server, logs / "mlflow.log")
     except BaseException:
         _stop(started)
         raise
     state = State(pg_data=started["pg_data"], pg_port=pg_port, pg_password=password, pg_owner=started["pg_owner"],
                   pg_tmp_root=started.get("pg_tmp_root"), moto_pid=started["moto_pid"], moto_port=moto_port,
-                  mlflow_pid=started["mlflow_pid"], mlflow_port=mlflow_port)
+                  mlflow_pid=started["mlflow_pid"], mlflow_port=mlflow_port, moto_start=started["moto_start"],
+                  mlflow_start=started["mlflow_start"])
     path = state_dir / STATE_FILE
     path.write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
     path.chmod(0o600)  # it holds the database password
     return state.endpoints()
 
 
-def _stop_group(pid: int | None, timeout_s: float = 15.0) -> None:
-    if not pid or not _alive(pid):
+def _stop_group(pid: int | None, start: str = "", timeout_s: float = 15.0) -> None:
+    """SIGTERM (then SIGKILL) the process group ``pid`` leads, if that pid is still the process that started then."""
+    if not pid or not _alive(pid) or liveness.alive(liveness.Owner(socket.gethostname(), pid, start)) is False:
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
@@ -227,8 +245,8 @@ def _stop_group(pid: int | None, timeout_s: float = 15.0) -> None:
 
 def _stop(started: dict) -> None:
     """Stop whatever of the stack ``started`` names, in reverse order of starting."""
-    _stop_group(started.get("mlflow_pid"))
-    _stop_group(started.get("moto_pid"))
+    _stop_group(started.get("mlflow_pid"), started.get("mlflow_start", ""))
+    _stop_group(started.get("moto_pid"), started.get("moto_start", ""))
     data = started.get("pg_data")
     if data and Path(data, "postmaster.pid").exists():
         subprocess.run([postgres.pg_binary("pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"],
