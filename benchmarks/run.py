@@ -30,7 +30,7 @@ from typing import Any
 import click
 
 from benchmarks import bundles, load, report, servers, training
-from core.cli import UserError, run_cli
+from core.cli import FiniteRange, UserError, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -246,7 +246,7 @@ def run(plan: Plan, work: Path, csv: Path) -> dict[str, Any]:
               show_default=True)
 @click.option("--data", "csv", type=click.Path(dir_okay=False, path_type=Path),
               default=ROOT / "data" / "student_performance.csv", show_default=True)
-@click.option("--train-fraction", type=click.FloatRange(0.01, 1.0), default=1.0, show_default=True,
+@click.option("--train-fraction", type=FiniteRange(0.01, 1.0), default=1.0, show_default=True,
               help="Cut both searches to this share of their trials (ours 30, reference 50) when time is short; "
                    "the results say so.")
 @click.option("--keep-workdir", is_flag=True, help="Keep the throwaway folder (models, stores, server logs).")

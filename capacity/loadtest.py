@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import click
 
 from capacity import bodies, profiles, report, standin
-from core.cli import UserError, run_cli
+from core.cli import FiniteRange, UserError, run_cli
 from core.params import load_params
 from infra.local.serverless import settings_for
 from serving import contract
@@ -97,10 +97,10 @@ def _stand_in_args(*, container_url: str | None, model_tarball: Path | None, env
 @click.option("--duration", "duration_s", type=float, default=40.0, show_default=True, help="Seconds in all.")
 @click.option("--steps", type=click.IntRange(2, 50), default=8, show_default=True, help="Ramp steps.")
 @click.option("--start-rps", type=float, default=None, help="The ramp's first rate (default: peak / steps).")
-@click.option("--batch-share", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+@click.option("--batch-share", type=FiniteRange(0, 1), default=0.2, show_default=True,
               help="Share of requests carrying a batch instead of one record.")
 @click.option("--batch-size", type=int, default=10, show_default=True, help="Records per batch request.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(1, 60), default=35.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=FiniteRange(1, 60), default=35.0, show_default=True,
               help="Client timeout per request (API Gateway gives up at 29 s).")
 @click.option("--max-requests", type=click.IntRange(1, 100_000), default=None,
               help="Stop after this many requests (default: 1.2 x what the profile offers).")
@@ -116,7 +116,7 @@ def _stand_in_args(*, container_url: str | None, model_tarball: Path | None, env
               help="Stand-in: the model to serve (default: params.yaml export.path).")
 @click.option("--lambda-concurrency", type=click.IntRange(1, 64), default=None,
               help="Stand-in: Lambda instances (default: enough for the peak rate).")
-@click.option("--cold-start-overhead", type=click.FloatRange(0, 120), default=None,
+@click.option("--cold-start-overhead", type=FiniteRange(0, 120), default=None,
               help="Stand-in: seconds a cold start adds to the container's start (default: the stand-in's).")
 def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, duration_s: float, steps: int,
         start_rps: float | None, batch_share: float, batch_size: int, timeout_s: float, max_requests: int | None,

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 
 import click
+
+
+class FiniteRange(click.FloatRange):
+    """click's ``FloatRange``, refusing NaN too: every comparison with NaN is false, so its range check lets it by."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
 
 
 class UserError(Exception):

@@ -37,6 +37,7 @@ from typing import Any
 
 import click
 
+from core.cli import FiniteRange
 from core.params import load_params
 from infra.local.capture import capture_options
 from infra.local.container import (
@@ -127,13 +128,12 @@ def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
     help="Port for the started container (env STAND_IN_CONTAINER_PORT); default: a free one.",
 )
 @click.option("--endpoint-name", default="student-score-local", show_default=True)
-@click.option(
-    "--ready-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for /ping."
-)
+@click.option("--ready-timeout", type=FiniteRange(min=0, min_open=True, max=86400), default=60.0, show_default=True,
+              help="Seconds to wait for /ping.")
 @click.option("--env", "env", default="dev", show_default=True, help="Deployment settings to copy (dev|prod).")
 @click.option("-c", "--context", "context", multiple=True, metavar="FIELD=VALUE",
               help="Override a deployment setting as `cdk -c` does, e.g. -c endpoint_max_concurrency=2.")
-@click.option("--cold-start-overhead", type=click.FloatRange(0, 120), default=0.5, show_default=True,
+@click.option("--cold-start-overhead", type=FiniteRange(0, 120), default=0.5, show_default=True,
               help="Seconds a cold start adds to the container's own start (SageMaker's share; an estimate).")
 @click.option("--lambda-concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Lambda instances (processes) taking events at once; 1 runs the handler in this process.")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import click
 
-from core.cli import UserError, run_cli
+from core.cli import FiniteRange, UserError, run_cli
 from infra.local.container import LOOPBACK, ROOT, free_port
 from serving import contract
 from serving.layout import ModelError, bundle_metadata
@@ -134,7 +134,7 @@ def deploy(state: Path, tarball: Path, outputs: Path, *, port: int | None, ready
               help="Write PredictUrl and EndpointName here, as cdk deploy --outputs-file does.")
 @click.option("--port", type=click.IntRange(min=1, max=65535), default=None,
               help="The front door's port on the first deploy (default: a free one); later deploys keep it.")
-@click.option("--ready-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True)
+@click.option("--ready-timeout", type=FiniteRange(min=1), default=60.0, show_default=True)
 @click.option("--stop", "do_stop", is_flag=True, help="Stop the stand-in instead.")
 def cli(state_dir: Path, model_tarball: Path | None, outputs_file: Path | None, port: int | None,
         ready_timeout: float, do_stop: bool) -> None:
