@@ -39,7 +39,10 @@ def markdown(summary: Mapping[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the markdown of the summary file named by the one argument; 0 even without one (the step reports)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
+    if args in (["-h"], ["--help"]):
+        print(f"usage: python -m monitoring.summary SUMMARY_JSON\n\n{__doc__.splitlines()[0]}")
+        return 0
+    if len(args) != 1 or args[0].startswith("-"):
         print("usage: python -m monitoring.summary SUMMARY_JSON", file=sys.stderr)
         return 2
     try:

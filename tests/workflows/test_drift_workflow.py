@@ -100,3 +100,17 @@ def test_drift_summary_says_so_when_the_job_wrote_none(tmp_path: Path) -> None:
     done = run_make(ROOT, "drift-summary", f"DRIFT_OUT={tmp_path}", env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert done.returncode == 0
     assert "No drift summary" in summary.read_text()
+
+
+@pytest.mark.parametrize(("argv", "code", "stream", "text"), [
+    (["--help"], 0, "out", "usage: python -m monitoring.summary SUMMARY_JSON"),
+    (["-x"], 2, "err", "usage: python -m monitoring.summary SUMMARY_JSON"),
+    ([], 2, "err", "usage: python -m monitoring.summary SUMMARY_JSON"),
+])
+def test_the_summary_command_reads_help_and_options_as_such_not_as_a_file(argv: list[str], code: int, stream: str,
+                                                                          text: str, capsys) -> None:
+    from monitoring import summary
+
+    assert summary.main(argv) == code
+    captured = capsys.readouterr()
+    assert text in getattr(captured, stream) and "No drift summary" not in captured.out
