@@ -86,6 +86,9 @@ def load_table(path: Path, target: str, *, ignore: Sequence[str] = (), max_categ
     if frame[target].nunique() == 1:
         raise UserError(f"{path}: target '{target}' is {frame[target].iloc[0]:g} on every row: there is nothing "
                         f"to learn (and R² is undefined)")
+    if np.unique(frame[target].to_numpy(dtype=np.float32)).size == 1:  # 1 ± 1e-9: one value to XGBoost
+        raise UserError(f"{path}: target '{target}' is {frame[target].iloc[0]:g} on every row once read as float32 "
+                        f"(what XGBoost trains in): there is nothing to learn")
     for column in frame.columns:
         if column != target and isinstance(frame[column].dtype, pd.CategoricalDtype):
             _refuse_unservable_categories(path, frame[column], max_categories)

@@ -192,6 +192,12 @@ def test_a_constant_target_is_refused(tmp_path: Path) -> None:
         load_table(_csv(tmp_path, "a,y\n1,7\n2,7\n3,7.0\n"), "y")
 
 
+def test_a_target_constant_once_read_as_float32_is_refused(tmp_path: Path) -> None:
+    # Distinct doubles, one float32: XGBoost would see one value and register a model with R² of about 0.
+    with pytest.raises(UserError, match="target 'y' is 1 on every row once read as float32"):
+        load_table(_csv(tmp_path, "a,y\n1,1.000000001\n2,1\n3,0.999999999\n"), "y")
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("a,y\n1,2\n2,1e39\n", "target 'y' has 1e39 on line 3, beyond float32"),
     ("a,y\n1,2\n-4e38,3\n", "feature 'a' has -4e38 on line 3, beyond float32"),
