@@ -16,7 +16,7 @@ from typing import Any
 from registry.versions import Registry, mlflow_errors
 
 TAG_PREFIX = "history."
-COLUMNS = ("#", "when", "action", "from", "to", "who", "candidate_rmse", "production_rmse", "reason")
+COLUMNS = ("#", "when", "action", "decision", "from", "to", "who", "candidate_rmse", "production_rmse", "reason")
 
 
 def who() -> str:

@@ -83,9 +83,10 @@ def test_history_command_prints_a_table(store, capsys):
     capsys.readouterr()
     assert promote.main(store.args("--history")) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:5] == ["#", "when", "action", "from", "to"]
+    assert lines[0].split()[:6] == ["#", "when", "action", "decision", "from", "to"]
     assert len(lines) == 3
-    assert lines[2].split()[2:5] == ["promote", first, second]
+    # The second was forced past the gate, and the table says so (the tags always did).
+    assert lines[2].split()[2:6] == ["promote", "forced", first, second]
     assert lines[2].rstrip().endswith("second")
 
 
