@@ -182,13 +182,36 @@ class _Handler(BaseHTTPRequestHandler):
     # (~40 ms) on every answer, which no real API Gateway or SageMaker endpoint adds.
     disable_nagle_algorithm = True
 
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except ConnectionError:  # the client hung up mid-answer: nothing to answer, nothing to log
+            self.close_connection = True
+
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":  # a HEAD answer has the headers of the body it leaves out (RFC 9110, 9.3.2)
+            self.wfile.write(body)
+
+    def _read_chunked(self) -> bytes | None:
+        """A ``Transfer-Encoding: chunked`` body (curl's for a body of unknown length), or None past the limit."""
+        chunks, size = [], 0
+        while True:
+            line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            length = int(line, 16)  # ValueError: not a chunk size
+            if length == 0:
+                while self.rfile.readline(1024).strip():  # trailer fields, then the blank line
+                    pass
+                return b"".join(chunks)
+            size += length
+            if size > MAX_BODY_BYTES:
+                return None
+            chunks.append(self.rfile.read(length))
+            self.rfile.readline(3)  # the CRLF after each chunk
 
     def _gateway_error(self, status: int, message: str) -> None:
         body = json.dumps({"message": message}).encode()
@@ -198,20 +221,31 @@ class _Handler(BaseHTTPRequestHandler):
             {**CORS_HEADERS, "Content-Type": "application/json", "x-amzn-ErrorType": "GatewayResponse"},
         )
 
+    def _body(self) -> bytes | None:
+        """The request body, or None once a 400 or 413 has answered for it."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            try:
+                body = self._read_chunked()
+            except ValueError:
+                body, status, message = None, 400, "Bad Request"
+            else:
+                status, message = 413, "Request Too Long"
+        else:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            status, message = (400, "Bad Request") if length < 0 else (413, "Request Too Long")
+            body = self.rfile.read(length) if 0 <= length <= MAX_BODY_BYTES else None
+        if body is None:
+            self._gateway_error(status, message)
+            self.close_connection = True
+        return body
+
     def _handle(self) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._gateway_error(400, "Bad Request")
-            self.close_connection = True
+        body = self._body()
+        if body is None:
             return
-        if length > MAX_BODY_BYTES:
-            self._gateway_error(413, "Request Too Long")
-            self.close_connection = True
-            return
-        body = self.rfile.read(length)
         path, _, query = self.path.partition("?")
         prefix = f"/{STAGE}"
         route = path[len(prefix) :] if path.startswith(prefix + "/") else None
@@ -250,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers[name] = ",".join(values)
         self._send(int(result.get("statusCode", 502)), data, headers)
 
-    do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle  # noqa: N815
+    do_POST = do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle  # noqa: N815
 
 
 def start_front_door(

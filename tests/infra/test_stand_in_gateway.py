@@ -104,3 +104,27 @@ def test_an_integer_too_long_for_python_to_convert_is_still_valid_json(front: Fr
 
     assert "message" not in answer.json(), answer.text
     assert len(front.invoked) == 1
+
+
+def test_a_chunked_body_reaches_the_handler_whole(front: FrontDoorServer, handler_env: StubRuntime) -> None:
+    # A body of unknown length (curl -T -, a generator in requests) comes as Transfer-Encoding: chunked; the
+    # front door read it as empty and answered for an empty record.
+    text = json.dumps(RECORD).encode()
+    pieces = iter([text[:10], text[10:25], text[25:]])
+    answer = requests.post(front.url, data=pieces, headers={"Content-Type": "application/json"}, timeout=10)
+    assert len(front.invoked) == 1, answer.text
+    assert json.loads(front.invoked[0]["body"]) == RECORD
+
+
+def test_a_chunked_body_past_the_limit_is_413(front: FrontDoorServer) -> None:
+    from infra.local.front_door import MAX_BODY_BYTES
+
+    pieces = iter([b" " * (1024 * 1024)] * (MAX_BODY_BYTES // (1024 * 1024) + 2))
+    answer = requests.post(front.url, data=pieces, headers={"Content-Type": "application/json"}, timeout=30)
+    assert answer.status_code == 413 and front.invoked == []
+
+
+def test_head_gets_the_gateway_s_answer_without_a_body(front: FrontDoorServer) -> None:
+    answer = requests.head(front.url, timeout=10)
+    assert answer.status_code == 403 and answer.content == b""
+    assert int(answer.headers["Content-Length"]) > 0  # the headers of the answer GET would get
