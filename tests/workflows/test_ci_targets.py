@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.workflows.conftest import ROOT, run_make
 
@@ -132,6 +133,7 @@ def test_ci_promote_refuses_malformed_inputs_before_running_anything(variable: s
 def test_ci_promote_puts_the_refusal_reason_in_the_job_summary_and_fails(tmp_path: Path) -> None:
     # Given an MLflow store without the model, and a dispatch asking for version 99 with a reason
     summary = tmp_path / "summary.md"
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # a real store, made empty
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PROMOTE_VERSION": "99",
            "PROMOTE_REASON": "Train and deploy run 12 at abc; echo 'x'", "GITHUB_STEP_SUMMARY": str(summary)}
     # When ci-promote runs
