@@ -106,7 +106,7 @@ def _stand_in_args(*, container_url: str | None, model_tarball: Path | None, env
               help="Stop after this many requests (default: 1.2 x what the profile offers).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=ROOT / "dist" / "loadtest", show_default=True)
-@click.option("--name", default=None, help="Output file name (default: the profile's).")
+@click.option("--name", default=None, help="Output file name (default: the profile's; PROFILE-quick with --quick).")
 @click.option("--quick", is_flag=True, help="A smoke run: 2 steps to 4 requests/s in 4 s, 40 requests at most.")
 @click.option("--env", "env", default="dev", show_default=True, help="Stand-in: deployment settings (dev|prod).")
 @click.option("-c", "--context", "context", multiple=True, metavar="FIELD=VALUE",
@@ -131,6 +131,8 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
         raise UserError(f"{', '.join(bad)} must be a finite number")
     if url is not None:
         check_url(url)
+    if quick and name is None:  # a smoke run must not replace the ramp the advisor reads (make advise)
+        name = f"{profile}-quick"
     try:  # checked now: a run of up to 10 minutes must not end on an output it cannot write
         report.output_paths(out_dir, name or profile)
     except (OSError, ValueError) as err:

@@ -113,12 +113,14 @@ def test_the_quick_mode_runs_end_to_end_against_the_stand_in(tmp_path: Path, cap
         code = loadtest.main(["--quick", "--container-url", container.url, "--out", str(tmp_path),
                               "--cold-start-overhead", "0", "--lambda-concurrency", "2"])
     assert code == 0, capsys.readouterr().err
-    result = json.loads((tmp_path / "ramp.json").read_text())
+    # Under its own name: a smoke run must not replace the full ramp the advisor reads by default
+    assert not (tmp_path / "ramp.json").exists()
+    result = json.loads((tmp_path / "ramp-quick.json").read_text())
     assert result["total"]["requests"] > 0
     assert result["total"]["errors"] == {}, result["total"]
     assert result["meta"]["stand_in"]["invocations"] >= result["total"]["requests"]
-    assert (tmp_path / "ramp.png").stat().st_size > 0
-    assert "| step |" in (tmp_path / "ramp.md").read_text()
+    assert (tmp_path / "ramp-quick.png").stat().st_size > 0
+    assert "| step |" in (tmp_path / "ramp-quick.md").read_text()
 
 
 @pytest.mark.slow
