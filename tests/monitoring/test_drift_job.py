@@ -272,4 +272,4 @@ def test_days_that_are_not_a_number_is_exit_2_naming_days(tmp_path: Path, params
     assert drift.main(["--params", str(params_file), "--days", "nan", "--capture", str(tmp_path / "bucket"),
                        "--profile", str(model_tarball), "--no-tracking", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
-    assert "--days must be a number of days, got nan" in err and err.count("\n") == 1, err
+    assert "Invalid value for '--days': 'nan' is not a number" in err and err.count("\n") == 1, err
