@@ -82,7 +82,7 @@ def test_a_range_option_out_of_its_range_or_nan_is_a_usage_error(value: str, tmp
 def test_an_output_that_is_a_folder_is_refused_before_any_load(tmp_path: Path, capsys) -> None:
     (tmp_path / "ramp.png").mkdir()
     started = time.monotonic()
-    assert loadtest.main(["--quick", "--out", str(tmp_path)]) == 1
+    assert loadtest.main(["--quick", "--name", "ramp", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "ramp.png is a folder" in err and err.count("\n") == 1, err
     assert time.monotonic() - started < 10, "refused before the stand-in started and the load ran"
