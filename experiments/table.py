@@ -158,26 +158,24 @@ def _typed(values: pd.Series, path: Path, *, is_target: bool) -> pd.Series:
     name = values.name
     what = f"target '{name}'" if is_target else f"feature '{name}'"
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    cells = pd.Series(np.asarray(uniques, dtype=object))
+    try:
+        parsed = pd.to_numeric(cells, errors="coerce")
+    except OverflowError:  # pandas reads a long run of digits as an integer, and gives up past 64 bits
+        huge = np.array([_beyond_float32(u) for u in uniques])
+        first = _first_index((codes >= 0) & huge[codes])
+        raise UserError(f"{path}: {what} has a number of {len(str(uniques[codes[first]]))} characters on line "
+                        f"{first + 2}, beyond float32 (±3.4e38), which XGBoost trains in") from None
+    numeric = parsed.notna().to_numpy()
+    spelled_missing = cells.isin(MISSING_NUMBER_SPELLINGS).to_numpy()
+    if numeric.any() and spelled_missing.any() and (numeric | spelled_missing).all():
+        codes = np.where(spelled_missing[codes], -1, codes)  # a number's missing cells, as another tool wrote them
+        numeric = numeric | spelled_missing  # only present codes are read below
     present = codes >= 0
     if is_target and not present.all():
         raise UserError(f"{path}: {what} is missing on line {_first_line(~present)}")
     if not present.any():
         raise UserError(f"{path}: {what} is entirely empty")
-    try:
-        parsed = pd.to_numeric(pd.Series(np.asarray(uniques, dtype=object)), errors="coerce")
-    except OverflowError:  # pandas reads a long run of digits as an integer, and gives up past 64 bits
-        huge = np.array([_beyond_float32(u) for u in uniques])
-        first = _first_index(present & huge[codes])
-        raise UserError(f"{path}: {what} has a number of {len(str(uniques[codes[first]]))} characters on line "
-                        f"{first + 2}, beyond float32 (±3.4e38), which XGBoost trains in") from None
-    numeric = parsed.notna().to_numpy()
-    spelled_missing = np.array([str(u) in MISSING_NUMBER_SPELLINGS for u in uniques], dtype=bool)
-    if numeric.any() and (numeric | spelled_missing).all() and spelled_missing.any():
-        codes = np.where(spelled_missing[codes], -1, codes)  # a number's missing cells, as another tool wrote them
-        present = codes >= 0
-        if is_target and not present.all():
-            raise UserError(f"{path}: {what} is missing on line {_first_line(~present)}")
-        numeric = numeric | spelled_missing  # only present codes are read below
     if numeric.all():
         as_float = np.where(spelled_missing, 0.0, parsed.to_numpy(dtype=np.float64))  # no cell has those codes
         finite = np.isfinite(as_float)
