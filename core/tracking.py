@@ -39,9 +39,10 @@ def tracking_uri(default: str) -> str:
         UserError: the URI has surrounding spaces or a control character (a secret or env file's trailing
             newline: MLflow would make a store named ``mlflow.db\r`` or fail deep in http.client).
     """
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or default
+    override = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = override or default
     if uri != uri.strip() or any(ord(c) < 32 or ord(c) == 127 for c in uri):
-        where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "mlflow.tracking_uri"
+        where = "MLFLOW_TRACKING_URI" if override else "mlflow.tracking_uri"
         raise UserError(f"{where} {uri!r} has surrounding spaces or a control character (a trailing newline?)")
     return uri
 
@@ -136,8 +137,7 @@ def _check_sqlite(uri: str, db: Path, timeout_s: float) -> None:
     try:
         with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True,
                                                 timeout=timeout_s)) as conn:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            verdict = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            verdict = conn.execute("PRAGMA quick_check(1)").fetchone()[0]  # reads the header and schema first
     except sqlite3.Error as err:
         raise UserError(f"MLflow tracking store {uri}: {db} cannot be read as a SQLite database ({err})") from None
     if verdict != "ok":

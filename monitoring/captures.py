@@ -56,8 +56,6 @@ class Window:
         end = parse_time(until, "--until") if until else datetime.now(UTC)
         if since or default_days is None:
             start = parse_time(since, "--since") if since else None
-        elif default_days != default_days:  # NaN passes click's range check: every comparison with it is false
-            raise UserError("--days must be a number of days, got nan")
         else:
             try:
                 start = end - timedelta(days=default_days)
