@@ -227,20 +227,22 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 body = self._read_chunked()
             except ValueError:
-                body, status, message = None, 400, "Bad Request"
-            else:
-                status, message = 413, "Request Too Long"
-        else:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            status, message = (400, "Bad Request") if length < 0 else (413, "Request Too Long")
-            body = self.rfile.read(length) if 0 <= length <= MAX_BODY_BYTES else None
-        if body is None:
-            self._gateway_error(status, message)
-            self.close_connection = True
-        return body
+                return self._refuse(400, "Bad Request")
+            return self._refuse(413, "Request Too Long") if body is None else body
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            return self._refuse(400, "Bad Request")
+        if length > MAX_BODY_BYTES:
+            return self._refuse(413, "Request Too Long")
+        return self.rfile.read(length)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a body the gateway will not read, and close: the rest of it would be read as the next request."""
+        self._gateway_error(status, message)
+        self.close_connection = True
 
     def _handle(self) -> None:
         body = self._body()
