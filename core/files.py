@@ -8,6 +8,12 @@ import tempfile
 from pathlib import Path
 
 
+def is_special(path: Path) -> bool:
+    """Whether ``path`` exists but is not a regular file (a folder, FIFO, device or socket): reading a FIFO waits
+    for a writer forever, and a rename over any of them replaces it."""
+    return path.exists() and not path.is_file()
+
+
 def check_replaceable(path: Path) -> None:
     """Refuse a ``path`` that exists but is not a regular file (a folder, device, FIFO or socket).
 
@@ -16,7 +22,7 @@ def check_replaceable(path: Path) -> None:
     Raises:
         OSError: with strerror "not a regular file".
     """
-    if path.exists() and not path.is_file():
+    if is_special(path):
         raise OSError(errno.EINVAL, "not a regular file (it would be replaced, not written to)", str(path))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from core.cli import UserError
+from core.files import is_special
 
 
 def data_not_found(path: Path) -> UserError:
@@ -34,7 +35,7 @@ def dvc_data_hash(data_path: Path | None = None, dvc_file: Path = Path("data.dvc
     if data_path is None:
         return recorded or "untracked"
     data_path = Path(data_path)
-    if data_path.exists() and not data_path.is_file():  # a folder, or a FIFO that would wait for a writer forever
+    if is_special(data_path):
         raise UserError(f"{data_path}: cannot read the data file (not a regular file)")
     try:
         with data_path.open("rb") as handle:  # streamed: a big table is never held whole just to hash it

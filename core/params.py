@@ -11,6 +11,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.cli import UserError
+from core.files import is_special
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -234,7 +235,7 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
         UserError: the file is missing, is not YAML, or a key is missing, unknown or of the wrong type.
     """
     path = Path(path)
-    if path.exists() and not path.is_file():  # a folder, or a FIFO that would wait for a writer forever
+    if is_special(path):
         raise UserError(f"{path}: not a regular file")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.cli import UserError
+from core.files import is_special
 from serving.columns import FLOAT32_MAX
 
 REQUIRED = ("request_id", "actual")
@@ -49,7 +50,7 @@ def read_labels(path: Path) -> list[Label]:
     Raises:
         UserError: the file is missing, not UTF-8 CSV, lacks a required column or names one twice.
     """
-    if path.exists() and not path.is_file():  # a folder, or a FIFO that would wait for a writer forever
+    if is_special(path):
         raise UserError(f"{path}: not a regular file")
     try:
         # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would prefix the first name.
