@@ -99,8 +99,9 @@ def noop(port: int) -> ServerSpec:
     """The container's gunicorn command line and config, with the no-op app in place of the model's."""
     env = _container_env(Path("/nonexistent"), port)
     env |= {"PYTHONPATH": f"{ROOT}{os.pathsep}{CONTAINER_SITE}", "BENCH_HIDDEN_MODULES": ",".join(hidden_modules())}
-    argv = _serve_module().gunicorn_argv(env)
-    max_body = _serve_module().DEFAULT_MAX_BODY_BYTES
+    serve = _serve_module()
+    argv, env = serve.gunicorn_argv(env), serve.gunicorn_env(env)
+    max_body = serve.DEFAULT_MAX_BODY_BYTES
     argv[-1] = f"benchmarks.noop:create({max_body!r})"
     return ServerSpec("noop", tuple(argv), env)
 
