@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -97,7 +98,10 @@ def test_registered_model_serves_raw_records_through_pyfunc(workdir: Path, sampl
     import pandas as pd
 
     params_file = write_params(workdir, sample_csv, train=FAST_TRAIN)
-    assert train_module.main(["--params", str(params_file)]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train_module.main(["--params", str(params_file)]) == 0
+    assert not [w for w in caught if "type hint" in str(w.message)], "the pyfunc's predict is annotated"
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model("models:/student-score/1")
     rows = pd.read_csv(sample_csv).drop(columns=["Exam_Score"]).head(5)
