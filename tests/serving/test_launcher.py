@@ -8,8 +8,8 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
