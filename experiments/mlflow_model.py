@@ -21,7 +21,9 @@ class ExamScoreModel(PythonModel):
         self.predictor = Predictor.load(context.artifacts["booster"], context.artifacts["schema"])
 
     # ``pd.DataFrame`` is one of the hints MLflow infers no schema from and converts nothing for: the logged
-    # signature stays the one validation uses, and MLflow stops asking for hints at every logging.
+    # signature stays the one validation uses, and MLflow stops asking for hints at every logging. MLflow 3's
+    # source: ``mlflow.types.type_hints.type_hints_no_signature_inference`` (no validation wrapper is made) and
+    # ``mlflow.pyfunc.model._PythonModelPyfuncWrapper._convert_input`` (a DataFrame passes through as it is).
     def predict(self, context: PythonModelContext, model_input: pd.DataFrame, params=None) -> np.ndarray:  # noqa: ANN001
         return self.predictor.predict(records_from_frame(model_input))
 
