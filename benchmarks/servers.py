@@ -58,7 +58,7 @@ def free_port() -> int:
 
 
 def _serve_module():
-    """``serving/serve`` (a script without ``.py``) as a module, for its ``gunicorn_argv``."""
+    """``serving/serve`` (a script without ``.py``) as a module, for its ``gunicorn_argv`` and ``gunicorn_env``."""
     loader = importlib.machinery.SourceFileLoader("serving_serve", str(ROOT / "serving" / "serve"))
     spec = importlib.util.spec_from_loader("serving_serve", loader)
     module = importlib.util.module_from_spec(spec)
