@@ -117,3 +117,20 @@ def test_the_mlflow_model_carries_every_serving_module_the_predict_path_imports(
     closure = _project_imports("serving.predictor") | _project_imports("experiments.mlflow_model")
     needed = {Path(p).name for p in closure if Path(p).parent == ROOT / "serving"}
     assert set(PREDICT_MODULES) == needed, "the copy of serving/ logged with the model would not import"
+
+
+def test_a_default_repro_writes_the_committed_metrics(tmp_path: Path) -> None:
+    """The committed metrics.json and dvc.lock are what `dvc repro` makes of the committed params and data.
+
+    ``dvc status`` compares hashes with the lock only, so a lock edited by hand (or a stage run with other
+    settings) can leave a stale metrics.json that DVC calls up to date; a newcomer's first `dvc repro` (or
+    `make run`) would then show it modified. Only running the default stage tells.
+    """
+    copy = project_copy.make(tmp_path / "copy")
+    assert _run(copy, "dvc", "pull").returncode == 0
+    done = _run(copy, "dvc", "repro")
+    assert done.returncode == 0, done.stderr + done.stdout
+    committed = json.loads((ROOT / "metrics.json").read_text())
+    assert json.loads((copy / "metrics.json").read_text()) == committed, "commit metrics.json from this repro"
+    changed = _run(copy, "git", "status", "--porcelain", "--", "dvc.lock", "metrics.json")
+    assert changed.stdout == "", f"dvc repro rewrote committed outputs:\n{changed.stdout}"
