@@ -4,9 +4,11 @@ A row is ``[start_s, latency_s, status, origin, step]`` (``capacity/engine.py``)
 the requests that got a prediction (what a served caller waited); errors are counted by origin
 (``capacity/classify.py``). Errors or p99 start to climb between the last good step's offered rate and the
 first climbing step's; the knee is reported as the midpoint of the two (so a ramp's step size bounds its
-error), with both ends. A step climbs when more than ``ERROR_SHARE`` of its requests fail, or its p99 is above both twice the first
-p99 of the quietest step (the lowest p99 of a step with at least ``MIN_SERVED`` served: unloaded and warm)
-and that p99 plus ``P99_MARGIN_S``. The service time is likewise the lowest median of such a step.
+error), with both ends. A step that climbs and is followed by a good one is reported as recovered, not as the
+knee: a serverless endpoint starting (cold) or scaling out. A step climbs when more than ``ERROR_SHARE`` of its
+requests fail, or its p99 is above both twice the p99 of the quietest step (the lowest p99 of a step with at
+least ``MIN_SERVED`` served: unloaded and warm) and that p99 plus ``P99_MARGIN_S``. The service time is likewise
+the lowest median of such a step.
 """
 
 from __future__ import annotations
@@ -68,24 +70,39 @@ def quietest(step_summaries: list[dict[str, Any]], key: str) -> float | None:
     return min(values) if values else None
 
 
+def _climb(summary: dict[str, Any], base: float | None) -> str | None:
+    """Why ``summary``'s step climbs (errors or p99 over the quiet base), or None when it is good."""
+    if summary["requests"] and summary["error_share"] > ERROR_SHARE:
+        return f"errors {summary['error_share']:.1%} of requests"
+    if base is not None and summary["p99_ms"] is not None and \
+            summary["p99_ms"] > max(2 * base, base + P99_MARGIN_S * 1000):
+        return f"p99 {summary['p99_ms']:.0f} ms against {base:.0f} ms at the start"
+    return None
+
+
 def knee(step_summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Where errors or p99 start to climb: the last good step's offered rate, and the reason at the next."""
+    """Where errors or p99 start to climb for good: the last good step's offered rate, and the reason at the next.
+
+    A step that climbs and is followed by a good one at a higher rate is not the knee: a serverless endpoint
+    climbs while it starts (a cold start in the first step) or adds concurrency, then serves the higher rate.
+    Such steps are listed under ``recovered``; the knee is the first step from which every later step climbs.
+    """
     base = quietest(step_summaries, "p99_ms")
-    last_good: dict[str, Any] | None = None
-    for summary in step_summaries:
-        reason = None
-        if summary["requests"] and summary["error_share"] > ERROR_SHARE:
-            reason = f"errors {summary['error_share']:.1%} of requests"
-        elif base is not None and summary["p99_ms"] is not None and \
-                summary["p99_ms"] > max(2 * base, base + P99_MARGIN_S * 1000):
-            reason = f"p99 {summary['p99_ms']:.0f} ms against {base:.0f} ms at the start"
-        if reason:
-            good = last_good["offered_rps"] if last_good else None
-            return {"knee_rps": None if good is None else round((good + summary["offered_rps"]) / 2, 2),
-                    "last_good_rps": good, "climbs_at_rps": summary["offered_rps"], "reason": reason}
-        last_good = summary
-    return {"knee_rps": None, "last_good_rps": last_good["offered_rps"] if last_good else None,
-            "climbs_at_rps": None, "reason": "not reached: no step climbed"}
+    reasons = [_climb(summary, base) for summary in step_summaries]
+    start = len(reasons)
+    while start and reasons[start - 1]:
+        start -= 1
+    recovered = [{"step": s["step"], "offered_rps": s["offered_rps"], "reason": r}
+                 for s, r in zip(step_summaries[:start], reasons[:start], strict=True) if r]
+    last_good = step_summaries[start - 1] if start else None
+    good = last_good["offered_rps"] if last_good else None
+    if start == len(step_summaries):
+        return {"knee_rps": None, "last_good_rps": good, "climbs_at_rps": None,
+                "reason": "not reached: no step climbed for good", "recovered": recovered}
+    climbs = step_summaries[start]
+    return {"knee_rps": None if good is None else round((good + climbs["offered_rps"]) / 2, 2),
+            "last_good_rps": good, "climbs_at_rps": climbs["offered_rps"], "reason": reasons[start],
+            "recovered": recovered}
 
 
 def analyse(rows: list[list[Any]], steps: list[Step], meta: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +121,7 @@ def analyse(rows: list[list[Any]], steps: list[Step], meta: dict[str, Any]) -> d
         "peak_served_rps": max((s["served_rps"] for s in by_step), default=0.0),
         "knee": knee(by_step) if meta.get("profile", "ramp") == "ramp" else {
             "knee_rps": None, "last_good_rps": None, "climbs_at_rps": None,
-            "reason": "not measured: only a ramp climbs through rates"},
+            "reason": "not measured: only a ramp climbs through rates", "recovered": []},
         "steps": by_step,
         "windows": windows(rows, duration),
     }
@@ -120,9 +137,12 @@ def knee_sentence(result: dict[str, Any]) -> str:
     else:
         head = (f"about {found['knee_rps']:g} requests/s offered: fine at {found['last_good_rps']:g}, climbing "
                 f"at {found['climbs_at_rps']:g} ({found['reason']})")
+    # Results written before ``recovered`` existed have no such key.
+    passed = "".join(f"; step {r['step']} at {r['offered_rps']:g}/s climbed and recovered ({r['reason']}: "
+                     "a start or scale-out, not the knee)" for r in found.get("recovered", []))
     service = result["service_time_s"]
     quiet = "n/a" if service is None else f"{service * 1000:.0f} ms"
-    return f"**Knee:** {head}. Service time (quietest step's median): {quiet}; most served: " \
+    return f"**Knee:** {head}{passed}. Service time (quietest step's median): {quiet}; most served: " \
            f"{result['peak_served_rps']:g} requests/s."
 
 

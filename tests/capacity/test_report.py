@@ -64,3 +64,27 @@ def test_only_a_ramp_reports_a_knee() -> None:
     result = report.analyse(rows([(8, 0.2, 0), (16, 0.2, 0), (24, 0.9, 6)]), STEPS, {"profile": "spike", "target": "x"})
     assert result["knee"]["knee_rps"] is None
     assert "only a ramp" in report.markdown(result)
+
+
+def test_a_cold_first_step_that_recovers_is_not_the_knee() -> None:
+    # Throttled while the endpoint starts, then fine at twice and three times the rate: no knee in step 0.
+    result = report.analyse(rows([(8, 0.2, 4), (16, 0.2, 0), (24, 0.2, 0)]), STEPS, {"profile": "ramp", "target": "x"})
+    assert result["knee"]["climbs_at_rps"] is None
+    assert result["knee"]["last_good_rps"] == 12
+    assert result["knee"]["recovered"] == [{"step": 0, "offered_rps": 4, "reason": "errors 50.0% of requests"}]
+    assert "step 0 at 4/s climbed and recovered" in report.markdown(result)
+
+
+def test_the_knee_is_where_the_climb_stays() -> None:
+    steps = [*STEPS, Step(2, 16)]
+    # A p99 blip at 8/s, good again at 12/s, errors from 16/s to the end: the knee lies between 12 and 16.
+    result = report.analyse(rows([(8, 0.2, 0), (16, 0.9, 0), (24, 0.2, 0), (32, 0.2, 8)]), steps,
+                            {"profile": "ramp", "target": "x"})
+    assert (result["knee"]["last_good_rps"], result["knee"]["climbs_at_rps"], result["knee"]["knee_rps"]) == (12, 16, 14)
+    assert [r["step"] for r in result["knee"]["recovered"]] == [1]
+
+
+def test_every_step_climbing_puts_the_knee_below_the_first() -> None:
+    result = report.analyse(rows([(8, 0.2, 4), (16, 0.2, 8), (24, 0.2, 12)]), STEPS, {"profile": "ramp", "target": "x"})
+    assert (result["knee"]["knee_rps"], result["knee"]["climbs_at_rps"], result["knee"]["recovered"]) == (None, 4, [])
+    assert "below the first step" in report.markdown(result)
