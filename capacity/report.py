@@ -86,6 +86,7 @@ def knee(step_summaries: list[dict[str, Any]]) -> dict[str, Any]:
     A step that climbs and is followed by a good one at a higher rate is not the knee: a serverless endpoint
     climbs while it starts (a cold start in the first step) or adds concurrency, then serves the higher rate.
     Such steps are listed under ``recovered``; the knee is the first step from which every later step climbs.
+    When only the final step climbs, nothing after it says whether it would have recovered: ``lasting`` is False.
     """
     base = quietest(step_summaries, "p99_ms")
     reasons = [_climb(summary, base) for summary in step_summaries]
@@ -98,11 +99,11 @@ def knee(step_summaries: list[dict[str, Any]]) -> dict[str, Any]:
     good = last_good["offered_rps"] if last_good else None
     if start == len(step_summaries):
         return {"knee_rps": None, "last_good_rps": good, "climbs_at_rps": None,
-                "reason": "not reached: no step climbed for good", "recovered": recovered}
+                "reason": "not reached: no step climbed for good", "recovered": recovered, "lasting": None}
     climbs = step_summaries[start]
     return {"knee_rps": None if good is None else round((good + climbs["offered_rps"]) / 2, 2),
             "last_good_rps": good, "climbs_at_rps": climbs["offered_rps"], "reason": reasons[start],
-            "recovered": recovered}
+            "recovered": recovered, "lasting": start < len(step_summaries) - 1}
 
 
 def analyse(rows: list[list[Any]], steps: list[Step], meta: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +122,7 @@ def analyse(rows: list[list[Any]], steps: list[Step], meta: dict[str, Any]) -> d
         "peak_served_rps": max((s["served_rps"] for s in by_step), default=0.0),
         "knee": knee(by_step) if meta.get("profile", "ramp") == "ramp" else {
             "knee_rps": None, "last_good_rps": None, "climbs_at_rps": None,
-            "reason": "not measured: only a ramp climbs through rates", "recovered": []},
+            "reason": "not measured: only a ramp climbs through rates", "recovered": [], "lasting": None},
         "steps": by_step,
         "windows": windows(rows, duration),
     }
@@ -137,6 +138,8 @@ def knee_sentence(result: dict[str, Any]) -> str:
     else:
         head = (f"about {found['knee_rps']:g} requests/s offered: fine at {found['last_good_rps']:g}, climbing "
                 f"at {found['climbs_at_rps']:g} ({found['reason']})")
+    if found.get("lasting") is False:  # results written before ``lasting`` existed have no such key
+        head += ", in the final step only: a longer ramp would tell whether the climb lasts"
     # Results written before ``recovered`` existed have no such key.
     passed = "".join(f"; step {r['step']} at {r['offered_rps']:g}/s climbed and recovered ({r['reason']}: "
                      "a start or scale-out, not the knee)" for r in found.get("recovered", []))

@@ -35,6 +35,9 @@ def test_the_knee_lies_between_the_last_good_step_and_the_first_with_errors() ->
     assert result["knee"]["knee_rps"] == 10
     assert "errors 25.0%" in result["knee"]["reason"]
     assert result["service_time_s"] == 0.2
+    # Only the final step climbs: nothing after it shows the climb lasting, and the report says so.
+    assert result["knee"]["lasting"] is False
+    assert "in the final step only" in report.markdown(result)
 
 
 def test_a_p99_climb_without_errors_is_a_knee_too() -> None:
@@ -76,12 +79,13 @@ def test_a_cold_first_step_that_recovers_is_not_the_knee() -> None:
 
 
 def test_the_knee_is_where_the_climb_stays() -> None:
-    steps = [*STEPS, Step(2, 16)]
+    steps = [*STEPS, Step(2, 16), Step(2, 20)]
     # A p99 blip at 8/s, good again at 12/s, errors from 16/s to the end: the knee lies between 12 and 16.
-    result = report.analyse(rows([(8, 0.2, 0), (16, 0.9, 0), (24, 0.2, 0), (32, 0.2, 8)]), steps,
+    result = report.analyse(rows([(8, 0.2, 0), (16, 0.9, 0), (24, 0.2, 0), (32, 0.2, 8), (40, 0.2, 12)]), steps,
                             {"profile": "ramp", "target": "x"})
     assert (result["knee"]["last_good_rps"], result["knee"]["climbs_at_rps"], result["knee"]["knee_rps"]) == (12, 16, 14)
     assert [r["step"] for r in result["knee"]["recovered"]] == [1]
+    assert result["knee"]["lasting"] is True and "final step only" not in report.markdown(result)
 
 
 def test_every_step_climbing_puts_the_knee_below_the_first() -> None:
