@@ -201,3 +201,31 @@ def test_sigterm_answers_every_request_already_queued(model_dir: Path, tmp_path:
 
     assert result["exit_code"] == 0
     assert result["lost"] == 0, f"lost in the shutdown: {result}\n{server.output()[-2000:]}"
+
+
+@pytest.mark.slow
+def test_a_worker_kept_busy_past_the_timeout_keeps_its_heartbeat(model_dir: Path, tmp_path: Path) -> None:
+    # gunicorn's master kills a worker whose heartbeat is older than --timeout (MODEL_SERVER_TIMEOUT). A worker
+    # that never runs out of queued connections must still beat, or a steady load kills it every timeout.
+    timeout_s = 2
+    server = start_server(model_dir, tmp_path / "server.log",
+                          env={"SAGEMAKER_GUNICORN_WORKERS": "1", "MODEL_SERVER_TIMEOUT": str(timeout_s)})
+    body = json.dumps(sample_records(rows=100, seed=3)[0]).encode()
+    deadline = time.monotonic() + 3 * timeout_s
+
+    def client() -> list[int | str]:
+        statuses = []
+        while time.monotonic() < deadline:
+            statuses.append(soak._post(server.url, body, timeout_s=10))
+        return statuses
+
+    try:
+        before = soak.worker_pids(server.process.pid)
+        with ThreadPoolExecutor(4) as pool:  # four clients keep the one worker's backlog from ever emptying
+            statuses = [s for batch in pool.map(lambda _: client(), range(4)) for s in batch]
+        after = soak.worker_pids(server.process.pid)
+    finally:
+        server.stop()
+
+    assert "WORKER TIMEOUT" not in server.output(), server.output()[-2000:]
+    assert after == before and statuses and set(statuses) == {200}, (before, after, statuses[-5:])
