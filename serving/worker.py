@@ -7,9 +7,10 @@ Five changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per 
   two such clients held both workers and ``/ping`` went unanswered (SageMaker restarts a container whose
   ``/ping`` takes over 2 s). Here accepted connections wait in a selector until their request is complete
   in the kernel's buffer (peeked, not read), or ``STREAMING_BYTES`` of it are there (a large body that is
-  arriving); meanwhile other connections are served. A connection whose request is not ready within
-  ``READ_TIMEOUT_S`` gets a JSON 408 and is closed, and reads of a request being served time out after the
-  same. A request declaring a body over the app's limit is served at once: the app answers 413 unread.
+  arriving); meanwhile other connections are served, one accepted request at a time between looks at the
+  waiting ones, so a backlog that never runs dry cannot starve them. A connection whose request is not
+  ready within ``READ_TIMEOUT_S`` gets a JSON 408 and is closed, and reads of a request being served time
+  out after the same. A request declaring a body over the app's limit is served at once: the app answers 413 unread.
   This is what the buffering proxy gunicorn's documentation asks for in front of sync workers does.
 - **SIGTERM drains.** gunicorn's sync worker exits after its current request, and the connections queued
   in the listen backlog are reset when the last process closes the socket. Here the worker first accepts
@@ -204,9 +205,11 @@ class Worker(SyncWorker):
             accepted += 1
             client.setblocking(False)
             # Most requests have arrived by the time they are accepted: those are served at once, the rest wait.
-            if not self._serve_if_ready(client, listener, addr):
-                self.waiting[client] = (listener, addr, time.monotonic() + READ_TIMEOUT_S)
-                self.selector.register(client, selectors.EVENT_READ, "client")
+            # One served, back to the selector: a backlog that never runs dry must not starve the waiting ones.
+            if self._serve_if_ready(client, listener, addr):
+                return accepted
+            self.waiting[client] = (listener, addr, time.monotonic() + READ_TIMEOUT_S)
+            self.selector.register(client, selectors.EVENT_READ, "client")
         return accepted
 
     def _dispatch_if_ready(self, client: socket.socket) -> None:
@@ -256,7 +259,7 @@ class Worker(SyncWorker):
             if not queued and not self.waiting:
                 return
             self.notify()
-            self._serve(accepting=False, wait_s=0.05)
+            self._serve(accepting=False, wait_s=0.0 if queued else 0.05)  # waits only when the backlog is empty
         for client in list(self.waiting):
             client.close()
 
