@@ -135,7 +135,8 @@ def chain_figures(container: str, schema: Any, work: Path, plan: Plan) -> dict[s
 
 
 def load_figures(model_dir: Path, work: Path, plan: Plan, records: list[dict]) -> dict[str, Any]:
-    """Soak, SIGTERM and SIGKILL under load, stalled clients: ours, and gunicorn's sync worker beside it."""
+    """Soak, SIGTERM and SIGKILL under load, stalled clients, a busy backlog: ours, and gunicorn's sync worker
+    beside it."""
     bodies = [work / "one.json", work / "hundred.json"]
     bodies[0].write_text(json.dumps(records[:1]))
     bodies[1].write_text(json.dumps(records[:100]))
@@ -151,6 +152,12 @@ def load_figures(model_dir: Path, work: Path, plan: Plan, records: list[dict]) -
         server = soak.start_container(model_dir, work / f"stall-{name}.log", worker_class=worker_class)
         try:
             figures["ping_s_behind_4_stalled"] = round(soak.stalled_ping(soak.base_url(server), stalled=4), 3)
+        finally:
+            servers.stop(server)
+        server = soak.start_container(model_dir, work / f"busy-{name}.log", workers=1, worker_class=worker_class)
+        try:
+            waited_s, status = soak.busy_ping(soak.base_url(server), bodies[1].read_bytes())
+            figures["ping_behind_busy_backlog"] = {"seconds": round(waited_s, 3), "status": status}
         finally:
             servers.stop(server)
         server = soak.start_container(model_dir, work / f"term-{name}.log", worker_class=worker_class)

@@ -238,28 +238,8 @@ def test_a_request_that_arrives_after_its_connection_is_not_starved_by_a_busy_ba
     # dry (eight clients on one worker), the worker must still come back to it: SageMaker restarts a container whose
     # /ping takes over 2 s.
     server = start_server(model_dir, tmp_path / "server.log", env={"SAGEMAKER_GUNICORN_WORKERS": "1"})
-    body = json.dumps(sample_records(rows=100, seed=4)[0]).encode()
-    deadline = time.monotonic() + 4.0
-
-    def client() -> None:
-        while time.monotonic() < deadline:
-            soak._post(server.url, body, timeout_s=10)
-
-    def late_ping() -> tuple[float, int]:
-        time.sleep(1.0)
-        with _connect(server) as sock:
-            time.sleep(0.2)  # accepted (the kernel completed the handshake) long before the request comes
-            started = time.monotonic()
-            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
-            answer = sock.recv(65536)
-            return time.monotonic() - started, int(answer.split(b" ", 2)[1])
-
     try:
-        with ThreadPoolExecutor(9) as pool:
-            loads = [pool.submit(client) for _ in range(8)]
-            waited_s, status = pool.submit(late_ping).result()
-            for load in loads:
-                load.result()
+        waited_s, status = soak.busy_ping(server.url, json.dumps(sample_records(rows=100, seed=4)[0]).encode())
     finally:
         server.stop()
 
