@@ -230,8 +230,8 @@ class Worker(SyncWorker):
             self.selector.unregister(client)
         client.setblocking(True)
         client.settimeout(READ_TIMEOUT_S)
-        # A heartbeat per request, as gunicorn's sync worker beats per accept: a worker whose backlog never runs
-        # dry stays in ``_accept`` and would otherwise be killed by the master every --timeout under steady load.
+        # A heartbeat per request served, from whichever loop it is dispatched (gunicorn's sync worker beats per
+        # accept): a worker kept busy must not look hung to the master, which kills one silent for --timeout.
         self.notify()
         self.handle(listener, client, addr)
         return True
