@@ -121,6 +121,14 @@ def _post(url: str, body: bytes, timeout_s: float = 30.0) -> int | str:
         return type(err).__name__
 
 
+def post_until(url: str, body: bytes, deadline: float) -> list[int | str]:
+    """POST ``body`` back to back until ``time.monotonic()`` reaches ``deadline``; each answer's status."""
+    statuses = []
+    while time.monotonic() < deadline:
+        statuses.append(_post(url, body, timeout_s=10))
+    return statuses
+
+
 def _request(url: str, body: bytes) -> bytes:
     host = url.removeprefix("http://").split("/")[0]
     return (f"POST /invocations HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
@@ -238,31 +246,23 @@ def sigkill_worker_under_load(url: str, master: int, log: Path, body: bytes, *, 
             "pings_before_loaded": dict(window)}
 
 
-def busy_ping(url: str, body: bytes, *, clients: int = 8, seconds: float = 4.0) -> tuple[float, int | str]:
+def busy_ping(url: str, body: bytes, *, clients: int = 8, seconds: float = 4.0) -> tuple[float, str]:
     """Seconds and status of a ``/ping`` whose request comes 0.2 s after its connection, sent a second into
     ``seconds`` of ``clients`` posting ``body`` back to back (with one worker, its backlog never runs dry)."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     deadline = time.monotonic() + seconds
 
-    def client() -> None:
-        while time.monotonic() < deadline:
-            _post(url, body, timeout_s=10)
-
-    def late_ping() -> tuple[float, int | str]:
+    def late_ping() -> tuple[float, str]:
         time.sleep(1.0)
-        with socket.create_connection((host, int(port)), timeout=seconds + 10) as sock:
-            time.sleep(0.2)  # accepted (the kernel completes the handshake) long before the request comes
-            started = time.monotonic()
-            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
-            try:
-                head = sock.recv(65536)
-            except OSError as err:
-                return time.monotonic() - started, type(err).__name__
-            parts = head.split(b" ", 2)
-            return time.monotonic() - started, int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else "no answer"
+        sock = socket.create_connection((host, int(port)), timeout=seconds + 10)
+        time.sleep(0.2)  # accepted (the kernel completes the handshake) long before the request comes
+        started = time.monotonic()
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        status = _status(sock)
+        return time.monotonic() - started, status
 
     with ThreadPoolExecutor(clients + 1) as pool:
-        loads = [pool.submit(client) for _ in range(clients)]
+        loads = [pool.submit(post_until, url, body, deadline) for _ in range(clients)]
         waited_s, status = pool.submit(late_ping).result()
         for load in loads:
             load.result()
