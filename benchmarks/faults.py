@@ -1,4 +1,4 @@
-"""Owns fault injection between steps: SIGKILL of promote, export and training at chosen points, and what is left.
+"""Owns fault injection between steps: SIGKILL (or Ctrl-C) of promote, export and training at chosen points.
 
 A real ``python -m registry.promote`` (or export) runs in a child process whose module functions are
 wrapped, from outside, to SIGKILL the process right after a chosen step (``INJECT``): nothing in the
@@ -34,7 +34,7 @@ PROMOTE_POINTS = ("lock-taken", "plan-recorded", "previous-moved", "alias-moved"
                   "mid-tarball", "tarball-written")
 INJECT = r"""
 import os, signal, sys, tarfile
-point, argv = sys.argv[1], sys.argv[2:]
+point, sig, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 
 def after(owner, name, when=lambda result, calls: True):
     original, calls = getattr(owner, name), []
@@ -42,7 +42,7 @@ def after(owner, name, when=lambda result, calls: True):
         result = original(*args, **kwargs)
         calls.append(1)
         if when(result, len(calls)):
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), sig)
         return result
     setattr(owner, name, wrapped)
 
@@ -99,9 +99,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_killed(module: str, args: Sequence[str], point: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run ``python -m MODULE ARGS`` in a child that SIGKILLs itself right after ``point``."""
-    return subprocess.run([sys.executable, "-c", INJECT, point, module, *args], cwd=cwd, env=_env(),
+def run_killed(module: str, args: Sequence[str], point: str, cwd: Path, sig: int = signal.SIGKILL
+               ) -> subprocess.CompletedProcess:
+    """Run ``python -m MODULE ARGS`` in a child that sends itself ``sig`` (SIGKILL) right after ``point``."""
+    return subprocess.run([sys.executable, "-c", INJECT, point, str(int(sig)), module, *args], cwd=cwd, env=_env(),
                           capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -169,6 +170,14 @@ def promote_fault(params_file: Path, version: str, point: str) -> dict[str, Any]
             "after_kill_problems": problems(after_kill, settled=False), "next_exit": code,
             "next_said": said, "next_s": time.monotonic() - started,
             "final": (final := registry_state(params_file)), "final_problems": problems(final)}
+
+
+def promote_interrupted(params_file: Path, version: str, point: str) -> dict[str, Any]:
+    """Ctrl-C (SIGINT) ``promote --version VERSION --force`` right after ``point``: what it said and left."""
+    args = ["--params", str(params_file), "--version", version, "--force"]
+    stopped = run_killed("registry.promote", args, point, params_file.parent, signal.SIGINT)
+    return {"point": point, "exit": stopped.returncode, "said": stopped.stderr.strip().splitlines()[-3:],
+            "after": (after := registry_state(params_file)), "after_problems": problems(after, settled=False)}
 
 
 def export_fault(params_file: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ waited for, and the refusal says who holds it, since when, and when it would be 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ class Lock:
     abandoned: dict[str, Any] | None = None
     abandoned_by: str = ""
     plans: list[dict[str, Any]] = field(default_factory=list)
+    settled: bool = True  # False from ``record`` until ``done``: the registry may say two things meanwhile
 
     def record(self, plan: dict[str, Any]) -> None:
         """Write what this promotion is about to change, before it changes it."""
@@ -53,6 +55,11 @@ class Lock:
         except MlflowException as err:
             raise UserError(f"recording the promotion plan: {str(err.message).splitlines()[0]}") from None
         self.plans.append(plan)
+        self.settled = False
+
+    def done(self) -> None:
+        """The plan's aliases and history entry are written: the registry says one thing again."""
+        self.settled = True
 
 
 def _try_acquire(registry: Registry, name: str) -> bool:
@@ -152,18 +159,48 @@ def promotion_lock(registry: Registry, *, wait_s: float = 120.0, stale_after_s: 
     name = lock_name(registry)
     deadline = time.monotonic() + wait_s
     lock = Lock(registry, name)
-    while not _try_acquire(registry, name):
-        tags = _held(registry, name)
-        if tags is not None and _dead(tags, stale_after_s):
-            # Its holder died mid-promotion: keep its plan for the caller to finish, then take the lock over.
-            lock.abandoned = _abandoned_plan(registry, name, tags)
-            lock.abandoned_by = tags.get("lock.holder", "unknown")
+    try:
+        while not _try_acquire(registry, name):
+            tags = _held(registry, name)
+            if tags is not None and _dead(tags, stale_after_s):
+                # Its holder died mid-promotion: keep its plan for the caller to finish, then take the lock over.
+                lock.abandoned = _abandoned_plan(registry, name, tags)
+                lock.abandoned_by = tags.get("lock.holder", "unknown")
+                _release(registry, name)
+                continue
+            if time.monotonic() > deadline:
+                raise UserError(_busy(registry, tags, stale_after_s))
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        # Ctrl-C as the lock was being taken: if it was, it is ours and nothing was planned under it yet.
+        if (_held(registry, name) or {}).get("lock.owner") == str(liveness.me()):
             _release(registry, name)
-            continue
-        if time.monotonic() > deadline:
-            raise UserError(_busy(registry, tags, stale_after_s))
-        time.sleep(POLL_S)
+        raise
     try:
         yield lock
-    finally:
+    except BaseException:
+        # Ctrl-C, a CI job's cancel or an error between two writes: made consistent now, not left to the next.
+        if not lock.settled and not _settle(lock):
+            raise  # the lock keeps the plan; the next promotion or rollback finishes it
         _release(registry, name)
+        raise
+    _release(registry, name)
+
+
+def _settle(lock: Lock) -> bool:
+    """Finish or undo a plan this process stopped part-way through; whether the registry is consistent now.
+
+    The tarball is left as it is: a stopped command should not start an export; ``promote`` says when the
+    bundle lags production ("nothing to do but the export").
+    """
+    from registry import recovery  # recovery exports through registry.export, which needs no lock
+
+    plan = lock.plans[-1]
+    try:
+        said = recovery.finish(lock.registry, {**plan, "export": None}, "this process", how="which stopped part-way")
+    except (UserError, MlflowException) as err:
+        print(f"the {plan['action']} stopped part-way and could not be made consistent now ({err}); the lock "
+              f"keeps its plan and the next promote or rollback finishes it", file=sys.stderr)
+        return False
+    print(said, file=sys.stderr)
+    return True

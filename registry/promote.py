@@ -132,7 +132,8 @@ def _score_production(registry: Registry, current: ModelVersion, tests: gate.Tes
 
 
 def promote(params: Params, registry: Registry, version: int | None, *, force: bool, dry_run: bool,
-            reason: str | None, export: bool, journal: Journal | None = None) -> None:
+            reason: str | None, export: bool, journal: Journal | None = None,
+            settle: Callable[[], None] | None = None) -> None:
     """Gate a candidate against production and, if it passes, move the aliases and export it."""
     data_hash = dvc_data_hash(params.data.path)
     candidate = pick_candidate(registry, version, data_hash)
@@ -183,6 +184,8 @@ def promote(params: Params, registry: Registry, version: int | None, *, force: b
         _record_gate(registry, candidate, decision, verdict, data_hash, at)
         _move(registry, params, candidate, current)
         history.append(registry, event)
+        if settle is not None:
+            settle()
         click.echo(f"promoted {registry.name} version {candidate.version} to @{params.registry.alias}"
                    + (f" (version {current.version} is now @{params.registry.previous_alias})" if current else ""))
         if export:
@@ -199,7 +202,7 @@ def _summary(candidate: ModelVersion, current: ModelVersion | None, verdict: gat
 
 
 def rollback(params: Params, registry: Registry, *, dry_run: bool, reason: str | None, export: bool,
-             journal: Journal | None = None) -> None:
+             journal: Journal | None = None, settle: Callable[[], None] | None = None) -> None:
     """Give production back to the version holding `previous`; the replaced version becomes `previous`."""
     alias, previous_alias = params.registry.alias, params.registry.previous_alias
     current = registry.by_alias(alias)
@@ -230,6 +233,8 @@ def rollback(params: Params, registry: Registry, *, dry_run: bool, reason: str |
             journal(_plan(registry, params, event, export))
         _move(registry, params, target, current)
         history.append(registry, event)
+        if settle is not None:
+            settle()
         click.echo(f"rolled back {registry.name}: version {target.version} holds @{alias}, "
                    f"version {current.version} holds @{previous_alias}")
         if export:
@@ -271,12 +276,13 @@ def cli(params_file: Path, version: int | None, dry_run: bool, force: bool, do_r
         if lock is not None and lock.abandoned_by:
             click.echo(recovery.finish(registry, lock.abandoned, lock.abandoned_by) if lock.abandoned else
                        f"the promotion lock was held by {lock.abandoned_by}, which died before changing anything")
-        journal = lock.record if lock is not None else None
+        journal, settle = (lock.record, lock.done) if lock is not None else (None, None)
         if do_rollback:
-            rollback(params, registry, dry_run=dry_run, reason=reason, export=not no_export, journal=journal)
+            rollback(params, registry, dry_run=dry_run, reason=reason, export=not no_export, journal=journal,
+                     settle=settle)
         else:
             promote(params, registry, version, force=force, dry_run=dry_run, reason=reason, export=not no_export,
-                    journal=journal)
+                    journal=journal, settle=settle)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,13 +43,13 @@ def _set_alias(registry: Registry, alias: str, version: str | None) -> None:
             registry.client.set_registered_model_alias(registry.name, alias, version)
 
 
-def finish(registry: Registry, plan: dict[str, Any], holder: str) -> str:
+def finish(registry: Registry, plan: dict[str, Any], holder: str, *, how: str = "which died holding the lock") -> str:
     """Make the registry consistent with how far ``plan`` got; returns one line saying what was done."""
     alias, previous_alias, to = plan["alias"], plan["previous_alias"], str(plan["to"])
     replaced = None if plan.get("from") is None else str(plan["from"])
     production = registry.by_alias(alias)
     previous = registry.by_alias(previous_alias)
-    what = f"the {plan['action']} of version {to} by {holder}, which died holding the lock"
+    what = f"the {plan['action']} of version {to} by {holder}, {how}"
     if production is None or str(production.version) != to:
         if replaced is not None and previous is not None and str(previous.version) == replaced:
             _set_alias(registry, previous_alias, plan.get("previous_before"))

@@ -47,6 +47,31 @@ def test_a_promotion_killed_at_any_step_is_finished_by_the_next(promoted: Store,
     assert final["exported"] == second
 
 
+@pytest.mark.parametrize("point", faults.PROMOTE_POINTS)
+def test_a_promotion_stopped_by_ctrl_c_at_any_step_leaves_one_consistent_registry(promoted: Store, point: str
+                                                                                  ) -> None:
+    # Given production = first, when a promotion of the second is interrupted (SIGINT) right after a step,
+    first, second = promoted.good
+
+    result = faults.promote_interrupted(promoted.params_file, second, point)
+
+    # then it exits as interrupted, and the registry already says one thing: no lock, production and previous
+    # are what the history's last entry says (the change either happened whole or not at all).
+    assert result["exit"] == 130, faults.dumps(result)
+    after = result["after"]
+    assert not after["locked"], faults.dumps(result)
+    assert result["after_problems"] == [], faults.dumps(result)
+    last = after["history"][-1]
+    assert after["aliases"]["production"] == last["to"], faults.dumps(result)
+    assert after["aliases"].get("previous") == last["from"], faults.dumps(result)
+    assert [e["to"] for e in after["history"]] in ([first], [first, second]), faults.dumps(result)
+    if after["aliases"]["production"] == second and point not in ("history-written", "mid-tarball", "tarball-written"):
+        assert any("stopped part-way" in line for line in result["said"]), "it says what it made of the change"
+    # and the next promotion has nothing to repair (at most the export it did not get to).
+    assert promote.main(promoted.args("--version", second, "--force")) == 0
+    assert faults.problems(faults.registry_state(promoted.params_file)) == []
+
+
 def test_an_export_killed_mid_write_leaves_the_old_tarball_whole(promoted: Store) -> None:
     result = faults.export_fault(promoted.params_file)
 
