@@ -38,7 +38,10 @@ RESOURCE_PATH = contract.RESOURCE
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13
 LAMBDA_ARCHITECTURE = lambda_.Architecture.ARM_64
 POWERTOOLS_PARAMETER = "/aws/service/powertools/python/{arch}/{python}/{version}"
-# The handler's client gives up after ~23 s (see runtime/handler.py); API Gateway cuts at 29 s.
+# The handler's client gives up after ~23 s (see runtime/handler.py); API Gateway cuts at 29 s (AWS, "Quotas for
+# configuring and running a REST API in API Gateway", https://docs.aws.amazon.com/apigateway/latest/developerguide/
+# api-gateway-execution-service-limits-table.html: "Integration timeout: 50 milliseconds - 29 seconds for all
+# integration types, including Lambda, Lambda proxy ..."), so the Lambda ends first and answers itself.
 LAMBDA_TIMEOUT = Duration.seconds(28)
 
 
@@ -89,6 +92,8 @@ class PredictApi(Construct):
             None for no capture.
         capture_share: share of requests captured, 0..1.
         capture_drop_fields: input fields never captured.
+        api_name: the REST API's name, unique per account and region (default: ``<stack name> API``). API
+            Gateway's metrics, and so the 5xx alarm, tell APIs apart by this name only.
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class PredictApi(Construct):
         capture_stream: firehose.IDeliveryStream | None = None,
         capture_share: float = 1.0,
         capture_drop_fields: tuple[str, ...] = (),
+        api_name: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         origins = cors_origins or apigw.Cors.ALL_ORIGINS
@@ -182,7 +188,11 @@ class PredictApi(Construct):
         self.api = apigw.RestApi(
             self,
             "Api",
-            rest_api_name="StudentScore API",
+            # AWS, "Amazon API Gateway dimensions and metrics" (https://docs.aws.amazon.com/apigateway/latest/
+            # developerguide/api-gateway-metrics-and-dimensions.html): "ApiName - Filters API Gateway metrics for
+            # the REST API with the specified API name". One name shared by dev and prod in one account and region
+            # would make each stage's 5xx alarm count the other's errors too.
+            rest_api_name=api_name or f"{Stack.of(self).stack_name} API",
             description="Predicts a student's exam score from one record or a list of records.",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             # Method logging needs the account's API Gateway CloudWatch role; infra/account owns it, once per

@@ -213,7 +213,7 @@ def test_the_client_budget_ends_inside_the_lambda_timeout() -> None:
 
 def test_the_api_has_a_score_stage_with_throttling_and_access_logs(dev: Synth) -> None:
     template = dev.templates[SERVING]
-    template.has_resource_properties("AWS::ApiGateway::RestApi", {"Name": "StudentScore API"})
+    template.has_resource_properties("AWS::ApiGateway::RestApi", {"Name": f"{SERVING} API"})
     template.has_resource_properties(
         "AWS::ApiGateway::Stage",
         {
@@ -228,6 +228,23 @@ def test_the_api_has_a_score_stage_with_throttling_and_access_logs(dev: Synth) -
             ),
         },
     )
+
+
+def test_each_environments_5xx_alarm_watches_only_its_own_api(dev: Synth, prod: Synth) -> None:
+    # Given dev and prod, which share an account and region by default: API Gateway's metrics are dimensioned by
+    # ApiName (+ Stage), so a shared API name would let prod's 5xx alarm count dev's errors
+    names = {}
+    for synth, stack in ((dev, SERVING), (prod, PROD_SERVING)):
+        _, api = synth.only(stack, "AWS::ApiGateway::RestApi")
+        names[stack] = api["Properties"]["Name"]
+        stage_id, _ = synth.only(stack, "AWS::ApiGateway::Stage")
+        alarms = synth.templates[stack].find_resources("AWS::CloudWatch::Alarm", {
+            "Properties": {"Namespace": "AWS/ApiGateway", "MetricName": "5XXError"}})
+        (alarm,) = alarms.values()
+        # Then each alarm's ApiName dimension is its own stack's API and nothing else
+        dimensions = {d["Name"]: d["Value"] for d in alarm["Properties"]["Dimensions"]}
+        assert dimensions == {"ApiName": names[stack], "Stage": {"Ref": stage_id}}, stack
+    assert names[SERVING] != names[PROD_SERVING], "dev and prod APIs must not share the metrics' ApiName"
 
 
 def test_post_predict_is_validated_and_open_in_dev(dev: Synth) -> None:
