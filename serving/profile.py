@@ -133,24 +133,96 @@ def write_profile(model_dir: str | Path, profile: Mapping[str, Any]) -> Path:
     return path
 
 
+def _finite(value: Any) -> bool:
+    """Whether ``value`` is a JSON number a float holds (not a bool, NaN, infinity or a huge integer)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer with hundreds of digits: json.loads accepts it
+        return False
+
+
+# What compare_numeric reads of a numeric summary with present values, in the order a missing one is named.
+_STATISTICS = ("bins", "percentiles", "std", "mean", "min", "max")
+
+
+class _Summary:
+    """One feature's (or the prediction's) summary, checked field by field; errors name file, feature and field."""
+
+    def __init__(self, summary: dict[str, Any], where: str, name: str) -> None:
+        self.summary, self.where, self.name = summary, where, name
+
+    def fail(self, field: str, wanted: str, value: Any) -> ModelError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return ModelError(f"{self.where}: feature '{self.name}': '{field}' must be {wanted}, got {shown}")
+
+    def number(self, field: str, *, low: float = -math.inf, high: float = math.inf) -> None:
+        value = self.summary[field]
+        if not _finite(value) or not low <= value <= high:
+            bounds = " from 0 to 1" if high == 1 else " at least 0" if low == 0 else ""
+            raise self.fail(field, f"a finite number{bounds}", value)
+
+    def numbers(self, field: str, values: Any, length: int | None = None) -> list[float]:
+        if not isinstance(values, list) or not all(_finite(v) for v in values) or \
+                (length is not None and len(values) != length):
+            count = "" if length is None else f"{length} "
+            raise self.fail(field, f"a list of {count}finite numbers", values)
+        return values
+
+    def check_numeric(self) -> None:
+        present = self.summary.get("present", 0)
+        if isinstance(present, bool) or not isinstance(present, int) or present < 0:
+            raise self.fail("present", "a count", present)
+        if not present:
+            return  # an all-missing column has no statistics (see numeric_summary)
+        for field in _STATISTICS:
+            if field not in self.summary:
+                raise ModelError(f"{self.where}: numeric feature '{self.name}' lacks {field} (a summary of present "
+                                 f"values needs {', '.join(_STATISTICS)})")
+        for field in ("min", "max", "mean"):
+            self.number(field)
+        self.number("std", low=0)
+        bins = self.summary["bins"]
+        if not isinstance(bins, dict) or not {"edges", "shares"} <= set(bins):
+            raise self.fail("bins", "an object with 'edges' and 'shares'", bins)
+        edges = self.numbers("bins.edges", bins["edges"])
+        if any(a >= b for a, b in zip(edges, edges[1:], strict=False)):
+            raise self.fail("bins.edges", "in increasing order", edges)
+        shares = self.numbers("bins.shares", bins["shares"], len(edges) + 1)
+        if any(s < 0 for s in shares):
+            raise self.fail("bins.shares", "shares of at least 0", shares)
+        self.numbers("percentiles", self.summary["percentiles"], len(PERCENTILES))
+
+    def check_categorical(self) -> None:
+        shares = self.summary["shares"]
+        if not isinstance(shares, dict) or not all(_finite(s) and s >= 0 for s in shares.values()):
+            raise self.fail("shares", "an object of level to share (finite numbers of at least 0)", shares)
+
+
 def check_profile(profile: Any, where: str) -> dict[str, Any]:
-    """A parsed profile, checked enough that the monitoring jobs can rely on its shape.
+    """A parsed profile, checked so that the monitoring jobs can rely on every field they read: present, of
+    its type and length, and finite.
 
     Raises:
-        ModelError: not a profile this code understands, naming ``where`` and what is wrong.
+        ModelError: not a profile this code understands, in one line naming ``where``, the feature and field.
     """
     if not isinstance(profile, dict) or profile.get("profile_format") != PROFILE_FORMAT:
         raise ModelError(f"{where}: not a reference profile of format {PROFILE_FORMAT}")
     features = profile.get("features")
     if not isinstance(features, dict) or not features or not isinstance(profile.get(PREDICTION), dict):
         raise ModelError(f"{where}: a reference profile needs 'features' and '{PREDICTION}'")
+    if profile[PREDICTION].get("kind") != NUMERIC:  # monitoring.analysis compares it as a number
+        raise ModelError(f"{where}: feature '{PREDICTION}' has no valid summary (predictions are {NUMERIC})")
     for name, summary in [*features.items(), (PREDICTION, profile[PREDICTION])]:
         kind = summary.get("kind") if isinstance(summary, dict) else None
         needed = {NUMERIC: ("missing_rate",), CATEGORICAL: ("missing_rate", "shares")}.get(kind)
         if needed is None or any(key not in summary for key in needed):
             raise ModelError(f"{where}: feature '{name}' has no valid summary")
-        if kind == NUMERIC and summary.get("present") and not {"bins", "percentiles", "std"} <= set(summary):
-            raise ModelError(f"{where}: numeric feature '{name}' lacks bins, percentiles or std")
+        checked = _Summary(summary, where, name)
+        checked.number("missing_rate", low=0, high=1)
+        checked.check_numeric() if kind == NUMERIC else checked.check_categorical()
     return profile
 
 
@@ -158,12 +230,16 @@ def read_profile(path: str | Path) -> dict[str, Any]:
     """Read and check a ``profile.json``.
 
     Raises:
-        ModelError: missing, not JSON, or not a profile.
+        ModelError: missing, unreadable, not a regular file, not JSON, or not a profile.
     """
     path = Path(path)
     try:
+        if path.exists() and not path.is_file():  # reading a FIFO would wait for a writer forever
+            raise ModelError(f"{path}: not a regular file")
         return check_profile(json.loads(path.read_text(encoding="utf-8")), str(path))
     except FileNotFoundError:
         raise ModelError(f"{path}: no reference profile (models trained before profiles existed have none)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelError(f"{path}: not valid JSON ({err})") from None
+    except OSError as err:  # no permission, a name too long
+        raise ModelError(f"{path}: cannot read the reference profile ({err.strerror or err})") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,65 @@ def test_a_missing_profile_says_why_it_may_be_missing(tmp_path: Path) -> None:
 def test_check_profile_names_where_the_profile_came_from() -> None:
     with pytest.raises(ModelError, match="^models:/x/1: "):
         check_profile([], "models:/x/1")
+
+
+def _broken(profile: dict, feature: str, field: str, value: object) -> dict:
+    """A copy of ``profile`` with one field of one summary set to ``value`` (``...`` deletes it)."""
+    broken = json.loads(json.dumps(profile))
+    summary = broken[feature] if feature == "prediction" else broken["features"][feature]
+    *parents, last = field.split(".")
+    for key in parents:
+        summary = summary[key]
+    if value is ...:
+        del summary[last]
+    else:
+        summary[last] = value
+    return broken
+
+
+@pytest.mark.parametrize(("feature", "field", "value", "message"), [
+    ("Hours_Studied", "min", ..., "feature 'Hours_Studied' lacks min"),
+    ("Hours_Studied", "percentiles", list(range(10)), "'percentiles' must be a list of 101 finite numbers"),
+    ("Hours_Studied", "std", "wide", "'std' must be a finite number at least 0, got 'wide'"),
+    ("Hours_Studied", "std", float("nan"), "'std' must be a finite number at least 0, got nan"),
+    ("Hours_Studied", "std", -1.0, "'std' must be a finite number at least 0"),
+    ("Hours_Studied", "mean", True, "'mean' must be a finite number"),
+    pytest.param("Hours_Studied", "max", 10**400, "'max' must be a finite number", id="max-huge-integer"),
+    ("Hours_Studied", "bins", "nonsense", "'bins' must be an object with 'edges' and 'shares'"),
+    ("Hours_Studied", "bins.edges", [3.0, 1.0, 2.0], "'bins.edges' must be in increasing order"),
+    ("Hours_Studied", "bins.shares", [0.5, 0.5], "'bins.shares' must be a list of "),
+    ("Hours_Studied", "bins.shares", [float("inf")] * 20, "'bins.shares' must be a list of "),
+    ("Hours_Studied", "present", "3", "'present' must be a count"),
+    ("Hours_Studied", "missing_rate", float("nan"), "'missing_rate' must be a finite number from 0 to 1"),
+    ("Gender", "missing_rate", 2, "'missing_rate' must be a finite number from 0 to 1"),
+    ("Gender", "shares", 5, "'shares' must be an object of level to share"),
+    ("Gender", "shares", {"Male": None}, "'shares' must be an object of level to share"),
+    ("prediction", "kind", "categorical", "feature 'prediction' has no valid summary"),
+    ("prediction", "percentiles", [1.0] * 100, "'percentiles' must be a list of 101 finite numbers"),
+])
+def test_a_profile_with_a_bad_field_is_refused_naming_file_feature_and_field(
+        profile: dict, tmp_path: Path, feature: str, field: str, value: object, message: str) -> None:
+    # Given a profile.json with one field of one summary missing, mistyped, the wrong length or not finite
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(_broken(profile, feature, field, value)))
+    # When it is read, then it is refused in one line naming the file, the feature and the field
+    with pytest.raises(ModelError) as refused:
+        read_profile(path)
+    text = str(refused.value)
+    assert text.startswith(f"{path}: ") and "\n" not in text, text
+    assert message in text and f"'{feature}'" in text, text
+
+
+def test_the_checks_accept_a_feature_with_one_distinct_value() -> None:
+    summary = numeric_summary(np.array([5.0] * 10))
+    checked = check_profile({"profile_format": PROFILE_FORMAT, "features": {"a": summary}, "prediction": summary}, "x")
+    assert checked["features"]["a"]["bins"]["edges"] == [5.0]
+
+
+@pytest.mark.timeout(20)
+def test_a_profile_path_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    # Reading a FIFO waits for a writer forever: a drift job given one hung.
+    path = tmp_path / "profile.json"
+    os.mkfifo(path)
+    with pytest.raises(ModelError, match="not a regular file"):
+        read_profile(path)
