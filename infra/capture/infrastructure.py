@@ -30,8 +30,15 @@ from serving import contract
 
 PREFIX = f"{contract.CAPTURE_PREFIX}/"
 ERROR_PREFIX = f"{contract.CAPTURE_PREFIX}-errors/"
-# Dynamic partitioning buffers per partition; 64 MiB is the size the Firehose console asks for with it, and
-# 5 minutes bounds how late a quiet day's records arrive (CommonDestinationS3Props: 1..128 MiB, 0..900 s).
+# Dynamic partitioning buffers per partition and needs a buffer of at least 64 MiB (aws-cdk-lib 2.275.0's
+# S3BucketProps, https://docs.aws.amazon.com/cdk/api/v2/docs/aws-cdk-lib.aws_kinesisfirehose.S3BucketProps.html,
+# bufferingSize: "Minimum: Size.mebibytes(1) when record data format conversion or dynamic partitioning is
+# disabled, Size.mebibytes(64) when it is enabled"; we found no Firehose guide page stating it). The 5 minutes do
+# not bound how late a quiet day's records land: AWS, "Buffer data for dynamic partitioning"
+# (https://docs.aws.amazon.com/firehose/latest/dev/buffering.html): with dynamic partitioning Firehose buffers
+# in several stages, so "end-to-end delay of a batch of records might be 1.5 times of the configured buffering
+# hint time" (here up to ~7.5 minutes), and "Zero buffering feature is not available for dynamic partitioning"
+# (the same CDK page: an interval of 60..900 s with it, not 0..900 s).
 BUFFER_SIZE = Size.mebibytes(64)
 BUFFER_INTERVAL = Duration.minutes(5)
 CIDR_MAPPING = "aws-kinesisfirehose.CidrBlocks"
