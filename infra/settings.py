@@ -26,7 +26,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# AWS, "ProductionVariantServerlessConfig" (https://docs.aws.amazon.com/sagemaker/latest/APIReference/
+# API_ProductionVariantServerlessConfig.html): MemorySizeInMB "Valid values are in 1 GB increments: 1024 MB,
+# 2048 MB, 3072 MB, 4096 MB, 5120 MB, or 6144 MB"; MaxConcurrency "Minimum value of 1. Maximum value of 200."
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+SERVERLESS_MAX_CONCURRENCY = 200
 # The rollback alarms (infra/monitoring) look at one-minute periods and need up to three of them to fire; a
 # baking period shorter than that would end before they could.
 ALARM_PERIOD_S = 60
@@ -65,8 +69,9 @@ class EnvironmentSettings:
             raise ValueError(
                 f"endpoint_memory_mb must be one of {SERVERLESS_MEMORY_MB}, got {self.endpoint_memory_mb}"
             )
-        if not 1 <= self.endpoint_max_concurrency <= 200:
-            raise ValueError(f"endpoint_max_concurrency must be 1..200, got {self.endpoint_max_concurrency}")
+        if not 1 <= self.endpoint_max_concurrency <= SERVERLESS_MAX_CONCURRENCY:
+            raise ValueError(f"endpoint_max_concurrency must be 1..{SERVERLESS_MAX_CONCURRENCY}, "
+                             f"got {self.endpoint_max_concurrency}")
         if not 0 <= self.endpoint_provisioned_concurrency <= self.endpoint_max_concurrency:
             raise ValueError("endpoint_provisioned_concurrency must be 0..endpoint_max_concurrency")
         if not math.isfinite(self.throttle_rate) or self.throttle_rate <= 0 or self.throttle_burst < 1 \

@@ -97,6 +97,11 @@ class GitHubDeployRole(Construct):
             )
         else:
             # The native resource (AWS::IAM::OIDCProvider), not OpenIdConnectProvider's custom-resource Lambda.
+            # No thumbprint: AWS, "UpdateOpenIDConnectProviderThumbprint" (IAM API Reference,
+            # https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateOpenIDConnectProviderThumbprint.html):
+            # "AWS secures communication with some OIDC identity providers (IdPs) through our library of trusted
+            # root certificate authorities (CAs) instead of using a certificate thumbprint ... These OIDC IdPs
+            # include Auth0, GitHub, GitLab, Google".
             self.provider = iam.OidcProviderNative(
                 self, "Provider", url=f"https://{GITHUB_ISSUER}", client_ids=["sts.amazonaws.com"]
             )

@@ -200,5 +200,8 @@ class ServerlessEndpoint(Construct):
                                                 rollback_alarm_names=[a.alarm_name for a in rollback_alarms]),
         )
         self.endpoint_name = self.endpoint.attr_endpoint_name
-        self.endpoint_arn = self.endpoint.ref  # Ref of an AWS::SageMaker::Endpoint is its ARN
+        # AWS, "AWS::SageMaker::Endpoint", Return values (CloudFormation Template Reference,
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-sagemaker-endpoint.html):
+        # "Ref returns the Amazon Resource Name (ARN) of the endpoint".
+        self.endpoint_arn = self.endpoint.ref
         self.variant_name = VARIANT_NAME
