@@ -27,11 +27,17 @@ def dvc_data_hash(data_path: Path | None = None, dvc_file: Path = Path("data.dvc
     Raises:
         UserError: ``data_path`` cannot be read, or differs from what ``data.dvc`` records.
     """
+    dvc_file = Path(dvc_file)
+    if is_special(dvc_file):  # a folder, or a FIFO that would hang the read
+        raise UserError(f"{dvc_file}: cannot read DVC's record of the data (not a regular file)")
     try:
-        out = yaml.safe_load(Path(dvc_file).read_text(encoding="utf-8"))["outs"][0]
-        recorded, tracked = str(out["md5"]), Path(dvc_file).parent / out["path"]
+        out = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))["outs"][0]
+        recorded, tracked = str(out["md5"]), dvc_file.parent / out["path"]
     except (FileNotFoundError, KeyError, IndexError, TypeError, yaml.YAMLError):
         recorded, tracked = None, None
+    except (OSError, UnicodeDecodeError) as err:  # no permission, not UTF-8
+        reason = getattr(err, "strerror", None) or err.__class__.__name__
+        raise UserError(f"{dvc_file}: cannot read DVC's record of the data ({reason})") from None
     if data_path is None:
         return recorded or "untracked"
     data_path = Path(data_path)

@@ -10,12 +10,16 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 from datetime import UTC, datetime
 from typing import Any
+
+import click
 
 from registry.versions import Registry, mlflow_errors
 
 TAG_PREFIX = "history."
+_NUMBERED = re.compile(re.escape(TAG_PREFIX) + r"[0-9]{1,9}")
 COLUMNS = ("#", "when", "action", "decision", "from", "to", "who", "candidate_rmse", "production_rmse", "reason")
 
 
@@ -30,6 +34,23 @@ def who() -> str:
         return "unknown"
 
 
+MAX_REASON = 1000  # the plan and the event both carry it, and MLflow caps a tag's value (5,000 characters)
+
+
+def check_reason(reason: str | None) -> str | None:
+    """``reason`` as given, if it is one printable line of at most ``MAX_REASON`` characters.
+
+    Raises:
+        click.BadParameter: a newline or control character (it would draw rows of its own in ``--history``),
+            or a reason too long for the registry to record.
+    """
+    if reason is not None and not reason.isprintable():
+        raise click.BadParameter("must be one line of printable characters (no newline or control character)")
+    if reason is not None and len(reason) > MAX_REASON:
+        raise click.BadParameter(f"is {len(reason):,} characters; at most {MAX_REASON:,}")
+    return reason
+
+
 def now() -> str:
     """The current time as ISO 8601 UTC with second precision."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -41,7 +62,8 @@ def read(registry: Registry) -> list[dict[str, Any]]:
         tags = registry.client.get_registered_model(registry.name).tags
     events = []
     # Only ``history.NNNNNN`` is ours: another tag that happens to start with "history." is somebody else's.
-    for key in sorted(k for k in tags if k.startswith(TAG_PREFIX) and k.removeprefix(TAG_PREFIX).isdigit()):
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    for key in sorted(k for k in tags if _NUMBERED.fullmatch(k)):
         try:
             event = json.loads(tags[key])
         except json.JSONDecodeError:
@@ -66,7 +88,8 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4f}"
-    return str(value)
+    # A newline or an escape sequence in a hand-edited entry must not draw rows or colours of its own.
+    return "".join(c if c.isprintable() else "?" for c in str(value))
 
 
 def format_table(events: list[dict[str, Any]]) -> str:

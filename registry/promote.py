@@ -41,10 +41,12 @@ from serving.bundle import sha256
 
 
 def _test_rmse(mv: ModelVersion) -> float:
+    """The version's logged test RMSE; infinity (the worst) when absent, not a number, NaN or negative."""
     try:
-        return float(mv.tags.get("test_rmse", "inf"))
+        value = float(mv.tags.get("test_rmse", "inf"))
     except ValueError:
         return math.inf
+    return value if math.isfinite(value) and value >= 0 else math.inf
 
 
 def best_for_data(versions: list[ModelVersion], data_hash: str) -> ModelVersion | None:
@@ -258,7 +260,8 @@ def _check_conflicts(**flags: bool) -> None:
 @click.option("--force", is_flag=True, help="Promote even if the gate would refuse.")
 @click.option("--rollback", "do_rollback", is_flag=True, help="Move production back to the previous version.")
 @click.option("--history", "show_history", is_flag=True, help="Print every promotion and rollback.")
-@click.option("--reason", default=None, help="Why; recorded in the history.")
+@click.option("--reason", default=None, callback=lambda _ctx, _param, value: history.check_reason(value),
+              help="Why; recorded in the history (one line, at most 1,000 characters).")
 @click.option("--no-export", is_flag=True, help="Do not write the model tarball after the change.")
 def cli(params_file: Path, version: int | None, dry_run: bool, force: bool, do_rollback: bool,
         show_history: bool, reason: str | None, no_export: bool) -> None:

@@ -41,6 +41,15 @@ def mlflow_errors(what: str) -> Iterator[None]:
         raise UserError(f"{what}: {str(err.message).splitlines()[0]}") from None
 
 
+def _reason(message: str) -> str:
+    """One line of an MLflow download error: the failure itself, not its header ("The following failures
+    occurred while downloading ...:" then "##### File artifacts #####" then "No such artifact: ...")."""
+    lines = [line.strip() for line in message.splitlines() if line.strip() and not line.startswith("#####")]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[-1]}; the model files are gone from the artifact store"
+    return lines[0] if lines else "no reason given"
+
+
 def same_version(a: ModelVersion, b: ModelVersion) -> bool:
     # MLflow returns the version number as an int from some calls and a str from others.
     return str(a.version) == str(b.version)
@@ -120,7 +129,7 @@ def fetch_model(registry: Registry, mv: ModelVersion, workdir: Path) -> tuple[Pa
                                             dst_path=str(download), tracking_uri=registry.uri)
     except (MlflowException, OSError) as err:
         message = err.message if isinstance(err, MlflowException) else (err.strerror or str(err))
-        raise UserError(f"{what}: cannot download its model files ({str(message).splitlines()[0]})") from None
+        raise UserError(f"{what}: cannot download its model files ({_reason(str(message))})") from None
     model_dir = workdir / "model"
     model_dir.mkdir()
     for filename in MODEL_FILES:

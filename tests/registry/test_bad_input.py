@@ -342,3 +342,77 @@ def test_a_source_date_epoch_that_is_no_date_is_one_line(store, monkeypatch, cap
     assert export.main(store.args()) == 1
     assert "SOURCE_DATE_EPOCH must be whole seconds since 1970" in _one_line(capsys.readouterr().err)
     assert _sha(path) == digest
+
+
+def test_a_history_tag_that_is_not_ours_is_left_out_not_a_traceback(store, capsys):
+    # Given a hand-made tag that looks numbered to str.isdigit() ("²") but is no number int() reads
+    store.client().set_registered_model_tag(store.name, "history.²", '{"action": "promote"}')
+    # When the history is shown and a promotion appends to it
+    assert promote.main(store.args("--history")) == 0
+    assert promote.main(store.args("--version", store.good[0], "--no-export")) == 0
+    # Then that tag is somebody else's: one entry, numbered 1, after the aliases moved
+    capsys.readouterr()
+    assert promote.main(store.args("--history")) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("1 "), rows
+    assert store.aliases() == {"production": store.good[0]}
+
+
+@pytest.mark.parametrize("reason", ["ok\n3  2026-01-01T00:00:00Z  rollback  rollback  2  1  mallory", "\x1b[31mred",
+                                    "x" * 1001], ids=["newline", "escape", "too-long"])
+def test_a_reason_that_would_forge_history_rows_or_overflow_a_tag_is_a_usage_error(store, capsys, reason):
+    before = store.snapshot()
+    assert promote.main(store.args("--version", store.good[0], "--force", "--reason", reason)) == 2
+    err = capsys.readouterr().err
+    assert "--reason" in err and "Traceback" not in err
+    assert store.snapshot() == before, "nothing was promoted"
+
+
+def test_a_version_whose_test_rmse_is_not_a_number_is_never_the_default_candidate(store, capsys):
+    # Given the default candidate as the versions' test RMSE tags choose it
+    assert promote.main(store.args("--dry-run")) == 0
+    chosen = capsys.readouterr().out.strip().splitlines()[-1]
+    client = store.client()
+    original = client.get_model_version(store.name, store.weak).tags["test_rmse"]
+    try:
+        for bad in ("nan", "-inf", "inf"):
+            # When the weak version's score is edited into something that is no score
+            client.set_model_version_tag(store.name, store.weak, "test_rmse", bad)
+            assert promote.main(store.args("--dry-run")) == 0
+            # Then it is the worst, not a number that wins every comparison it loses
+            assert capsys.readouterr().out.strip().splitlines()[-1] == chosen, bad
+    finally:
+        client.set_model_version_tag(store.name, store.weak, "test_rmse", original)
+
+
+@pytest.mark.parametrize("damage", ["not-utf8", "a-folder"])
+def test_a_data_dvc_that_cannot_be_read_is_one_line(store, capsys, damage):
+    dvc_file = store.root / "data.dvc"
+    original = dvc_file.read_bytes()
+    before = store.snapshot()
+    try:
+        dvc_file.unlink()
+        if damage == "a-folder":
+            dvc_file.mkdir()
+        else:
+            dvc_file.write_bytes(b"outs:\n- md5: \xff\xfe\n")
+        assert promote.main(store.args("--dry-run")) == 1
+        err = _one_line(capsys.readouterr().err)
+        assert "data.dvc: cannot read DVC's record of the data" in err
+        assert store.snapshot() == before
+    finally:
+        if dvc_file.is_dir():
+            dvc_file.rmdir()
+        dvc_file.write_bytes(original)
+
+
+def test_a_version_whose_artifact_folder_is_gone_says_so_in_one_line(store, capsys, tmp_path):
+    folder = store.artifact_file(store.good[1], "booster.ubj").parent
+    folder.rename(tmp_path / "moved")
+    try:
+        assert export.main(store.args("--version", store.good[1], "--out", str(tmp_path / "m.tar.gz"))) == 1
+        err = _one_line(capsys.readouterr().err)
+        assert "No such artifact" in err and "gone from the artifact store" in err, err
+        assert not (tmp_path / "m.tar.gz").exists()
+    finally:
+        (tmp_path / "moved").rename(folder)
