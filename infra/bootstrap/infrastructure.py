@@ -48,6 +48,14 @@ def parse_artifact_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.strip("/")
 BOOTSTRAP_ROLES = ("deploy-role", "file-publishing-role", "image-publishing-role", "lookup-role")
 DEFAULT_QUALIFIER = "hnb659fds"  # CDK's default bootstrap qualifier
+# Every step after a release job's credentials step runs on one session: dvc pull, training, the cdk deploy that
+# watches a canary through two baking periods (600 s each in prod, more if it rolls back), the smoke test and the
+# alias move; the jobs may run 90 minutes (.github/workflows/train-deploy.yml, timeout-minutes). A one-hour session
+# could expire mid-deploy or before the alias moves. IAM allows 1 to 12 hours (AWS, "UpdateRole", IAM API Reference,
+# https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateRole.html: MaxSessionDuration "can have a value
+# from 1 hour to 12 hours"); the job must ask for it (configure-aws-credentials' role-duration-seconds, whose
+# default with OIDC is 1 hour).
+DEPLOY_SESSION = Duration.hours(2)
 
 
 class GitHubDeployRole(Construct):
@@ -109,7 +117,7 @@ class GitHubDeployRole(Construct):
             self,
             "Role",
             description=f"cdk deploy from GitHub Actions, {github_repo} environments {', '.join(environments)}",
-            max_session_duration=Duration.hours(1),
+            max_session_duration=DEPLOY_SESSION,
             assumed_by=iam.WebIdentityPrincipal(
                 self.provider.oidc_provider_arn,
                 conditions={

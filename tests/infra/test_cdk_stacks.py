@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 from aws_cdk import App, Stack, Validations
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
@@ -31,6 +32,7 @@ from serving import contract
 pytestmark = pytest.mark.slow
 
 REPO = "acme/student-score"
+ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_REQUIREMENTS = Path(__file__).resolve().parents[2] / "infra" / "api" / "runtime" / "requirements.txt"
 
 
@@ -598,6 +600,19 @@ def test_the_deploy_role_trusts_only_the_repositorys_dev_and_prod_environments(d
                                                         f"repo:{REPO}:environment:prod"],
         }
     }
+
+
+def test_the_deploy_session_outlasts_every_release_job_that_assumes_the_role(dev: Synth) -> None:
+    # Given the release jobs that assume the deploy role, and how long GitHub lets each run
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "train-deploy.yml").read_text())
+    deploying = {name: job["timeout-minutes"] * 60 for name, job in workflow["jobs"].items()
+                 if "AWS_DEPLOY_ROLE_ARN" in json.dumps(job.get("steps", []))}
+    assert set(deploying) == {"dev", "prod"}, deploying
+    # Then the role lets a session last longer than the longest of them (a canary with two baking periods, then
+    # the smoke test and the alias move, all after the credentials step)
+    _, role = dev.only("StudentScore-Bootstrap", "AWS::IAM::Role")
+    session = role["Properties"]["MaxSessionDuration"]
+    assert max(deploying.values()) < session <= 12 * 3600, (session, deploying)
 
 
 def test_the_deploy_role_may_only_assume_the_cdk_bootstrap_roles(dev: Synth) -> None:
