@@ -104,11 +104,24 @@ def test_dry_run_of_a_refused_version_exits_1_and_records_nothing(store, capsys)
 
 
 def test_promoting_the_production_version_again_is_a_no_op(store, capsys):
+    assert promote.main(store.args("--version", store.good[0])) == 0
+    tarball = store.params.export.path
+    before, written = store.snapshot(), (tarball.read_bytes(), tarball.stat().st_mtime_ns)
+    capsys.readouterr()
+    assert promote.main(store.args("--version", store.good[0])) == 0
+    assert capsys.readouterr().out.strip().endswith(f"version {store.good[0]} already holds @production; nothing to do")
+    assert store.snapshot() == before
+    assert (tarball.read_bytes(), tarball.stat().st_mtime_ns) == written, "the tarball was not rewritten"
+
+
+def test_promoting_the_production_version_again_writes_only_a_missing_export(store, capsys):
     assert promote.main(store.args("--version", store.good[0], "--no-export")) == 0
     before = store.snapshot()
+    capsys.readouterr()
     assert promote.main(store.args("--version", store.good[0])) == 0
-    assert "nothing to do" in capsys.readouterr().out
+    assert "nothing to do but the export" in capsys.readouterr().out
     assert store.snapshot() == before
+    assert store.params.export.path.is_file()
 
 
 def test_no_version_for_the_current_data_is_an_error(store, capsys):
