@@ -38,5 +38,5 @@ def test_the_repository_s_monitor_section_is_valid() -> None:
     (lambda raw: raw["monitor"].update(drop_fields=[""]), "monitor.drop_fields"),
 ])
 def test_a_bad_monitor_setting_is_one_line_naming_it(tmp_path: Path, change, where: str) -> None:  # noqa: ANN001
-    with pytest.raises(UserError, match=f": {re.escape(where)}\b"):
+    with pytest.raises(UserError, match=rf": {re.escape(where)}\b"):
         load_params(_write(tmp_path, change))
