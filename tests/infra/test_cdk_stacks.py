@@ -613,6 +613,11 @@ def test_the_deploy_session_outlasts_every_release_job_that_assumes_the_role(dev
     _, role = dev.only("StudentScore-Bootstrap", "AWS::IAM::Role")
     session = role["Properties"]["MaxSessionDuration"]
     assert max(deploying.values()) < session <= 12 * 3600, (session, deploying)
+    # and each job's credentials step asks for a session that long (the action's default is 1 hour)
+    for name, timeout_s in deploying.items():
+        (asked,) = [int(step["with"]["role-duration-seconds"]) for step in workflow["jobs"][name]["steps"]
+                    if "AWS_DEPLOY_ROLE_ARN" in json.dumps(step)]
+        assert timeout_s < asked <= session, (name, asked, timeout_s, session)
 
 
 def test_the_deploy_role_may_only_assume_the_cdk_bootstrap_roles(dev: Synth) -> None:
