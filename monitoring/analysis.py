@@ -19,6 +19,7 @@ from serving.layout import NUMERIC
 from serving.profile import PREDICTION
 
 DRIFT, NO_DRIFT, NOT_ENOUGH = "drift", "no drift", "not enough data"
+NOT_CAPTURED = "not captured"  # a feature's status when no record of the window holds it
 ABSENT = object()
 
 
@@ -58,7 +59,7 @@ def analyse(profile: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]]
     for name, reference in profile["features"].items():
         values = [r["record"].get(name, ABSENT) for r in predictions]
         if values and all(v is ABSENT for v in values):
-            features[name] = {"kind": reference["kind"], "status": "not captured", "drift": False, "reasons": []}
+            features[name] = {"kind": reference["kind"], "status": NOT_CAPTURED, "drift": False, "reasons": []}
             continue
         values = [None if v is ABSENT else v for v in values]
         compare = stats.compare_numeric if reference["kind"] == NUMERIC else stats.compare_categorical

@@ -11,6 +11,7 @@ S3 is read with boto3's default credentials (``AWS_PROFILE``, an OIDC role, ``AW
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class Window:
                 start = end - timedelta(days=default_days)
             except OverflowError:  # a --days reaching before year 1
                 raise UserError(f"--days {default_days:g} reaches before the first date there is") from None
+            if start >= end:  # timedelta rounds to whole microseconds
+                raise UserError(f"--days {default_days:g} is shorter than a microsecond: the window is empty")
         if start is not None and start >= end:
             raise UserError(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) must be before --until ({end:%Y-%m-%dT%H:%M:%SZ})")
         return cls(start, end)
@@ -75,8 +78,9 @@ class Window:
 
     def days(self) -> tuple[str | None, str | None]:
         """The first and last ``dt=`` day that can hold records of the window."""
-        last = None if self.until is None else (self.until - timedelta(microseconds=1)).strftime("%Y-%m-%d")
-        return (None if self.since is None else self.since.strftime("%Y-%m-%d")), last
+        # isoformat, not strftime: "%Y" writes the year 300 as "300", which sorts after "2025"
+        last = None if self.until is None else (self.until - timedelta(microseconds=1)).date().isoformat()
+        return (None if self.since is None else self.since.date().isoformat()), last
 
     def bounds(self) -> dict[str, str | None]:
         """``{"since": ..., "until": ...}`` as capture times (None where open)."""
@@ -118,27 +122,44 @@ def _wanted(key: str, *, model: str | None, version: str | None, days: tuple[str
 def _lines(data: bytes) -> tuple[list[bytes], bool]:
     """A capture file's lines, and whether the file is damaged (a gzip stream cut off or corrupt part-way).
 
-    What decompresses before the damage is kept, less its last, possibly cut, line: one damaged object loses
-    the records after the damage, not all of them.
+    A gzip file may hold several members back to back (S3 and Firehose concatenate objects; zcat reads them
+    all), so each member is read in turn. What decompresses before the damage is kept, less its last, possibly
+    cut, line: one damaged object loses the records after the damage, not all of them.
     """
     if data[:2] != b"\x1f\x8b":  # Firehose's GZIP output (its objects end in .gz, moto's and ours in nothing)
         return data.splitlines(), False
-    inflate = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
-    try:
-        text = inflate.decompress(data)
-    except zlib.error:
-        return [], True
-    if inflate.eof and not inflate.unused_data:
-        return text.splitlines(), False
-    complete, _, _ = text.rpartition(b"\n")
+    parts, rest = [], data
+    while rest:
+        inflate = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+        try:
+            parts.append(inflate.decompress(rest))
+        except zlib.error:
+            break
+        if not inflate.eof:
+            break
+        rest = inflate.unused_data
+    else:
+        return b"".join(parts).splitlines(), False
+    complete, _, _ = b"".join(parts).rpartition(b"\n")
     return complete.splitlines(), True
 
 
 def _local_files(root: Path) -> Iterator[tuple[str, bytes]]:
+    """Every regular file under ``root``, symlinked folders followed (a bucket mounted or linked in), each real
+    folder once: a link back up the tree or a second link to a folder is not read again."""
     if not root.is_dir():
         raise UserError(f"capture folder {root} not found (run the stand-in, or pass --capture s3://BUCKET/PREFIX)")
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        yield path.relative_to(root).as_posix(), path.read_bytes()
+    seen: set[tuple[int, int]] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        info = os.stat(folder)
+        if (info.st_dev, info.st_ino) in seen:
+            subfolders.clear()
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        subfolders.sort()
+        for path in sorted(Path(folder, name) for name in names):
+            if path.is_file():  # not a FIFO or device: reading one would wait or never end
+                yield path.relative_to(root).as_posix(), path.read_bytes()
 
 
 def _s3_files(uri: str, wanted) -> Iterator[tuple[str, bytes]]:  # noqa: ANN001 - a key predicate
@@ -207,7 +228,7 @@ def _well_formed_prediction(record: dict[str, Any]) -> bool:
 def _keep(captured: Captured, line: str, *, window: Window, model: str | None, version: str | None) -> None:
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a line of thousands of nested brackets
         captured.bad_lines += 1
         return
     if not isinstance(record, dict) or record.get("capture_format") != contract.CAPTURE_FORMAT \

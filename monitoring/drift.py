@@ -37,7 +37,38 @@ def busiest_version(records: list[dict[str, Any]]) -> str | None:
     counts = Counter(str(r.get("model_version")) for r in records)
     if not counts:
         return None
-    return max(counts, key=lambda v: (counts[v], int(v) if v.isdigit() else -1, v))
+    return max(counts, key=lambda v: (counts[v], _number(v), v))
+
+
+def _number(version: str) -> int:
+    """A version's number for a tie, -1 unless plain ASCII digits of a size a registry gives (a capture line
+    may say "²", which isdigit() accepts and int() refuses, or 5000 digits, which int() refuses too)."""
+    return int(version) if len(version) <= 18 and version.isascii() and version.isdigit() else -1
+
+
+def check_profile_matches(profile_path: Path | None, metadata: dict[str, Any], name: str, version: str | None) -> None:
+    """Refuse a ``--profile`` bundle of another model, or of another version than ``--version``.
+
+    Raises:
+        UserError: the bundle's metadata names another model or version.
+    """
+    if metadata.get("registered_name") not in (None, name):
+        raise UserError(f"{profile_path} is a model of '{metadata['registered_name']}', not '{name}'")
+    if version is not None and metadata.get("version") is not None and str(metadata["version"]) != version:
+        raise UserError(f"{profile_path} is version {metadata['version']} of '{name}', not version {version}: "
+                        f"its profile cannot judge version {version}'s traffic")
+
+
+def check_features_captured(summary: dict[str, Any], version: str) -> None:
+    """Refuse a window none of whose records holds a profiled feature: another schema, never "no drift".
+
+    Raises:
+        UserError: every feature of the profile is missing from every record.
+    """
+    features = summary["features"]
+    if summary["records"] and features and all(f["status"] == analysis.NOT_CAPTURED for f in features.values()):
+        raise UserError(f"none of the profile's {len(features)} features is in the {summary['records']} records "
+                        f"of version {version}: the captures hold another schema than the profile's")
 
 
 def write_summary(summary: dict[str, Any], out: Path) -> Path:
@@ -98,8 +129,7 @@ def cli(params_file: Path, source: str | None, since: str | None, until: str | N
     window = Window.of(since, until, default_days=days)
     source = source or str(params.monitor.capture_dir)
     profile, metadata = profile_from_path(profile_path) if profile_path else (None, {})
-    if metadata.get("registered_name") not in (None, params.model.name):
-        raise UserError(f"{profile_path} is a model of '{metadata['registered_name']}', not '{params.model.name}'")
+    check_profile_matches(profile_path, metadata, params.model.name, version)
     captured = read_captures(source, window=window, model=params.model.name)
     version = str(version or metadata.get("version") or busiest_version(captured.predictions) or "")
     registry = None if no_tracking else open_registry(params, must_exist=profile is None)
@@ -120,6 +150,7 @@ def cli(params_file: Path, source: str | None, since: str | None, until: str | N
     if profile is None:
         profile = registry.profile(version)
     summary = analysis.analyse(profile, records, captured.refusals, params.monitor.drift) | context
+    check_features_captured(summary, version)
     files = write_outputs(summary, out)
     if registry is not None:
         run_id = registry.log_run(

@@ -18,6 +18,7 @@ from typing import Any
 
 from core import tracking
 from core.cli import UserError
+from core.files import is_special
 from core.params import Params
 from serving.layout import METADATA_FILE, ModelError, read_member
 from serving.profile import PROFILE_FILE, check_profile, read_profile
@@ -29,8 +30,11 @@ def profile_from_path(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """A reference profile and the bundle metadata beside it (empty when there is none).
 
     Raises:
-        UserError: no such file, or not a profile.
+        UserError: no such file, not a regular file (a FIFO would be waited on forever), or not a profile.
     """
+    for file in (path / PROFILE_FILE, path / METADATA_FILE) if path.is_dir() else (path,):
+        if is_special(file):
+            raise UserError(f"{file}: not a regular file (a profile.json, model directory or model.tar.gz)")
     try:
         if path.is_dir():
             meta = path / METADATA_FILE

@@ -6,11 +6,14 @@ summary (the job failed before writing one) is said in one line, so the job summ
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from core.files import is_special
 
 
 def _score(value: Any) -> str:
@@ -45,9 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 1 or args[0].startswith("-"):
         print("usage: python -m monitoring.summary SUMMARY_JSON", file=sys.stderr)
         return 2
+    path = Path(args[0])
     try:
-        print(markdown(json.loads(Path(args[0]).read_text(encoding="utf-8"))))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        if is_special(path):  # a FIFO would wait for a writer forever
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        print(markdown(json.loads(path.read_text(encoding="utf-8"))))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
         print(f"### Drift\n\nNo drift summary at {args[0]} ({type(err).__name__}): the drift step failed before "
               f"writing one; see its log.\n")
     return 0

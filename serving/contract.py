@@ -121,8 +121,8 @@ FIREHOSE_MAX_BYTES = 4 * 1024 * 1024
 
 def capture_time(epoch_s: float) -> str:
     """UTC ISO 8601 with milliseconds: ``2026-12-01T15:04:05.123Z`` (sorts as text; its first 10 characters are ``dt``)."""
-    whole = int(epoch_s)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((epoch_s - whole) * 1000):03d}Z"
+    t = time.gmtime(epoch_s // 1)  # floor and "% 1": a time before 1970 keeps its second and non-negative millis
+    return f"{t.tm_year:04d}" + time.strftime("-%m-%dT%H:%M:%S", t) + f".{int(epoch_s % 1 * 1000):03d}Z"  # %Y: "300"
 
 
 def sampled(request_id: str, share: float) -> bool:

@@ -1,0 +1,242 @@
+"""Odd inputs to the drift job and its glue: capture folders and files, versions, windows, profiles, summaries,
+and the LABELS make variable. Each is read correctly or refused in one line; none hangs, aborts or passes as
+"no drift"."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from monitoring import drift, summary
+from monitoring.captures import Window
+from serving import contract
+from tests.monitoring.helpers import DAY, HEADERS, capture_window, write_capture
+from tests.workflows.conftest import ROOT, run_make
+
+SINCE, UNTIL = "2025-12-01", "2025-12-02"
+PARTITION = Path("capture", "model=student-score", "version=3", "dt=2025-12-01")
+
+
+def run(params_file: Path, folder: Path, profile: Path, out: Path, *args: str) -> int:
+    """The drift job on ``folder`` with ``--profile`` and no tracking, over SINCE..UNTIL unless ``args`` say."""
+    window = [] if {"--since", "--days"} & set(args) else ["--since", SINCE]
+    return drift.main(["--params", str(params_file), *window, "--until", UNTIL, "--capture", str(folder),
+                       "--profile", str(profile), "--out", str(out), "--no-tracking", *args])
+
+
+def summary_of(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def lines_of(records: list[dict]) -> bytes:
+    return b"".join(contract.capture_line(c) for c in records)
+
+
+def test_a_profile_of_another_version_is_refused_in_one_line(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given version 2's traffic, and the bundle of version 3 (its metadata says so)
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:600], version="2"))
+    # When drift is asked to judge version 2 against it
+    code = run(params_file, folder, model_tarball, tmp_path / "r", "--version", "2")
+    # Then it refuses, naming both versions
+    assert code == 2
+    assert "version 3" in one_line_error(capsys)
+    assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_records_of_another_schema_are_an_error_not_no_drift(
+        tmp_path: Path, params_file: Path, model_tarball: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given 600 records that hold none of the profiled features
+    records = contract.prediction_records(request_id="req-other", records=[{"sqft": 1200, "rooms": 3}] * 600,
+                                          predictions=[70.0] * 600, headers=HEADERS, latency_ms=1.0, now=DAY)
+    folder = write_capture(tmp_path / "bucket", records)
+    # When drift compares them with the profile
+    code = run(params_file, folder, model_tarball, tmp_path / "r")
+    # Then it says none of the features was captured, instead of "no drift"
+    assert code == 2
+    assert "none of the profile's" in one_line_error(capsys)
+
+
+def test_a_symlinked_capture_folder_is_read(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                            live: pd.DataFrame) -> None:
+    # Given a bucket whose capture folder is a symlink to the real one
+    write_capture(tmp_path / "real", capture_window(live.iloc[:600]))
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "bucket" / "capture").symlink_to(tmp_path / "real" / "capture", target_is_directory=True)
+    # When drift reads the bucket
+    assert run(params_file, tmp_path / "bucket", model_tarball, tmp_path / "r") == 0
+    # Then the records behind the link count
+    assert (summary_of(tmp_path / "r")["records"], summary_of(tmp_path / "r")["files"]) == (600, 1)
+
+
+def test_a_symlink_loop_or_a_second_link_to_a_folder_is_read_once(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame) -> None:
+    # Given a capture folder holding a link back to itself, and a second link to the same folder
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:600]))
+    (folder / "capture" / "loop").symlink_to(folder, target_is_directory=True)
+    (folder / "again").symlink_to(folder / "capture", target_is_directory=True)
+    # When drift reads it, then it ends, and every file is read once
+    assert run(params_file, folder, model_tarball, tmp_path / "r") == 0
+    assert (summary_of(tmp_path / "r")["records"], summary_of(tmp_path / "r")["files"]) == (600, 1)
+
+
+def test_a_multi_member_gzip_is_read_whole(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                           live: pd.DataFrame) -> None:
+    # Given one object that is two gzip members back to back (S3/Firehose concatenation; zcat reads both)
+    records = capture_window(live.iloc[:600])
+    partition = tmp_path / "bucket" / PARTITION
+    partition.mkdir(parents=True)
+    (partition / "part-0.gz").write_bytes(gzip.compress(lines_of(records[:300])) + gzip.compress(lines_of(records[300:])))
+    # When drift reads it, then all 600 records count and nothing is called damaged
+    assert run(params_file, tmp_path / "bucket", model_tarball, tmp_path / "r") == 0
+    got = summary_of(tmp_path / "r")
+    assert (got["records"], got["damaged_files"], got["unreadable_lines"]) == (600, 0, 0)
+
+
+def test_a_corrupt_second_gzip_member_keeps_the_first(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                      live: pd.DataFrame) -> None:
+    records = capture_window(live.iloc[:600])
+    partition = tmp_path / "bucket" / PARTITION
+    partition.mkdir(parents=True)
+    (partition / "part-0.gz").write_bytes(gzip.compress(lines_of(records)) + b"\x1f\x8bnot a gzip member")
+    assert run(params_file, tmp_path / "bucket", model_tarball, tmp_path / "r") == 0
+    got = summary_of(tmp_path / "r")
+    assert (got["records"], got["damaged_files"]) == (600, 1)
+
+
+def _odd(record: dict, version: str) -> bytes:
+    return contract.capture_line(record | {"model_version": version})
+
+
+@pytest.mark.parametrize("odd", [
+    pytest.param(lambda r: _odd(r, "²"), id="superscript-digit-version"),
+    pytest.param(lambda r: _odd(r, "9" * 5000), id="5000-digit-version"),
+    pytest.param(lambda r: b"[" * 100_000 + b"\n", id="deeply-nested-line"),
+])
+def test_one_odd_capture_line_costs_its_line_not_the_job(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                         live: pd.DataFrame, odd) -> None:
+    # Given a window of 600 good records and one odd line
+    records = capture_window(live.iloc[:600])
+    partition = tmp_path / "bucket" / PARTITION
+    partition.mkdir(parents=True)
+    (partition / "part-0").write_bytes(lines_of(records) + odd(records[0]))
+    # When drift reads it (and picks the busiest version itself), then the job still answers for version 3
+    bare = _bare_profile(tmp_path, model_tarball)
+    assert drift.main(["--params", str(params_file), "--since", SINCE, "--until", UNTIL, "--capture",
+                       str(tmp_path / "bucket"), "--profile", str(bare), "--out", str(tmp_path / "r"),
+                       "--no-tracking"]) == 0
+    assert summary_of(tmp_path / "r")["records"] == 600
+
+
+def _bare_profile(tmp_path: Path, tarball: Path) -> Path:
+    """The tarball's profile.json alone: no metadata, so the version is the busiest one's."""
+    import tarfile
+
+    with tarfile.open(tarball) as tar:
+        data = tar.extractfile("profile.json").read()
+    path = tmp_path / "profile.json"
+    path.write_bytes(data)
+    return path
+
+
+def test_the_busiest_version_ignores_versions_that_are_not_plain_numbers() -> None:
+    records = [{"model_version": v} for v in ("²", "²", "²", "9" * 5000, "9" * 5000, "9" * 5000, "3", "3", "3")]
+    assert drift.busiest_version(records) in {"²", "9" * 5000, "3"}
+    assert drift.busiest_version([{"model_version": "12"}, {"model_version": "9"}]) == "12", "tie: the higher"
+
+
+@pytest.mark.parametrize("window", [["--since", "0300-01-01"], ["--days", "600000"]], ids=["since-300", "days"])
+def test_a_window_starting_before_year_1000_still_holds_its_records(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame, window: list[str]) -> None:
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:600]))
+    assert run(params_file, folder, model_tarball, tmp_path / "r", *window) == 0
+    assert summary_of(tmp_path / "r")["records"] == 600
+
+
+def test_capture_times_before_year_1000_and_1970_sort_as_text() -> None:
+    # Given times in the year 300, just before 1970 and in 2025, when written as capture times
+    times = [contract.capture_time(t) for t in (-52_000_000_000.25, -0.5, 0.0, DAY + 0.25)]
+    # Then each has a four-digit year and non-negative milliseconds, and text order is time order
+    assert times[0].startswith("0322-") and times[1] == "1969-12-31T23:59:59.500Z", times
+    assert times[3] == "2025-12-01T00:00:00.250Z" and times == sorted(times)
+    assert Window.of("0300-01-01", "0300-01-03", default_days=None).days() == ("0300-01-01", "0300-01-02")
+
+
+def test_days_shorter_than_a_microsecond_is_exit_2_naming_days(tmp_path: Path, params_file: Path,
+                                                              model_tarball: Path, capsys) -> None:
+    (tmp_path / "bucket").mkdir()
+    assert drift.main(["--params", str(params_file), "--days", "1e-12", "--capture", str(tmp_path / "bucket"),
+                       "--profile", str(model_tarball), "--no-tracking", "--out", str(tmp_path / "r")]) == 2
+    err = one_line_error(capsys)
+    assert "--days 1e-12" in err and "--since" not in err, err
+
+
+def _python(*args: str) -> subprocess.CompletedProcess:
+    """A module run in a child with a timeout: a read that hangs fails the test instead of hanging it."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          check=False, env=os.environ | {"PYTHONPATH": str(ROOT)})
+
+
+def test_a_fifo_summary_is_said_in_one_line_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "summary.json"
+    os.mkfifo(fifo)
+    result = _python("monitoring.summary", str(fifo))
+    assert result.returncode == 0 and "No drift summary at" in result.stdout and not result.stderr, result
+
+
+def test_a_deeply_nested_summary_is_said_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "summary.json"
+    path.write_text("[" * 100_000)
+    assert summary.main([str(path)]) == 0
+    out = capsys.readouterr()
+    assert "No drift summary at" in out.out and "RecursionError" in out.out and not out.err
+
+
+@pytest.mark.parametrize("where", ["profile.json", "model.tar.gz", "model/profile.json"])
+def test_a_fifo_profile_is_refused_not_waited_on(tmp_path: Path, params_file: Path, where: str) -> None:
+    fifo = tmp_path / where
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
+    (tmp_path / "bucket").mkdir()
+    result = _python("monitoring.drift", "--params", str(params_file), "--capture", str(tmp_path / "bucket"),
+                     "--profile", str(tmp_path / where.split("/")[0]), "--no-tracking", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "not a regular file" in result.stderr, result
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize("labels", ["scratch/it's labels.csv", "x' ; touch {tmp}/INJECTED ; echo '",
+                                    'x" ; touch {tmp}/INJECTED ; echo "', "`touch {tmp}/INJECTED`"])
+@pytest.mark.parametrize("target", ["feedback", "append-labels"])
+def test_labels_reach_the_command_as_one_argument_never_as_shell_code(tmp_path: Path, target: str,
+                                                                    labels: str) -> None:
+    # Given a hostile LABELS, and PY replaced by a program that prints its arguments one per line
+    value = labels.format(tmp=tmp_path)
+    show = tmp_path / "show"
+    show.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    show.chmod(0o755)
+    # When the target runs (setup taken as done)
+    result = run_make(ROOT, "-o", "setup", target, f"LABELS={value}", f"PY={show}")
+    # Then the value arrives whole as the --labels argument, and nothing in it ran
+    assert result.returncode == 0, result.stderr
+    args = result.stdout.splitlines()
+    assert args[args.index("--labels") + 1] == value, result.stdout
+    assert not (tmp_path / "INJECTED").exists()
+
+
+def test_an_empty_labels_is_refused_by_the_target(tmp_path: Path) -> None:
+    result = run_make(ROOT, "-o", "setup", "feedback", "LABELS=", f"PY={tmp_path / 'never-run'}")
+    assert result.returncode == 2 and "error: set LABELS=" in result.stderr
