@@ -17,6 +17,9 @@ version holding the ``production`` alias, written to ``export.path`` from params
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +31,6 @@ from mlflow.entities.model_registry import ModelVersion
 
 from core import tracking
 from core.cli import UserError, run_cli
-from core.files import check_replaceable, check_writable_folder
 from core.params import load_params, params_option
 from registry import source_date
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry
@@ -77,20 +79,71 @@ def write_tarball(registry: Registry, mv: ModelVersion, model_dir: Path, out: Pa
 
 
 def check_destination(out: Path) -> None:
-    """Refuse, before anything changes, an ``out`` the tarball could not be written to.
+    """Refuse, before anything is written, an ``out`` the tarball could not or should not replace.
 
-    Creates ``out``'s folder if it is missing (as writing would) and a probe file in it, removed at once.
+    Only a missing path or an earlier model tarball may be replaced (``--out mlflow.db`` replaced the tracking
+    store), never through a symlink. Creates nothing: ``bundle.pack`` makes a missing folder once the export
+    has succeeded, so a failed one leaves none behind. The nearest existing folder gets a probe file (removed at
+    once) whose name is as long as pack's temp name or the longest folder still to create.
 
     Raises:
-        UserError: ``out`` is a folder, or its folder cannot be created or written.
+        UserError: one line naming ``out`` and what is wrong.
     """
-    if out.is_dir():
-        raise UserError(f"cannot write {out}: it is a directory")
     try:
-        check_replaceable(out)
-        check_writable_folder(out.parent)
-    except OSError as err:
+        _check_existing(out)
+        folder, missing = _existing_folder(out.parent)
+        if not folder.is_dir():
+            raise UserError(f"cannot write {out}: {folder} is not a folder")
+        temp_name = len(os.fsencode(bundle.temp_prefix(out))) + _MKSTEMP_RANDOM + len(bundle.TEMP_SUFFIX)
+        _probe(folder, max([temp_name, *(len(os.fsencode(name)) for name in missing)]))
+    except OSError as err:  # a name too long, no permission, a read-only file system
         raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+
+
+# mkstemp's random part: pack's temp name is its prefix, these characters and its suffix.
+_MKSTEMP_RANDOM = 8
+
+
+def _check_existing(out: Path) -> None:
+    """Refuse an existing ``out`` that is not a model tarball (a symlink, folder, FIFO, any other file).
+
+    Raises:
+        UserError: what ``out`` is. OSError: it cannot be examined.
+    """
+    try:
+        mode = out.lstat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # nothing there; a file in the way is the folder's problem
+        return
+    if stat.S_ISLNK(mode):  # the rename would replace the link, and its target keep the old version
+        raise UserError(f"cannot write {out}: it is a symbolic link (pass the path it points to)")
+    if stat.S_ISDIR(mode):
+        raise UserError(f"cannot write {out}: it is a directory")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"cannot write {out}: not a regular file (it would be replaced, not written to)")
+    if not bundle.is_bundle(out):
+        raise UserError(f"cannot write {out}: it exists and is not a model tarball (remove it first if it "
+                        f"should be replaced)")
+
+
+def _existing_folder(folder: Path) -> tuple[Path, list[str]]:
+    """The nearest existing ancestor of ``folder`` (or ``folder`` itself) and the names still to create below it."""
+    missing = []
+    while not os.path.lexists(folder) and folder.parent != folder:
+        missing.append(folder.name)
+        folder = folder.parent
+    return folder, missing
+
+
+def _probe(folder: Path, length: int) -> None:
+    """Create and remove a file with a name of ``length`` bytes in ``folder``.
+
+    Raises:
+        OSError: the name is too long there, or nothing can be written.
+    """
+    suffix = bundle.TEMP_SUFFIX
+    prefix = ".probe.".ljust(length - _MKSTEMP_RANDOM - len(suffix), "x")
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=prefix, suffix=suffix):
+        pass
 
 
 def export_version(registry: Registry, mv: ModelVersion, out: Path) -> Path:
@@ -100,33 +153,69 @@ def export_version(registry: Registry, mv: ModelVersion, out: Path) -> Path:
         return write_tarball(registry, mv, model_dir, out)
 
 
+# S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+_MAX_KEY_BYTES = 1024
+
+
 def parse_s3_uri(uri: str, filename: str) -> tuple[str, str]:
     """``s3://bucket/key`` → (bucket, key); a key ending in ``/`` (or none) gets ``filename`` appended.
 
     Raises:
-        UserError: not an s3:// URI with a bucket.
+        UserError: not an s3:// URI with a bucket, or one the upload would not honour as written: a query or
+            fragment (``#b``, ``?versionId=3`` were dropped silently), a port, an invalid bucket name, a key
+            longer than S3 allows.
     """
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise UserError(f"--s3-uri must look like s3://bucket/key, got {uri!r}")
-    key = parsed.path.lstrip("/")
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
     if not key or key.endswith("/"):
         key += filename
-    return parsed.netloc, key
+    if "?" in uri or "#" in uri:
+        problem = "'?' and '#' would start a query or fragment, which the upload drops; the key may not hold them"
+    elif ":" in bucket:
+        problem = "a port is not part of a bucket name (set AWS_ENDPOINT_URL for another endpoint)"
+    elif not _BUCKET.fullmatch(bucket) or ".." in bucket or _IP_ADDRESS.fullmatch(bucket):
+        problem = (f"{bucket!r} is not a valid bucket name (3-63 lowercase letters, digits, dots and hyphens, "
+                   f"a letter or digit at each end)")
+    elif len(key.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
+        problem = f"the key is longer than S3's {_MAX_KEY_BYTES} bytes"
+    else:
+        return bucket, key
+    raise UserError(f"--s3-uri {uri!r}: {problem}")
 
 
-def upload(path: Path, bucket: str, key: str) -> None:
-    """Upload with boto3's default credential chain (``AWS_PROFILE``, OIDC role, ``AWS_ENDPOINT_URL``...).
+def s3_client() -> Any:
+    """boto3's S3 client from the default credential chain (``AWS_PROFILE``, OIDC role, ``AWS_ENDPOINT_URL``...),
+    made before the export so that a setting boto3 refuses costs nothing.
+
+    Raises:
+        UserError: boto3 refuses a setting (``AWS_ENDPOINT_URL`` not a URL, ``AWS_MAX_ATTEMPTS`` not a number,
+            an unknown profile), in one line.
+    """
+    import boto3  # only the --s3-uri path needs boto3; keep plain exports fast to start
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return boto3.client("s3")
+    except (BotoCoreError, ValueError) as err:  # botocore raises a bare ValueError for a bad endpoint or number
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"cannot set up the S3 client ({reason}); check the AWS_* settings") from None
+
+
+def upload(client: Any, path: Path, bucket: str, key: str) -> None:
+    """Upload ``path`` with an ``s3_client()``.
 
     Raises:
         UserError: credentials, bucket or network problem, in one line.
     """
-    import boto3  # only the --s3-uri path needs boto3; keep plain exports fast to start
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        boto3.client("s3").upload_file(str(path), bucket, key)
+        client.upload_file(str(path), bucket, key)
     except (BotoCoreError, ClientError, S3UploadFailedError) as err:
         raise UserError(f"upload to s3://{bucket}/{key} failed ({str(err).splitlines()[0]}); "
                         f"{path} was written") from None
@@ -145,6 +234,7 @@ def cli(params_file: Path, version: int | None, out: Path | None, s3_uri: str | 
     out = out or params.export.path
     target = parse_s3_uri(s3_uri, out.name) if s3_uri else None
     check_destination(out)
+    client = s3_client() if target else None
     registry = open_registry(params)
     if version is not None:
         mv = registry.version(version)
@@ -156,7 +246,7 @@ def cli(params_file: Path, version: int | None, out: Path | None, s3_uri: str | 
     path = export_version(registry, mv, out)
     click.echo(f"exported {registry.name} version {mv.version} to {path} (sha256 {bundle.sha256(path)})")
     if target:
-        upload(path, *target)
+        upload(client, path, *target)
         click.echo(f"uploaded to s3://{target[0]}/{target[1]}")
 
 

@@ -23,6 +23,7 @@ import os
 import stat
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,12 @@ from typing import Any
 from serving.layout import METADATA_FILE, REQUIRED_FILES, ModelError
 from serving.unpacking import MAX_UNPACKED_BYTES, check_member_name, unpack
 
-__all__ = ["MAX_UNPACKED_BYTES", "file_digests", "pack", "read_metadata", "sha256", "unpack", "verify",
-           "write_metadata"]
+__all__ = ["MAX_UNPACKED_BYTES", "TEMP_SUFFIX", "file_digests", "is_bundle", "pack", "read_metadata", "sha256",
+           "temp_prefix", "unpack", "verify", "write_metadata"]
 
 _CHUNK = 1024 * 1024
+TEMP_SUFFIX = ".tmp"
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def sha256(path: Path) -> str:
@@ -166,8 +169,7 @@ def pack(model_dir: str | Path, out_path: str | Path) -> Path:
     dirs, files = _walk(model_dir)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(out_path)
-    # The pid in the name tells a later pack whether this temp file's writer is still alive.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.{os.getpid()}.", suffix=".tmp", dir=out_path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(out_path), suffix=TEMP_SUFFIX, dir=out_path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
@@ -195,10 +197,34 @@ def pack(model_dir: str | Path, out_path: str | Path) -> Path:
     return out_path
 
 
+def temp_prefix(out_path: Path) -> str:
+    """The start of the temp file's name ``pack`` writes beside ``out_path`` (mkstemp adds 8 characters and
+    ``TEMP_SUFFIX``): a destination check probes with a name as long, since it is longer than ``out_path``'s."""
+    # The pid in the name tells a later pack whether this temp file's writer is still alive.
+    return f".{out_path.name}.{os.getpid()}."
+
+
+def is_bundle(path: Path) -> bool:
+    """Whether the regular file ``path`` is a model tarball: gzip magic, then ``metadata.json`` among the tar's
+    root entries (``pack`` writes it second). Reads only up to that entry.
+
+    Raises:
+        OSError: ``path`` cannot be read (a damaged or foreign file is False, not an error).
+    """
+    with path.open("rb") as handle:
+        if handle.read(2) != _GZIP_MAGIC:
+            return False
+    try:
+        with tarfile.open(path, mode="r:gz") as tar:
+            return any(member.name.removeprefix("./") == METADATA_FILE for member in tar)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile):
+        return False
+
+
 def _remove_abandoned(out_path: Path) -> None:
     """Delete the temp files of packs into ``out_path`` that were killed before they could clean up."""
     prefix = f".{out_path.name}."
-    for leftover in out_path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+    for leftover in out_path.parent.glob(f"{glob.escape(prefix)}*{TEMP_SUFFIX}"):
         pid = leftover.name.removeprefix(prefix).split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             leftover.unlink(missing_ok=True)
