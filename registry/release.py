@@ -5,19 +5,24 @@ without it, the version trained on the current data with the lowest test RMSE (`
 It is scored against production exactly as ``registry.promote`` would, nothing in the registry changes, and
 on acceptance its number is written to ``FILE`` (one line) for the release's later steps: export, deploy,
 smoke test, and only then ``registry.promote --version N`` moves the alias. A refusal is one ``error:`` line
-and exit 1, and ``FILE`` is removed, so no later step can ship a refused version by mistake.
+and exit 1, and ``FILE`` is removed, so no later step can ship a refused version by mistake. Only a file this
+command could have written (one version number) is ever removed or replaced: ``--out mlflow.db`` is refused
+before anything runs, never deleted.
 
 ``--force`` skips the gate and needs ``--version``: a forced release names the version someone vouches for.
 """
 
 from __future__ import annotations
 
+import re
+import stat
 from pathlib import Path
 
 import click
 
 from core import tracking
 from core.cli import UserError, run_cli
+from core.files import replace_atomically
 from core.lineage import dvc_data_hash
 from core.params import load_params, params_option
 from registry import promote
@@ -40,6 +45,31 @@ def gate(params_file: Path, version: int | None, *, force: bool) -> str:
     return str(candidate.version)
 
 
+# What this command writes: a version number and a newline (a few bytes; more is someone else's file).
+_CANDIDATE = re.compile(rb"[1-9][0-9]{0,18}\n?")
+
+
+def holds_candidate(out: Path) -> bool:
+    """Whether ``out`` is a candidate file an earlier run wrote (False: there is nothing at ``out``).
+
+    Raises:
+        UserError: something else is at ``out`` (the tracking store, params.yaml, a symlink, a folder), or a
+            file where a folder of the path should be.
+    """
+    try:
+        if not stat.S_ISREG(out.lstat().st_mode):
+            raise UserError(f"cannot write {out}: not a regular file (a symlink, folder or device is never replaced)")
+        found = _CANDIDATE.fullmatch(out.read_bytes()[:32]) if out.stat().st_size <= 32 else None
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+    if found is None:
+        raise UserError(f"cannot write {out}: it exists and is not a release candidate file (one version number); "
+                        f"remove it first if it should be replaced")
+    return True
+
+
 @click.command(help="Pick the release candidate and run the quality gate on it without changing the registry.")
 @params_option
 @click.option("--version", "version", type=click.IntRange(min=1), default=None,
@@ -50,13 +80,13 @@ def gate(params_file: Path, version: int | None, *, force: bool) -> str:
 def cli(params_file: Path, version: int | None, force: bool, out: Path) -> None:
     tracking.quiet_mlflow()
     try:
-        out.unlink(missing_ok=True)  # a stale number must never outlive a refusal
-    except OSError as err:  # a file where a folder of the path should be, no permission
+        if holds_candidate(out):
+            out.unlink()  # a stale number must never outlive a refusal
+    except OSError as err:  # no permission on the folder
         raise UserError(f"cannot write {out}: {err.strerror or err}") from None
     candidate = gate(params_file, version, force=force)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(f"{candidate}\n", encoding="utf-8")
+        replace_atomically(out, f"{candidate}\n".encode())
     except OSError as err:
         raise UserError(f"cannot write {out}: {err.strerror or err}") from None
     click.echo(f"release candidate: version {candidate} (written to {out})")

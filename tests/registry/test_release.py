@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,46 @@ def test_an_unknown_version_is_one_line(store, tmp_path: Path, capsys) -> None:
     assert release.main(store.args("--version", "99", "--out", str(tmp_path / "candidate"))) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "99" in err and err.count("\n") == 1
+
+
+def _sqlite_copy(store, path: Path) -> None:
+    # Through SQLite, not shutil: closing another handle on the live store drops this process's locks on it.
+    with contextlib.closing(sqlite3.connect(store.root / "mlflow.db")) as source, \
+            contextlib.closing(sqlite3.connect(path)) as copy:
+        source.backup(copy)
+
+
+@pytest.mark.parametrize("name", ["mlflow.db", "params.yaml"])
+def test_an_out_path_holding_another_file_is_refused_and_kept(store, tmp_path: Path, capsys, name) -> None:
+    # Given --out naming a tracking store or a params file (copies of the real ones)
+    out = tmp_path / name
+    if name == "mlflow.db":
+        _sqlite_copy(store, out)
+    else:
+        shutil.copyfile(store.params_file, out)
+    content, before = out.read_bytes(), store.snapshot()
+    # When the release gate runs, then it is refused in one line before anything, and the file is untouched
+    assert release.main(store.args("--out", str(out))) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {out}: it exists and is not a release candidate file") \
+        and err.count("\n") == 1, err
+    assert out.read_bytes() == content
+    assert store.snapshot() == before
+
+
+def test_an_out_path_that_is_a_symlink_is_refused_and_kept(store, tmp_path: Path, capsys) -> None:
+    target = tmp_path / "shared-candidate"
+    target.write_text("1\n")
+    out = tmp_path / "candidate"
+    out.symlink_to(target)
+    assert release.main(store.args("--out", str(out))) == 1
+    assert f"cannot write {out}: not a regular file" in capsys.readouterr().err
+    assert out.is_symlink() and target.read_text() == "1\n"
+
+
+def test_an_earlier_candidate_file_is_replaced(store, tmp_path: Path) -> None:
+    out = tmp_path / "candidate"
+    out.write_text(f"{store.weak}\n")
+    assert release.main(store.args("--out", str(out))) == 0
+    assert out.read_text() == f"{_best_good(store)}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["candidate"], "no temp file left beside it"
