@@ -4,29 +4,36 @@ Each row is the input exactly as served (the capture record's ``record``) plus i
 Rows are checked against the table before anything is written: the same columns (a field dropped at capture
 cannot be appended), numbers where the table has numbers and text where it has text, a finite label. A ledger
 beside the table (``<table>.requests.csv``: request id and row of every appended record) de-duplicates across
-runs, so appending the same labels twice adds nothing. The table is rewritten atomically (a temporary file,
-fsync, rename), then ``dvc add`` versions its folder; committing ``data.dvc`` and ``dvc push`` are the user's
+runs, so appending the same labels twice adds nothing. One append at a time per table (``locked``): read table
+and ledger, write both, ``dvc add`` — two at once each wrote the table it had read, losing the other's rows while
+the ledger kept their ids. The table is rewritten atomically (a temporary file, fsync, rename), then ``dvc add``
+versions its folder; committing ``data.dvc`` and ``dvc push`` are the user's
 (the train-deploy workflow retrains when ``data.dvc`` changes on main).
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
+import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from core.cli import UserError
 from core.files import replace_atomically
 from core.numbers import finite_number
+from serving.columns import FLOAT32_MAX
 
 LEDGER_SUFFIX = ".requests.csv"
+_HELD: set[Path] = set()  # table folders this process holds the lock of (the feedback job holds it throughout)
 
 
 @dataclass
@@ -37,8 +44,53 @@ class Appended:
     dvc_file: Path | None = None
 
 
+class Checked(NamedTuple):
+    """What ``check`` found: the tracking ``.dvc`` file and output, the header, numeric columns, bytes, ledger."""
+
+    dvc_file: Path
+    tracked: str
+    header: list[str]
+    numeric: dict[str, bool]
+    raw: bytes
+    seen: set[tuple[str, str]]
+
+
 def ledger_path(table: Path) -> Path:
     return table.with_name(table.stem + LEDGER_SUFFIX)
+
+
+@contextmanager
+def locked(table: Path) -> Iterator[None]:
+    """Hold ``table``'s exclusive append lock, waiting (said once on stderr) while another process holds it.
+
+    The lock is an flock on the table's folder itself: a lock file inside it would be versioned by ``dvc add``,
+    one beside the ``.dvc`` file would show in ``git status``. The kernel drops it when its process ends, so a
+    killed job leaves no stale lock. Re-entrant within a process.
+
+    Raises:
+        UserError: the folder cannot be opened.
+    """
+    folder = table.resolve().parent
+    if folder in _HELD:
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as err:
+        raise UserError(f"{table}: its folder cannot be opened to lock it ({err.strerror or err})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another append to {table} to finish", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        _HELD.add(folder)
+        try:
+            yield
+        finally:
+            _HELD.discard(folder)
+    finally:
+        os.close(fd)  # closing the only descriptor releases the flock
 
 
 def tracking_dvc_file(table: Path, root: Path) -> tuple[Path, str]:
@@ -69,26 +121,33 @@ def _kinds(table: Path) -> tuple[list[str], dict[str, bool], bytes]:
         reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
     except UnicodeDecodeError:
         raise UserError(f"{table}: the table is not UTF-8 text") from None
-    header = [name.strip() for name in next(reader, [])]
-    if not header:
-        raise UserError(f"{table}: the table has no header")
-    numeric = dict.fromkeys(header, True)
-    for row in reader:
-        for name, cell in zip(header, row, strict=False):
-            if numeric[name] and cell.strip():
-                try:
-                    float(cell)
-                except ValueError:
-                    numeric[name] = False
+    try:
+        header = [name.strip() for name in next(reader, [])]
+        if not header:
+            raise UserError(f"{table}: the table has no header")
+        numeric = dict.fromkeys(header, True)
+        for row in reader:
+            for name, cell in zip(header, row, strict=False):
+                if numeric[name] and cell.strip():
+                    try:
+                        float(cell)
+                    except ValueError:
+                        numeric[name] = False
+    except csv.Error as err:
+        raise UserError(f"{table}: not a readable CSV ({err})") from None
     return header, numeric, raw
 
 
 def _cell(value: Any, numeric: bool) -> str | None:
-    """The CSV text of a served value, or None when it does not fit the column."""
+    """The CSV text of a served value, or None when it does not fit the column.
+
+    A number beyond float32 does not fit: training's ``load_table`` refuses such a table (as labels.py refuses
+    such a label).
+    """
     if value is None:
         return ""
     if numeric:
-        if not finite_number(value):
+        if not finite_number(value) or abs(value) > FLOAT32_MAX:
             return None
         return str(int(value)) if isinstance(value, int) or float(value).is_integer() else repr(float(value))
     return value if isinstance(value, str) else None
@@ -106,7 +165,8 @@ def _row(record: Mapping[str, Any], label: float, header: Sequence[str], numeric
     for name in header:
         cell = _cell(label if name == target else record[name], numeric[name])
         if cell is None:
-            return f"'{name}' does not fit the table's {'numeric' if numeric[name] else 'text'} column"
+            kind = "numeric column (a finite number within float32)" if numeric[name] else "text column"
+            return f"'{name}' does not fit the table's {kind}"
         cells.append(cell)
     return cells
 
@@ -132,8 +192,25 @@ def read_ledger(table: Path) -> set[tuple[str, str]]:
         raise UserError(f"{ledger}: not a readable CSV ({err}); restore it from git or DVC") from None
 
 
+def check(table: Path, target: str, *, root: Path) -> Checked:
+    """Whether rows can be appended to ``table``: it exists, a ``.dvc`` file in ``root`` tracks it, it is UTF-8
+    CSV with the ``target`` column, and its ledger is readable. Writes nothing.
+
+    Raises:
+        UserError: naming the first of these that fails.
+    """
+    if not table.is_file():
+        raise UserError(f"{table}: training table not found (dvc pull first)")
+    dvc_file, tracked = tracking_dvc_file(table, root)
+    header, numeric, raw = _kinds(table)
+    if target not in header:
+        raise UserError(f"{table}: no target column '{target}'")
+    return Checked(dvc_file, tracked, header, numeric, raw, read_ledger(table))
+
+
 def append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any], float]], *, root: Path) -> Appended:
-    """Append labelled capture records to ``table`` and ``dvc add`` its folder.
+    """Append labelled capture records to ``table`` and ``dvc add`` its folder, holding ``locked(table)``
+    from reading the table and ledger to the end of ``dvc add``.
 
     Args:
         table: the training CSV (params.yaml ``data.path``).
@@ -142,16 +219,17 @@ def append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any],
         root: the repository root, where the ``.dvc`` file tracking the table lives.
 
     Raises:
-        UserError: the table or its ``.dvc`` file is missing, or ``dvc add`` fails (the rows stay appended).
+        UserError: ``check`` fails, or ``dvc add`` fails (the rows stay appended).
     """
-    if not table.is_file():
-        raise UserError(f"{table}: training table not found (dvc pull first)")
-    dvc_file, tracked = tracking_dvc_file(table, root)
-    header, numeric, raw = _kinds(table)
-    if target not in header:
-        raise UserError(f"{table}: no target column '{target}'")
+    with locked(table):
+        return _append(table, target, labelled, root=root)
+
+
+def _append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any], float]], *, root: Path
+            ) -> Appended:
+    """``append``, its caller holding the lock."""
+    dvc_file, tracked, header, numeric, raw, seen = check(table, target, root=root)
     ledger = ledger_path(table)
-    seen = read_ledger(table)
     result, rows, keys = Appended(), [], []
     for record, label in labelled:
         key = (str(record["request_id"]), str(record.get("row", 0)))

@@ -8,7 +8,8 @@ labels is "not enough labels". Each version gets a run of the monitoring experim
 version and window) and ``live.*`` tags on its registry entry. Rejected labels are counted by reason, printed
 and written to ``rejected_labels.csv``; none is dropped silently.
 
-``--append`` also turns the labelled records into new rows of the DVC-tracked table (monitoring/append.py).
+``--append`` also turns the labelled records into new rows of the DVC-tracked table (monitoring/append.py): the
+table is checked before anything is recorded, and one such job runs at a time per table (a second one waits).
 Exit codes: 0 live accuracy within tolerance (or not enough labels), 1 a version is worse, 2 error.
 """
 
@@ -50,17 +51,32 @@ def score_versions(matched: list[tuple[dict[str, Any], float]], registry: Regist
     cfg = params.monitor.feedback
     out = {}
     for version, pairs in sorted(by_version.items(), key=lambda item: (len(item[0]), item[0])):
-        tags = registry.version_tags(version)
-        try:
-            test_rmse = float(tags["test_rmse"])
-        except (KeyError, ValueError):
-            raise UserError(f"version {version} of '{registry.name}' has no test_rmse tag to compare with") from None
+        test_rmse = _test_rmse(registry, version)
         actual, predicted = (np.array(column) for column in zip(*pairs, strict=True))
         live = accuracy(actual, predicted)
         limit = test_rmse * (1 + cfg.rmse_tolerance)
         status = NOT_ENOUGH if len(pairs) < cfg.min_labels else WORSE if live["rmse"] > limit else OK_STATUS
         out[version] = {"labels": len(pairs), **live, "test_rmse": test_rmse, "rmse_limit": limit, "status": status}
     return out
+
+
+def _test_rmse(registry: Registry, version: str) -> float:
+    """The version's ``test_rmse`` tag, a finite positive number (NaN would pass every comparison as "ok").
+
+    Raises:
+        UserError: the tag is missing, or not a finite positive number.
+    """
+    tags = registry.version_tags(version)
+    if "test_rmse" not in tags:
+        raise UserError(f"version {version} of '{registry.name}' has no test_rmse tag to compare with")
+    try:
+        value = float(tags["test_rmse"])
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(f"version {version} of '{registry.name}' has test_rmse {tags['test_rmse']!r}, not a finite "
+                        f"positive number to compare with; fix its registry tag")
+    return value
 
 
 def record(registry: Registry, params: Params, window: Window, scores: dict[str, dict[str, Any]],
@@ -102,8 +118,21 @@ def cli(params_file: Path, labels_file: Path, source: str | None, since: str | N
     params = load_params(params_file)
     window = Window.of(since, until, default_days=None)
     given = labels.read_labels(labels_file)
-    if do_append:  # a damaged ledger stops the job before the registry or MLflow records anything
-        append.read_ledger(_table(params))
+    if not do_append:
+        return _feedback(params, window, given, source, out)[0]
+    table = _table(params)
+    # Checked first: a table that cannot take rows stops the job before the registry or MLflow records anything.
+    append.check(table, params.data.target, root=Path.cwd())
+    # Held for the whole job, not only the append: two appends at once would also tag one version at once.
+    with append.locked(table):
+        code, joined = _feedback(params, window, given, source, out)
+        _append(params, joined)
+    return code
+
+
+def _feedback(params: Params, window: Window, given: list[labels.Label], source: str | None, out: Path
+              ) -> tuple[int, labels.Joined]:
+    """Join, score, write the report, log and tag; returns the exit code and the joined labels."""
     registry = open_registry(params)
     captured = read_captures(source or str(params.monitor.capture_dir), window=window)
     joined = labels.join(given, captured.predictions, captured.refusals, model=params.model.name)
@@ -129,9 +158,7 @@ def cli(params_file: Path, labels_file: Path, source: str | None, since: str | N
         r2 = "n/a" if s["r2"] is None else f"{s['r2']:.3f}"
         click.echo(f"version {version}: {s['labels']} labels, live RMSE {s['rmse']:.3f} (test {s['test_rmse']:.3f}, "
                    f"limit {s['rmse_limit']:.3f}), MAE {s['mae']:.3f}, R² {r2}: {s['status']}")
-    if do_append:
-        _append(params, joined)
-    return ALARM if any(s["status"] == WORSE for s in scores.values()) else OK
+    return ALARM if any(s["status"] == WORSE for s in scores.values()) else OK, joined
 
 
 def _table(params: Params) -> Path:

@@ -3,7 +3,8 @@
 A labels file is CSV with a header: ``request_id`` (the ``X-Request-Id`` the API answered with), ``actual`` (the
 true value) and optionally ``row`` (the record's 0-based index in its request; default 0). Every label either
 joins a captured prediction of this model or is rejected with its line and one reason: a non-numeric or
-non-finite value, a bad row, a duplicate of an earlier line, a request captured for another model, a request
+non-finite value, a bad row (a ``row`` that is not a count, or a line with more fields than the header, as a
+decimal comma makes), a duplicate of an earlier line, a request captured for another model, a request
 that was refused, or an id no capture knows.
 """
 
@@ -31,6 +32,7 @@ class Label:
     request_id: str
     row: str
     actual: str
+    extra_fields: bool = False  # more fields than the header: which of them is the label cannot be told
 
 
 @dataclass
@@ -64,8 +66,10 @@ def read_labels(path: Path) -> list[Label]:
             if twice:  # csv would keep the last of them, silently
                 raise UserError(f"{path}: the labels CSV names the column(s) {twice} more than once")
             reader.fieldnames = header
+            # csv.DictReader puts the fields past the header under None: "req,0,72,5" would read as 72.
             return [Label(line=reader.line_num, request_id=(raw.get("request_id") or "").strip(),
-                          row=(raw.get("row") or "0").strip(), actual=(raw.get("actual") or "").strip())
+                          row=(raw.get("row") or "0").strip(), actual=(raw.get("actual") or "").strip(),
+                          extra_fields=None in raw)
                     for raw in reader]
     except FileNotFoundError:
         raise UserError(f"{path}: labels file not found") from None
@@ -76,6 +80,8 @@ def read_labels(path: Path) -> list[Label]:
 
 
 def _number(text: str) -> float | None:
+    if "_" in text:  # float() reads "7_2" as 72, as Python source would; no spreadsheet writes that
+        return None
     try:
         value = float(text)
     except ValueError:
@@ -102,7 +108,7 @@ def join(labels: Iterable[Label], predictions: Iterable[Mapping[str, Any]], refu
         reason = None
         if actual is None:
             reason = NON_NUMERIC
-        elif not label.row.isdigit():
+        elif label.extra_fields or not label.row.isdigit():
             reason = BAD_ROW
         elif key in seen:
             reason = DUPLICATE
