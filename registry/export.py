@@ -33,7 +33,7 @@ from core import tracking
 from core.cli import UserError, run_cli
 from core.params import load_params, params_option
 from registry import source_date
-from registry.versions import Registry, fetch_model, mlflow_errors, open_registry
+from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
 from serving import bundle
 from serving.layout import ModelError
 
@@ -244,6 +244,11 @@ def cli(params_file: Path, version: int | None, out: Path | None, s3_uri: str | 
             raise UserError(f"model '{registry.name}' has no '{params.registry.alias}' alias yet; promote a "
                             f"version first (python -m registry.promote) or pass --version")
     path = export_version(registry, mv, out)
+    now = registry.by_alias(params.registry.alias) if version is None else mv
+    if now is not None and not same_version(now, mv):
+        # A promotion moved production while this downloaded: its own export may have landed before ours did.
+        click.echo(f"@{params.registry.alias} moved to version {now.version} during the export; exporting it")
+        mv, path = now, export_version(registry, now, out)
     click.echo(f"exported {registry.name} version {mv.version} to {path} (sha256 {bundle.sha256(path)})")
     if target:
         upload(client, path, *target)

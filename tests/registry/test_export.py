@@ -107,6 +107,28 @@ def test_interrupted_export_leaves_the_existing_tarball_and_no_temp_files(store,
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.tar.gz"]
 
 
+def test_an_export_of_production_that_a_promotion_overtakes_ends_holding_the_new_production(store, tmp_path,
+                                                                                             monkeypatch, capsys):
+    # Given production = the first version, and an export of production
+    assert promote.main(store.args("--version", store.good[0], "--no-export")) == 0
+    out = tmp_path / "model.tar.gz"
+    real_export, client = export.export_version, store.client()
+
+    def promoted_meanwhile(registry, mv, path):
+        # When a promotion moves production while the first export is downloading (its own export done first)
+        if not out.exists():
+            client.set_registered_model_alias(store.name, "production", store.good[1])
+            real_export(registry, client.get_model_version(store.name, store.good[1]), path)
+        return real_export(registry, mv, path)
+
+    monkeypatch.setattr(export, "export_version", promoted_meanwhile)
+    assert export.main(store.args("--out", str(out))) == 0
+    # Then the tarball is not left holding the version production no longer names
+    with tarfile.open(out) as tar:
+        assert str(json.load(tar.extractfile("metadata.json"))["version"]) == store.good[1]
+    assert "moved to version" in capsys.readouterr().out
+
+
 def test_export_to_s3_uploads_the_same_bytes(store, tmp_path, monkeypatch):
     for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
