@@ -42,6 +42,8 @@ def read_member(tarball: str | Path, name: str) -> Any:
         ModelError: the file is missing, is not a tar.gz, or has no such JSON member.
     """
     tarball = Path(tarball)
+    if tarball.exists() and not tarball.is_file():  # a folder, or a FIFO that would wait for a writer forever
+        raise ModelError(f"{tarball}: not a regular file (expected a model tarball)")
     if not tarball.is_file():
         raise ModelError(f"{tarball}: no such model tarball (run make export first)")
     try:

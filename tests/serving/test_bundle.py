@@ -229,3 +229,19 @@ def test_unpack_reports_an_unreadable_file_in_one_line(tmp_path: Path, content: 
     with pytest.raises(ModelError, match="not a readable model tarball") as caught:
         bundle.unpack(path, tmp_path / "out")
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_read_member_names_a_path_that_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
+    # Given a tarball path that is a folder or a FIFO (which would wait for a writer forever if opened)
+    path = tmp_path / "model.tar.gz"
+    path.mkdir() if kind == "folder" else os.mkfifo(path)
+
+    # Then reading its metadata says so at once, instead of calling it missing
+    with pytest.raises(ModelError, match=r"model\.tar\.gz: not a regular file \(expected a model tarball\)$"):
+        layout.bundle_metadata(path)
+
+
+def test_read_member_names_a_missing_tarball(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no such model tarball"):
+        layout.read_member(tmp_path / "missing.tar.gz", layout.METADATA_FILE)
