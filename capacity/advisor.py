@@ -17,7 +17,7 @@ import yaml
 
 from capacity import report, sizing
 from core.cli import UserError, run_cli
-from core.files import replace_atomically
+from core.files import is_special, replace_atomically
 from core.numbers import finite_number
 from infra.settings import SERVERLESS_MEMORY_MB
 
@@ -26,14 +26,29 @@ PRICES = Path(__file__).resolve().parent / "prices.yaml"
 MIN_SERVICE_S = 1e-6
 
 
+def _read_text(path: Path, *, missing: str = "file not found") -> str:
+    """The text of ``path``; UserError when it is missing or not a regular file (a FIFO would wait forever)."""
+    if is_special(path):
+        raise UserError(f"{path}: not a regular file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: {missing}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
 def load_prices(path: Path) -> dict[str, Any]:
     """The price table, every serverless price as ``{"value": ...}``; UserError naming what is missing or wrong."""
+    text = _read_text(path)
     try:
-        prices = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError):
+        prices = yaml.safe_load(text)
+    except yaml.YAMLError:
         raise UserError(f"{path}: not valid YAML") from None
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise UserError(f"{path}: nested too deeply to be a price table") from None
     if not isinstance(prices, dict) or not isinstance(prices.get("serverless"), dict):
         raise UserError(f"{path}: expected a 'serverless' section of prices")
     for key, entry in list(prices["serverless"].items()):
@@ -54,16 +69,17 @@ def load_prices(path: Path) -> dict[str, Any]:
 
 def load_result(path: Path) -> dict[str, Any]:
     """The measured inputs of a load-test result; UserError when it is not one or measured nothing served."""
+    text = _read_text(path, missing="file not found (run `make loadtest` first)")
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
+        result = json.loads(text)
         steps, meta = result["steps"], result["meta"]
         service = result["service_time_s"]
         memory = meta["settings"]["endpoint_memory_mb"]
         stand_in, request_bytes = meta.get("stand_in") or {}, meta.get("mean_request_bytes") or 0
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found (run `make loadtest` first)") from None
-    except (ValueError, KeyError, TypeError, AttributeError):  # UnicodeDecodeError is a ValueError
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise UserError(f"{path}: not a load-test result (no steps, settings or service time)") from None
+    except RecursionError:  # the JSON decoder recurses once per level of nesting
+        raise UserError(f"{path}: nested too deeply to be a load-test result") from None
     if service is None or (finite_number(service) and service <= 0):
         raise UserError(f"{path}: too few requests were served to measure a service time")
     if not finite_number(service):
@@ -94,6 +110,15 @@ def load_result(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: a step's p99_ms must be a number of milliseconds")
     return {"service_time_s": float(service), "p99_measured_ms": service * 1000 if p99 is None else p99,
             "memory_mb": memory, "cold_start_s": cold_start, "request_bytes": float(request_bytes)}
+
+
+def _check_out(out: Path | None, inputs: dict[str, Path]) -> None:
+    """Refuse an ``--out`` that is one of the inputs: writing the advice would replace what it was read from."""
+    if out is None:
+        return
+    for option, path in inputs.items():
+        if out.resolve() == path.resolve() or (out.exists() and path.exists() and out.samefile(path)):
+            raise UserError(f"--out {out} is the {option} file: it would be replaced by the advice")
 
 
 def markdown(advice: sizing.Advice, *, rps: float, p99_ms: float, measured: dict[str, Any],
@@ -135,6 +160,7 @@ def markdown(advice: sizing.Advice, *, rps: float, p99_ms: float, measured: dict
 def cli(rps: float, p99_ms: float, result_path: Path, prices_path: Path, out: Path | None) -> int:
     if not (finite_number(rps) and finite_number(p99_ms)) or rps <= 0 or p99_ms <= 0:
         raise UserError("--rps and --p99-ms must be positive finite numbers")
+    _check_out(out, {"--result": result_path, "--prices": prices_path})
     measured = load_result(result_path)
     prices = load_prices(prices_path)
     advice = sizing.advise(rps=rps, p99_ms=p99_ms, prices=prices, **measured)

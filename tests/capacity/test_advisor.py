@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,47 @@ def test_an_unwritable_out_is_one_line(tmp_path: Path, capsys) -> None:
                          "--out", str(tmp_path / "a-file" / "advice.json")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: cannot write") and err.count("\n") == 1, err
+
+
+def _advise(tmp_path: Path, *, result: Path | None = None, prices: Path | None = None, out: Path | None = None):
+    argv = ["--rps", "20", "--p99-ms", "1000", "--result", str(result or result_file(tmp_path)),
+            "--prices", str(prices or advisor.PRICES)]
+    return advisor.main([*argv, *(["--out", str(out)] if out else [])])
+
+
+@pytest.mark.parametrize("which", ["result", "prices"])
+@pytest.mark.parametrize("kind", ["fifo", "deeply-nested", "not-utf8"])  # a folder: click's dir_okay=False
+def test_an_input_that_cannot_be_read_is_one_line_at_once(tmp_path: Path, capsys, which: str, kind: str) -> None:
+    # Given a result or price table that is a FIFO (reading it waited for a writer forever),
+    # nesting thousands deep (the parsers raised RecursionError) or not UTF-8
+    path = tmp_path / f"bad.{'json' if which == 'result' else 'yaml'}"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "deeply-nested":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        path.write_bytes(b"\xff\xfe{}")
+    # When the advisor reads it
+    code = _advise(tmp_path, **{which: path})
+    # Then it stops with one line naming the file and what is wrong with it
+    err = capsys.readouterr().err
+    expected = {"fifo": "not a regular file", "not-utf8": "not UTF-8 text",
+                "deeply-nested": "nested too deeply"}[kind]
+    assert code == 1 and err.startswith(f"error: {path}: {expected}"), err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("which", ["result", "prices"])
+def test_an_out_that_names_an_input_is_refused_and_the_input_kept(tmp_path: Path, capsys, which: str) -> None:
+    # Given --out naming the very file read as --result or --prices (spelt another way)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(yaml.safe_dump(PRICES))
+    result = result_file(tmp_path)
+    target = result if which == "result" else prices
+    before = target.read_bytes()
+    # When the advisor runs
+    code = _advise(tmp_path, result=result, prices=prices, out=tmp_path / "." / target.name)
+    # Then it refuses before reading anything, and the input is as it was
+    err = capsys.readouterr().err
+    assert code == 1 and f"is the --{which} file: it would be replaced by the advice" in err, err
+    assert target.read_bytes() == before
