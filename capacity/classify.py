@@ -10,6 +10,9 @@ How each hop answers (what this reads):
   failed to answer" for a container 5xx, other 502/503 for the endpoint itself, 500 for its own bug.
 - The container's 4xx (``serving/app.py``) come back through the Lambda with their ``field`` and ``row``.
 - No answer at all within the client's timeout is a client-side timeout.
+- A 2xx counts as served only when its body is the predict contract's answer, ``{"predictions": [numbers]}``
+  (``serving/codecs.py``, passed through by the Lambda): a proxy's HTML page or a wrong URL that answers 200
+  would otherwise be counted as capacity.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 from typing import Any
 
 OK = "ok"
+BAD_ANSWER = "bad_answer"  # a 2xx whose body is not a predict answer
 GATEWAY_THROTTLE = "gateway_throttle"
 GATEWAY_4XX = "gateway_4xx"
 LAMBDA_ERROR = "lambda_error"
@@ -28,7 +32,7 @@ CONTAINER_4XX = "container_4xx"
 CONTAINER_5XX = "container_5xx"
 TIMEOUT = "timeout"
 CONNECTION = "connection_error"
-ORIGINS = (OK, GATEWAY_THROTTLE, GATEWAY_4XX, LAMBDA_ERROR, LAMBDA_4XX, ENDPOINT_THROTTLE, ENDPOINT_ERROR,
+ORIGINS = (OK, BAD_ANSWER, GATEWAY_THROTTLE, GATEWAY_4XX, LAMBDA_ERROR, LAMBDA_4XX, ENDPOINT_THROTTLE, ENDPOINT_ERROR,
            CONTAINER_4XX, CONTAINER_5XX, TIMEOUT, CONNECTION)
 ERRORS = tuple(origin for origin in ORIGINS if origin != OK)
 # The Lambda's answer for a container 5xx (handler.py, _model_error); tests/capacity checks it against the handler.
@@ -43,12 +47,18 @@ def _json(text: str) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+def _is_answer(text: str) -> bool:
+    predictions = (_json(text) or {}).get("predictions")
+    return isinstance(predictions, list) and bool(predictions) and all(
+        isinstance(p, int | float) and not isinstance(p, bool) for p in predictions)
+
+
 def classify(status: int | None, text: str = "", *, timed_out: bool = False) -> str:
     """The origin of one answer; ``status`` None means none came (a timeout, or a failed connection)."""
     if status is None:
         return TIMEOUT if timed_out else CONNECTION
     if 200 <= status < 300:
-        return OK
+        return OK if _is_answer(text) else BAD_ANSWER
     body = _json(text) or {}
     from_lambda = "request_id" in body
     if status == 504:

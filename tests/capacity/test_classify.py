@@ -38,6 +38,19 @@ def test_each_answer_is_told_apart_by_status_and_body_shape(status: int, body: d
     assert c.classify(status, json.dumps(body)) == origin
 
 
+@pytest.mark.parametrize("text", ["<html>It works!</html>", "", "{}", '{"predictions": []}', '{"predictions": "61"}',
+                                  '{"predictions": [true]}', '{"predictions": [null]}', "[61.0]"],
+                         ids=["html", "empty", "no-predictions", "none-predicted", "text", "boolean", "null", "list"])
+def test_a_2xx_that_is_not_a_predict_answer_is_not_counted_as_served(text: str) -> None:
+    # A proxy page or a wrong URL answering 200 is not capacity: it is its own kind of error
+    assert c.classify(200, text) == c.BAD_ANSWER
+    assert c.BAD_ANSWER in c.ERRORS
+
+
+def test_a_predict_answer_of_whole_numbers_is_served() -> None:
+    assert c.classify(200, '{"predictions": [61, 70.5]}') == c.OK
+
+
 def test_no_answer_is_a_timeout_or_a_connection_error() -> None:
     assert c.classify(None, timed_out=True) == c.TIMEOUT
     assert c.classify(None) == c.CONNECTION
