@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,6 +202,11 @@ def _load(base: str, path: str, headers: dict[str, str], plan: list[profiles.Ste
     rows = run_engine(spec, work, timeout_s=sum(s.seconds for s in plan) + timeout_s + 120)
     if not rows:
         raise UserError(f"no request was sent in {time.monotonic() - started:.0f} s")
+    if all(row[2] is None for row in rows):  # [start, latency, status, origin, step]: no status, no answer
+        origins = Counter(row[3] for row in rows)
+        raise UserError(f"nothing answered at {base}{path} in {time.monotonic() - started:.0f} s ("
+                        + ", ".join(f"{n} {origin}" for origin, n in sorted(origins.items()))
+                        + "): no result written")
     return rows
 
 

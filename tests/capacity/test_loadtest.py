@@ -17,6 +17,7 @@ import pytest
 from capacity import loadtest, report, sizing
 from core.cli import UserError
 from tests.infra.slow_container import running
+from tests.serving.serving_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,6 +131,21 @@ def test_the_quick_mode_runs_end_to_end_against_the_stand_in(tmp_path: Path, cap
     assert result["meta"]["stand_in"]["invocations"] >= result["total"]["requests"]
     assert (tmp_path / "ramp-quick.png").stat().st_size > 0
     assert "| step |" in (tmp_path / "ramp-quick.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_url_where_nothing_answers_writes_no_result(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # Given an earlier result, and a loopback URL where nothing listens
+    earlier = tmp_path / "ramp-quick.json"
+    earlier.write_text("earlier")
+    url = f"http://127.0.0.1:{free_port()}/predict-student-score"
+    # When the smoke run targets it
+    code = loadtest.main(["--quick", "--url", url, "--out", str(tmp_path)])
+    # Then it fails in one line naming the URL and what happened, and the earlier result stands alone
+    err = capsys.readouterr().err
+    assert code == 1 and f"nothing answered at {url}" in err and "connection_error): no result written" in err, err
+    assert err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ramp-quick.json"] and earlier.read_text() == "earlier"
 
 
 @pytest.mark.slow
