@@ -134,10 +134,6 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
         check_url(url)
     if quick and name is None:  # a smoke run must not replace the ramp the advisor reads (make advise)
         name = f"{profile}-quick"
-    try:  # checked now: a run of up to 10 minutes must not end on an output it cannot write
-        report.output_paths(out_dir, name or profile)
-    except (OSError, ValueError) as err:
-        raise _unwritable(out_dir, err) from None
     if quick:
         peak_rps, duration_s, steps = QUICK["peak_rps"], QUICK["duration_s"], QUICK["steps"]
         max_requests = max_requests or QUICK["max_requests"]
@@ -145,6 +141,10 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
         plan = profiles.build(profile, peak_rps=peak_rps, duration_s=duration_s, steps=steps, start_rps=start_rps)
     except ValueError as error:
         raise UserError(str(error)) from None
+    try:  # checked now (it makes the folder): a run of up to 10 minutes must not end on an output it cannot write
+        report.output_paths(out_dir, name or profile)
+    except (OSError, ValueError) as err:
+        raise _unwritable(out_dir, err) from None
     offered = sum(step.seconds * step.rps for step in plan)
     cap = max_requests or min(100_000, math.ceil(offered * 1.2) + 10)
     params = load_params(ROOT / "params.yaml")

@@ -30,17 +30,29 @@ def build(profile: str, *, peak_rps: float, duration_s: float, steps: int = 8, s
     if not 0 < duration_s <= MAX_DURATION_S:
         raise ValueError(f"duration must be above 0 and at most {MAX_DURATION_S:g} s, got {duration_s:g}")
     if profile == "soak":
-        return [Step(duration_s, peak_rps / 2)]
+        return _offering(profile, [Step(duration_s, peak_rps / 2)])
     if profile == "spike":
         low = max(peak_rps / 10, 0.5)
-        return [Step(duration_s * 0.3, low), Step(duration_s * 0.3, peak_rps), Step(duration_s * 0.4, low)]
+        return _offering(profile, [Step(duration_s * 0.3, low), Step(duration_s * 0.3, peak_rps),
+                                   Step(duration_s * 0.4, low)])
     if steps < 2:
         raise ValueError(f"a ramp needs at least 2 steps, got {steps}")
     first = peak_rps / steps if start_rps is None else start_rps
     if not 0 < first <= peak_rps:
         raise ValueError(f"start rate must be above 0 and at most the peak ({peak_rps:g}), got {first:g}")
     rise = (peak_rps - first) / (steps - 1)
-    return [Step(duration_s / steps, round(first + i * rise, 3)) for i in range(steps)]
+    return _offering(profile, [Step(duration_s / steps, round(first + i * rise, 3)) for i in range(steps)])
+
+
+def _offering(profile: str, steps: list[Step]) -> list[Step]:
+    """``steps``, each checked to offer at least one request: a step that offers none measures nothing (its
+    percentiles are empty), and a rate that rounds to 0 requests/s has no interval between requests at all."""
+    for index, step in enumerate(steps):
+        if step.seconds * step.rps < 1:
+            raise ValueError(f"{profile} step {index + 1} offers {step.seconds * step.rps:.3g} requests "
+                             f"({step.rps:g} requests/s for {step.seconds:g} s): each step must offer at least one; "
+                             f"raise the rates or the duration")
+    return steps
 
 
 def rate_at(steps: list[Step], t: float) -> float | None:

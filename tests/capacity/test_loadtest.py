@@ -133,6 +133,14 @@ def test_the_quick_mode_runs_end_to_end_against_the_stand_in(tmp_path: Path, cap
     assert "| step |" in (tmp_path / "ramp-quick.md").read_text()
 
 
+def test_a_profile_that_offers_nothing_is_refused_before_any_output(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "loadtest"
+    assert loadtest.main(["--peak-rps", "0.0001", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "ramp step 1 offers 0 requests" in err and err.count("\n") == 1, err
+    assert not out.exists(), "no output folder for a run that never started"
+
+
 @pytest.mark.slow
 def test_a_url_where_nothing_answers_writes_no_result(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # Given an earlier result, and a loopback URL where nothing listens

@@ -40,8 +40,14 @@ def test_rate_and_step_follow_the_clock_and_end() -> None:
         ({"profile": "ramp", "peak_rps": 5, "duration_s": 601}, "at most 600 s"),
         ({"profile": "ramp", "peak_rps": 5, "duration_s": 5, "start_rps": 6}, "start rate"),
         ({"profile": "ramp", "peak_rps": 5, "duration_s": 5, "steps": 1}, "at least 2 steps"),
+        ({"profile": "ramp", "peak_rps": 0.0001, "duration_s": 40},
+         r"ramp step 1 offers 0 requests \(0 requests/s for 5 s\): each step must offer at least one"),
+        ({"profile": "ramp", "peak_rps": 20, "duration_s": 0.01}, r"ramp step 1 offers 0.00313 requests \(2.5 requests/s for 0.00125 s\)"),
+        ({"profile": "soak", "peak_rps": 1, "duration_s": 1}, r"soak step 1 offers 0.5 requests"),
+        ({"profile": "spike", "peak_rps": 1, "duration_s": 2}, r"spike step 1 offers 0.3 requests"),
     ],
-    ids=["unknown", "zero-rate", "rate-above-bound", "too-long", "start-above-peak", "one-step"],
+    ids=["unknown", "zero-rate", "rate-above-bound", "too-long", "start-above-peak", "one-step",
+         "rate-rounding-to-zero", "steps-too-short", "soak-offering-none", "spike-offering-none"],
 )
 def test_an_unbounded_or_unknown_profile_is_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
