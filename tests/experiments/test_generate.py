@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from experiments import generate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,3 +53,16 @@ def test_a_write_that_fails_part_way_leaves_the_old_table_whole(tmp_path: Path) 
     assert "cannot write" in _one_line(done.stderr)
     assert hashlib.sha256(table.read_bytes()).hexdigest() == before
     assert [p.name for p in tmp_path.iterdir()] == ["students.csv"]
+
+
+def test_more_rows_than_the_generator_makes_is_a_usage_error_at_once(tmp_path: Path, capsys) -> None:
+    # 10**12 rows died in a MemoryError traceback after allocating for a while
+    assert generate.main(["--rows", str(10**12), "--out", str(tmp_path / "t.csv")]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert "--rows" in err and "1<=x<=10000000" in err, err
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_the_function_refuses_what_the_option_refuses() -> None:
+    with pytest.raises(ValueError, match="rows must be 1 to 10,000,000, got 10,000,001"):
+        generate.generate(generate.MAX_ROWS + 1)
