@@ -23,7 +23,14 @@ from core.params import Params
 from serving.layout import METADATA_FILE, ModelError, read_member
 from serving.profile import PROFILE_FILE, check_profile, read_profile
 
+TAG_ATTEMPTS = 3  # a clash needs another job writing the same tag in the same instant; a third is very unlikely
 ARTIFACTS_SUBDIR = "artifacts"  # where the train stage's MLflow model keeps its files (registry/versions.py)
+
+
+def _unique_clash(err: Exception) -> bool:
+    """Whether MLflow's error is the SQL store's unique-key clash (SQLAlchemy's IntegrityError, wrapped)."""
+    message = str(getattr(err, "message", err))
+    return "IntegrityError" in message or "UniqueViolation" in message
 
 
 def profile_from_path(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -110,10 +117,23 @@ class Registry:
                 return run.info.run_id
 
     def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
+        """Set ``tags`` on ``version``; the last of two jobs tagging it at once wins, neither fails.
+
+        MLflow sets a tag by looking for its row and then inserting or updating it: when another job inserts the
+        same tag in between, the insert breaks the table's unique key. Trying again finds that row and updates it.
+        """
+        from mlflow.exceptions import MlflowException
+
         client = self.client()
         with self.errors(f"tagging version {version} of '{self.name}'"):
             for key, value in tags.items():
-                client.set_model_version_tag(self.name, str(version), key, value)
+                for attempt in range(TAG_ATTEMPTS):
+                    try:
+                        client.set_model_version_tag(self.name, str(version), key, value)
+                        break
+                    except MlflowException as err:
+                        if attempt == TAG_ATTEMPTS - 1 or not _unique_clash(err):
+                            raise
 
 
 def open_registry(params: Params, *, must_exist: bool = True) -> Registry:
