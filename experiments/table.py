@@ -43,7 +43,8 @@ def load_table(path: Path, target: str, *, ignore: Sequence[str] = (), max_categ
     CSV's own (the header is line 1).
 
     Raises:
-        UserError: missing or empty file, a file that looks ';'- or tab-delimited, duplicate or missing columns,
+        UserError: missing or empty file, a file that looks ';'- or tab-delimited, a column without a name or
+            with trailing spaces in it, duplicate or missing columns,
             an ignored column that is not there, a missing or non-numeric target value, a constant target, an
             all-empty column, a column mixing numbers and text, a number that is not finite or beyond float32
             (what XGBoost trains in), an identifier-like text column, a text column with more than
@@ -53,6 +54,14 @@ def load_table(path: Path, target: str, *, ignore: Sequence[str] = (), max_categ
     if not path.is_file():
         raise data_not_found(path)
     header = _header(path)
+    unnamed = [i for i, name in enumerate(header, 1) if not name]
+    if unnamed:  # pandas would invent "Unnamed: N", a feature name every request would then have to send
+        raise UserError(f"{path}: column {unnamed[0]} has no name in the header (line 1); name it, or remove the "
+                        f"column (a trailing comma on each line makes one)")
+    spaced = [name for name in header if name != name.rstrip()]
+    if spaced:  # pandas keeps the trailing spaces: every request would have to send them too
+        raise UserError(f"{path}: column name {spaced[0]!r} ends in spaces in the header (line 1); remove them")
+    header = [name.strip() for name in header]
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise UserError(f"{path}: duplicate column name(s) {duplicated}")
@@ -145,7 +154,7 @@ def _header(path: Path) -> list[str]:
         raise UserError(f"{path}: not a readable CSV (not UTF-8 text)") from None
     if not first:
         raise UserError(f"{path}: the CSV is empty")
-    return [name.strip() for name in first]
+    return [name.lstrip() for name in first]  # leading spaces go, as the table is read (skipinitialspace)
 
 
 def _typed(values: pd.Series, path: Path, *, is_target: bool) -> pd.Series:

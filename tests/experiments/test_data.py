@@ -32,6 +32,10 @@ def _csv(tmp_path: Path, text: str) -> Path:
     ("a,y\n1,2\n2,inf\n", "target 'y' has a non-finite number on line 3"),
     ("a,y\n1,2\n-inf,3\n", "feature 'a' has a non-finite number on line 3"),
     ("a,a,y\n1,2,3\n", r"duplicate column name\(s\) \['a'\]"),
+    ("a, a,y\n1,2,3\n", r"duplicate column name\(s\) \['a'\]"),
+    ("a,,y\n1,2,3\n", r"column 2 has no name in the header \(line 1\)"),
+    ("a,b,y,\n1,2,3,\n4,5,6,\n", r"column 4 has no name in the header .*trailing comma"),
+    ("a,b ,y\n1,2,3\n4,5,6\n", r"column name 'b ' ends in spaces in the header"),
     ("a,y\n1,2\n3,4,5\n", "not a readable CSV"),
     ("a,b,y\n1,2,3,4\n5,6,7\n8,9,10\n", r"the first data line \(line 2\) has more values than the header"),
 ])
