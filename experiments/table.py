@@ -44,7 +44,7 @@ def load_table(path: Path, target: str, *, ignore: Sequence[str] = (), max_categ
 
     Raises:
         UserError: missing or empty file, a file that looks ';'- or tab-delimited, a column without a name or
-            with trailing spaces in it, duplicate or missing columns,
+            with trailing spaces in it, a line with fewer values than the header, duplicate or missing columns,
             an ignored column that is not there, a missing or non-numeric target value, a constant target, an
             all-empty column, a column mixing numbers and text, a number that is not finite or beyond float32
             (what XGBoost trains in), an identifier-like text column, a text column with more than
@@ -71,6 +71,8 @@ def load_table(path: Path, target: str, *, ignore: Sequence[str] = (), max_categ
         raise UserError(f"{path}: not a readable CSV ({str(err).strip().splitlines()[-1]})") from None
     if raw.empty:
         raise UserError(f"{path}: the CSV has a header but no rows")
+    if raw[raw.columns[-1]].isna().any():  # only a row whose last cell is empty can be one cut short
+        _refuse_short_rows(path, len(header))
     _refuse_other_delimiters(path, list(raw.columns), target)
     absent = [name for name in ignore if name not in raw.columns]
     if absent:
@@ -144,6 +146,17 @@ def _refuse_unservable_categories(path: Path, values: pd.Series, max_categories:
         raise UserError(f"{path}: column '{values.name}' has {distinct} categories, more than data.max_categories "
                         f"({max_categories}): one column each, and any new value refused; list it under "
                         f"data.ignore in params.yaml, or raise data.max_categories")
+
+
+def _refuse_short_rows(path: Path, width: int) -> None:
+    """A line with fewer values than the header has columns: pandas would read the rest as missing values."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        next(reader, None)
+        for row in reader:
+            if 0 < len(row) < width:  # an empty line is skipped, as pandas skips it
+                raise UserError(f"{path}: line {reader.line_num} has {len(row)} value(s), but the header has "
+                                f"{width} columns (a row cut short; leave a cell empty for a missing value)")
 
 
 def _header(path: Path) -> list[str]:

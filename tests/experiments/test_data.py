@@ -37,6 +37,8 @@ def _csv(tmp_path: Path, text: str) -> Path:
     ("a,b,y,\n1,2,3,\n4,5,6,\n", r"column 4 has no name in the header .*trailing comma"),
     ("a,b ,y\n1,2,3\n4,5,6\n", r"column name 'b ' ends in spaces in the header"),
     ("a,y\n1,2\n3,4,5\n", "not a readable CSV"),
+    ("a,b,y\n1,2,3\n4\n5,6,7\n", r"line 3 has 1 value\(s\), but the header has 3 columns"),
+    ("a,b,y\n1,2,3\n\n4,5\n", r"line 4 has 2 value\(s\), but the header has 3 columns"),
     ("a,b,y\n1,2,3,4\n5,6,7\n8,9,10\n", r"the first data line \(line 2\) has more values than the header"),
 ])
 def test_bad_tables_are_refused_in_one_line(tmp_path: Path, text: str, message: str) -> None:
@@ -258,3 +260,9 @@ def test_a_target_spelled_missing_is_named_with_its_line(tmp_path: Path, cell: s
     csv.write_text(f"x,score\n1,60\n2,{cell}\n3,62\n")
     with pytest.raises(UserError, match=r"target 'score' is missing on line 3$"):
         load_table(csv, "score")
+
+
+def test_an_empty_last_cell_is_a_missing_value_not_a_short_row(tmp_path: Path) -> None:
+    table = load_table(_csv(tmp_path, "y,a,b\n1,2,\n3,4,5\n5,, 6\n"), "y")
+    assert table["b"].isna().tolist() == [True, False, False]
+    assert table["a"].isna().tolist() == [False, False, True]
