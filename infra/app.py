@@ -7,9 +7,12 @@ is made at synth: the stacks are environment-agnostic unless CDK_DEFAULT_ACCOUNT
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,18 @@ from cdk_nag import AwsSolutionsChecks
 
 from core.params import load_params
 from infra.nag import synth_or_report
-from infra.settings import settings_from_context
+from infra.settings import context_keys, settings_from_context
 from infra.stacks import AccountStack, BootstrapStack, ServingStack, StorageStack
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "StudentScore"
+# The context keys read here besides the settings' (infra/settings.py's docstring says what each one does).
+APP_CONTEXT = frozenset({"model_tarball", "serving_dir", "github_repo", "github_oidc_provider_arn",
+                         "github_environments", "data_bucket", "mlflow_tracking_server_arn", "mlflow_artifact_uri",
+                         "alarm_email"})
+# CDK's own context keys never look like this: feature flags are "@aws-cdk/...", the CLI's "aws:cdk:...", lookups
+# "availability-zones:account=...", and "acknowledged-issue-numbers" has dashes.
+PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ConfigError(Exception):
@@ -49,6 +59,7 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
     defaults = json.loads((Path(__file__).parent / "cdk.json").read_text())["context"]
     app = cdk.App(context={**defaults, **(context or {})}, outdir=outdir)
     get = app.node.try_get_context
+    _refuse_unknown_keys(app.node.get_all_context())
     try:
         settings = settings_from_context(get)
     except ValueError as error:
@@ -74,6 +85,16 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
         cdk.Tags.of(app).add(key, value)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     return app
+
+
+def _refuse_unknown_keys(keys: Iterable[str]) -> None:
+    """A mistyped ``-c`` key (``endpoint_max_concurency=10``): CDK would ignore it and deploy the default."""
+    known = context_keys() | APP_CONTEXT
+    for key in sorted(keys):
+        if PLAIN_KEY.fullmatch(key) and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(sorted(known))}"
+            raise ConfigError(f"unknown context key {key!r} (-c {key}=...): {hint}")
 
 
 def _stacks(app: cdk.App, prefix: str, settings: Any, tarball: Path, image_directory: Path,

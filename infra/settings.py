@@ -151,6 +151,11 @@ def _parse(raw: Any, kind: type) -> Any:
     return kind(raw)
 
 
+def context_keys() -> frozenset[str]:
+    """The context keys read here: ``env`` and every settings field but ``name`` (which ``env`` picks)."""
+    return frozenset({"env"} | {f.name for f in dataclasses.fields(EnvironmentSettings) if f.name != "name"})
+
+
 def settings_from_context(get: Callable[[str], Any]) -> EnvironmentSettings:
     """The settings for context ``env`` with per-field context overrides.
 

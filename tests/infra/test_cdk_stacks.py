@@ -737,6 +737,9 @@ def test_the_deploy_role_reads_only_the_dvc_prefix_and_uses_only_the_given_mlflo
         ({"mlflow_tracking_server_arn": "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/t",
           "mlflow_artifact_uri": "https://bucket/x"}, "mlflow_artifact_uri must be"),
         ({"alarm_email": "not an address"}, "alarm_email must be one email address"),
+        ({"endpoint_max_concurency": "10"}, r"unknown context key 'endpoint_max_concurency' .*did you mean "
+                                            r"endpoint_max_concurrency\?"),
+        ({"name": "staging"}, r"unknown context key 'name' .*known keys: .*endpoint_max_concurrency, .*serving_dir"),
     ],
 )
 def test_bad_bootstrap_and_alarm_context_fails_synth_in_one_line(tmp_path: Path, context: dict[str, str],
