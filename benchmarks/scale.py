@@ -224,6 +224,16 @@ def cli(sizes: str | None, quick: bool, results_dir: Path) -> None:
         raise UserError(f"--sizes must be comma-separated row counts, got {sizes!r}") from None
     if not rows or rows[0] < 100:
         raise UserError("--sizes: every table needs at least 100 rows")
+    from experiments.generate import MAX_ROWS
+
+    if rows[-1] > MAX_ROWS:
+        raise UserError(f"--sizes: {rows[-1]:,} rows is more than the generator makes ({MAX_ROWS:,})")
+    if len(set(rows)) < len(rows):
+        raise UserError(f"--sizes names a row count twice: {sizes}")
+    try:  # before minutes of training, not after
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--results-dir {results_dir}: {err.strerror or err}") from None
     started, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
@@ -234,7 +244,6 @@ def cli(sizes: str | None, quick: bool, results_dir: Path) -> None:
     results = {"targets": [t.to_json() for t in targets(measured)], "sizes": measured, "machine": report.machine(),
                "run": {"mode": "quick" if quick else "full", "total_s": round(time.perf_counter() - started, 1),
                        "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]}}
-    results_dir.mkdir(parents=True, exist_ok=True)
     stem = "scale-quick" if quick else "scale"
     (results_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (results_dir / f"{stem}.md").write_text(markdown(results), encoding="utf-8")

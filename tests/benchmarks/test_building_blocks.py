@@ -243,3 +243,29 @@ def test_train_fraction_cuts_both_searches_in_proportion() -> None:
     assert plan.train_overrides["n_trials"] == round(0.2 * bench_training.default_trials())
     assert plan.reference_trials == 10
     assert bench_run.FULL.scaled(1.0) is bench_run.FULL
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sizes", "abc"], "--sizes must be comma-separated row counts, got 'abc'"),
+    (["--sizes", "50,6607"], "every table needs at least 100 rows"),
+    (["--sizes", "6607,99999999999"], "99,999,999,999 rows is more than the generator makes"),
+    (["--sizes", "6607,6607"], "names a row count twice: 6607,6607"),
+])
+def test_scale_benchmark_refuses_bad_sizes_before_training(args: list[str], message: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import scale
+
+    assert scale.main([*args, "--results-dir", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {message}" or (err.startswith("error: ") and message in err and "\n" not in err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_scale_benchmark_refuses_an_unusable_results_folder_before_training(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import scale
+
+    (tmp_path / "file").write_text("x")
+    assert scale.main(["--sizes", "100", "--results-dir", str(tmp_path / "file" / "out")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --results-dir {tmp_path / 'file' / 'out'}: ") and "\n" not in err
