@@ -228,6 +228,7 @@ def markdown(r: dict[str, Any]) -> str:
               default=ROOT / "data" / "student_performance.csv", show_default=True)
 @click.option("--keep-workdir", is_flag=True, help="Keep the throwaway folder (models, server logs).")
 def cli(quick: bool, results_dir: Path, csv_path: Path, keep_workdir: bool) -> None:
+    report.results_folder(results_dir)
     if not csv_path.is_file():
         raise UserError(f"{csv_path}: data file not found (run `make data`)")
     if len(os.sched_getaffinity(0)) < 2:

@@ -33,6 +33,7 @@ from typing import Any
 
 import click
 
+from benchmarks import report
 from core.cli import UserError, run_cli
 from core.params import load_params
 from infra.local import cli as stand_in
@@ -163,6 +164,7 @@ def markdown(r: dict[str, Any]) -> str:
 @click.option("--quick", is_flag=True, help="2 rounds of 20: a smoke run.")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR)
 def cli(model_tarball: Path | None, rounds: int, block: int, quick: bool, results_dir: Path) -> None:
+    report.results_folder(results_dir)
     tarball = model_tarball or ROOT / load_params(ROOT / "params.yaml").export.path
     if not tarball.is_file():
         raise UserError(f"no model tarball at {tarball}: export a model first (make run) or pass --model-tarball")

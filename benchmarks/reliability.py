@@ -33,7 +33,7 @@ import click
 import requests
 import yaml
 
-from benchmarks import faults, fuzz, fuzz_checks, hostile, load, reliability_report, servers, soak
+from benchmarks import faults, fuzz, fuzz_checks, hostile, load, reliability_report, report, servers, soak
 from core.cli import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,6 +266,7 @@ def run(plan: Plan, work: Path) -> dict[str, Any]:
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
               show_default=True)
 def cli(quick: bool, results_dir: Path) -> None:
+    report.results_folder(results_dir)
     try:
         load.wrk_path()
     except load.WrkMissing as err:

@@ -217,6 +217,22 @@ def markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def results_folder(folder: Path, option: str = "--results-dir") -> Path:
+    """``folder``, made if missing: each benchmark calls this before its run, so a folder that cannot be made
+    (under a file, read-only) is one line at the start, not a traceback after minutes of measuring.
+
+    Raises:
+        UserError: the folder cannot be made.
+    """
+    from core.cli import UserError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{option} {folder}: {err.strerror or err}") from None
+    return folder
+
+
 def write(results: Mapping[str, Any], folder: Path, stem: str = "latest") -> tuple[Path, Path]:
     """Write ``stem.json`` and ``stem.md`` into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -251,6 +251,7 @@ def run(plan: Plan, work: Path, csv: Path) -> dict[str, Any]:
                    "the results say so.")
 @click.option("--keep-workdir", is_flag=True, help="Keep the throwaway folder (models, stores, server logs).")
 def cli(quick: bool, results_dir: Path, csv: Path, train_fraction: float, keep_workdir: bool) -> None:
+    report.results_folder(results_dir)
     try:
         load.wrk_path()
     except load.WrkMissing as err:

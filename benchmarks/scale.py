@@ -230,10 +230,7 @@ def cli(sizes: str | None, quick: bool, results_dir: Path) -> None:
         raise UserError(f"--sizes: {rows[-1]:,} rows is more than the generator makes ({MAX_ROWS:,})")
     if len(set(rows)) < len(rows):
         raise UserError(f"--sizes names a row count twice: {sizes}")
-    try:  # before minutes of training, not after
-        results_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"--results-dir {results_dir}: {err.strerror or err}") from None
+    report.results_folder(results_dir)
     started, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:

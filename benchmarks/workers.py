@@ -24,6 +24,7 @@ import click
 import optuna
 import yaml
 
+from benchmarks import report
 from core.cli import run_cli
 from experiments import search
 
@@ -158,6 +159,7 @@ def cli(trials: int, out: Path) -> None:
     from core.params import load_params
     from team import stack
 
+    report.results_folder(out, "--out")
     machine = _machine()
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         folder = Path(tmp)

@@ -261,11 +261,16 @@ def test_scale_benchmark_refuses_bad_sizes_before_training(args: list[str], mess
     assert not (tmp_path / "out").exists()
 
 
-def test_scale_benchmark_refuses_an_unusable_results_folder_before_training(tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from benchmarks import scale
-
+@pytest.mark.parametrize(("module", "option"), [
+    ("run", "--results-dir"), ("batches", "--results-dir"), ("reliability", "--results-dir"),
+    ("capture", "--results-dir"), ("drift", "--results-dir"), ("scale", "--results-dir"), ("workers", "--out"),
+])
+def test_every_benchmark_refuses_an_unusable_results_folder_before_it_measures(
+        module: str, option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a results folder that cannot be made (a file stands where its parent should be)
     (tmp_path / "file").write_text("x")
-    assert scale.main(["--sizes", "100", "--results-dir", str(tmp_path / "file" / "out")]) != 0
+    out = tmp_path / "file" / "out"
+    # When the benchmark starts, then it stops at once, in one line naming the option and the folder
+    assert importlib.import_module(f"benchmarks.{module}").main([option, str(out)]) != 0
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: --results-dir {tmp_path / 'file' / 'out'}: ") and "\n" not in err
+    assert err.startswith(f"error: {option} {out}: ") and "\n" not in err
