@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import tempfile
 import time
 import urllib.error
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -110,7 +112,8 @@ def send(url: str, body: bytes) -> tuple[int, dict[str, str], str]:
     help="Exported model (default: params.yaml export.path).",
 )
 @click.option(
-    "--container-url", default=None, help="Use this running container instead of starting serving/serve."
+    "--container-url", default=None, callback=lambda _ctx, _param, value: container_root(value),
+    help="Use this running container instead of starting serving/serve.",
 )
 @click.option(
     "--port",
@@ -179,7 +182,7 @@ def cli(
             wait_ready(container_url, timeout_s=ready_timeout, process=process)
             container_start_s = time.monotonic() - started
         else:
-            wait_ready(container_url.rstrip("/"), timeout_s=ready_timeout)
+            wait_ready(container_url, timeout_s=ready_timeout)
         cold_start_s = 0.0 if request is not None else round(container_start_s + cold_start_overhead, 3)
         serverless = serverless_config(settings, cold_start_s=cold_start_s)
         endpoint = start_endpoint(
@@ -234,6 +237,27 @@ def _wait_for_stop() -> None:
         time.sleep(3600)
 
 
+def container_root(url: str | None) -> str | None:
+    """``--container-url`` as ``scheme://host[:port]``: the stand-in adds /ping and /invocations itself.
+
+    Raises:
+        click.BadParameter: not an http(s) URL with a host and a valid port, or one with a path or query.
+    """
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port  # the port is checked (a number, 0..65535) when read
+    except ValueError as err:
+        raise click.BadParameter(f"{url!r} is not a URL ({err})", param_hint="--container-url") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise click.BadParameter(f"{url!r} is not http(s)://HOST[:PORT]", param_hint="--container-url")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise click.BadParameter(f"{url!r} has a path or query; give the container's root (the stand-in adds "
+                                 f"/ping and /invocations)", param_hint="--container-url")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the stand-in; returns the exit code."""
     # SIGTERM as KeyboardInterrupt from the start: a stop while the container boots must still unwind the
@@ -242,8 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Without standalone mode click returns an Exit's code instead of raising it.
         code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.ClickException as err:
-        err.show()
+    except click.ClickException as err:  # one line, as every other command (core.cli.run_cli)
+        print(f"error: {err.format_message()}", file=sys.stderr)
         return err.exit_code
     except (KeyboardInterrupt, click.exceptions.Abort):
         return 0

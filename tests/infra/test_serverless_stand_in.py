@@ -197,3 +197,28 @@ def test_the_cli_refuses_a_bad_setting_in_one_line(capsys: pytest.CaptureFixture
 def test_a_serverless_config_outside_sagemakers_ranges_is_refused(config: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be"):
         ServerlessConfig(**config)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [("notaurl", "'notaurl' is not http(s)://HOST[:PORT]"), ("ftp://127.0.0.1:9", "is not http(s)://HOST[:PORT]"),
+     ("http://127.0.0.1:99999", "is not a URL (Port out of range"), ("http://[::1", "is not a URL"),
+     ("http://127.0.0.1:9/invocations", "has a path or query; give the container's root")],
+    ids=["no-scheme", "ftp", "port-out-of-range", "bad-ipv6", "with-a-path"],
+)
+def test_a_bad_container_url_is_refused_in_one_line_before_anything_starts(
+        url: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["--container-url", url, "--port", "0", "--ready-timeout", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: Invalid value for --container-url: ") and message in err and "\n" not in err
+
+
+def test_a_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--port", "abc"]) == 2
+    assert capsys.readouterr().err.strip() == "error: Invalid value for '--port': 'abc' is not a valid integer range."
+
+
+def test_a_container_url_is_taken_with_or_without_a_trailing_slash() -> None:
+    assert cli.container_root("http://127.0.0.1:8080/") == cli.container_root("http://127.0.0.1:8080") \
+        == "http://127.0.0.1:8080"
