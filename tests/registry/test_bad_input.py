@@ -214,6 +214,20 @@ def test_damaged_production_blocks_the_gate_but_not_force(store, damaged, capsys
     assert store.aliases() == {"production": store.good[1], "previous": store.good[0]}
 
 
+@pytest.mark.parametrize("command", [promote.main, export.main, release.main])
+def test_a_version_past_the_registrys_integer_column_is_a_usage_error(store, capsys, command, existing_tarball,
+                                                                     tmp_path):
+    # MLflow keeps version numbers in a 32-bit column: 2**31 was answered with SQLite's overflow message
+    path, digest = existing_tarball
+    before = store.snapshot()
+    extra = ["--out", str(tmp_path / "release.json")] if command is release.main else []
+    assert command(store.args("--version", str(2**31), *extra)) == 2
+    assert "is not in the range 1<=x<=2147483647" in _one_line(capsys.readouterr().err)
+    assert store.snapshot() == before
+    assert _sha(path) == digest
+    assert not (tmp_path / "release.json").exists()
+
+
 @pytest.mark.parametrize("argv", [
     ["--rollback", "--version", "1"], ["--rollback", "--force"], ["--history", "--force"], ["--version", "0"],
 ])
