@@ -19,6 +19,12 @@ class FiniteRange(click.FloatRange):
         return number
 
 
+# A registered model version number. MLflow's registry keeps it in an Integer column
+# (mlflow/store/model_registry/dbmodels/models.py, ``version = Column(Integer, ...)``): 32 bits in PostgreSQL and
+# MySQL. A larger number is no version at all, and SQLite or psycopg would answer it with an overflow error.
+MODEL_VERSION = click.IntRange(1, 2**31 - 1)
+
+
 class UserError(Exception):
     """A problem with the user's input or environment, reported as one line without a traceback."""
 

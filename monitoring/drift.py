@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from core import tracking
-from core.cli import FiniteRange, UserError
+from core.cli import MODEL_VERSION, FiniteRange, UserError
 from core.params import load_params, params_option
 from monitoring import analysis, report
 from monitoring.captures import Window, read_captures
@@ -113,7 +113,9 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
 @click.option("--until", default=None, help="Window end, exclusive (default: now).")
 @click.option("--days", type=FiniteRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Window length when --since is not given.")
-@click.option("--version", default=None, help="Model version (default: the one that answered most records).")
+@click.option("--version", type=MODEL_VERSION, default=None,
+              callback=lambda _ctx, _param, v: None if v is None else str(v),  # captures name versions as text
+              help="Model version (default: the one that answered most records).")
 @click.option("--profile", "profile_path", type=click.Path(exists=True, path_type=Path), default=None,
               help="profile.json, model directory or model.tar.gz to compare with, instead of the registry's.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist/reports/drift"),

@@ -30,10 +30,10 @@ import click
 from mlflow.entities.model_registry import ModelVersion
 
 from core import tracking
-from core.cli import UserError, run_cli
+from core.cli import MODEL_VERSION, UserError, run_cli
 from core.params import load_params, params_option
 from registry import source_date
-from registry.versions import VERSION, Registry, fetch_model, mlflow_errors, open_registry, same_version
+from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
 from serving import bundle
 from serving.layout import ModelError
 
@@ -223,7 +223,7 @@ def upload(client: Any, path: Path, bucket: str, key: str) -> None:
 
 @click.command(help="Export a registered version (default: the production alias) as model.tar.gz.")
 @params_option
-@click.option("--version", "version", type=VERSION, default=None,
+@click.option("--version", "version", type=MODEL_VERSION, default=None,
               help="Version number to export (default: the version holding registry.alias).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Tarball path (default: export.path in params.yaml).")

@@ -29,13 +29,13 @@ import click
 from mlflow.entities.model_registry import ModelVersion
 
 from core import tracking
-from core.cli import UserError, run_cli
+from core.cli import MODEL_VERSION, UserError, run_cli
 from core.lineage import dvc_data_hash
 from core.params import Params, load_params, params_option
 from registry import gate, history, recovery
 from registry.export import check_destination, write_tarball
 from registry.lock import promotion_lock
-from registry.versions import VERSION, Registry, fetch_model, mlflow_errors, open_registry, same_version
+from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
 from serving import layout
 from serving.bundle import sha256
 
@@ -254,7 +254,7 @@ def _check_conflicts(**flags: bool) -> None:
 @click.command(help="Promote a registered version to production through the quality gate, roll back, or "
                     "show the promotion history.")
 @params_option
-@click.option("--version", "version", type=VERSION, default=None,
+@click.option("--version", "version", type=MODEL_VERSION, default=None,
               help="Version to promote (default: best version trained on the current data).")
 @click.option("--dry-run", is_flag=True, help="Score and print what would happen; change nothing.")
 @click.option("--force", is_flag=True, help="Promote even if the gate would refuse.")

@@ -21,12 +21,12 @@ from pathlib import Path
 import click
 
 from core import tracking
-from core.cli import UserError, run_cli
+from core.cli import MODEL_VERSION, UserError, run_cli
 from core.files import replace_atomically
 from core.lineage import dvc_data_hash
 from core.params import load_params, params_option
 from registry import promote
-from registry.versions import VERSION, open_registry
+from registry.versions import open_registry
 
 
 def gate(params_file: Path, version: int | None, *, force: bool) -> str:
@@ -72,7 +72,7 @@ def holds_candidate(out: Path) -> bool:
 
 @click.command(help="Pick the release candidate and run the quality gate on it without changing the registry.")
 @params_option
-@click.option("--version", "version", type=VERSION, default=None,
+@click.option("--version", "version", type=MODEL_VERSION, default=None,
               help="The version to release (default: the best version trained on the current data).")
 @click.option("--force", is_flag=True, help="Skip the gate (needs --version).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,

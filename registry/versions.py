@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -25,12 +24,6 @@ from core.params import Params
 from serving.layout import BOOSTER_FILE, SCHEMA_FILE, ModelError
 from serving.predictor import Predictor
 from serving.profile import PROFILE_FILE, read_profile
-
-# MLflow's registry stores a version number in an Integer column (mlflow/store/model_registry/dbmodels/models.py,
-# ``version = Column(Integer, ...)``): 32 bits in PostgreSQL and MySQL. A larger --version is no version at all,
-# and SQLite or psycopg would answer it with an overflow error instead of "not found".
-MAX_VERSION = 2**31 - 1
-VERSION = click.IntRange(1, MAX_VERSION)
 
 # Where train.py logs the booster and schema inside the registered model's directory.
 ARTIFACTS_SUBDIR = "artifacts"

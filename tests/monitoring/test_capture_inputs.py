@@ -58,6 +58,26 @@ def test_a_profile_of_another_version_is_refused_in_one_line(
     assert not (tmp_path / "r" / "summary.json").exists()
 
 
+@pytest.mark.parametrize("version", ["abc", "0", "-1", "2.0", str(2**31)])
+def test_a_version_that_no_registry_can_hold_is_a_usage_error(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame, version: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given version 3's traffic; when drift is asked for a version number MLflow's registry cannot hold
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:600], version="3"))
+    code = run(params_file, folder, model_tarball, tmp_path / "r", "--version", version)
+    # Then it is refused before anything is read (MLflow answered "abc" with its own parameter message)
+    assert code == 2
+    assert "Invalid value for '--version'" in one_line_error(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_version_given_is_the_one_judged(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                             live: pd.DataFrame) -> None:
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:600], version="3"))
+    assert run(params_file, folder, model_tarball, tmp_path / "r", "--version", "3") in (0, 1)
+    assert summary_of(tmp_path / "r")["model"]["version"] == "3"
+
+
 def test_records_of_another_schema_are_an_error_not_no_drift(
         tmp_path: Path, params_file: Path, model_tarball: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Given 600 records that hold none of the profiled features
