@@ -122,6 +122,28 @@ def test_every_bad_label_is_counted_reported_and_written_never_dropped(
     assert "version 1: 150 labels" in out and out.rstrip().endswith(": ok"), "the good labels still count"
 
 
+@pytest.mark.parametrize("append", [False, True], ids=["feedback", "append"])
+def test_labels_of_which_none_joins_are_exit_2_and_nothing_is_recorded(
+        tmp_path: Path, store, capsys: pytest.CaptureFixture[str], append: bool) -> None:
+    # Given a window of traffic, and labels for it whose every actual is not a number, or whose ids are unknown
+    params_file, client = store
+    frame = generate(120, 11)
+    captures = traffic(tmp_path, frame, version="1")
+    rows = [(c["request_id"], c["row"], "n/a") for c in captures[:60]] + [(f"other-{i}", 0, 70) for i in range(60)]
+    before = client.get_model_version("student-score", "1").tags
+    # When the feedback job runs (or appends), then it is exit 2 in one line naming the reasons and the report
+    code = run(params_file, tmp_path, labels_file(tmp_path, rows), *(["--append"] if append else []))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: none of the 120 labels joined a captured prediction (60 non-numeric actual, "
+                          "60 unknown request id); see ") and err.count("\n") == 1
+    assert len(list(csv.DictReader((tmp_path / "out" / "rejected_labels.csv").open()))) == 120
+    # and no version is tagged, no monitoring run logged
+    assert client.get_model_version("student-score", "1").tags == before
+    experiment = client.get_experiment_by_name("student-score-monitoring")
+    assert experiment is None or not client.search_runs([experiment.experiment_id])
+
+
 def test_a_labels_file_without_the_columns_is_exit_2(tmp_path: Path, store, capsys) -> None:
     params_file, _ = store
     (tmp_path / "bucket").mkdir()
