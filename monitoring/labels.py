@@ -5,7 +5,8 @@ true value) and optionally ``row`` (the record's 0-based index in its request; d
 joins a captured prediction of this model or is rejected with its line and one reason: a non-numeric or
 non-finite value, a bad row (a ``row`` that is not a count, or a line with more fields than the header, as a
 decimal comma makes), a duplicate of an earlier line, a request captured for another model, a request
-that was refused, or an id no capture knows.
+that was refused, an id no capture knows, or a row its (captured) request does not have. A row is read as a
+count: ``01`` is row 1, as a spreadsheet may write it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from serving.columns import FLOAT32_MAX
 REQUIRED = ("request_id", "actual")
 NON_NUMERIC, BAD_ROW, DUPLICATE = "non-numeric actual", "bad row", "duplicate label"
 OTHER_MODEL, REFUSED, UNKNOWN = "request of another model", "refused request", "unknown request id"
-REASONS = (NON_NUMERIC, BAD_ROW, DUPLICATE, OTHER_MODEL, REFUSED, UNKNOWN)
+NO_SUCH_ROW = "row not in its request"
+MAX_ROW_DIGITS = 18
+REASONS = (NON_NUMERIC, BAD_ROW, DUPLICATE, OTHER_MODEL, REFUSED, UNKNOWN, NO_SUCH_ROW)
 
 
 @dataclass(frozen=True)
@@ -101,21 +104,26 @@ def join(labels: Iterable[Label], predictions: Iterable[Mapping[str, Any]], refu
     for record in predictions:
         by_key.setdefault((str(record.get("request_id")), str(record.get("row", 0))), dict(record))
     refused = {str(r.get("request_id")) for r in refusals}
+    requests = {request_id for request_id, _ in by_key}
     joined, seen = Joined(), set()
     for label in labels:
-        key = (label.request_id, label.row)
+        # A count: not "1.0", "-1", digits of another script, or more digits than int() reads (no request has
+        # that many records anyway).
+        count = label.row.isascii() and label.row.isdigit() and len(label.row) <= MAX_ROW_DIGITS
+        key = (label.request_id, str(int(label.row)) if count else label.row)
         actual = _number(label.actual)
         reason = None
         if actual is None:
             reason = NON_NUMERIC
-        elif label.extra_fields or not label.row.isdigit():
+        elif label.extra_fields or not count:
             reason = BAD_ROW
         elif key in seen:
             reason = DUPLICATE
         elif key in by_key and by_key[key].get("model_name") != model:
             reason = OTHER_MODEL
         elif key not in by_key:
-            reason = REFUSED if label.request_id in refused else UNKNOWN
+            reason = (REFUSED if label.request_id in refused else
+                      NO_SUCH_ROW if label.request_id in requests else UNKNOWN)
         seen.add(key)
         if reason is None:
             joined.matched.append((by_key[key], actual))

@@ -115,7 +115,8 @@ def test_every_bad_label_is_counted_reported_and_written_never_dropped(
     summary = json.loads((tmp_path / "out" / "feedback.json").read_text())
     assert summary["labels"] == 158 and summary["matched"] == 150
     assert summary["rejected"] == {"non-numeric actual": 3, "bad row": 1, "duplicate label": 1,
-                                   "request of another model": 1, "refused request": 1, "unknown request id": 1}
+                                   "request of another model": 1, "refused request": 1, "unknown request id": 1,
+                                   "row not in its request": 0}
     rejected = list(csv.DictReader((tmp_path / "out" / "rejected_labels.csv").open()))
     assert len(rejected) == 8 and {r["line"] for r in rejected} == {str(n) for n in range(152, 160)}
     assert "rejected 3: non-numeric actual" in out and "rejected 1: unknown request id" in out
@@ -142,6 +143,25 @@ def test_labels_of_which_none_joins_are_exit_2_and_nothing_is_recorded(
     assert client.get_model_version("student-score", "1").tags == before
     experiment = client.get_experiment_by_name("student-score-monitoring")
     assert experiment is None or not client.search_runs([experiment.experiment_id])
+
+
+def test_a_row_is_read_as_a_count_and_one_its_request_lacks_is_named(
+        tmp_path: Path, store, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given 110 captured records (ten per request), labelled with rows as a spreadsheet may write them ("03")
+    params_file, _ = store
+    frame = generate(110, 12)
+    captures = traffic(tmp_path, frame, version="1")
+    good = truth(captures, frame)
+    odd = [(good[0][0], f"{good[0][1]:02d}", 70), (good[1][0], "10", 70), (good[2][0], "١", 70),
+           (good[3][0], "9" * 5000, 70)]
+    # When they are joined
+    assert run(params_file, tmp_path, labels_file(tmp_path, [(i, f"0{r}", a) for i, r, a in good[4:]] + odd)) == 0
+    # Then "03" is row 3 and joins; row 10 of a ten-record request is named as such, not as an unknown id;
+    # digits of another script and 5,000 digits are bad rows
+    summary = json.loads((tmp_path / "out" / "feedback.json").read_text())
+    assert summary["matched"] == 107
+    assert {k: v for k, v in summary["rejected"].items() if v} == {"row not in its request": 1, "bad row": 2}
+    capsys.readouterr()
 
 
 def test_a_labels_file_without_the_columns_is_exit_2(tmp_path: Path, store, capsys) -> None:
