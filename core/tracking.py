@@ -69,12 +69,12 @@ def check_reachable(uri: str, timeout_s: float = 5.0, *, must_exist: bool = Fals
         try:
             with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as reply:  # noqa: S310
                 if reply.status != 200:
-                    raise UserError(f"MLflow tracking server {uri} answered /health with {reply.status}")
+                    raise UserError(f"MLflow tracking server {shown_uri(uri)} answered /health with {reply.status}")
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
             reason = getattr(err, "reason", err)
-            raise UserError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
+            raise UserError(f"MLflow tracking server {shown_uri(uri)} is unreachable ({reason})") from None
         except (ValueError, http.client.InvalidURL) as err:  # a port that is no number, "Invalid IPv6 URL"
-            raise UserError(f"MLflow tracking URI {uri} is not a valid URL ({err})") from None
+            raise UserError(f"MLflow tracking URI {shown_uri(uri)} is not a valid URL ({err})") from None
     elif (db := sqlite_file(uri)) is not None:
         folder = db.parent
         if not folder.is_dir():
@@ -106,7 +106,7 @@ def database_server(uri: str) -> tuple[str, int] | None:
         parts = urllib.parse.urlsplit(uri)
         return parts.hostname or "localhost", parts.port or port
     except ValueError as err:
-        raise UserError(f"MLflow tracking URI {uri}: not a valid database URL ({err})") from None
+        raise UserError(f"MLflow tracking URI {shown_uri(uri)}: not a valid database URL ({err})") from None
 
 
 def _check_port(uri: str, host: str, port: int, timeout_s: float) -> None:
@@ -115,15 +115,20 @@ def _check_port(uri: str, host: str, port: int, timeout_s: float) -> None:
         with socket.create_connection((host, port), timeout=timeout_s):
             pass
     except OSError as err:
-        raise UserError(f"MLflow tracking store {_without_password(uri)}: {host}:{port} is unreachable "
+        raise UserError(f"MLflow tracking store {shown_uri(uri)}: {host}:{port} is unreachable "
                         f"({err.strerror or err})") from None
 
 
-def _without_password(uri: str) -> str:
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password is None:
+def shown_uri(uri: str) -> str:
+    """``uri`` fit for a message or a log: a password in it masked (``user:***@host``)."""
+    try:
+        password = urllib.parse.urlsplit(uri).password
+    except ValueError:  # "Invalid IPv6 URL": whatever sits between "://" and "@" may hold one
+        scheme, sep, rest = uri.partition("://")
+        return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}" if sep and "@" in rest else uri
+    if password is None:
         return uri
-    return uri.replace(f":{parts.password}@", ":***@", 1)
+    return uri.replace(f":{password}@", ":***@", 1)
 
 
 def _check_sqlite(uri: str, db: Path, timeout_s: float) -> None:
@@ -198,10 +203,15 @@ def write_ahead(db: Path) -> bool:
 
 
 def browse_hint(uri: str) -> str:
-    """How to look at the runs in ``uri``: the server's own URL, or the ``mlflow ui`` command for a local store."""
+    """How to look at the runs in ``uri``: the server's own URL, or the ``mlflow ui`` command for a local store.
+
+    A password in the URI is masked (``make run`` prints this line, and CI keeps its logs); the hint says so.
+    """
+    shown = shown_uri(uri)
+    masked = "  (password masked: put yours back)" if shown != uri else ""
     if uri.startswith(("http://", "https://")):
-        return f"browse: {uri}"
-    return f"browse: {_mlflow_command()} ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)"
+        return f"browse: {shown}{masked}"
+    return f"browse: {_mlflow_command()} ui --backend-store-uri {shown}  (then open http://127.0.0.1:5000){masked}"
 
 
 def _mlflow_command() -> str:

@@ -138,7 +138,7 @@ def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
         try:
             experiment_id = tracking.use_experiment(uri, params.mlflow.experiment)
         except mlflow.exceptions.MlflowException as err:
-            raise UserError(f"MLflow tracking store {uri}: {str(err).splitlines()[0]}") from None
+            raise UserError(f"MLflow tracking store {tracking.shown_uri(uri)}: {str(err).splitlines()[0]}") from None
         client = MlflowClient(uri)
         freeze()  # MLflow's SQL store, imported just now, lives as long as the stage too
     with clock.part(SET_UP):

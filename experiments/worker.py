@@ -36,7 +36,7 @@ def _parent_run(study: optuna.Study, client: MlflowClient, uri: str) -> tuple[st
     try:
         parent = client.get_run(parent_id)
     except mlflow.exceptions.MlflowException:
-        raise UserError(f"study {study.study_name}: its parent run {parent_id} is not in {uri}; set "
+        raise UserError(f"study {study.study_name}: its parent run {parent_id} is not in {tracking.shown_uri(uri)}; set "
                         f"MLFLOW_TRACKING_URI to the training's tracking server") from None
     return parent_id, parent.info.experiment_id
 

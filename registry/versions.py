@@ -102,8 +102,8 @@ def open_registry(params: Params) -> Registry:
         client.get_registered_model(name)
     except MlflowException as err:
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise UserError(f"registered model '{name}' not found in {uri} (train one first: make train)") from None
-        raise UserError(f"registry {uri}: {err.message.splitlines()[0]}") from None
+            raise UserError(f"registered model '{name}' not found in {tracking.shown_uri(uri)} (train one first: make train)") from None
+        raise UserError(f"registry {tracking.shown_uri(uri)}: {err.message.splitlines()[0]}") from None
     return Registry(client=client, uri=uri, name=name)
 
 

@@ -170,3 +170,27 @@ def test_a_database_server_that_answers_passes(tmp_path: Path) -> None:
     assert tracking.database_server("postgresql+psycopg2://u:p@db.example.com/mlflow") == ("db.example.com", 5432)
     assert tracking.database_server("sqlite:///mlflow.db") is None
     assert tracking.database_server("http://127.0.0.1:5000") is None
+
+
+@pytest.mark.parametrize(("uri", "shown"), [
+    ("postgresql://mlflow:s3cret@db.internal:5432/mlflow", "postgresql://mlflow:***@db.internal:5432/mlflow"),
+    ("https://user:s3cret@mlflow.example.com", "https://user:***@mlflow.example.com"),
+    ("postgresql://mlflow:s3cret@[::1/mlflow", "postgresql://***@[::1/mlflow"),
+])
+def test_the_browse_hint_never_prints_a_password(uri: str, shown: str) -> None:
+    hint = tracking.browse_hint(uri)
+    assert "s3cret" not in hint and shown in hint and hint.endswith("(password masked: put yours back)")
+
+
+def test_the_browse_hint_of_a_store_without_a_password_is_the_uri_itself() -> None:
+    assert tracking.browse_hint("http://127.0.0.1:5000") == "browse: http://127.0.0.1:5000"
+    assert tracking.browse_hint("sqlite:///mlflow.db").endswith(
+        "ui --backend-store-uri sqlite:///mlflow.db  (then open http://127.0.0.1:5000)")
+
+
+@pytest.mark.parametrize("uri", ["http://user:s3cret@127.0.0.1:1", "postgresql://mlflow:s3cret@127.0.0.1:1/mlflow",
+                                 "http://user:s3cret@127.0.0.1:notaport"])
+def test_an_unreachable_store_is_named_without_its_password(uri: str) -> None:
+    with pytest.raises(tracking.UserError) as raised:
+        tracking.check_reachable(uri, timeout_s=1)
+    assert "s3cret" not in str(raised.value) and ":***@127.0.0.1" in str(raised.value)
