@@ -175,12 +175,14 @@ def read_ledger(table: Path) -> set[tuple[str, str]]:
     """The (request id, row) pairs already appended to ``table`` (none when it has no ledger yet).
 
     Raises:
-        UserError: the ledger is not UTF-8 CSV with ``request_id`` and ``row`` columns (checked before any
+        UserError: the ledger is not a regular UTF-8 CSV file with ``request_id`` and ``row`` columns (checked before any
             other write, so a damaged ledger stops the job before it records anything).
     """
     ledger = ledger_path(table)
-    if not ledger.is_file():
+    if not ledger.exists() and not ledger.is_symlink():
         return set()
+    if not ledger.is_file():  # a folder or FIFO: "no ledger yet" would append rows the ledger then cannot record
+        raise UserError(f"{ledger}: the ledger is not a regular file; remove it or restore it from git or DVC")
     try:
         reader = csv.DictReader(io.StringIO(ledger.read_text(encoding="utf-8")))
         header = reader.fieldnames or []

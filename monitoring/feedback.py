@@ -118,6 +118,8 @@ def cli(params_file: Path, labels_file: Path, source: str | None, since: str | N
     params = load_params(params_file)
     window = Window.of(since, until, default_days=None)
     given = labels.read_labels(labels_file)
+    if not given:  # "0 labels: 0 joined" with exit 0 would pass a CI job on an empty export
+        raise UserError(f"{labels_file}: the labels CSV has a header but no labels")
     if not do_append:
         return _feedback(params, window, given, source, out)[0]
     table = _table(params)

@@ -349,3 +349,31 @@ def test_a_damaged_ledger_stops_append_before_anything_is_recorded(repo: Path, s
     assert "the ledger's header must be request_id,row" in capsys.readouterr().err
     assert table.read_bytes() == before
     assert "live.status" not in client.get_model_version("student-score", "1").tags, "no registry tag written"
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_ledger_that_is_not_a_file_stops_append_before_the_table_changes(repo: Path, store, capsys,
+                                                                           kind: str) -> None:
+    # A ledger taken for "none yet" let the rows in, then failed to record them: the next run appended them again
+    params_file, client = store
+    ledger = repo / "data" / "students.requests.csv"
+    ledger.mkdir() if kind == "folder" else os.mkfifo(ledger)
+    table = repo / "data" / "students.csv"
+    before = table.read_bytes()
+    frame = generate(120, 16)
+    captures = traffic(repo, frame, version="1")
+    assert run(params_file, repo, labels_file(repo, truth(captures, frame)), "--append") == 2
+    err = capsys.readouterr().err
+    assert "the ledger is not a regular file" in err and err.count("\n") == 1
+    assert table.read_bytes() == before
+    assert "live.status" not in client.get_model_version("student-score", "1").tags, "no registry tag written"
+
+
+@pytest.mark.parametrize("append", [False, True], ids=["feedback", "append"])
+def test_a_labels_file_with_a_header_only_is_exit_2(tmp_path: Path, store, capsys, append: bool) -> None:
+    params_file, _ = store
+    (tmp_path / "bucket").mkdir()
+    assert run(params_file, tmp_path, labels_file(tmp_path, []), *(["--append"] if append else [])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "the labels CSV has a header but no labels" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
