@@ -87,6 +87,8 @@ def _loads(text: bytes) -> Any:
         raise DecodeError(f"malformed JSON: nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError:
         raise
+    except UnicodeDecodeError as err:  # a ValueError too: not the digit limit below
+        raise DecodeError(f"malformed JSON: not UTF-8 ({err.reason} at byte {err.start})") from None
     except ValueError:  # Python refuses to read an integer of more digits than this (a guard against slow parsing)
         raise DecodeError(f"malformed JSON: a number of more than {sys.get_int_max_str_digits()} digits") from None
 

@@ -76,3 +76,13 @@ def test_a_csv_number_is_ascii_digits_not_whatever_python_float_reads(predictor:
     with pytest.raises(SchemaError) as err:
         codecs.decode_csv(",".join(cells).encode(), predictor.schema)
     assert (err.value.field, err.value.row) == ("Attendance", 0) and "expected a number" in str(err.value)
+
+
+@pytest.mark.parametrize(("decode", "prefix"), [(codecs.decode_json, "malformed JSON: "),
+                                                (codecs.decode_jsonlines, "malformed JSON line: ")])
+def test_a_body_that_is_not_utf8_is_named_so_not_a_digit_limit(predictor: Predictor, decode, prefix: str) -> None:
+    # orjson refuses it, then the standard library's UnicodeDecodeError (a ValueError) was read as the digit limit
+    body = b'{"Gender": "Fem\xffale"}'
+    with pytest.raises(codecs.DecodeError) as raised:
+        decode(body, predictor.schema)
+    assert str(raised.value.message).startswith(f"{prefix}not UTF-8 (invalid start byte at byte ")
