@@ -145,6 +145,7 @@ def promote(params: Params, registry: Registry, version: int | None, *, force: b
         if exported == str(candidate.version):
             click.echo(f"version {candidate.version} already holds @{params.registry.alias}; nothing to do")
             return
+        check_destination(params.export.path)  # the tracking store, params.yaml, a FIFO: refused here too
         click.echo(f"version {candidate.version} already holds @{params.registry.alias}; nothing to do but the "
                    f"export ({params.export.path} holds {f'version {exported}' if exported else 'no bundle of it'})")
         if dry_run:

@@ -282,6 +282,22 @@ def test_an_export_path_that_is_a_fifo_is_refused_not_replaced(store, tmp_path, 
     assert store.snapshot() == before
 
 
+@pytest.mark.parametrize("kind", ["text", "fifo"])
+def test_an_export_path_that_is_not_a_tarball_is_refused_when_only_the_export_is_left(store, tmp_path, capsys,
+                                                                                       kind):
+    # Given the version already in production: that path went straight to the export, unchecked, and replaced
+    # whatever stood at export.path (the tracking store itself, a text file, a FIFO) with exit 0
+    assert promote.main(store.args("--version", store.good[0], "--no-export")) == 0
+    target = tmp_path / "notes.txt"
+    target.write_text("mine\n") if kind == "text" else os.mkfifo(target)
+    before = store.snapshot()
+    capsys.readouterr()
+    assert promote.main([*_with_export_path(store, tmp_path, target), "--version", store.good[0]]) == 1
+    assert f"cannot write {target}" in _one_line(capsys.readouterr().err)
+    assert (target.read_text() == "mine\n") if kind == "text" else stat.S_ISFIFO(target.stat().st_mode)
+    assert store.snapshot() == before
+
+
 def test_a_dry_run_of_the_version_already_in_production_writes_no_tarball(store, capsys):
     # Given production set without an export (so the tarball is missing)
     assert promote.main(store.args("--version", store.good[0], "--no-export")) == 0
