@@ -61,7 +61,6 @@ def load_table(path: Path, target: str, *, ignore: Sequence[str] = (), max_categ
     spaced = [name for name in header if name != name.rstrip()]
     if spaced:  # pandas keeps the trailing spaces: every request would have to send them too
         raise UserError(f"{path}: column name {spaced[0]!r} ends in spaces in the header (line 1); remove them")
-    header = [name.strip() for name in header]
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise UserError(f"{path}: duplicate column name(s) {duplicated}")

@@ -175,8 +175,8 @@ def read_ledger(table: Path) -> set[tuple[str, str]]:
     """The (request id, row) pairs already appended to ``table`` (none when it has no ledger yet).
 
     Raises:
-        UserError: the ledger is not a regular UTF-8 CSV file with ``request_id`` and ``row`` columns (checked before any
-            other write, so a damaged ledger stops the job before it records anything).
+        UserError: the ledger is not a regular UTF-8 CSV file with ``request_id`` and ``row`` columns (checked
+            before any other write, so a damaged ledger stops the job before it records anything).
     """
     ledger = ledger_path(table)
     if not ledger.exists() and not ledger.is_symlink():

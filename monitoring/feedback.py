@@ -148,7 +148,7 @@ def _feedback(params: Params, window: Window, given: list[labels.Label], source:
         files = [out / "feedback.json", labels.write_rejected(joined, out / "rejected_labels.csv")]
     except OSError as err:
         raise UserError(f"cannot write into {out}: {err.strerror or err}") from None
-    if given and not joined.matched:
+    if not joined.matched:  # the command refused an empty labels file already
         # Every label refused: the file or the window is wrong, and "0 joined" with exit 0 would pass a CI job.
         # The report says which label was refused and why; nothing is logged, tagged or appended.
         why = ", ".join(f"{count} {reason}" for reason, count in joined.counts().items() if count)

@@ -101,9 +101,10 @@ def open_registry(params: Params) -> Registry:
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # a file store (./mlruns) is refused here
         client.get_registered_model(name)
     except MlflowException as err:
+        shown = tracking.shown_uri(uri)
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise UserError(f"registered model '{name}' not found in {tracking.shown_uri(uri)} (train one first: make train)") from None
-        raise UserError(f"registry {tracking.shown_uri(uri)}: {err.message.splitlines()[0]}") from None
+            raise UserError(f"registered model '{name}' not found in {shown} (train one first: make train)") from None
+        raise UserError(f"registry {shown}: {err.message.splitlines()[0]}") from None
     return Registry(client=client, uri=uri, name=name)
 
 
