@@ -5,7 +5,7 @@ Every response, errors included, carries the model headers of the wire contract 
 bundle's ``metadata.json``, so any answer can be traced to the registered version and its training data.
 Errors are JSON ``{"error": ..., "field": ..., "row": ...}``: bad records or bodies 400, unknown path 404,
 wrong method 405, a body that stopped arriving 408, unsupported ``Accept`` 406 (media-type parameters such as ``charset`` are ignored), body
-over the limit 413, unsupported ``Content-Type`` or a ``Content-Encoding`` (gzip...) 415, no model loaded 503. A 500 means a bug in this code, never bad input.
+over the limit 413, unsupported ``Content-Type`` or a ``Content-Encoding`` or ``Transfer-Encoding`` coding (gzip...) 415, no model loaded 503. A 500 means a bug in this code, never bad input.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
-from werkzeug.http import parse_accept_header
+from werkzeug.http import parse_accept_header, parse_list_header
 
 from serving import codecs, contract, typed_json
 from serving.predictor import Predictor, SchemaError
@@ -52,7 +52,8 @@ def _response_type() -> str | None:
         return codecs.JSON
     # Werkzeug matches a range carrying parameters (charset=utf-8, as many clients send) only to an offer
     # with the same parameters, so ours would never match; only the type and its q-value decide here.
-    accept = parse_accept_header(",".join(map(_without_parameters, header.split(","))), MIMEAccept)
+    # parse_list_header splits on commas outside quoted strings (profile="a,b" is one parameter).
+    accept = parse_accept_header(",".join(map(_without_parameters, parse_list_header(header))), MIMEAccept)
     return accept.best_match(codecs.RESPONSE_TYPES)
 
 
@@ -126,6 +127,12 @@ def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             return error_response(415, f"unsupported Content-Encoding '{encoding}'; send the body uncompressed")
+        # gunicorn accepts "gzip, chunked" (RFC 9112 §6.1) and hands on the compressed bytes as the body.
+        transfer = request.headers.get("Transfer-Encoding", "").lower()
+        compressed = [c.strip() for c in transfer.split(",") if c.strip() not in ("", "chunked", "identity")]
+        if compressed:
+            return error_response(415, f"unsupported Transfer-Encoding '{', '.join(compressed)}'; "
+                                       f"send the body uncompressed")
         response_type = _response_type()
         if response_type is None:
             return error_response(406, f"cannot answer with Accept '{request.headers.get('Accept')}'; "

@@ -8,7 +8,10 @@ Five changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per 
   ``/ping`` takes over 2 s). Here accepted connections wait in a selector until their request is complete
   in the kernel's buffer (peeked, not read), or ``STREAMING_BYTES`` of it are there (a large body that is
   arriving); meanwhile other connections are served, one accepted request at a time between looks at the
-  waiting ones, so a backlog that never runs dry cannot starve them. A connection whose request is not
+  waiting ones, so a backlog that never runs dry cannot starve them. Bytes left unread wake a level-triggered
+  selector at once, so a connection whose bytes stopped growing is parked and looked at again after a pause
+  (``PARK_MIN_S`` doubling to ``PARK_MAX_S``): a half-sent request costs a few peeks a second, not a core.
+  A chunked body is complete at its last chunk and trailer section. A connection whose request is not
   ready within ``READ_TIMEOUT_S`` gets a JSON 408 and is closed, and reads of a request being served time
   out after the same. A request declaring a body over the app's limit is served at once: the app answers 413 unread.
   This is what the buffering proxy gunicorn's documentation asks for in front of sync workers does.
@@ -31,6 +34,7 @@ proxy"), https://docs.gunicorn.org/en/stable/signals.html (TERM: graceful shutdo
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -49,6 +53,11 @@ READ_TIMEOUT_S = 10.0
 STREAMING_BYTES = 64 * 1024
 # Connections waiting for their request, per worker; the rest stay in the listen backlog meanwhile.
 MAX_WAITING = 256
+# A waiting connection whose bytes have not grown since the last look is set aside (the selector is level-triggered:
+# unread bytes would wake it at once, forever) and looked at again after this, doubling up to PARK_MAX_S while nothing
+# arrives; bytes that arrive reset it. A stalled client costs a few peeks a second, not a core.
+PARK_MIN_S = 0.001
+PARK_MAX_S = 0.1
 # Largest piece a request body is received and handed on in (the body itself is bounded by the app's limit).
 READ_PIECE = 1024 * 1024
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*(\d+)[ \t]*\r?\n")
@@ -73,8 +82,32 @@ def request_ready(peeked: bytes, max_body: int | None = None) -> bool:
         declared = int(length.group(1))
         return len(peeked) >= match.end() + declared or (max_body is not None and declared > max_body)
     if b"\ntransfer-encoding:" in head:
-        return peeked.endswith(b"0\r\n\r\n")  # the last chunk (trailers are not sent by our clients)
+        return chunks_complete(peeked, match.end())
     return True
+
+
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[^\r\n]*\r\n")  # a size, any chunk extension, CRLF (RFC 9112 §7.1)
+
+
+def chunks_complete(peeked: bytes, start: int) -> bool:
+    """Whether a chunked body starting at ``start`` has arrived up to its end: the last chunk (size 0, perhaps
+    with an extension) and the trailer section (perhaps empty) closed by an empty line. Bytes that break the
+    chunk syntax count as arrived: gunicorn reads them and answers 400 at once, nothing is gained by waiting.
+    """
+    at = start
+    while True:
+        if b"\r\n" not in peeked[at:at + 64]:
+            return len(peeked) - at >= 64  # a size line this long is malformed
+        size = _CHUNK_SIZE.match(peeked, at)
+        if size is None:
+            return True
+        at = size.end()
+        length = int(size.group(1), 16)
+        if length == 0:
+            return re.search(rb"(^|\r\n)\r\n", peeked[at:]) is not None  # the trailers' closing empty line
+        at += length + 2
+        if at > len(peeked):
+            return False
 
 
 def json_error(status: int, reason: str, message: str, headers: dict[str, str]) -> bytes:
@@ -144,6 +177,18 @@ class CheckedChunks:
             raise MalformedBody(f"malformed chunked body ({type(err).__name__})") from None
 
 
+@dataclasses.dataclass
+class Waiting:
+    """A connection waiting for its request: where it came from, until when, and what was seen of it."""
+
+    listener: Any
+    addr: Any
+    deadline: float
+    seen: int = 0  # bytes peeked at the last look
+    misses: int = 0  # looks in a row that found no new bytes
+    wake: float | None = None  # set while parked (out of the selector)
+
+
 class Worker(SyncWorker):
     """gunicorn's sync worker with ready-first dispatch, a draining SIGTERM and JSON errors."""
 
@@ -154,7 +199,7 @@ class Worker(SyncWorker):
         for listener in self.sockets:
             self.selector.register(listener, selectors.EVENT_READ, None)
         self.selector.register(self.PIPE[0], selectors.EVENT_READ, "wake")
-        self.waiting: dict[socket.socket, tuple[Any, Any, float]] = {}
+        self.waiting: dict[socket.socket, Waiting] = {}
         while self.alive:
             self.notify()
             self._serve(accepting=self._listen(len(self.waiting) < MAX_WAITING))
@@ -173,7 +218,7 @@ class Worker(SyncWorker):
         return accepting
 
     def _serve(self, *, accepting: bool, wait_s: float | None = None) -> None:
-        soonest = min((deadline for *_, deadline in self.waiting.values()), default=None)
+        soonest = min((min(w.deadline, w.wake or w.deadline) for w in self.waiting.values()), default=None)
         timeout = wait_s if wait_s is not None else (self.timeout or 0.5) / 2
         if soonest is not None:
             timeout = max(0.0, min(timeout, soonest - time.monotonic()))
@@ -189,6 +234,7 @@ class Worker(SyncWorker):
                     self._accept(key.fileobj)
             else:
                 self._dispatch_if_ready(key.fileobj)
+        self._unpark()
         self._expire()
 
     def _accept(self, listener: socket.socket) -> int:
@@ -208,13 +254,30 @@ class Worker(SyncWorker):
             # One served, back to the selector: a backlog that never runs dry must not starve the waiting ones.
             if self._serve_if_ready(client, listener, addr):
                 return accepted
-            self.waiting[client] = (listener, addr, time.monotonic() + READ_TIMEOUT_S)
+            self.waiting[client] = Waiting(listener, addr, time.monotonic() + READ_TIMEOUT_S)
             self.selector.register(client, selectors.EVENT_READ, "client")
         return accepted
 
     def _dispatch_if_ready(self, client: socket.socket) -> None:
-        listener, addr, _ = self.waiting[client]
-        self._serve_if_ready(client, listener, addr, waited=True)
+        waiting = self.waiting[client]
+        self._serve_if_ready(client, waiting.listener, waiting.addr, waited=True)
+
+    def _park(self, client: socket.socket, seen: int) -> None:
+        """Stop watching a waiting connection whose bytes did not grow; ``_unpark`` watches it again later."""
+        waiting = self.waiting[client]
+        if seen > waiting.seen:
+            waiting.seen, waiting.misses = seen, 0
+            return  # bytes arrived since the last look: the next wake-up without new bytes parks it
+        waiting.misses += 1
+        waiting.wake = time.monotonic() + min(PARK_MAX_S, PARK_MIN_S * 2 ** (waiting.misses - 1))
+        self.selector.unregister(client)
+
+    def _unpark(self) -> None:
+        now = time.monotonic()
+        for client, waiting in self.waiting.items():
+            if waiting.wake is not None and waiting.wake <= now:
+                waiting.wake = None
+                self.selector.register(client, selectors.EVENT_READ, "client")
 
     def _serve_if_ready(self, client: socket.socket, listener: Any, addr: Any, *, waited: bool = False) -> bool:
         try:
@@ -224,10 +287,11 @@ class Worker(SyncWorker):
         except OSError:
             peeked = b""  # reset by the peer: handle() closes it quietly
         if peeked and not request_ready(peeked, self._max_body()):
+            if waited:
+                self._park(client, len(peeked))
             return False
         if waited:
-            del self.waiting[client]
-            self.selector.unregister(client)
+            self._forget(client)
         client.setblocking(True)
         client.settimeout(READ_TIMEOUT_S)
         # A heartbeat per request served, from whichever loop it is dispatched (gunicorn's sync worker beats per
@@ -238,9 +302,8 @@ class Worker(SyncWorker):
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for client in [c for c, (*_, deadline) in self.waiting.items() if deadline <= now]:
-            del self.waiting[client]
-            self.selector.unregister(client)
+        for client in [c for c, waiting in self.waiting.items() if waiting.deadline <= now]:
+            self._forget(client)
             try:
                 client.sendall(json_error(408, "Request Timeout", f"the request did not arrive within "
                                           f"{READ_TIMEOUT_S:g} s", self._trace_headers()))
@@ -262,6 +325,10 @@ class Worker(SyncWorker):
             self._serve(accepting=False, wait_s=0.0 if queued else 0.05)  # waits only when the backlog is empty
         for client in list(self.waiting):
             client.close()
+
+    def _forget(self, client: socket.socket) -> None:
+        if self.waiting.pop(client).wake is None:  # a parked connection is not in the selector
+            self.selector.unregister(client)
 
     def _max_body(self) -> int | None:
         return getattr(self.wsgi, "config", {}).get("MAX_CONTENT_LENGTH")

@@ -57,7 +57,8 @@ def test_deeply_nested_json_is_a_400(client: FlaskClient, body: bytes, content_t
 
 
 @pytest.mark.parametrize("accept", ["application/json; charset=utf-8", "application/json;charset=UTF-8;q=0.9",
-                                    "text/csv; charset=utf-8;q=0.1, application/json; charset=utf-8"])
+                                    "text/csv; charset=utf-8;q=0.1, application/json; charset=utf-8",
+                                    'application/json; profile="a,b"', 'text/csv;x="a,b";q=0.1, application/json'])
 def test_accept_with_media_type_parameters_answers_json(client: FlaskClient, record: dict, accept: str) -> None:
     response = client.post("/invocations", json=record, headers={"Accept": accept})
 

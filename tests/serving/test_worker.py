@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +50,12 @@ def _exchange(server: Server, data: bytes, timeout: float = READ_TIMEOUT_S + 10)
     (POST_HEAD + b"Content-Length: 9\r\nExpect: 100-continue\r\n\r\n", True),
     (POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n", False),
     (POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", True),
+    (POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n", False),
+    (POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Sum: 1\r\n", False),
+    (POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Sum: 1\r\n\r\n", True),
+    (POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n2;a=b\r\n{}\r\n0;last\r\n\r\n", True),
+    (POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n10\r\n0\r\n\r\n", False),  # "0\r\n\r\n" is chunk data
+    (POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}", True),  # malformed: gunicorn's 400 at once
     (POST_HEAD + b"Content-Length: 9999999\r\n\r\n" + b" " * STREAMING_BYTES, True),
 ])
 def test_a_request_is_dispatched_once_it_has_arrived(peeked: bytes, ready: bool) -> None:
@@ -107,6 +115,48 @@ def test_stalled_clients_do_not_hold_the_workers_from_ping(served: Server) -> No
     assert took < 1.0, f"/ping took {took:.2f}s behind stalled clients (SageMaker allows 2 s)"
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants so far, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of proc(5))
+        todo.extend(int(child) for child in children)
+    return total
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")
+def test_a_request_that_stops_half_way_does_not_keep_a_worker_busy(served: Server) -> None:
+    # Given clients that sent part of their request line or part of a body, and then nothing more
+    body = b'[{"hours": 1}]'.ljust(100)
+    partial = [b"POST /invocati", POST_HEAD + b"Content-Length: 100\r\n\r\n" + body[:9]]
+    stalled = [_connect(served) for _ in partial]
+    for sock, data in zip(stalled, partial, strict=True):
+        sock.sendall(data)
+    try:
+        time.sleep(0.3)  # accepted and looked at
+        before = _cpu_seconds(served.process.pid)
+        time.sleep(2.0)
+        used = _cpu_seconds(served.process.pid) - before
+        # Then the workers wait for them without spinning (a level-triggered selector wakes at once, forever,
+        # on bytes left unread: one core per stalled connection until the read timeout)
+        assert used < 0.5, f"the server used {used:.2f} s of CPU in 2 s while two clients were stalled"
+        # And a request that then arrives in full is served as usual
+        stalled[1].sendall(body[9:])
+        stalled[1].settimeout(5)
+        assert stalled[1].recv(64).startswith(b"HTTP/1.1 "), "the completed request is answered"
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
 @pytest.mark.slow
 def test_a_request_that_never_arrives_gets_a_json_408(served: Server) -> None:
     with ThreadPoolExecutor(2) as pool:
@@ -130,6 +180,26 @@ def test_a_body_declared_over_the_limit_is_refused_at_once_not_waited_for(served
     # Then the answer is the app's 413 in the API's error shape, before the read timeout
     assert code == 413, body[:300]
     assert json.loads(body)["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("last", [b"0\r\nX-Checksum: 1\r\n\r\n", b"0;final=yes\r\n\r\n"], ids=["trailer", "extension"])
+def test_a_chunked_body_with_a_trailer_or_extension_is_served_at_once(served: Server, last: bytes) -> None:
+    body = json.dumps(sample_records(1)[0]).encode()
+    started = time.monotonic()
+    code, _, answer = _exchange(served, POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+                                + f"{len(body):x}\r\n".encode() + body + b"\r\n" + last)
+    assert code == 200, answer
+    assert time.monotonic() - started < READ_TIMEOUT_S / 2, "answered when it arrived, not at the read timeout"
+
+
+@pytest.mark.slow
+def test_a_body_compressed_in_its_transfer_coding_is_a_415(served: Server) -> None:
+    body = gzip.compress(json.dumps(sample_records(1)[0]).encode())
+    code, _, answer = _exchange(served, POST_HEAD + b"Transfer-Encoding: gzip, chunked\r\n\r\n"
+                                + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    assert code == 415, answer
+    assert "Transfer-Encoding 'gzip'" in json.loads(answer)["error"]
 
 
 @pytest.mark.slow
