@@ -82,7 +82,9 @@ def _loads(text: bytes) -> Any:
         if "depth" in str(err):
             raise DecodeError(f"malformed JSON: nested deeper than {MAX_DEPTH} levels") from None
     try:
-        return json.loads(text)
+        # Decoded here, not by json.loads: given bytes it guesses UTF-16 and UTF-32 too, which orjson, the
+        # Lambda and RFC 8259 (section 8.1: UTF-8) all refuse.
+        return json.loads(text.decode("utf-8"))
     except RecursionError:  # below orjson's limit but above the interpreter's: still only too deep
         raise DecodeError(f"malformed JSON: nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError:

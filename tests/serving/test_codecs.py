@@ -86,3 +86,13 @@ def test_a_body_that_is_not_utf8_is_named_so_not_a_digit_limit(predictor: Predic
     with pytest.raises(codecs.DecodeError) as raised:
         decode(body, predictor.schema)
     assert str(raised.value.message).startswith(f"{prefix}not UTF-8 (invalid start byte at byte ")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_a_json_body_in_another_unicode_encoding_is_refused_as_the_lambda_refuses_it(predictor: Predictor,
+                                                                                     encoding: str) -> None:
+    # json.loads guesses UTF-16 and UTF-32 from bytes (and skips a UTF-8 byte order mark); orjson, the Lambda
+    # and RFC 8259 take UTF-8 only, so the same body must not be a prediction here and a 400 through the API.
+    record = sample_records(rows=1, seed=3)[0][0]
+    with pytest.raises(codecs.DecodeError, match="^malformed JSON: "):
+        codecs.decode_json(json.dumps([record]).encode(encoding), predictor.schema)
