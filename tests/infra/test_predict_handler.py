@@ -283,8 +283,14 @@ def test_the_client_uses_standard_retries_with_bounded_timeouts() -> None:
 
 
 @pytest.mark.parametrize("event", [{}, [], {"httpMethod": "POST", "path": handler.ROUTE, "requestContext": None},
-                                   {"path": handler.ROUTE, "requestContext": {}}, {"source": "aws.events"}],
-                         ids=["empty", "a-list", "null-context", "no-method", "scheduled-ping"])
+                                   {"path": handler.ROUTE, "requestContext": {}}, {"source": "aws.events"},
+                                   {"httpMethod": "POST", "path": handler.ROUTE, "requestContext": {}, "headers": "x"},
+                                   {"httpMethod": "POST", "path": handler.ROUTE, "requestContext": {},
+                                    "multiValueHeaders": ["a"]},
+                                   {"httpMethod": "POST", "path": handler.ROUTE, "requestContext": {}, "body": "{}",
+                                    "isBase64Encoded": "false"}],
+                         ids=["empty", "a-list", "null-context", "no-method", "scheduled-ping", "headers-not-a-map",
+                              "multi-value-headers-not-a-map", "base64-flag-a-string"])
 def test_an_event_that_is_not_from_api_gateway_is_a_400_not_a_function_error(
         handler_env: StubRuntime, event: Any) -> None:
     result = handler.lambda_handler(event, LambdaContext())

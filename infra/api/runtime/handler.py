@@ -254,6 +254,22 @@ def unexpected(error: Exception) -> Response:
     return _error(500, "internal error")
 
 
+def _proxy_event(event: Any) -> bool:
+    """Whether an event has the shape of API Gateway's REST proxy input: the fields this function and Powertools
+    read, of the types API Gateway sends (``isBase64Encoded`` is a JSON boolean; a string "false" is truthy).
+
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-lambda-proxy-integrations.html
+    ("Input format of a Lambda function for proxy integration").
+    """
+    if not (isinstance(event, dict) and isinstance(event.get("httpMethod"), str)
+            and isinstance(event.get("requestContext"), dict) and isinstance(event.get("path"), str)):
+        return False
+    maps = ("headers", "multiValueHeaders", "queryStringParameters", "multiValueQueryStringParameters",
+            "pathParameters", "stageVariables")
+    return (all(isinstance(event.get(key), dict | None) for key in maps)
+            and isinstance(event.get("isBase64Encoded", False), bool | None))
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -262,8 +278,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     Only API Gateway's REST proxy events are requests; anything else (a console test event, a keep-warm
     ping) is answered 400 instead of raising, which would count as a function error and page someone.
     """
-    if not (isinstance(event, dict) and isinstance(event.get("httpMethod"), str)
-            and isinstance(event.get("requestContext"), dict) and isinstance(event.get("path"), str)):
+    if not _proxy_event(event):
         logger.warning("not an API Gateway proxy event", extra={"event_type": type(event).__name__})
         return {"statusCode": 400, "headers": {"Content-Type": content_types.APPLICATION_JSON},
                 "body": json.dumps({"error": "not an API Gateway REST proxy event", "request_id": ""})}
