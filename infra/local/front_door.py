@@ -181,6 +181,9 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes: without TCP_NODELAY a keep-alive client waits out a delayed ACK
     # (~40 ms) on every answer, which no real API Gateway or SageMaker endpoint adds.
     disable_nagle_algorithm = True
+    # Seconds a read may wait on the client (socketserver sets it on the socket): a request that stops arriving
+    # must not hold a thread for ever. API Gateway's own idle limit is not documented; this is the integration's.
+    timeout = INTEGRATION_TIMEOUT_S
 
     def handle_one_request(self) -> None:
         try:
@@ -210,7 +213,10 @@ class _Handler(BaseHTTPRequestHandler):
             size += length
             if size > MAX_BODY_BYTES:
                 return None
-            chunks.append(self.rfile.read(length))
+            chunk = self.rfile.read(length)
+            if len(chunk) < length:
+                raise ValueError("the client stopped inside a chunk")
+            chunks.append(chunk)
             self.rfile.readline(3)  # the CRLF after each chunk
 
     def _gateway_error(self, status: int, message: str) -> None:
@@ -237,7 +243,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._refuse(400, "Bad Request")
         if length > MAX_BODY_BYTES:
             return self._refuse(413, "Request Too Long")
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        if len(body) < length:  # the client closed its side before sending all it declared
+            return self._refuse(400, "Bad Request")
+        return body
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer a body the gateway will not read, and close: the rest of it would be read as the next request."""
@@ -245,7 +254,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _handle(self) -> None:
-        body = self._body()
+        try:
+            body = self._body()
+        except TimeoutError:  # a body that stopped arriving: drop the connection, as a gateway does
+            self.close_connection = True
+            return
         if body is None:
             return
         path, _, query = self.path.partition("?")

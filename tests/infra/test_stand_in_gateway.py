@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -128,3 +130,22 @@ def test_head_gets_the_gateway_s_answer_without_a_body(front: FrontDoorServer) -
     answer = requests.head(front.url, timeout=10)
     assert answer.status_code == 403 and answer.content == b""
     assert int(answer.headers["Content-Length"]) > 0  # the headers of the answer GET would get
+
+
+@pytest.mark.parametrize("tail", [b"", b"0\r\n\r\n"], ids=["content-length", "chunked"])
+def test_a_body_cut_short_by_the_client_never_reaches_the_handler(front: FrontDoorServer, tail: bytes) -> None:
+    # Given a client that declares more body than it sends, then closes its side
+    text = json.dumps(RECORD).encode()
+    framing = (f"Content-Length: {len(text) + 50}\r\n\r\n".encode() + text if not tail
+               else b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(text) + 50:x}\r\n".encode() + text)
+    host, port = front.server_address[:2]
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(f"POST {urlsplit(front.url).path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     .encode() + framing)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    # Then the gateway answers 400 and the handler never sees the truncated record
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert front.invoked == []
