@@ -6,7 +6,8 @@ carry the field and the row (the 0-based index of the record in the request, hea
 
 Request types:
 - ``application/json``: one record object, a list of records, ``{"instances": [...]}``, or MLflow's
-  ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` / ``{"dataframe_records": [...]}``.
+  ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` / ``{"dataframe_records": [...]}``. A wrapper
+  is the body's only key (MLflow's ``params`` beside it are refused by name, as is its tensor ``inputs``).
 - ``text/csv``: one record per line in schema order without a header (SageMaker's convention), or with a
   header line when the first line is exactly the feature names (in any order). Empty cells are missing
   values; cells of numeric features must parse as numbers; surrounding spaces are ignored.
@@ -110,6 +111,17 @@ def decode_json(body: bytes, schema: Schema) -> list[Any]:
             return _from_split(value)
         if key in contract.BATCH_WRAPPERS:
             return _records(value, key)
+    # MLflow's scoring server also takes "params" beside a wrapper, and tensors as "inputs"; read as one record
+    # they were answered "missing feature" for the first feature, which hid what was wrong.
+    mlflow_keys = sorted(set(payload).intersection((*contract.BATCH_WRAPPERS, "inputs")).difference(schema.names))
+    if mlflow_keys:
+        key = mlflow_keys[0]
+        if key == "inputs":
+            raise DecodeError("MLflow's tensor input 'inputs' is not taken; send records (a list of objects, "
+                              "'dataframe_records', 'dataframe_split' or 'instances')", field=key)
+        others = sorted(k for k in payload if k != key)
+        raise DecodeError(f"'{key}' must be the body's only key, not with {others[:3]} (MLflow's 'params' "
+                          f"are not taken)", field=key)
     return [payload]
 
 

@@ -96,3 +96,18 @@ def test_a_json_body_in_another_unicode_encoding_is_refused_as_the_lambda_refuse
     record = sample_records(rows=1, seed=3)[0][0]
     with pytest.raises(codecs.DecodeError, match="^malformed JSON: "):
         codecs.decode_json(json.dumps([record]).encode(encoding), predictor.schema)
+
+
+@pytest.mark.parametrize(("body", "field", "words"), [
+    ({"dataframe_records": "RECORDS", "params": {}}, "dataframe_records", "only key, not with ['params']"),
+    ({"instances": "RECORDS", "params": {"a": 1}}, "instances", "only key"),
+    ({"inputs": "RECORDS"}, "inputs", "tensor input"),
+], ids=["dataframe-records-with-params", "instances-with-params", "tensor-inputs"])
+def test_mlflow_request_shapes_we_do_not_take_are_named(predictor: Predictor, body: dict, field: str,
+                                                         words: str) -> None:
+    # Read as one record, these were answered "missing feature" for the schema's first feature
+    records = sample_records(rows=2, seed=3)[0]
+    body = {key: records if value == "RECORDS" else value for key, value in body.items()}
+    with pytest.raises(codecs.DecodeError) as raised:
+        codecs.decode_json(json.dumps(body).encode(), predictor.schema)
+    assert raised.value.field == field and words in raised.value.message
