@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 from core.cli import UserError
+from core.files import is_special
 
 # MLflow 3's UI opens an experiment on the view its kind names; without it, on the GenAI overview (traces).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -63,7 +64,8 @@ def check_reachable(uri: str, timeout_s: float = 5.0, *, must_exist: bool = Fals
     Raises:
         UserError: an http(s) server whose /health does not answer or a URL that is none, a database server
             whose port does not answer, ``sqlite:`` without ``///``, or a SQLite file in a missing folder, a
-            folder where the file should be, a file SQLite cannot read, or (``must_exist``) no file at all.
+            folder, FIFO or device where the file should be, a file SQLite cannot read, or (``must_exist``) no
+            file at all.
     """
     if uri.startswith(("http://", "https://")):
         try:
@@ -81,6 +83,8 @@ def check_reachable(uri: str, timeout_s: float = 5.0, *, must_exist: bool = Fals
             raise UserError(f"MLflow tracking store {uri}: folder {folder} does not exist")
         if db.is_dir():
             raise UserError(f"MLflow tracking store {uri}: {db} is a folder, not a database file")
+        if is_special(db):  # opening a FIFO waits for a writer forever; /dev/null reads as an empty database
+            raise UserError(f"MLflow tracking store {uri}: {db} is not a regular file (a FIFO, device or socket)")
         if db.exists():
             _check_sqlite(uri, db, timeout_s)
         elif must_exist:

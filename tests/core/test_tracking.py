@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import socket
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -194,3 +197,34 @@ def test_an_unreachable_store_is_named_without_its_password(uri: str) -> None:
     with pytest.raises(tracking.UserError) as raised:
         tracking.check_reachable(uri, timeout_s=1)
     assert "s3cret" not in str(raised.value) and ":***@127.0.0.1" in str(raised.value)
+
+
+def test_a_store_path_that_is_a_fifo_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    # Given a FIFO where the store file should be (SQLite's open would wait for a writer forever)
+    fifo = tmp_path / "mlflow.db"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def check() -> None:
+        try:
+            tracking.check_reachable(f"sqlite:///{fifo}")
+            outcome.append(None)
+        except BaseException as err:  # noqa: BLE001 - handed to the test thread
+            outcome.append(err)
+
+    checker = threading.Thread(target=check, daemon=True)
+    checker.start()
+    checker.join(timeout=10)
+    if checker.is_alive():  # let the blocked open return, so the thread ends with the test
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert not checker.is_alive() and outcome, "check_reachable waited on the FIFO"
+    assert isinstance(outcome[0], tracking.UserError)
+    assert re.fullmatch(r"MLflow tracking store sqlite:///.*mlflow\.db: .*mlflow\.db is not a regular file "
+                        r"\(a FIFO, device or socket\)", str(outcome[0]))
+
+
+def test_a_store_path_that_is_a_device_is_refused_in_one_line() -> None:
+    # /dev/null reads as an empty database: MLflow went on to create its tables there and failed with a traceback
+    with pytest.raises(tracking.UserError, match=r"^MLflow tracking store sqlite:////dev/null: /dev/null is not a "
+                                                 r"regular file"):
+        tracking.check_reachable("sqlite:////dev/null")
