@@ -59,13 +59,14 @@ def check_reachable(uri: str, timeout_s: float = 5.0, *, must_exist: bool = Fals
     """Fail fast, in one line, when a tracking server does not answer (MLflow itself would retry for minutes).
 
     ``must_exist``: a command that only reads what training wrote (promote, export, monitoring) refuses a SQLite
-    file that is not there, rather than letting MLflow create an empty store under a mistyped name.
+    file that is not there, or is there without MLflow's tables (an empty file, another program's database),
+    rather than letting MLflow create its tables in it.
 
     Raises:
         UserError: an http(s) server whose /health does not answer or a URL that is none, a database server
             whose port does not answer, ``sqlite:`` without ``///``, or a SQLite file in a missing folder, a
             folder, FIFO or device where the file should be, a file SQLite cannot read, or (``must_exist``) no
-            file at all.
+            file at all or one that is no MLflow store.
     """
     if uri.startswith(("http://", "https://")):
         try:
@@ -86,7 +87,7 @@ def check_reachable(uri: str, timeout_s: float = 5.0, *, must_exist: bool = Fals
         if is_special(db):  # opening a FIFO waits for a writer forever; /dev/null reads as an empty database
             raise UserError(f"MLflow tracking store {uri}: {db} is not a regular file (a FIFO, device or socket)")
         if db.exists():
-            _check_sqlite(uri, db, timeout_s)
+            _check_sqlite(uri, db, timeout_s, must_be_store=must_exist)
         elif must_exist:
             raise UserError(f"MLflow tracking store {uri}: {db} does not exist (train first: make train, or "
                             f"check MLFLOW_TRACKING_URI and mlflow.tracking_uri)")
@@ -135,8 +136,13 @@ def shown_uri(uri: str) -> str:
     return uri.replace(f":{password}@", ":***@", 1)
 
 
-def _check_sqlite(uri: str, db: Path, timeout_s: float) -> None:
-    """Refuse a store file SQLite cannot read (another file, a damaged header or page) before MLflow meets it.
+# Tables every MLflow SQL store has had since the model registry (MLflow 1.2): its migrations' own and the first.
+MLFLOW_TABLES = frozenset({"alembic_version", "experiments", "registered_models"})
+
+
+def _check_sqlite(uri: str, db: Path, timeout_s: float, *, must_be_store: bool = False) -> None:
+    """Refuse a store file SQLite cannot read (another file, a damaged header or page) before MLflow meets it,
+    and (``must_be_store``) one without MLflow's tables, in which MLflow would create them.
 
     Read-only. A damaged page would otherwise reach MLflow as whatever its query made of it: a missing
     ``Default`` experiment it then fails to insert (a unique-key clash), a SQLAlchemy traceback. SQLite's
@@ -147,12 +153,17 @@ def _check_sqlite(uri: str, db: Path, timeout_s: float) -> None:
         with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True,
                                                 timeout=timeout_s)) as conn:
             verdict = conn.execute("PRAGMA quick_check(1)").fetchone()[0]  # reads the header and schema first
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error as err:
         raise UserError(f"MLflow tracking store {uri}: {db} cannot be read as a SQLite database ({err})") from None
     if verdict != "ok":
         first = " ".join(line for line in verdict.splitlines() if not line.startswith("***"))
         raise UserError(f"MLflow tracking store {uri}: {db} is damaged (SQLite's quick check: {first}); "
                         f"restore it from a backup")
+    if must_be_store and not MLFLOW_TABLES <= tables:
+        what = "an empty database" if not tables else "a database without MLflow's tables"
+        raise UserError(f"MLflow tracking store {uri}: {db} is {what}, not an MLflow store; left as it is "
+                        f"(train first: make train, or check MLFLOW_TRACKING_URI and mlflow.tracking_uri)")
 
 
 def use_experiment(uri: str, name: str) -> str:

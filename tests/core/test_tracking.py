@@ -228,3 +228,27 @@ def test_a_store_path_that_is_a_device_is_refused_in_one_line() -> None:
     with pytest.raises(tracking.UserError, match=r"^MLflow tracking store sqlite:////dev/null: /dev/null is not a "
                                                  r"regular file"):
         tracking.check_reachable("sqlite:////dev/null")
+
+
+@pytest.mark.parametrize("content", ["zero-bytes", "other-tables"])
+def test_a_reader_refuses_a_sqlite_file_that_is_no_mlflow_store_and_leaves_it_as_it_was(tmp_path: Path,
+                                                                                          content: str) -> None:
+    # Given a 0-byte mlflow.db (touched, or left by a failed copy) or another program's database
+    db = tmp_path / "mlflow.db"
+    db.touch()
+    if content == "other-tables":
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TABLE notes (x)")
+            conn.commit()
+    before = db.read_bytes()
+    # When a command that only reads the store checks it, then it is refused and not changed
+    what = "an empty database" if content == "zero-bytes" else "a database without MLflow's tables"
+    with pytest.raises(tracking.UserError, match=rf"mlflow\.db is {what}, not an MLflow store; left as it is"):
+        tracking.check_reachable(f"sqlite:///{db}", must_exist=True)
+    assert db.read_bytes() == before
+
+
+def test_a_reader_takes_a_real_mlflow_store(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()  # MLflow makes its tables
+    tracking.check_reachable(uri, must_exist=True)

@@ -128,6 +128,27 @@ def test_a_store_with_a_damaged_page_fails_in_one_line_and_is_not_written(store,
     assert db.read_bytes() == bytes(data), "checked read-only"
 
 
+@pytest.mark.parametrize("content", ["zero-bytes", "other-tables"])
+@pytest.mark.parametrize("command", [promote.main, export.main, release.main])
+def test_a_sqlite_file_that_is_no_mlflow_store_is_refused_and_left_byte_identical(store, monkeypatch, capsys,
+                                                                                 tmp_path, content, command):
+    # Given MLFLOW_TRACKING_URI naming a 0-byte mlflow.db or another program's SQLite database
+    db = tmp_path / "mlflow.db"
+    db.touch()
+    if content == "other-tables":
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TABLE notes (x)")
+            conn.commit()
+    before = db.read_bytes()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    # When a registry command opens it (MLflow created its ~60 tables there, then said the model was missing)
+    argv = {promote.main: ["--history"], export.main: [], release.main: ["--out", str(tmp_path / "v.txt")]}[command]
+    assert command(store.args(*argv)) == 1
+    # Then one line says what the file is, and the file is exactly as it was
+    assert "not an MLflow store; left as it is" in _one_line(capsys.readouterr().err)
+    assert db.read_bytes() == before, "no MLflow tables created in it"
+
+
 @pytest.mark.parametrize(("uri", "message"), [
     ("./mlruns", "registry ./mlruns: The filesystem tracking backend (e.g., './mlruns') is in maintenance mode"),
     ("sqlite:///{root}/mlfow.db", "mlfow.db does not exist (train first: make train"),
