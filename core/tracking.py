@@ -31,6 +31,9 @@ def quiet_mlflow() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.ERROR)
+    # The SQL store logs a database error (SQL, parameters, traceback: 66 lines for a locked SQLite file) and
+    # then raises it, which every command reports in one line; the log only repeats it.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def tracking_uri(default: str) -> str:

@@ -149,6 +149,23 @@ def test_a_sqlite_file_that_is_no_mlflow_store_is_refused_and_left_byte_identica
     assert db.read_bytes() == before, "no MLflow tables created in it"
 
 
+def test_a_locked_store_is_one_line_without_mlflows_error_log(store, monkeypatch, capsys, tmp_path):
+    # Given a copy of the store whose writes another connection holds (reads still pass: the check passes)
+    db = tmp_path / "mlflow.db"
+    with contextlib.closing(sqlite3.connect(store.uri.removeprefix("sqlite:///"))) as source, \
+            contextlib.closing(sqlite3.connect(db)) as copy:
+        source.backup(copy)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as holder:
+        holder.execute("BEGIN IMMEDIATE")
+        # When a promotion's first write waits out SQLite's busy timeout (MLflow's 20 s)
+        code = promote.main(store.args("--version", store.good[0], "--no-export"))
+        holder.execute("ROLLBACK")
+    # Then our line alone: MLflow logged the SQL error and its traceback first (66 lines)
+    assert code == 1
+    assert "database is locked" in _one_line(capsys.readouterr().err)
+
+
 @pytest.mark.parametrize(("uri", "message"), [
     ("./mlruns", "registry ./mlruns: The filesystem tracking backend (e.g., './mlruns') is in maintenance mode"),
     ("sqlite:///{root}/mlfow.db", "mlfow.db does not exist (train first: make train"),
