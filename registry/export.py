@@ -165,7 +165,7 @@ def parse_s3_uri(uri: str, filename: str) -> tuple[str, str]:
     Raises:
         UserError: not an s3:// URI with a bucket, or one the upload would not honour as written: a query or
             fragment (``#b``, ``?versionId=3`` were dropped silently), a port, an invalid bucket name, a key
-            longer than S3 allows.
+            that is not UTF-8 (the upload failed on it after the export) or longer than S3 allows.
     """
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
@@ -180,6 +180,8 @@ def parse_s3_uri(uri: str, filename: str) -> tuple[str, str]:
     elif not _BUCKET.fullmatch(bucket) or ".." in bucket or _IP_ADDRESS.fullmatch(bucket):
         problem = (f"{bucket!r} is not a valid bucket name (3-63 lowercase letters, digits, dots and hyphens, "
                    f"a letter or digit at each end)")
+    elif any("\ud800" <= c <= "\udfff" for c in key):  # bytes of argv that were not UTF-8 (surrogate-escaped)
+        problem = f"the key {key!r} is not UTF-8 text (S3 keys are)"
     elif len(key.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
         problem = f"the key is longer than S3's {_MAX_KEY_BYTES} bytes"
     else:

@@ -172,6 +172,23 @@ def test_an_s3_uri_the_upload_would_not_honour_is_refused_before_anything_is_wri
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("out_name", "uri"), [
+    ("model.tar.gz", "s3://models/caf\udce9/model.tar.gz"),   # a Latin-1 "café" in argv, surrogate-escaped
+    ("caf\udce9.tar.gz", "s3://models/releases/"),            # the key ends in "/": the file's name completes it
+], ids=["in-the-uri", "from-the-file-name"])
+def test_an_s3_key_that_is_not_utf8_is_refused_before_anything_is_written(store, tmp_path, capsys, monkeypatch,
+                                                                          out_name, uri):
+    # Given a key S3 cannot hold (keys are UTF-8): the upload raised UnicodeEncodeError after the export
+    _fake_aws(monkeypatch)
+    out = tmp_path / out_name
+    with mock_aws():
+        code = export.main(store.args("--version", store.good[0], "--out", str(out), "--s3-uri", uri))
+    # Then one line names the key, and no tarball was written
+    assert code == 1
+    assert "is not UTF-8 text (S3 keys are)" in _one_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("variable", "value", "reason"), [
     ("AWS_ENDPOINT_URL", "not a url", "Invalid endpoint"),
     ("AWS_MAX_ATTEMPTS", "x", "invalid literal"),
