@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 
@@ -17,6 +19,20 @@ class FiniteRange(click.FloatRange):
         if math.isnan(number):
             self.fail(f"{value!r} is not a number", param, ctx)
         return number
+
+
+class OutputFile(click.Path):
+    """click's ``Path`` for a file a command writes: an existing folder is refused (``dir_okay=False``), and so is
+    a name that can only be a folder's (``dist/``, ``dist/.``, ``..``): ``pathlib`` drops the slash, and the
+    command wrote a file named ``dist``."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        if isinstance(value, str) and os.path.basename(value) in ("", ".", ".."):
+            self.fail(f"{value!r} names a folder, not a file (end it with the file's name)", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 # A registered model version number. MLflow's registry keeps it in an Integer column

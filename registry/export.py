@@ -30,7 +30,7 @@ import click
 from mlflow.entities.model_registry import ModelVersion
 
 from core import tracking
-from core.cli import MODEL_VERSION, UserError, run_cli
+from core.cli import MODEL_VERSION, OutputFile, UserError, run_cli
 from core.params import load_params, params_option
 from registry import source_date
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
@@ -227,7 +227,7 @@ def upload(client: Any, path: Path, bucket: str, key: str) -> None:
 @params_option
 @click.option("--version", "version", type=MODEL_VERSION, default=None,
               help="Version number to export (default: the version holding registry.alias).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", type=OutputFile(), default=None,
               help="Tarball path (default: export.path in params.yaml).")
 @click.option("--s3-uri", default=None, help="Also upload the tarball to s3://bucket/key with boto3.")
 def cli(params_file: Path, version: int | None, out: Path | None, s3_uri: str | None) -> None:

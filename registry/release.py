@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from core import tracking
-from core.cli import MODEL_VERSION, UserError, run_cli
+from core.cli import MODEL_VERSION, OutputFile, UserError, run_cli
 from core.files import replace_atomically
 from core.lineage import dvc_data_hash
 from core.params import load_params, params_option
@@ -75,7 +75,7 @@ def holds_candidate(out: Path) -> bool:
 @click.option("--version", "version", type=MODEL_VERSION, default=None,
               help="The version to release (default: the best version trained on the current data).")
 @click.option("--force", is_flag=True, help="Skip the gate (needs --version).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--out", type=OutputFile(), required=True,
               help="Where to write the accepted candidate's version number.")
 def cli(params_file: Path, version: int | None, force: bool, out: Path) -> None:
     tracking.quiet_mlflow()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import pytest
 
-from core.cli import FiniteRange, run_cli
+from core.cli import FiniteRange, OutputFile, run_cli
 
 
 @click.command()
@@ -27,3 +27,23 @@ def test_a_number_option_refuses_nan_as_it_refuses_a_value_out_of_range(value: s
 
 def test_a_number_in_range_is_read() -> None:
     assert run_cli(wait, ["--seconds", "2.5"]) == 0
+
+
+@click.command()
+@click.option("--out", type=OutputFile(), required=True)
+def write(out) -> None:  # noqa: ANN001 - a pathlib.Path
+    click.echo(out)
+
+
+@pytest.mark.parametrize("value", ["dist/", "dist/.", "dist/..", ".", "..", "/"])
+def test_an_output_file_that_names_a_folder_is_a_usage_error(value: str, capsys) -> None:
+    # pathlib drops a trailing slash and a last ".": "dist/" would have written a file named "dist"
+    assert run_cli(write, ["--out", value]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: Invalid value for '--out': {value!r} names a folder, not a file (end it with the " \
+                  f"file's name)\n", err
+
+
+def test_an_output_file_is_read_as_a_path(capsys) -> None:
+    assert run_cli(write, ["--out", "dist/model.tar.gz"]) == 0
+    assert capsys.readouterr().out == "dist/model.tar.gz\n"

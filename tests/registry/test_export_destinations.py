@@ -145,6 +145,19 @@ def test_an_over_long_folder_to_create_is_refused_before_exporting(store, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("suffix", ["/", "/.", ""], ids=["slash", "dot", "existing-folder"])
+def test_an_out_path_that_names_a_folder_is_a_usage_error_and_writes_nothing(store, tmp_path, capsys, suffix):
+    # Given --out dist/ (pathlib drops the slash: the export wrote a tarball named "dist"), or a folder itself
+    folder = tmp_path / "dist"
+    if not suffix:
+        folder.mkdir()
+    # When the export is asked to write there, then one line refuses it and nothing is written
+    assert export.main(store.args("--version", store.good[0], "--out", f"{folder}{suffix}")) == 2
+    assert "Invalid value for '--out': " in _one_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == ([] if suffix else [folder])
+    assert not folder.exists() or not any(folder.iterdir())
+
+
 def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():

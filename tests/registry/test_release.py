@@ -101,3 +101,18 @@ def test_an_earlier_candidate_file_is_replaced(store, tmp_path: Path) -> None:
     assert release.main(store.args("--out", str(out))) == 0
     assert out.read_text() == f"{_best_good(store)}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["candidate"], "no temp file left beside it"
+
+
+@pytest.mark.parametrize("suffix", ["/", "/.", "/.."])
+def test_an_out_path_that_names_a_folder_is_a_usage_error_and_writes_nothing(store, tmp_path: Path, capsys,
+                                                                            suffix: str) -> None:
+    # Given --out release/ (pathlib drops the slash: the gate ran and wrote a file named "release")
+    out = f"{tmp_path / 'release'}{suffix}"
+    # When the release gate is asked to write there, then it is refused in one line before the gate runs
+    assert release.main(store.args("--out", out)) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: Invalid value for '--out': ") and "names a folder, not a file" in \
+        captured.err and captured.err.count("\n") == 1, captured.err
+    assert captured.out == "", "the gate did not run"
+    assert list(tmp_path.iterdir()) == []
+
