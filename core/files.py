@@ -61,3 +61,17 @@ def check_writable_folder(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe."):
         pass
+
+
+def check_writable_file(path: Path) -> None:
+    """Prove, before a job that ends with ``replace_atomically(path, ...)``, that it could write there: ``path`` is
+    no folder, FIFO or device, its folder is created if missing, and a file named as the temp file will be is
+    made in it (and removed at once), so a name too long for the temp file fails now.
+
+    Raises:
+        OSError: as ``replace_atomically`` would.
+    """
+    check_replaceable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent):
+        pass

@@ -22,7 +22,7 @@ import click
 
 from core import tracking
 from core.cli import MODEL_VERSION, OutputFile, UserError, run_cli
-from core.files import replace_atomically
+from core.files import check_writable_file, replace_atomically
 from core.lineage import dvc_data_hash
 from core.params import load_params, params_option
 from registry import promote
@@ -82,6 +82,7 @@ def cli(params_file: Path, version: int | None, force: bool, out: Path) -> None:
     try:
         if holds_candidate(out):
             out.unlink()  # a stale number must never outlive a refusal
+        check_writable_file(out)  # before the gate: a name too long, a read-only folder fail with nothing done
     except OSError as err:  # no permission on the folder
         raise UserError(f"cannot write {out}: {err.strerror or err}") from None
     candidate = gate(params_file, version, force=force)

@@ -116,3 +116,16 @@ def test_an_out_path_that_names_a_folder_is_a_usage_error_and_writes_nothing(sto
     assert captured.out == "", "the gate did not run"
     assert list(tmp_path.iterdir()) == []
 
+
+def test_an_out_path_the_candidate_file_cannot_be_written_to_is_refused_before_the_gate(store, tmp_path: Path,
+                                                                                       capsys) -> None:
+    # Given a name that fits the file system but not the temp file written beside it ('.NAME.XXXXXXXX.tmp')
+    out = tmp_path / ("v" * 250)
+    before = store.snapshot()
+    # When the release gate runs, then it stops in one line before the gate (which printed its verdict first)
+    assert release.main(store.args("--out", str(out))) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: cannot write {out}: File name too long") and \
+        captured.err.count("\n") == 1, captured.err
+    assert captured.out == "", "the gate did not run"
+    assert list(tmp_path.iterdir()) == [] and store.snapshot() == before
