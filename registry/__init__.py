@@ -17,17 +17,18 @@ def source_date(environ: Mapping[str, str] = os.environ) -> str | None:
     """``$SOURCE_DATE_EPOCH`` as ISO 8601 UTC, or None when it is unset or empty.
 
     Raises:
-        ValueError: not whole seconds since 1970 before year 10000 (the message names the value).
+        ValueError: not ASCII digits, or past year 9999 (the message names the value).
     """
     epoch = environ.get("SOURCE_DATE_EPOCH")
     if not epoch:
         return None
     try:
-        seconds = int(epoch)
-        if seconds < 0:
+        # The convention asks for an ASCII integer as ``date +%s`` prints it (reproducible-builds.org/specs/
+        # source-date-epoch); int() alone also takes " 5", "+5", "1_000" and any script's digits (Arabic-Indic 3).
+        if not (epoch.isascii() and epoch.isdigit()):
             raise ValueError(epoch)
-        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (ValueError, OverflowError, OSError):  # not a number, before 1970, or past year 9999
+        return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):  # not digits, or past year 9999
         raise ValueError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970 (before year 10000), "
                          f"got {epoch!r}") from None
 

@@ -412,6 +412,20 @@ def test_a_source_date_epoch_that_is_no_date_is_one_line(store, monkeypatch, cap
     assert _sha(path) == digest
 
 
+@pytest.mark.parametrize("epoch", [" 5", "5\n", "+5", "1_000", "\u0663", "\uff15"],
+                         ids=["space", "newline", "plus", "underscore", "arabic-indic", "fullwidth"])
+def test_a_source_date_epoch_int_would_take_but_is_not_ascii_digits_is_refused_naming_it(
+        store, monkeypatch, capsys, existing_tarball, epoch):
+    # int() strips spaces and takes "+", "_" and any script's digits; the reproducible-builds spec says digits
+    path, digest = existing_tarball
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+    capsys.readouterr()
+    assert export.main(store.args()) == 1
+    assert f"SOURCE_DATE_EPOCH must be whole seconds since 1970 (before year 10000), got {epoch!r}" in \
+        _one_line(capsys.readouterr().err)
+    assert _sha(path) == digest
+
+
 def test_a_history_tag_that_is_not_ours_is_left_out_not_a_traceback(store, capsys):
     # Given a hand-made tag that looks numbered to str.isdigit() ("²") but is no number int() reads
     store.client().set_registered_model_tag(store.name, "history.²", '{"action": "promote"}')
