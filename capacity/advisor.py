@@ -16,7 +16,7 @@ import click
 import yaml
 
 from capacity import report, sizing
-from core.cli import UserError, run_cli
+from core.cli import OutputFile, UserError, run_cli
 from core.files import is_special, replace_atomically
 from core.numbers import finite_number
 from infra.settings import SERVERLESS_MEMORY_MB
@@ -156,7 +156,7 @@ def markdown(advice: sizing.Advice, *, rps: float, p99_ms: float, measured: dict
               default=ROOT / "dist" / "loadtest" / "ramp.json", show_default=True, help="A make loadtest JSON.")
 @click.option("--prices", "prices_path", type=click.Path(dir_okay=False, path_type=Path), default=PRICES,
               show_default=True, help="The price table.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write JSON here.")
+@click.option("--out", type=OutputFile(), default=None, help="Also write JSON here.")
 def cli(rps: float, p99_ms: float, result_path: Path, prices_path: Path, out: Path | None) -> int:
     if not (finite_number(rps) and finite_number(p99_ms)) or rps <= 0 or p99_ms <= 0:
         raise UserError("--rps and --p99-ms must be positive finite numbers")

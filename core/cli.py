@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
+
+from core.files import names_a_folder
 
 
 class FiniteRange(click.FloatRange):
@@ -30,7 +31,7 @@ class OutputFile(click.Path):
         super().__init__(dir_okay=False, path_type=Path)
 
     def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
-        if isinstance(value, str) and os.path.basename(value) in ("", ".", ".."):
+        if isinstance(value, str) and names_a_folder(value):
             self.fail(f"{value!r} names a folder, not a file (end it with the file's name)", param, ctx)
         return super().convert(value, param, ctx)
 

@@ -8,6 +8,12 @@ import tempfile
 from pathlib import Path
 
 
+def names_a_folder(written: str) -> bool:
+    """Whether a path as the user wrote it can only be a folder's (``dist/``, ``dist/.``, ``..``): ``Path``
+    drops the slash, so a command meaning to write a file would write one named ``dist``."""
+    return os.path.basename(written) in ("", ".", "..")
+
+
 def is_special(path: Path) -> bool:
     """Whether ``path`` exists but is not a regular file (a folder, FIFO, device or socket): reading a FIFO waits
     for a writer forever, and a rename over any of them replaces it."""

@@ -8,10 +8,18 @@ from typing import Annotated, Any
 
 import click
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from core.cli import UserError
-from core.files import is_special
+from core.files import is_special, names_a_folder
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -22,7 +30,15 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-FilePath = Annotated[Path, Field(strict=False)]
+def _names_a_file(value: Any) -> Any:
+    """A path written as a folder's (``dist/``, ``data/.``) is refused: ``Path`` drops the slash, and the export
+    was written as a file named ``dist``."""
+    if isinstance(value, str) and names_a_folder(value):
+        raise ValueError(f"'{value}' names a folder, not a file (end it with the file's name)")
+    return value
+
+
+FilePath = Annotated[Path, BeforeValidator(_names_a_file), Field(strict=False)]
 # Column or field names: a YAML list read as a tuple, no name empty.
 Names = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False)]
 

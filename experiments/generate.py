@@ -15,7 +15,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from core.cli import UserError, run_cli
+from core.cli import OutputFile, UserError, run_cli
 from core.files import replace_atomically
 
 NOISE_SD = 2.0
@@ -126,7 +126,7 @@ def irreducible_rmse() -> float:
 @click.command(help="Write the synthetic sample table as CSV.")
 @click.option("--rows", type=click.IntRange(1, MAX_ROWS), default=DEFAULT_ROWS, show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=42, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=OutputFile(),
               default=Path("data/student_performance.csv"), show_default=True)
 def cli(rows: int, seed: int, out: Path) -> None:
     frame = generate(rows, seed)

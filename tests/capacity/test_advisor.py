@@ -178,6 +178,15 @@ def test_an_unwritable_out_is_one_line(tmp_path: Path, capsys) -> None:
     assert code == 1 and err.startswith("error: cannot write") and err.count("\n") == 1, err
 
 
+def test_an_out_that_names_a_folder_is_a_usage_error_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    # pathlib drops the slash of "advice/": the advice was written as a file named "advice"
+    code = advisor.main(["--rps", "20", "--p99-ms", "1000", "--result", str(result_file(tmp_path)),
+                         "--out", f"{tmp_path / 'advice'}/"])
+    err = capsys.readouterr().err
+    assert code == 2 and "names a folder" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "advice").exists()
+
+
 def _advise(tmp_path: Path, *, result: Path | None = None, prices: Path | None = None, out: Path | None = None):
     argv = ["--rps", "20", "--p99-ms", "1000", "--result", str(result or result_file(tmp_path)),
             "--prices", str(prices or advisor.PRICES)]

@@ -75,3 +75,16 @@ def test_a_data_path_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> 
     os.mkfifo(fifo)
     with pytest.raises(UserError, match=r"table\.csv: cannot read the data file \(not a regular file\)$"):
         dvc_data_hash(fifo, dvc_file=tmp_path / "data.dvc")
+
+
+@pytest.mark.parametrize(("section", "value"), [("export", "dist/"), ("export", "dist/."), ("data", "data/"),
+                                                ("export", "..")])
+def test_a_file_path_written_as_a_folder_is_refused_at_load(tmp_path: Path, section: str, value: str) -> None:
+    # pathlib drops the slash: export.path "dist/" wrote the tarball as a file named "dist"
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw[section]["path"] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=f"{section}.path: .*names a folder, not a file") as err:
+        load_params(path)
+    assert "\n" not in str(err.value)

@@ -33,6 +33,13 @@ def test_an_out_path_under_a_file_is_one_line(tmp_path: Path, capsys) -> None:
     assert "cannot write" in _one_line(capsys.readouterr().err)
 
 
+def test_an_out_path_that_names_a_folder_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    # pathlib drops the slash of "data/": the table was written as a file named "data"
+    assert generate.main(["--rows", "10", "--out", f"{tmp_path / 'data'}/"]) == 2
+    assert "names a folder" in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "data").exists()
+
+
 def _limit_file_size() -> None:
     # Past the limit a write fails with EFBIG instead of the process being killed by SIGXFSZ.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
