@@ -26,6 +26,7 @@ import optuna
 
 from core.cli import UserError
 from core.params import Params, SearchSpace
+from core.tracking import shown_uri
 from experiments import cv
 
 # A trial sends a heartbeat every HEARTBEAT_S; after GRACE_S without one its process is taken for dead. The
@@ -76,7 +77,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     except (sqlalchemy.exc.SQLAlchemyError, ImportError) as err:
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
-        raise UserError(f"Optuna storage {_shown(url)}: {reason}") from None
+        raise UserError(f"Optuna storage {shown_uri(url)}: {reason}") from None
 
 
 def _journal_or_empty(path: Path) -> bool:
@@ -104,16 +105,6 @@ def unreadable_journal(what: str) -> Iterator[None]:
         detail = str(err).splitlines()[0] if str(err) else repr(err)
         raise UserError(f"Optuna storage {what}: not a readable Optuna journal ({type(err).__name__}: {detail}); "
                         f"move the file aside to start a new one") from None
-
-
-def _shown(url: str) -> str:
-    """A storage URL fit for an error message: its password masked, or only its scheme if it does not parse."""
-    import sqlalchemy.engine
-
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - any URL SQLAlchemy cannot read is shown by its scheme alone
-        return f"{url.split(':', 1)[0]}:..." if ":" in url else repr(url[:40])
 
 
 def _sampler(seed: int | None, startup_trials: int) -> optuna.samplers.BaseSampler:
