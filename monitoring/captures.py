@@ -4,7 +4,8 @@ Capture records are the wire contract's (``serving/contract.py``): one JSON line
 refused request, in files laid out as ``capture/model=NAME/version=V/dt=YYYY-MM-DD/...`` (Firehose writes them
 gzip-compressed; the stand-in's folder and moto write plain lines). Records are selected by their own fields
 (model, version, time), so any layout is read correctly; the ``model=``/``version=``/``dt=`` folders only let
-whole files be skipped unread. A line that is not a capture record is counted, never silently dropped.
+whole files and folders be skipped unread. A line that is not a capture record is counted, never silently dropped;
+a folder or file the window needs that cannot be read stops the job.
 S3 is read with boto3's default credentials (``AWS_PROFILE``, an OIDC role, ``AWS_ENDPOINT_URL``...).
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlparse
 
 from core.cli import UserError
@@ -144,22 +145,41 @@ def _lines(data: bytes) -> tuple[list[bytes], bool]:
     return complete.splitlines(), True
 
 
-def _local_files(root: Path) -> Iterator[tuple[str, bytes]]:
-    """Every regular file under ``root``, symlinked folders followed (a bucket mounted or linked in), each real
-    folder once: a link back up the tree or a second link to a folder is not read again."""
+def _local_files(root: Path, wanted) -> Iterator[tuple[str, bytes]]:  # noqa: ANN001 - a key predicate
+    """Every regular file under ``root`` that ``wanted`` does not rule out, symlinked folders followed (a bucket
+    mounted or linked in), each real folder once: a link back up the tree or a second link to a folder is not read
+    again. A ``model=``/``version=``/``dt=`` folder ruled out is not opened.
+
+    Raises:
+        UserError: the folder is missing, or a folder or file the window needs cannot be read.
+    """
     if not root.is_dir():
         raise UserError(f"capture folder {root} not found (run the stand-in, or pass --capture s3://BUCKET/PREFIX)")
     seen: set[tuple[int, int]] = set()
-    for folder, subfolders, names in os.walk(root, followlinks=True):
+    # os.walk skips a folder it cannot list unless told: an unreadable partition would read as no traffic.
+    for folder, subfolders, names in os.walk(root, followlinks=True, onerror=_unreadable):
         info = os.stat(folder)
         if (info.st_dev, info.st_ino) in seen:
             subfolders.clear()
             continue
         seen.add((info.st_dev, info.st_ino))
-        subfolders.sort()
+        subfolders[:] = sorted(name for name in subfolders if wanted(Path(folder, name).relative_to(root).as_posix()))
         for path in sorted(Path(folder, name) for name in names):
-            if path.is_file():  # not a FIFO or device: reading one would wait or never end
-                yield path.relative_to(root).as_posix(), path.read_bytes()
+            key = path.relative_to(root).as_posix()
+            if not wanted(key):
+                continue
+            try:  # a FIFO or device is skipped: reading one would wait or never end
+                data = path.read_bytes() if path.is_file() else None
+            except OSError as err:
+                _unreadable(err)
+            if data is not None:
+                yield key, data
+
+
+def _unreadable(err: OSError) -> NoReturn:
+    """A capture folder or file that cannot be read stops the job: skipping it would under-count the window."""
+    raise UserError(f"capture {'folder' if os.path.isdir(err.filename or '') else 'file'} {err.filename} cannot be "
+                    f"read ({err.strerror or err})")
 
 
 def _s3_files(uri: str, wanted) -> Iterator[tuple[str, bytes]]:  # noqa: ANN001 - a key predicate
@@ -199,7 +219,7 @@ def read_captures(source: str | Path, *, window: Window, model: str | None = Non
     elif "://" in source:
         raise UserError(f"--capture must be a folder or s3://bucket/prefix, got {source!r}")
     else:
-        files = ((key, data) for key, data in _local_files(Path(source)) if wanted(key))
+        files = _local_files(Path(source), wanted)
     captured = Captured()
     for _, data in files:
         captured.files += 1

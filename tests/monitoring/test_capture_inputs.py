@@ -114,6 +114,61 @@ def test_a_symlink_loop_or_a_second_link_to_a_folder_is_read_once(
     assert (summary_of(tmp_path / "r")["records"], summary_of(tmp_path / "r")["files"]) == (600, 1)
 
 
+@pytest.fixture
+def lock_out(tmp_path: Path):
+    """chmod 000 on a path for the test, restored after it; skips where permissions do not stop this process."""
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    probe.chmod(0)
+    try:
+        probe.read_text()
+        pytest.skip("this process reads a chmod 000 file (root, or CAP_DAC_OVERRIDE): nothing would be unreadable")
+    except PermissionError:
+        pass
+    finally:
+        probe.chmod(0o600)
+    locked: list[tuple[Path, int]] = []
+
+    def lock(path: Path) -> Path:
+        locked.append((path, path.stat().st_mode))
+        path.chmod(0)
+        return path
+
+    yield lock
+    for path, mode in reversed(locked):
+        path.chmod(mode)
+
+
+@pytest.mark.parametrize("where", ["capture folder", "partition folder", "part file"])
+def test_a_capture_folder_or_file_that_cannot_be_read_is_exit_2_naming_it(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame, lock_out, where: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a window of 600 records, one folder or file of which this process may not read
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:600]))
+    partition = folder / PARTITION
+    locked = lock_out({"capture folder": folder, "partition folder": partition,
+                       "part file": next(partition.iterdir())}[where])
+    # When drift reads the window
+    code = run(params_file, folder, model_tarball, tmp_path / "r")
+    # Then it stops in one line naming what it could not read, instead of "not enough data" with exit 0
+    assert code == 2
+    err = one_line_error(capsys)
+    assert f"{locked} cannot be read (Permission denied)" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_unreadable_folder_outside_the_window_is_not_opened(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame, lock_out) -> None:
+    # Given the window's 600 records, and another day's partition this process may not read
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:600]))
+    other_day = folder / PARTITION.parent / "dt=2025-11-02"
+    other_day.mkdir()
+    lock_out(other_day)
+    # When drift reads the window, then the other day is ruled out by its folder name alone
+    assert run(params_file, folder, model_tarball, tmp_path / "r") == 0
+    assert summary_of(tmp_path / "r")["records"] == 600
+
+
 def test_a_multi_member_gzip_is_read_whole(tmp_path: Path, params_file: Path, model_tarball: Path,
                                            live: pd.DataFrame) -> None:
     # Given one object that is two gzip members back to back (S3/Firehose concatenation; zcat reads both)
