@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlparse
 
 from core.cli import UserError
 from core.numbers import finite_number
@@ -27,6 +27,8 @@ from serving import contract
 from serving.columns import FLOAT32_MAX
 
 UNKNOWN = "unknown"
+# What botocore accepts as a bucket (its handlers.VALID_BUCKET): S3's rules today are stricter, older buckets not.
+BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
 
 
 def parse_time(text: str, option: str) -> datetime:
@@ -182,20 +184,44 @@ def _unreadable(err: OSError) -> NoReturn:
                     f"read ({err.strerror or err})")
 
 
-def _s3_files(uri: str, wanted) -> Iterator[tuple[str, bytes]]:  # noqa: ANN001 - a key predicate
+def _s3_files(bucket: str, prefix: str, wanted) -> Iterator[tuple[str, bytes]]:  # noqa: ANN001 - a key predicate
+    """Every object under ``prefix`` that ``wanted`` does not rule out.
+
+    Raises:
+        UserError: S3 cannot be read, or holds no object at all under the prefix (empty or misspelt: "not enough
+            data" would pass a scheduled job on a source that never held a capture).
+    """
     import boto3  # only s3:// sources need it
     from botocore.exceptions import BotoCoreError, ClientError
 
-    parsed = urlparse(uri)
-    bucket, prefix = parsed.netloc, parsed.path.lstrip("/")
+    uri, listed = f"s3://{bucket}/{prefix}", 0
     try:
         s3 = boto3.client("s3")
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
+                listed += 1
                 if wanted(item["Key"]):
                     yield item["Key"], s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
     except (BotoCoreError, ClientError) as err:
-        raise UserError(f"reading {uri}: {str(err).splitlines()[0]}") from None
+        reason = " ".join(line.strip() for line in str(err).splitlines() if line.strip())  # botocore's may be two
+        raise UserError(f"reading {uri}: {reason}") from None
+    if not listed:
+        raise UserError(f"{uri}: no object at all under this prefix (empty, or misspelt?)")
+
+
+def _s3_location(source: str) -> tuple[str, str]:
+    """The bucket and prefix of ``s3://bucket/prefix``.
+
+    Raises:
+        UserError: no bucket, or one no S3 bucket can be named (boto3 would cut its reason, urlparse raise on "[").
+    """
+    bucket, _, prefix = source.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise UserError(f"--capture must look like s3://bucket/prefix, got {source!r}")
+    if not BUCKET_NAME.fullmatch(bucket):
+        raise UserError(f"--capture {source!r}: {bucket!r} is not an S3 bucket name (letters, digits, '.', '-' "
+                        f"and '_' only)")
+    return bucket, prefix
 
 
 def read_captures(source: str | Path, *, window: Window, model: str | None = None,
@@ -213,9 +239,7 @@ def read_captures(source: str | Path, *, window: Window, model: str | None = Non
         return _wanted(key, model=model, version=version, days=window.days())
 
     if source.startswith("s3://"):
-        if not urlparse(source).netloc:
-            raise UserError(f"--capture must look like s3://bucket/prefix, got {source!r}")
-        files = _s3_files(source, wanted)
+        files = _s3_files(*_s3_location(source), wanted)
     elif "://" in source:
         raise UserError(f"--capture must be a folder or s3://bucket/prefix, got {source!r}")
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -106,6 +107,8 @@ def test_unreadable_capture_lines_are_counted_and_said(tmp_path: Path, params_fi
     (["--capture", "/no/such/folder"], "capture folder /no/such/folder not found"),
     (["--capture", "gs://bucket/x"], "must be a folder or s3://"),
     (["--capture", "s3://"], "must look like s3://bucket/prefix"),
+    (["--capture", "s3://bu cket/x"], "'bu cket' is not an S3 bucket name"),
+    (["--capture", "s3://[::1/x"], "'[::1' is not an S3 bucket name"),
     (["--no-tracking"], "--no-tracking needs --profile"),
     (["--until", "0001-01-01T00:00:00+01:00"], "--until '0001-01-01T00:00:00+01:00' is outside the dates there are"),
     (["--since", "0001-01-01T00:00:00+01:00"], "--since '0001-01-01T00:00:00+01:00' is outside the dates there are"),
@@ -155,6 +158,8 @@ def moto_s3(monkeypatch: pytest.MonkeyPatch):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto's buckets live in the process, not the server: without a reset a test sees an earlier test's objects.
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")).close()
     for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
                         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
@@ -188,6 +193,36 @@ def test_a_missing_bucket_is_exit_2(tmp_path: Path, params_file: Path, model_tar
     assert run(params_file, "--capture", "s3://no-such-bucket/capture/", "--profile", str(model_tarball),
                "--no-tracking") == 2
     assert "NoSuchBucket" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("prefix", ["", "captrue/"], ids=["empty-bucket", "misspelt-prefix"])
+def test_a_prefix_without_any_object_is_exit_2_naming_it(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                        moto_s3, prefix: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a bucket with no object under the prefix given (a capture elsewhere, or none at all)
+    moto_s3.create_bucket(Bucket="artifacts")
+    if prefix:
+        moto_s3.put_object(Bucket="artifacts", Key="capture/model=student-score/version=3/dt=2025-12-01/x", Body=b"")
+    # When drift reads it
+    code = run(params_file, "--capture", f"s3://artifacts/{prefix}", "--profile", str(model_tarball),
+               "--out", str(tmp_path / "r"), "--no-tracking")
+    # Then it names the prefix instead of calling the window "not enough data"
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"s3://artifacts/{prefix}: no object at all under this prefix" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_objects_outside_the_window_are_not_enough_data_not_an_error(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame, moto_s3) -> None:
+    # Given a prefix whose only capture is of another day
+    moto_s3.create_bucket(Bucket="artifacts")
+    lines = b"".join(contract.capture_line(c) for c in capture_window(live.iloc[:700], start=DAY - 86_400 * 30))
+    moto_s3.put_object(Bucket="artifacts", Key="capture/model=student-score/version=3/dt=2025-11-01/x", Body=lines)
+    # When drift reads the window, then the prefix is right and the window is "not enough data"
+    assert run(params_file, "--capture", "s3://artifacts/capture/", "--profile", str(model_tarball),
+               "--out", str(tmp_path / "r"), "--no-tracking") == 0
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["verdict"] == "not enough data"
 
 
 def test_refusals_are_counted_though_they_name_no_model(tmp_path: Path, params_file: Path, model_tarball: Path,
