@@ -6,10 +6,10 @@ version (``--version``, default the version that answered most of the window's r
 feature and the prediction with that version's reference profile (from the registry, or ``--profile``: a
 ``profile.json``, model directory or ``model.tar.gz``); see monitoring/analysis.py for the verdict.
 
-Writes ``report.html``, ``drift.png`` and ``summary.json`` into ``--out``, and logs a run of the monitoring
-experiment (params.yaml ``monitor.experiment``) tagged with the model, version and window, with the three files
-as artifacts (``--no-tracking`` skips it; then ``--profile`` is required). Exit codes: 0 no drift or not enough
-data, 1 drift, 2 error.
+Writes ``report.html``, ``drift.png`` and ``summary.json`` into ``--out`` (all of them or none: monitoring/outputs.py),
+and logs a run of the monitoring experiment (params.yaml ``monitor.experiment``) tagged with the model, version and
+window, with the three files as artifacts (``--no-tracking`` skips it; then ``--profile`` is required). Exit codes:
+0 no drift or not enough data, 1 drift, 2 error.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import click
 from core import tracking
 from core.cli import MODEL_VERSION, FiniteRange, UserError
 from core.params import load_params, params_option
-from monitoring import analysis, report
+from monitoring import analysis, outputs, report
 from monitoring.captures import Window, read_captures
 from monitoring.cli import ALARM, OK, job_errors, run_job
 from monitoring.reference import open_registry, profile_from_path
@@ -71,26 +71,27 @@ def check_features_captured(summary: dict[str, Any], version: str) -> None:
                         f"of version {version}: the captures hold another schema than the profile's")
 
 
-def write_summary(summary: dict[str, Any], out: Path) -> Path:
-    """summary.json in ``out`` (what the workflow puts into its job summary)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        data = out / SUMMARY_FILE
-        data.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    except OSError as err:
-        raise UserError(f"cannot write into {out}: {err.strerror or err}") from None
+def write_summary(summary: dict[str, Any], folder: Path) -> Path:
+    """summary.json in ``folder`` (what the workflow puts into its job summary).
+
+    Raises:
+        OSError: it cannot be written.
+    """
+    data = folder / SUMMARY_FILE
+    data.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return data
 
 
 def write_outputs(summary: dict[str, Any], out: Path) -> list[Path]:
-    """report.html, drift.png and summary.json in ``out``."""
-    data = write_summary(summary, out)
-    try:
-        png = report.figure(summary, out / FIGURE_FILE)
-        page = report.write_html(summary, png, out / REPORT_FILE)
-    except OSError as err:
-        raise UserError(f"cannot write the report into {out}: {err.strerror or err}") from None
-    return [page, png, data]
+    """report.html, drift.png and summary.json in ``out``, replacing an earlier window's only once all are written."""
+    with outputs.staged(out, last=SUMMARY_FILE) as folder:
+        try:
+            png = report.figure(summary, folder / FIGURE_FILE)
+            report.write_html(summary, png, folder / REPORT_FILE)
+        except OSError as err:
+            raise UserError(f"cannot write the report into {out}: {err.strerror or err}") from None
+        write_summary(summary, folder)
+    return [out / REPORT_FILE, out / FIGURE_FILE, out / SUMMARY_FILE]
 
 
 def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
@@ -143,9 +144,9 @@ def cli(params_file: Path, source: str | None, since: str | None, until: str | N
         # Nothing answered in the window, so there is no version (and no profile) to compare with.
         summary = context | {"verdict": analysis.NOT_ENOUGH, "records": 0, "refused_requests": len(captured.refusals),
                              "alarms": []}
-        write_summary(summary, out)
-        for stale in (out / REPORT_FILE, out / FIGURE_FILE):  # an earlier window's report must not stand for this one
-            stale.unlink(missing_ok=True)
+        # An earlier window's report must not stand beside this summary.
+        with outputs.staged(out, last=SUMMARY_FILE, stale=(REPORT_FILE, FIGURE_FILE)) as folder:
+            write_summary(summary, folder)
         click.echo(f"{params.model.name}: no predicted records in {window.label()} at {source}: not enough data")
         _echo_skipped(summary)
         return OK

@@ -26,12 +26,13 @@ import numpy as np
 from core import tracking
 from core.cli import UserError
 from core.params import Params, load_params, params_option
-from monitoring import append, labels
+from monitoring import append, labels, outputs
 from monitoring.captures import Window, read_captures
 from monitoring.cli import ALARM, OK, job_errors, run_job
 from monitoring.reference import Registry, open_registry
 
 OK_STATUS, WORSE, NOT_ENOUGH = "ok", "worse", "not enough labels"
+SUMMARY_FILE, REJECTED_FILE = "feedback.json", "rejected_labels.csv"
 
 
 def accuracy(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
@@ -139,15 +140,14 @@ def _feedback(params: Params, window: Window, given: list[labels.Label], source:
     captured = read_captures(source or str(params.monitor.capture_dir), window=window)
     joined = labels.join(given, captured.predictions, captured.refusals, model=params.model.name)
     scores = score_versions(joined.matched, registry, params)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        summary = {"model": params.model.name, "window": window.bounds(), "labels": len(given),
-                   "matched": len(joined.matched), "rejected": joined.counts(), "versions": scores,
-                   "unreadable_lines": captured.bad_lines, "damaged_files": captured.damaged_files}
-        (out / "feedback.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-        files = [out / "feedback.json", labels.write_rejected(joined, out / "rejected_labels.csv")]
-    except OSError as err:
-        raise UserError(f"cannot write into {out}: {err.strerror or err}") from None
+    summary = {"model": params.model.name, "window": window.bounds(), "labels": len(given),
+               "matched": len(joined.matched), "rejected": joined.counts(), "versions": scores,
+               "unreadable_lines": captured.bad_lines, "damaged_files": captured.damaged_files}
+    # Both or neither: a feedback.json beside an earlier run's rejected labels would describe other labels.
+    with outputs.staged(out, last=SUMMARY_FILE) as folder:
+        (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        labels.write_rejected(joined, folder / REJECTED_FILE)
+    files = [out / SUMMARY_FILE, out / REJECTED_FILE]
     if not joined.matched:  # the command refused an empty labels file already
         # Every label refused: the file or the window is wrong, and "0 joined" with exit 0 would pass a CI job.
         # The report says which label was refused and why; nothing is logged, tagged or appended.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import tarfile
 import urllib.request
 from pathlib import Path
 
@@ -290,6 +291,31 @@ def test_a_window_without_records_removes_an_earlier_report_from_its_folder(
                        "--capture", str(folder), "--profile", str(bare), "--out", str(out), "--no-tracking"]) == 0
     assert json.loads((out / "summary.json").read_text())["records"] == 0
     assert not (out / "report.html").exists() and not (out / "drift.png").exists()
+
+
+@pytest.mark.parametrize("records", [600, 0], ids=["report", "not-enough-data"])
+def test_a_failed_write_leaves_the_earlier_window_s_outputs_as_they_were(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame, records: int,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given an earlier window's summary and report, and a folder where this window's figure would go
+    out = tmp_path / "r"
+    out.mkdir()
+    earlier = {name: f"earlier {name}\n" for name in ("summary.json", "report.html")}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    (out / "drift.png").mkdir()
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:records]))
+    folder.mkdir(exist_ok=True)
+    bare = tmp_path / "profile.json"  # no metadata: without records there is no version, the summary-only path
+    with tarfile.open(model_tarball) as tar:
+        bare.write_bytes(tar.extractfile("profile.json").read())
+    # When drift cannot put its files there
+    code = run(params_file, "--capture", str(folder), "--profile", str(bare), "--out", str(out), "--no-tracking")
+    # Then it says so in one line, and the earlier summary still stands beside the report it describes
+    err = capsys.readouterr().err
+    assert {name: (out / name).read_text() for name in earlier} == earlier, "a new summary beside an old report"
+    assert code == 2 and f"cannot write {out / 'drift.png'}" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in out.iterdir()) == ["drift.png", "report.html", "summary.json"], "staging left"
 
 
 def test_days_reaching_before_the_first_date_is_exit_2_naming_days(tmp_path: Path, params_file: Path,

@@ -377,3 +377,22 @@ def test_a_labels_file_with_a_header_only_is_exit_2(tmp_path: Path, store, capsy
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "the labels CSV has a header but no labels" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_write_leaves_the_earlier_feedback_as_it_was(tmp_path: Path, store, capsys) -> None:
+    # Given an earlier run's feedback.json, and a folder where this run's rejected labels would go
+    params_file, client = store
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "feedback.json").write_text("earlier\n")
+    (out / "rejected_labels.csv").mkdir()
+    frame = generate(20, 17)
+    captures = traffic(tmp_path, frame, version="1")
+    # When feedback cannot put its files there
+    code = run(params_file, tmp_path, labels_file(tmp_path, truth(captures, frame)))
+    # Then the earlier feedback.json is not replaced by one whose rejected labels were never written
+    assert (out / "feedback.json").read_text() == "earlier\n"
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot write {out / 'rejected_labels.csv'}" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in out.iterdir()) == ["feedback.json", "rejected_labels.csv"], "staging left"
+    assert "live.status" not in client.get_model_version("student-score", "1").tags, "nothing recorded"
