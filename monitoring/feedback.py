@@ -178,6 +178,11 @@ def _append(params: Params, joined: labels.Joined) -> None:
     done = append.append(table, params.data.target, joined.matched, root=Path.cwd())
     for key, reason in done.refused:
         click.echo(f"  not appended {key}: {reason}")
+    if done.refused and not done.rows and not done.already:
+        # Not one labelled record fits: the table or the capture has another schema, and exit 0 would pass the job.
+        key, reason = done.refused[0]
+        raise UserError(f"none of the {len(done.refused)} labelled records fits {table} (the first, {key}: {reason}); "
+                        f"nothing appended")
     click.echo(f"appended {done.rows} new rows to {table} ({done.already} already there, "
                f"{len(done.refused)} not fitting the table)")
     if done.rows and done.dvc_file is not None:

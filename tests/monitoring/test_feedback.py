@@ -396,3 +396,21 @@ def test_a_failed_write_leaves_the_earlier_feedback_as_it_was(tmp_path: Path, st
     assert code == 2 and f"cannot write {out / 'rejected_labels.csv'}" in err and err.count("\n") == 1, err
     assert sorted(p.name for p in out.iterdir()) == ["feedback.json", "rejected_labels.csv"], "staging left"
     assert "live.status" not in client.get_model_version("student-score", "1").tags, "nothing recorded"
+
+
+def test_append_where_no_record_fits_the_table_is_exit_2(repo: Path, store, capsys) -> None:
+    # Given labelled records that all lack a column of the table (dropped at capture)
+    params_file, _ = store
+    frame = generate(10, 18)
+    captures = capture_window(frame, version="1")
+    for c in captures:
+        del c["record"]["Gender"]
+    write_capture(repo / "bucket", captures)
+    table = repo / "data" / "students.csv"
+    before = table.read_bytes()
+    # When they are appended, then nothing is, and the job says so instead of exiting 0
+    assert run(params_file, repo, labels_file(repo, truth(captures, frame)), "--append") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: none of the 10 labelled records fits") and err.count("\n") == 1, err
+    assert "missing ['Gender']" in err and "nothing appended" in err
+    assert table.read_bytes() == before
