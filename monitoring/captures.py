@@ -265,8 +265,15 @@ def _well_formed_prediction(record: dict[str, Any]) -> bool:
     (finite, within float32, which XGBoost predicts in), a model version."""
     prediction = record.get("prediction")
     return (isinstance(record.get("request_id"), str) and isinstance(record.get("record"), dict)
-            and finite_number(prediction) and abs(prediction) <= FLOAT32_MAX
-            and isinstance(record.get("model_version"), str | int) and not isinstance(record.get("model_version"), bool))
+            and finite_number(prediction) and abs(prediction) <= FLOAT32_MAX and _a_version(record.get("model_version")))
+
+
+def _a_version(value: Any) -> bool:
+    """A number, or text that shows: "" read as "no version answered" (no predicted records), and a line break
+    in one split the job's one-line error in two."""
+    if isinstance(value, str):
+        return bool(value.strip()) and value.isprintable()
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _keep(captured: Captured, line: str, *, window: Window, model: str | None, version: str | None) -> None:

@@ -31,7 +31,8 @@ def job_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except UserError as err:
-            raise JobError(str(err)) from None
+            # A line break from the input (a version, a file name) would split the one line a scheduler shows.
+            raise JobError(str(err).replace("\r", "\\r").replace("\n", "\\n")) from None
     return wrapper
 
 

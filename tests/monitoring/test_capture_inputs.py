@@ -217,6 +217,29 @@ def test_one_odd_capture_line_costs_its_line_not_the_job(tmp_path: Path, params_
     assert summary_of(tmp_path / "r")["records"] == 600
 
 
+@pytest.mark.parametrize("version", ["", " ", "3\n", "3\r\n"], ids=["empty", "blank", "newline", "crlf"])
+def test_a_record_whose_version_is_empty_or_breaks_a_line_is_an_unreadable_line(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame, version: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given 600 records whose model_version says nothing (or holds a line break)
+    records = [c | {"model_version": version} for c in capture_window(live.iloc[:600])]
+    partition = tmp_path / "bucket" / PARTITION
+    partition.mkdir(parents=True)
+    (partition / "part-0").write_bytes(lines_of(records))
+    # When drift picks the version itself, then they are counted as unreadable lines, not taken for a version ""
+    assert drift.main(["--params", str(params_file), "--since", SINCE, "--until", UNTIL, "--capture",
+                       str(tmp_path / "bucket"), "--profile", str(_bare_profile(tmp_path, model_tarball)), "--out",
+                       str(tmp_path / "r"), "--no-tracking"]) == 0
+    assert (summary_of(tmp_path / "r")["unreadable_lines"], summary_of(tmp_path / "r")["records"]) == (600, 0)
+    assert "600 unreadable capture line(s) skipped" in capsys.readouterr().out
+
+
+def test_a_line_break_in_an_input_stays_inside_the_one_line_error(
+        tmp_path: Path, params_file: Path, model_tarball: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(params_file, tmp_path / "no\nsuch", model_tarball, tmp_path / "r") == 2
+    assert "no\\nsuch not found" in one_line_error(capsys)
+
+
 def _bare_profile(tmp_path: Path, tarball: Path) -> Path:
     """The tarball's profile.json alone: no metadata, so the version is the busiest one's."""
     import tarfile
