@@ -37,7 +37,8 @@ def profile_from_path(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """A reference profile and the bundle metadata beside it (empty when there is none).
 
     Raises:
-        UserError: no such file, not a regular file (a FIFO would be waited on forever), or not a profile.
+        UserError: no such file, not a regular file (a FIFO would be waited on forever), not a profile, or
+            metadata that is not an object naming a model and version.
     """
     for file in (path / PROFILE_FILE, path / METADATA_FILE) if path.is_dir() else (path,):
         if is_special(file):
@@ -45,13 +46,47 @@ def profile_from_path(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         if path.is_dir():
             meta = path / METADATA_FILE
-            return read_profile(path / PROFILE_FILE), json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+            return read_profile(path / PROFILE_FILE), _metadata(_read_json(meta), meta) if meta.is_file() else {}
         if path.name.endswith((".tar.gz", ".tgz")):
             profile = check_profile(read_member(path, PROFILE_FILE), f"{path}:{PROFILE_FILE}")
-            return profile, read_member(path, METADATA_FILE)
+            return profile, _metadata(read_member(path, METADATA_FILE), f"{path}:{METADATA_FILE}")
         return read_profile(path), {}
     except (ModelError, ValueError) as err:
         raise UserError(str(err)) from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror or err})") from None
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError too
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+
+
+def _metadata(metadata: Any, where: str | Path) -> dict[str, Any]:
+    """A bundle's metadata, checked: a JSON object whose ``registered_name`` is text and ``version`` a registry
+    version number (each may be missing). A version of another kind matched no captured record: an empty window.
+
+    Raises:
+        UserError: it is not.
+    """
+    if not isinstance(metadata, dict):
+        raise UserError(f"{where}: the bundle metadata must be a JSON object, it is a JSON {_json_kind(metadata)}")
+    name, version = metadata.get("registered_name"), metadata.get("version")
+    if name is not None and not (isinstance(name, str) and name.strip() and name.isprintable()):
+        raise UserError(f"{where}: 'registered_name' must be a model name, it is {name!r:.80}")
+    if version is not None:
+        text = str(version) if isinstance(version, int) and not isinstance(version, bool) else version
+        if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 10
+                and 1 <= int(text) < 2**31):  # MODEL_VERSION's range: what a registry can hold
+            raise UserError(f"{where}: 'version' must be a model version number, it is {version!r:.80}")
+        metadata = metadata | {"version": str(int(text))}
+    return metadata
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
 
 
 @dataclass(frozen=True)

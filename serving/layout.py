@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def read_member(tarball: str | Path, name: str) -> Any:
             if handle is None:
                 raise ModelError(f"{tarball}: no {name} at the archive root")
             return json.loads(handle.read().decode("utf-8"))
-    except (tarfile.TarError, OSError, EOFError) as err:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:  # zlib.error: a byte changed in the stream
         raise ModelError(f"{tarball}: not a readable tar.gz ({err})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelError(f"{tarball}: {name} is not valid JSON ({err})") from None

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -215,6 +216,63 @@ def test_one_odd_capture_line_costs_its_line_not_the_job(tmp_path: Path, params_
                        str(tmp_path / "bucket"), "--profile", str(bare), "--out", str(tmp_path / "r"),
                        "--no-tracking"]) == 0
     assert summary_of(tmp_path / "r")["records"] == 600
+
+
+def _bundle(folder: Path, profile: dict, metadata: str, kind: str) -> Path:
+    """A --profile bundle with ``metadata`` as its metadata.json: a model directory or a model.tar.gz."""
+    import tarfile
+
+    from serving.profile import write_profile
+
+    model = folder / "model"
+    model.mkdir(parents=True)
+    write_profile(model, profile)
+    (model / "metadata.json").write_text(metadata)
+    if kind == "directory":
+        return model
+    with tarfile.open(folder / "model.tar.gz", "w:gz") as tar:
+        for file in model.iterdir():
+            tar.add(file, arcname=file.name)
+    return folder / "model.tar.gz"
+
+
+@pytest.mark.parametrize("kind", ["directory", "tarball"])
+@pytest.mark.parametrize(("metadata", "message"), [
+    ("{not json", "not valid JSON"),
+    ("[3]", "the bundle metadata must be a JSON object, it is a JSON list"),
+    ('{"registered_name": "student-score", "version": {"n": 3}}', "'version' must be a model version number"),
+    ('{"registered_name": "student-score", "version": "3\\n"}', "'version' must be a model version number"),
+    ('{"registered_name": ["student-score"], "version": "3"}', "'registered_name' must be a model name"),
+], ids=["not-json", "a-list", "a-dict-version", "a-version-with-a-line-break", "a-list-name"])
+def test_damaged_bundle_metadata_is_refused_in_one_line_naming_the_file(
+        tmp_path: Path, params_file: Path, profile: dict, live: pd.DataFrame, kind: str, metadata: str,
+        message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given version 3's traffic, and a --profile bundle whose metadata.json is damaged
+    folder = write_capture(tmp_path / "bucket", capture_window(live.iloc[:600]))
+    bundle = _bundle(tmp_path / "given", profile, metadata, kind)
+    # When drift reads the bundle, then it names the file and what is wrong, instead of an empty window or a trace
+    assert run(params_file, folder, bundle, tmp_path / "r") == 2
+    err = one_line_error(capsys)
+    assert "metadata.json" in err and str(bundle) in err and message in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_model_tarball_with_a_changed_byte_is_refused_in_one_line(
+        tmp_path: Path, params_file: Path, model_tarball: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a model.tar.gz with one byte changed near its end: the first byte of its last compressed block (a flush
+    # makes one start at the archive's last 512 bytes) names a block type that does not exist. Header reading
+    # stops before it (tarfile would wrap the error then); reading a member's data runs into it.
+    tar = gzip.decompress(model_tarball.read_bytes())
+    deflate = zlib.compressobj(wbits=31)
+    head = deflate.compress(tar[:-512]) + deflate.flush(zlib.Z_FULL_FLUSH)
+    data = bytearray(head + deflate.compress(tar[-512:]) + deflate.flush())
+    data[len(head)] |= 0x06
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(bytes(data))
+    (tmp_path / "bucket").mkdir()
+    # When drift reads it, then the file is named, not an "unexpected error" of zlib's
+    assert run(params_file, tmp_path / "bucket", broken, tmp_path / "r") == 2
+    assert f"{broken}: not a readable tar.gz" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize("version", ["", " ", "3\n", "3\r\n"], ids=["empty", "blank", "newline", "crlf"])
