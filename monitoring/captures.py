@@ -29,6 +29,7 @@ from serving.columns import FLOAT32_MAX
 UNKNOWN = "unknown"
 # What botocore accepts as a bucket (its handlers.VALID_BUCKET): S3's rules today are stricter, older buckets not.
 BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
+CAPTURE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
 
 
 def parse_time(text: str, option: str) -> datetime:
@@ -75,7 +76,7 @@ class Window:
         return None if moment is None else contract.capture_time(moment.timestamp())
 
     def contains(self, time_text: str) -> bool:
-        """Whether a capture record's ``time`` (which sorts as text) falls inside."""
+        """Whether a capture record's ``time`` (text that ``is_capture_time``, so it sorts as time) falls inside."""
         since, until = self._text(self.since), self._text(self.until)
         return (since is None or time_text >= since) and (until is None or time_text < until)
 
@@ -92,6 +93,18 @@ class Window:
     def label(self) -> str:
         bounds = self.bounds()
         return f"{bounds['since'] or 'start'}..{bounds['until'] or 'now'}"
+
+
+def is_capture_time(value: Any) -> bool:
+    """Whether ``value`` is a capture time as the contract writes it (``2026-12-01T15:04:05.123Z``), the only form
+    that sorts as text in time order: "2025-12-01 10:00", an offset or a month 13 would land in another window."""
+    if not (isinstance(value, str) and CAPTURE_TIME.fullmatch(value)):
+        return False
+    try:
+        datetime.fromisoformat(value[:-1])
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
@@ -283,7 +296,7 @@ def _keep(captured: Captured, line: str, *, window: Window, model: str | None, v
         captured.bad_lines += 1
         return
     if not isinstance(record, dict) or record.get("capture_format") != contract.CAPTURE_FORMAT \
-            or not isinstance(record.get("time"), str):
+            or not is_capture_time(record.get("time")):
         captured.bad_lines += 1
         return
     if not window.contains(record["time"]):

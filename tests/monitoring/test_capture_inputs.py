@@ -298,6 +298,24 @@ def test_a_line_break_in_an_input_stays_inside_the_one_line_error(
     assert "no\\nsuch not found" in one_line_error(capsys)
 
 
+@pytest.mark.parametrize("time", ["2025-12-01 10:00:00.000Z", "2025-12-01T10:00:00+05:00", "2025-12-01T10:00:00Z",
+                                  "2025-12-01", "2025-13-01T00:00:00.000Z", "yesterday",
+                                  "２０２５-12-01T10:00:00.000Z"],
+                         ids=["space", "offset", "no-millis", "date-only", "month-13", "word", "wide-digits"])
+def test_a_capture_time_not_in_the_contract_s_form_is_an_unreadable_line_not_misplaced(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame, time: str) -> None:
+    # Given the window's 600 records and one whose time is not written as the contract writes it (times are compared
+    # as text: "2025-12-01 10:00" sorts before the day starts, "yesterday" after every window)
+    records = capture_window(live.iloc[:600])
+    partition = tmp_path / "bucket" / PARTITION
+    partition.mkdir(parents=True)
+    (partition / "part-0").write_bytes(lines_of(records) + contract.capture_line(records[0] | {"time": time}))
+    # When drift reads the window, then that line is counted as unreadable, neither dropped unsaid nor counted in
+    assert run(params_file, tmp_path / "bucket", model_tarball, tmp_path / "r") == 0
+    got = summary_of(tmp_path / "r")
+    assert (got["records"], got["unreadable_lines"]) == (600, 1)
+
+
 def _bare_profile(tmp_path: Path, tarball: Path) -> Path:
     """The tarball's profile.json alone: no metadata, so the version is the busiest one's."""
     import tarfile
