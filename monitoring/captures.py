@@ -116,6 +116,7 @@ class Captured:
     files: int = 0
     bad_lines: int = 0
     damaged_files: int = 0  # cut off or corrupt part-way: the records after the damage are lost
+    first_damaged: str | None = None  # the first of them, to name: a byte changed on disk or in transit
 
 
 def _partition_values(key: str) -> dict[str, str]:
@@ -258,10 +259,12 @@ def read_captures(source: str | Path, *, window: Window, model: str | None = Non
     else:
         files = _local_files(Path(source), wanted)
     captured = Captured()
-    for _, data in files:
+    for key, data in files:
         captured.files += 1
         lines, damaged = _lines(data)
         captured.damaged_files += damaged
+        if damaged and captured.first_damaged is None:
+            captured.first_damaged = f"{source.rstrip('/')}/{key}" if source.startswith("s3://") else str(Path(source, key))
         for raw in lines:
             try:
                 line = raw.decode("utf-8")

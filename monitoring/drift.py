@@ -139,7 +139,7 @@ def cli(params_file: Path, source: str | None, since: str | None, until: str | N
     records = [r for r in captured.predictions if str(r.get("model_version")) == version]
     context = {"model": {"name": params.model.name, "version": version or None}, "window": window.bounds(),
                "source": source, "files": captured.files, "unreadable_lines": captured.bad_lines,
-               "damaged_files": captured.damaged_files}
+               "damaged_files": captured.damaged_files, "first_damaged_file": captured.first_damaged}
     if not version:
         # Nothing answered in the window, so there is no version (and no profile) to compare with.
         summary = context | {"verdict": analysis.NOT_ENOUGH, "records": 0, "refused_requests": len(captured.refusals),
@@ -182,7 +182,8 @@ def _echo_skipped(summary: dict[str, Any]) -> None:
     if summary["unreadable_lines"]:
         click.echo(f"  {summary['unreadable_lines']} unreadable capture line(s) skipped")
     if summary["damaged_files"]:
-        click.echo(f"  {summary['damaged_files']} capture file(s) cut off or corrupt: records after the damage are lost")
+        click.echo(f"  {summary['damaged_files']} capture file(s) cut off or corrupt (the first: "
+                   f"{summary['first_damaged_file']}): records after the damage are lost")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,7 +142,8 @@ def _feedback(params: Params, window: Window, given: list[labels.Label], source:
     scores = score_versions(joined.matched, registry, params)
     summary = {"model": params.model.name, "window": window.bounds(), "labels": len(given),
                "matched": len(joined.matched), "rejected": joined.counts(), "versions": scores,
-               "unreadable_lines": captured.bad_lines, "damaged_files": captured.damaged_files}
+               "unreadable_lines": captured.bad_lines, "damaged_files": captured.damaged_files,
+               "first_damaged_file": captured.first_damaged}
     # Both or neither: a feedback.json beside an earlier run's rejected labels would describe other labels.
     with outputs.staged(out, last=SUMMARY_FILE) as folder:
         (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
@@ -157,8 +158,9 @@ def _feedback(params: Params, window: Window, given: list[labels.Label], source:
     record(registry, params, window, scores, joined, files)
     click.echo(f"{len(given)} labels: {len(joined.matched)} joined, {len(joined.rejected)} rejected")
     if captured.bad_lines or captured.damaged_files:
+        first = f" (the first: {captured.first_damaged})" if captured.first_damaged else ""
         click.echo(f"  capture: {captured.bad_lines} unreadable line(s) skipped, {captured.damaged_files} damaged "
-                   f"file(s)")
+                   f"file(s){first}")
     for reason, count in joined.counts().items():
         if count:
             click.echo(f"  rejected {count}: {reason} (see {files[1]})")

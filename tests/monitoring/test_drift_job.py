@@ -263,6 +263,22 @@ def test_a_cut_off_gzip_object_keeps_its_records_before_the_damage_and_says_so(
     assert "1 capture file(s) cut off or corrupt" in capsys.readouterr().out
 
 
+def test_a_gzip_object_with_a_changed_byte_is_named(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                    live: pd.DataFrame, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a Firehose object one byte of which changed (in its checksum: what it holds cannot be trusted)
+    data = bytearray(gzip.compress(b"".join(contract.capture_line(c) for c in capture_window(live.iloc[:700]))))
+    data[-8] ^= 0x01
+    part = _partition(tmp_path / "bucket") / "part-0.gz"
+    part.write_bytes(bytes(data))
+    out = tmp_path / "r"
+    # When drift reads it, then the damage is counted and the file named, to be looked at
+    assert run(params_file, "--capture", str(tmp_path / "bucket"), "--profile", str(model_tarball), "--out",
+               str(out), "--no-tracking") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["damaged_files"], summary["first_damaged_file"]) == (1, str(part))
+    assert f"1 capture file(s) cut off or corrupt (the first: {part})" in capsys.readouterr().out
+
+
 def test_a_byte_that_is_not_utf8_costs_its_line_not_the_file(tmp_path: Path, params_file: Path,
                                                             model_tarball: Path, live: pd.DataFrame) -> None:
     lines = [contract.capture_line(c) for c in capture_window(live.iloc[:700])]
