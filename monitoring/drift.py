@@ -25,9 +25,10 @@ from core import tracking
 from core.cli import MODEL_VERSION, FiniteRange, UserError
 from core.params import load_params, params_option
 from monitoring import analysis, outputs, report
-from monitoring.captures import Window, read_captures
+from monitoring.captures import read_captures
 from monitoring.cli import ALARM, OK, job_errors, run_job
 from monitoring.reference import open_registry, profile_from_path
+from monitoring.window import Window
 
 SUMMARY_FILE, REPORT_FILE, FIGURE_FILE = "summary.json", "report.html", "drift.png"
 

@@ -27,9 +27,10 @@ from core import tracking
 from core.cli import UserError
 from core.params import Params, load_params, params_option
 from monitoring import append, labels, outputs
-from monitoring.captures import Window, read_captures
+from monitoring.captures import read_captures
 from monitoring.cli import ALARM, OK, job_errors, run_job
 from monitoring.reference import Registry, open_registry
+from monitoring.window import Window
 
 OK_STATUS, WORSE, NOT_ENOUGH = "ok", "worse", "not enough labels"
 SUMMARY_FILE, REJECTED_FILE = "feedback.json", "rejected_labels.csv"

@@ -4,8 +4,9 @@ Every response, errors included, carries the model headers of the wire contract 
 ``X-Model-Name``, ``X-Model-Version``, ``X-Data-Hash`` and the same as SageMaker custom attributes) from the
 bundle's ``metadata.json``, so any answer can be traced to the registered version and its training data.
 Errors are JSON ``{"error": ..., "field": ..., "row": ...}``: bad records or bodies 400, unknown path 404,
-wrong method 405, a body that stopped arriving 408, unsupported ``Accept`` 406 (media-type parameters such as ``charset`` are ignored), body
-over the limit 413, unsupported ``Content-Type`` or a ``Content-Encoding`` or ``Transfer-Encoding`` coding (gzip...) 415, no model loaded 503. A 500 means a bug in this code, never bad input.
+wrong method 405, a body that stopped arriving 408, unsupported ``Accept`` 406 (media-type parameters such as
+``charset`` are ignored), body over the limit 413, unsupported ``Content-Type``, or a ``Content-Encoding`` or
+``Transfer-Encoding`` coding (gzip...), 415, no model loaded 503. A 500 means a bug in this code, never bad input.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_
         try:
             body = _read_body(max_body_bytes)
         except (TimeoutError, ClientDisconnected) as err:  # werkzeug reports the worker's read timeout as a disconnect
-            if getattr(err.__context__, "malformed_body", False):  # serving/worker.py: bad chunk syntax, not a stall
+            if getattr(err.__context__, "malformed_body", False):  # serving/request_body.py: bad chunk syntax
                 return error_response(400, str(err.__context__))
             return error_response(408, "the request body stopped arriving before its Content-Length")
         try:

@@ -18,6 +18,8 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
+from infra.local.events import LambdaContext
+
 _handler: Any = None
 
 
@@ -31,8 +33,6 @@ def _load(module: str) -> None:
 
 
 def _invoke(event: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    from infra.local.front_door import LambdaContext  # the child's own import; no cycle at module load
-
     return _handler.lambda_handler(event, LambdaContext(timeout_s=timeout_s))
 
 

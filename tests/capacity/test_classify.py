@@ -8,7 +8,7 @@ import pytest
 
 from capacity import classify as c
 from infra.api.runtime import handler
-from infra.local.front_door import LambdaContext, proxy_event
+from infra.local.events import LambdaContext, proxy_event
 from tests.infra.conftest import handler_env, stub_runtime  # noqa: F401 - fixtures used below
 from tests.infra.runtime_stub import StubRuntime, aws_error
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from benchmarks import fuzz_events
 from infra.api.runtime import handler
-from infra.local.front_door import LambdaContext, proxy_event
+from infra.local.events import LambdaContext, proxy_event
 from tests.infra.runtime_stub import StubRuntime
 
 EXAMPLES = 1000

@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from infra.api.runtime import handler
-from infra.local.front_door import LambdaContext, proxy_event, start_front_door
+from infra.local.events import LambdaContext, proxy_event
+from infra.local.front_door import start_front_door
 from tests.infra.runtime_stub import StubRuntime
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from infra.api.runtime import handler
-from infra.local.front_door import LambdaContext, proxy_event
+from infra.local.events import LambdaContext, proxy_event
 from tests.infra.runtime_stub import Canned, StubRuntime, aws_error
 
 RECORD = {"Hours_Studied": 23, "Attendance": 84, "Gender": "Male"}

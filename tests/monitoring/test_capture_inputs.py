@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zlib
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 
 from monitoring import drift, summary
-from monitoring.captures import Window
+from monitoring.window import Window
 from serving import contract
 from tests.monitoring.helpers import DAY, HEADERS, capture_window, write_capture
 from tests.workflows.conftest import ROOT, run_make
@@ -168,6 +169,26 @@ def test_an_unreadable_folder_outside_the_window_is_not_opened(
     # When drift reads the window, then the other day is ruled out by its folder name alone
     assert run(params_file, folder, model_tarball, tmp_path / "r") == 0
     assert summary_of(tmp_path / "r")["records"] == 600
+
+
+UNREADABLE_TESTS = "cannot_be_read or outside_the_window_is_not_opened"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or os.environ.get("CAPTURE_TESTS_WITHOUT_DAC") == "1",
+                    reason="runs the chmod 000 tests again only where root skipped them")
+def test_the_unreadable_capture_tests_run_without_root_s_permission_override() -> None:
+    # As root (CI's containers, this machine) the tests above skip: root reads a chmod 000 file. They run again
+    # here in a pytest whose bounding set lacks CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (util-linux setpriv),
+    # so permissions stop it as they stop any other user, and each must pass, not skip.
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("util-linux setpriv is not installed")
+    done = subprocess.run(
+        [setpriv, "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-m", "pytest", __file__, "-q",
+         "-p", "no:cacheprovider", "-k", UNREADABLE_TESTS, "-rs"],
+        cwd=ROOT, env={**os.environ, "CAPTURE_TESTS_WITHOUT_DAC": "1"}, capture_output=True, text=True,
+        timeout=600, check=False)
+    assert done.returncode == 0 and "4 passed" in done.stdout and "skipped" not in done.stdout, done.stdout[-3000:]
 
 
 def test_a_multi_member_gzip_is_read_whole(tmp_path: Path, params_file: Path, model_tarball: Path,
