@@ -171,6 +171,21 @@ def _row(record: Mapping[str, Any], label: float, header: Sequence[str], numeric
     return cells
 
 
+def first_misfit(checked: Checked, target: str, labelled: Sequence[tuple[Mapping[str, Any], float]]
+                 ) -> tuple[str, str] | None:
+    """``(record key, reason)`` of the first labelled record when not one of them fits the table or is in it
+    already (an append would add nothing: the capture or the table has another schema), else None."""
+    first = None
+    for record, label in labelled:
+        key = (str(record["request_id"]), str(record.get("row", 0)))
+        reason = None if key in checked.seen else _row(record["record"], label, checked.header, checked.numeric,
+                                                       target)
+        if not isinstance(reason, str):
+            return None
+        first = first or (f"{key[0]}#{key[1]}", reason)
+    return first
+
+
 def read_ledger(table: Path) -> set[tuple[str, str]]:
     """The (request id, row) pairs already appended to ``table`` (none when it has no ledger yet).
 

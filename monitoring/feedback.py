@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,17 +127,26 @@ def cli(params_file: Path, labels_file: Path, source: str | None, since: str | N
         return _feedback(params, window, given, source, out)[0]
     table = _table(params)
     # Checked first: a table that cannot take rows stops the job before the registry or MLflow records anything.
-    append.check(table, params.data.target, root=Path.cwd())
+    checked = append.check(table, params.data.target, root=Path.cwd())
+
+    def fits(joined: labels.Joined) -> None:  # after the join, before anything is recorded
+        # Not one labelled record fits: the table or the capture has another schema, and exit 0 would pass the job.
+        misfit = append.first_misfit(checked, params.data.target, joined.matched)
+        if misfit is not None:
+            raise UserError(f"none of the {len(joined.matched)} labelled records fits {table} (the first, "
+                            f"{misfit[0]}: {misfit[1]}); nothing appended, logged or tagged")
+
     # Held for the whole job, not only the append: two appends at once would also tag one version at once.
     with append.locked(table):
-        code, joined = _feedback(params, window, given, source, out)
+        code, joined = _feedback(params, window, given, source, out, before_record=fits)
         _append(params, joined)
     return code
 
 
-def _feedback(params: Params, window: Window, given: list[labels.Label], source: str | None, out: Path
-              ) -> tuple[int, labels.Joined]:
-    """Join, score, write the report, log and tag; returns the exit code and the joined labels."""
+def _feedback(params: Params, window: Window, given: list[labels.Label], source: str | None, out: Path, *,
+              before_record: Callable[[labels.Joined], None] = lambda joined: None) -> tuple[int, labels.Joined]:
+    """Join, score, write the report, log and tag; returns the exit code and the joined labels.
+    ``before_record`` may refuse the joined labels (raising) after the report is written, before MLflow."""
     registry = open_registry(params)
     captured = read_captures(source or str(params.monitor.capture_dir), window=window)
     joined = labels.join(given, captured.predictions, captured.refusals, model=params.model.name)
@@ -156,6 +166,7 @@ def _feedback(params: Params, window: Window, given: list[labels.Label], source:
         why = ", ".join(f"{count} {reason}" for reason, count in joined.counts().items() if count)
         raise UserError(f"none of the {len(given)} labels joined a captured prediction ({why}); see {files[1]} "
                         f"(wrong labels file, --capture or window?)")
+    before_record(joined)
     record(registry, params, window, scores, joined, files)
     click.echo(f"{len(given)} labels: {len(joined.matched)} joined, {len(joined.rejected)} rejected")
     if captured.bad_lines or captured.damaged_files:
@@ -181,11 +192,6 @@ def _append(params: Params, joined: labels.Joined) -> None:
     done = append.append(table, params.data.target, joined.matched, root=Path.cwd())
     for key, reason in done.refused:
         click.echo(f"  not appended {key}: {reason}")
-    if done.refused and not done.rows and not done.already:
-        # Not one labelled record fits: the table or the capture has another schema, and exit 0 would pass the job.
-        key, reason = done.refused[0]
-        raise UserError(f"none of the {len(done.refused)} labelled records fits {table} (the first, {key}: {reason}); "
-                        f"nothing appended")
     click.echo(f"appended {done.rows} new rows to {table} ({done.already} already there, "
                f"{len(done.refused)} not fitting the table)")
     if done.rows and done.dvc_file is not None:

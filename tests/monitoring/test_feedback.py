@@ -400,7 +400,7 @@ def test_a_failed_write_leaves_the_earlier_feedback_as_it_was(tmp_path: Path, st
 
 def test_append_where_no_record_fits_the_table_is_exit_2(repo: Path, store, capsys) -> None:
     # Given labelled records that all lack a column of the table (dropped at capture)
-    params_file, _ = store
+    params_file, client = store
     frame = generate(10, 18)
     captures = capture_window(frame, version="1")
     for c in captures:
@@ -412,5 +412,9 @@ def test_append_where_no_record_fits_the_table_is_exit_2(repo: Path, store, caps
     assert run(params_file, repo, labels_file(repo, truth(captures, frame)), "--append") == 2
     err = capsys.readouterr().err
     assert err.startswith("error: none of the 10 labelled records fits") and err.count("\n") == 1, err
-    assert "missing ['Gender']" in err and "nothing appended" in err
+    assert "missing ['Gender']" in err and "nothing appended, logged or tagged" in err
     assert table.read_bytes() == before
+    # And nothing was recorded for a job that failed: a fixed re-run would log and tag the same labels again
+    assert "live.status" not in client.get_model_version("student-score", "1").tags
+    assert not [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+                if r.data.tags.get("mlflow.runName", "").startswith("feedback")], "no feedback run"
