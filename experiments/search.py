@@ -25,6 +25,7 @@ import numpy as np
 import optuna
 
 from core.cli import UserError
+from core.files import is_special
 from core.params import Params, SearchSpace
 from core.tracking import shown_uri
 from experiments import cv
@@ -54,6 +55,8 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     """
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:"))
+        if is_special(path):  # a FIFO: Optuna's open for appending would wait for a reader for ever
+            raise UserError(f"Optuna storage {url}: {path} is not a regular file; name a journal file")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             backend = optuna.storages.journal.JournalFileBackend(str(path))

@@ -369,7 +369,7 @@ def test_values_xgboost_or_numpy_would_refuse_are_one_line_before_mlflow(workdir
 
 
 @pytest.mark.parametrize("kind", ["journal-under-a-file", "sqlite-in-no-folder", "not-a-url", "database-down",
-                                  "journal-with-a-damaged-line", "not-a-journal"])
+                                  "journal-with-a-damaged-line", "not-a-journal", "journal-a-fifo"])
 def test_an_optuna_storage_that_cannot_be_used_is_one_line_before_mlflow(workdir: Path, sample_csv: Path, capsys,
                                                                          kind: str) -> None:
     # Given a storage that cannot be used: a journal whose folder is a file, SQLite in a missing folder, a
@@ -380,7 +380,10 @@ def test_an_optuna_storage_that_cannot_be_used_is_one_line_before_mlflow(workdir
                "not-a-url": "bogus",
                "database-down": f"postgresql+psycopg://team:s3cret@127.0.0.1:{_closed_port()}/optuna",
                "journal-with-a-damaged-line": f"journal:{workdir / 'damaged.journal'}",
-               "not-a-journal": f"journal:{workdir / 'a-file'}"}[kind]
+               "not-a-journal": f"journal:{workdir / 'a-file'}",
+               "journal-a-fifo": f"journal:{workdir / 'fifo'}"}[kind]
+    if kind == "journal-a-fifo":  # opening it to append would wait for a reader for ever
+        os.mkfifo(workdir / "fifo")
     if kind == "journal-with-a-damaged-line":  # a study's journal, then a line that is not Optuna's
         search.make_study(name="earlier", storage=storage, seed=1, startup_trials=1)
         with (workdir / "damaged.journal").open("a") as journal:
