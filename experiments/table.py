@@ -151,11 +151,14 @@ def _refuse_short_rows(path: Path, width: int) -> None:
     """A line with fewer values than the header has columns: pandas would read the rest as missing values."""
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle, skipinitialspace=True)
-        next(reader, None)
-        for row in reader:
-            if 0 < len(row) < width:  # an empty line is skipped, as pandas skips it
-                raise UserError(f"{path}: line {reader.line_num} has {len(row)} value(s), but the header has "
-                                f"{width} columns (a row cut short; leave a cell empty for a missing value)")
+        try:
+            next(reader, None)
+            for row in reader:
+                if 0 < len(row) < width:  # an empty line is skipped, as pandas skips it
+                    raise UserError(f"{path}: line {reader.line_num} has {len(row)} value(s), but the header has "
+                                    f"{width} columns (a row cut short; leave a cell empty for a missing value)")
+        except csv.Error as err:  # a cell past the csv module's field limit (128 KiB)
+            raise UserError(f"{path}: not a readable CSV (line {reader.line_num}: {err})") from None
 
 
 def _header(path: Path) -> list[str]:
@@ -164,6 +167,8 @@ def _header(path: Path) -> list[str]:
             first = next(csv.reader(handle), None)
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a readable CSV (not UTF-8 text)") from None
+    except csv.Error as err:  # a header cell past the csv module's field limit (128 KiB)
+        raise UserError(f"{path}: not a readable CSV (line 1: {err})") from None
     if not first:
         raise UserError(f"{path}: the CSV is empty")
     return [name.lstrip() for name in first]  # leading spaces go, as the table is read (skipinitialspace)

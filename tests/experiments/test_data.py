@@ -40,6 +40,10 @@ def _csv(tmp_path: Path, text: str) -> Path:
     ("a,b,y\n1,2,3\n4\n5,6,7\n", r"line 3 has 1 value\(s\), but the header has 3 columns"),
     ("a,b,y\n1,2,3\n\n4,5\n", r"line 4 has 2 value\(s\), but the header has 3 columns"),
     ("a,b,y\n1,2,3,4\n5,6,7\n8,9,10\n", r"the first data line \(line 2\) has more values than the header"),
+    # Past the csv module's field limit (128 KiB): its csv.Error was a traceback, in the header or in the
+    # read for short rows (which runs when the last column has an empty cell)
+    ("a," + "b" * 200_000 + ",y\n1,2,3\n", r"not a readable CSV \(line 1: field larger than field limit"),
+    ("a,b,y\n" + "x" * 200_000 + ",2,3\n4,5,\n", r"not a readable CSV \(line 2: field larger than field limit"),
 ])
 def test_bad_tables_are_refused_in_one_line(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UserError, match=message) as err:
