@@ -88,3 +88,23 @@ def test_a_file_path_written_as_a_folder_is_refused_at_load(tmp_path: Path, sect
     with pytest.raises(UserError, match=f"{section}.path: .*names a folder, not a file") as err:
         load_params(path)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("extra", "key"), [("mlflow:\n  tracking_uri: sqlite:///other.db\n", "mlflow"),
+                                             ("train:\n  n_trials: 3\n", "train")])
+def test_a_key_written_twice_is_refused_as_dvc_refuses_it(tmp_path: Path, extra: str, key: str) -> None:
+    # PyYAML kept the last silently: a second section replaced the first, while DVC refuses the file
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text() + extra)
+    with pytest.raises(UserError, match=rf"key '{key}' is written twice \(line \d+\); keep one") as err:
+        load_params(path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_key_written_twice_inside_a_section_is_refused(tmp_path: Path) -> None:
+    text = (ROOT / "params.yaml").read_text()
+    assert "\ntrain:\n" in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace("\ntrain:\n", "\ntrain:\n  n_trials: 2\n  n_trials: 3\n", 1))
+    with pytest.raises(UserError, match=r"key 'n_trials' is written twice"):
+        load_params(path)
