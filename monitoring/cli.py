@@ -18,6 +18,18 @@ from core.cli import UserError, run_cli
 OK, ALARM, ERROR = 0, 1, 2
 
 
+class CaptureSource(click.ParamType):
+    """``--capture``: a folder or ``s3://bucket/prefix``. An empty value is refused: read as "not given", it fell
+    back to params.yaml's folder, so a CI variable left unset analysed the wrong captures."""
+
+    name = "capture"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if not str(value).strip():
+            self.fail("is empty; give a capture folder or s3://bucket/prefix, or leave the option out", param, ctx)
+        return str(value)
+
+
 class JobError(click.ClickException):
     """The job could not do its work: exit 2."""
 

@@ -26,7 +26,7 @@ from core.cli import MODEL_VERSION, FiniteRange, UserError
 from core.params import load_params, params_option
 from monitoring import analysis, outputs, report
 from monitoring.captures import read_captures
-from monitoring.cli import ALARM, OK, job_errors, run_job
+from monitoring.cli import ALARM, OK, CaptureSource, job_errors, run_job
 from monitoring.reference import open_registry, profile_from_path
 from monitoring.window import Window
 
@@ -109,8 +109,8 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
 
 @click.command(help="Compare a window of captured traffic with its model version's reference profile.")
 @params_option
-@click.option("--capture", "source", default=None, help="Capture folder or s3://bucket/prefix "
-              "(default: params.yaml monitor.capture_dir).")
+@click.option("--capture", "source", type=CaptureSource(), default=None,
+              help="Capture folder or s3://bucket/prefix (default: params.yaml monitor.capture_dir).")
 @click.option("--since", default=None, help="Window start, YYYY-MM-DD or ISO 8601 UTC (default: --days before --until).")
 @click.option("--until", default=None, help="Window end, exclusive (default: now).")
 @click.option("--days", type=FiniteRange(min=0, min_open=True), default=1.0, show_default=True,

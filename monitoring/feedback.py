@@ -29,7 +29,7 @@ from core.cli import UserError
 from core.params import Params, load_params, params_option
 from monitoring import append, labels, outputs
 from monitoring.captures import read_captures
-from monitoring.cli import ALARM, OK, job_errors, run_job
+from monitoring.cli import ALARM, OK, CaptureSource, job_errors, run_job
 from monitoring.reference import Registry, open_registry
 from monitoring.window import Window
 
@@ -106,8 +106,8 @@ def record(registry: Registry, params: Params, window: Window, scores: dict[str,
 @params_option
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="CSV with request_id, actual and optionally row.")
-@click.option("--capture", "source", default=None, help="Capture folder or s3://bucket/prefix "
-              "(default: params.yaml monitor.capture_dir).")
+@click.option("--capture", "source", type=CaptureSource(), default=None,
+              help="Capture folder or s3://bucket/prefix (default: params.yaml monitor.capture_dir).")
 @click.option("--since", default=None, help="Only predictions from then on (YYYY-MM-DD or ISO 8601 UTC).")
 @click.option("--until", default=None, help="Only predictions before then (default: now).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist/reports/feedback"),
