@@ -19,7 +19,8 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from core.params import load_params
+from core.cli import UserError
+from core.params import Params, load_params
 from infra.nag import synth_or_report
 from infra.settings import context_keys, settings_from_context
 from infra.stacks import AccountStack, BootstrapStack, ServingStack, StorageStack
@@ -43,9 +44,9 @@ def _path(value: str | None, default: Path) -> Path:
     return default if not value else (Path(value) if Path(value).is_absolute() else ROOT / value)
 
 
-def default_tarball() -> Path:
+def default_tarball(params: Params) -> Path:
     """params.yaml ``export.path``: where the registry's export job writes the model."""
-    return ROOT / load_params(ROOT / "params.yaml").export.path
+    return ROOT / params.export.path
 
 
 def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = None) -> cdk.App:
@@ -64,7 +65,11 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
         settings = settings_from_context(get)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    tarball = _path(get("model_tarball"), default_tarball())
+    try:
+        params = load_params(ROOT / "params.yaml")
+    except UserError as error:  # a params.yaml that is not the project's: one line, like every other input
+        raise ConfigError(str(error)) from None
+    tarball = _path(get("model_tarball"), default_tarball(params))
     if not tarball.is_file():
         raise ConfigError(
             f"model tarball not found: {tarball} (export a model, or pass -c model_tarball=PATH)"
@@ -78,7 +83,7 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
     env = cdk.Environment(account=account, region=region) if account and region else None
     prefix = f"{PROJECT}-{settings.name}"
     try:
-        _stacks(app, prefix, settings, tarball, image_directory, env)
+        _stacks(app, prefix, settings, tarball, image_directory, env, drop_fields=params.monitor.drop_fields)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     for key, value in {"Project": PROJECT, "Environment": settings.name}.items():
@@ -98,7 +103,7 @@ def _refuse_unknown_keys(keys: Iterable[str]) -> None:
 
 
 def _stacks(app: cdk.App, prefix: str, settings: Any, tarball: Path, image_directory: Path,
-            env: cdk.Environment | None) -> None:
+            env: cdk.Environment | None, *, drop_fields: tuple[str, ...]) -> None:
     get = app.node.try_get_context
     account = AccountStack(app, f"{PROJECT}-Account", env=env,
                            description="API Gateway's account-wide CloudWatch logging role (one per account+region)")
@@ -112,7 +117,7 @@ def _stacks(app: cdk.App, prefix: str, settings: Any, tarball: Path, image_direc
         image_directory=image_directory,
         alarm_email=get("alarm_email") or None,
         capture_stream=storage.capture.stream,
-        capture_drop_fields=load_params(ROOT / "params.yaml").monitor.drop_fields,
+        capture_drop_fields=drop_fields,
         env=env,
         description=f"Student score predictions: SageMaker Serverless endpoint + REST API ({settings.name})",
     )

@@ -20,6 +20,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
+from infra import app as cdk_app
 from infra.api import schema as api_schema
 from infra.api.infrastructure import LAMBDA_TIMEOUT
 from infra.api.runtime import handler
@@ -656,6 +657,25 @@ def test_a_missing_tarball_fails_synth_with_one_clear_line(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match=r"^model tarball not found: .*missing\.tar\.gz") as raised:
         build_app(context=context, outdir=str(tmp_path / "out"))
     assert "\n" not in str(raised.value)
+
+
+def test_a_params_file_that_is_not_the_projects_fails_synth_with_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a repository whose params.yaml has a section the project does not know
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "params.yaml").write_text((ROOT / "params.yaml").read_text() + "bogus_section: 1\n")
+    monkeypatch.setattr(cdk_app, "ROOT", repo)
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps(inputs(tmp_path, b"x")))
+    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path / "out"))
+    # When the CDK CLI runs the app
+    code = cdk_app.main()
+    # Then it exits non-zero with one line naming the file, not a traceback
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"error: {repo / 'params.yaml'}: ") and err.count("\n") == 1, err
+    assert "bogus_section" in err, err
 
 
 def test_a_malformed_github_repo_is_refused(tmp_path: Path) -> None:
