@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,9 @@ from typing import Any
 # 2048 MB, 3072 MB, 4096 MB, 5120 MB, or 6144 MB"; MaxConcurrency "Minimum value of 1. Maximum value of 200."
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 SERVERLESS_MAX_CONCURRENCY = 200
+# AWS, "Configure Lambda function memory" (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html):
+# "You can configure memory between 128 MB and 10,240 MB in 1-MB increments."
+LAMBDA_MEMORY_MB = (128, 10240)
 # The rollback alarms (infra/monitoring) look at one-minute periods and need up to three of them to fire; a
 # baking period shorter than that would end before they could.
 ALARM_PERIOD_S = 60
@@ -72,6 +76,9 @@ class EnvironmentSettings:
         if not 1 <= self.endpoint_max_concurrency <= SERVERLESS_MAX_CONCURRENCY:
             raise ValueError(f"endpoint_max_concurrency must be 1..{SERVERLESS_MAX_CONCURRENCY}, "
                              f"got {self.endpoint_max_concurrency}")
+        if not LAMBDA_MEMORY_MB[0] <= self.lambda_memory_mb <= LAMBDA_MEMORY_MB[1]:
+            raise ValueError(f"lambda_memory_mb must be {LAMBDA_MEMORY_MB[0]}..{LAMBDA_MEMORY_MB[1]}, "
+                             f"got {self.lambda_memory_mb}")
         if not 0 <= self.endpoint_provisioned_concurrency <= self.endpoint_max_concurrency:
             raise ValueError("endpoint_provisioned_concurrency must be 0..endpoint_max_concurrency")
         if not math.isfinite(self.throttle_rate) or self.throttle_rate <= 0 or self.throttle_burst < 1 \
@@ -143,12 +150,26 @@ ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
 
 
 def _parse(raw: Any, kind: type) -> Any:
-    # Context from `-c key=value` arrives as a string; from cdk.json or a test it may already be typed.
-    if kind is bool and isinstance(raw, str):
-        if raw.lower() not in ("true", "false"):
-            raise ValueError(f"expected true or false, got {raw!r}")
-        return raw.lower() == "true"
-    return kind(raw)
+    # Context from `-c key=value` arrives as a string; from cdk.json or a test it may already be typed. Nothing
+    # is coerced: int(7.9) would deploy 7, and True is an int to Python but no count or size to anyone.
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise ValueError(f"expected a {'whole ' if kind is int else ''}number, got {raw!r}")
+    if kind is int:
+        if isinstance(raw, float) and raw.is_integer():
+            return int(raw)
+        if isinstance(raw, int) or (isinstance(raw, str) and re.fullmatch(r"\s*[-+]?[0-9]+\s*", raw)):
+            return int(raw)
+        raise ValueError(f"expected a whole number, got {raw!r}")
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number, got {raw!r}") from None
 
 
 def context_keys() -> frozenset[str]:

@@ -497,6 +497,13 @@ def test_context_overrides_one_setting_and_keeps_the_rest() -> None:
     assert settings.endpoint_memory_mb == ENVIRONMENTS["prod"].endpoint_memory_mb
 
 
+def test_typed_context_from_cdk_json_keeps_whole_numbers_and_bools() -> None:
+    context = {"endpoint_max_concurrency": 7.0, "lambda_memory_mb": 128, "throttle_rate": 12, "capture_enabled": False}
+    settings = settings_from_context(context.get)
+    assert (settings.endpoint_max_concurrency, settings.lambda_memory_mb) == (7, 128)
+    assert (settings.throttle_rate, settings.capture_enabled) == (12.0, False)
+
+
 @pytest.mark.parametrize(
     ("context", "fragment"),
     [
@@ -508,6 +515,15 @@ def test_context_overrides_one_setting_and_keeps_the_rest() -> None:
         ({"canary_wait_s": "60"}, "canary_wait_s must be 180..3600"),
         ({"alarm_concurrency_utilization": "1.5"}, "alarm_concurrency_utilization"),
         ({"alarm_model_setup_ms": "0"}, "alarm thresholds must be positive"),
+        # AWS Lambda's memory range: 0 synthesized MemorySize: 0 and failed only at deploy
+        ({"lambda_memory_mb": "0"}, r"^lambda_memory_mb must be 128\.\.10240, got 0$"),
+        ({"lambda_memory_mb": 10241}, r"^lambda_memory_mb must be 128\.\.10240, got 10241$"),
+        # cdk.json's numbers arrive typed: 7.9 was cut to 7, True counted as 1
+        ({"endpoint_max_concurrency": 7.9}, r"^context endpoint_max_concurrency: expected a whole number, got 7\.9$"),
+        ({"endpoint_max_concurrency": True}, r"^context endpoint_max_concurrency: expected a whole number, got True$"),
+        ({"throttle_burst": "20.5"}, r"^context throttle_burst: expected a whole number, got '20\.5'$"),
+        ({"throttle_rate": True}, r"^context throttle_rate: expected a number, got True$"),
+        ({"api_key_required": 1}, r"^context api_key_required: expected true or false, got 1$"),
     ],
 )
 def test_bad_context_is_refused_by_name(context: dict[str, str], fragment: str) -> None:
