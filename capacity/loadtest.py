@@ -74,6 +74,13 @@ def run_engine(spec: dict[str, Any], workdir: Path, timeout_s: float) -> list[li
     return [json.loads(line) for line in out_file.read_text(encoding="utf-8").splitlines() if line]
 
 
+def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # An empty name used to fall back to the profile's, so `--quick --name ''` replaced the ramp the advisor reads.
+    if value is not None and not value.strip():
+        raise click.BadParameter("must name the output files, got a blank name", ctx, param)
+    return value
+
+
 def _stand_in_args(*, container_url: str | None, model_tarball: Path | None, env: str, context: Sequence[str],
                    lambda_concurrency: int | None, cold_start_overhead: float | None) -> list[str]:
     args = ["--env", env]
@@ -107,7 +114,8 @@ def _stand_in_args(*, container_url: str | None, model_tarball: Path | None, env
               help="Stop after this many requests (default: 1.2 x what the profile offers).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=ROOT / "dist" / "loadtest", show_default=True)
-@click.option("--name", default=None, help="Output file name (default: the profile's; PROFILE-quick with --quick).")
+@click.option("--name", default=None, callback=_check_name,
+              help="Output file name (default: the profile's; PROFILE-quick with --quick).")
 @click.option("--quick", is_flag=True, help="A smoke run: 2 steps to 4 requests/s in 4 s, 40 requests at most.")
 @click.option("--env", "env", default="dev", show_default=True, help="Stand-in: deployment settings (dev|prod).")
 @click.option("-c", "--context", "context", multiple=True, metavar="FIELD=VALUE",
@@ -132,8 +140,8 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
         raise UserError(f"{', '.join(bad)} must be a finite number")
     if url is not None:
         check_url(url)
-    if quick and name is None:  # a smoke run must not replace the ramp the advisor reads (make advise)
-        name = f"{profile}-quick"
+    if name is None:  # a smoke run must not replace the ramp the advisor reads (make advise)
+        name = f"{profile}-quick" if quick else profile
     if quick:
         peak_rps, duration_s, steps = QUICK["peak_rps"], QUICK["duration_s"], QUICK["steps"]
         max_requests = max_requests or QUICK["max_requests"]
@@ -142,7 +150,7 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
     except ValueError as error:
         raise UserError(str(error)) from None
     try:  # checked now (it makes the folder): a run of up to 10 minutes must not end on an output it cannot write
-        report.output_paths(out_dir, name or profile)
+        report.output_paths(out_dir, name)
     except (OSError, ValueError) as err:
         raise _unwritable(out_dir, err) from None
     offered = sum(step.seconds * step.rps for step in plan)
@@ -177,7 +185,7 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
             args = _stand_in_args(container_url=container_url, model_tarball=model_tarball, env=env,
                                   context=context, lambda_concurrency=lambdas,
                                   cold_start_overhead=cold_start_overhead)
-            log = out_dir / f"{name or profile}.stand-in.log"
+            log = out_dir / f"{name}.stand-in.log"
             with standin.running(args, log=log) as chain:
                 base, path = check_url(chain.url)
                 rows = _load(base, path, headers, plan, payloads, cap, timeout_s, Path(work))
@@ -186,7 +194,7 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
             meta["target"] = f"the stand-in ({env}{''.join(f', {c}' for c in context)})"
     result = report.analyse(rows, plan, meta)
     try:
-        paths = report.write(result, out_dir, name or profile)
+        paths = report.write(result, out_dir, name)
     except (OSError, ValueError) as err:
         raise _unwritable(out_dir, err) from None
     click.echo(report.markdown(result))

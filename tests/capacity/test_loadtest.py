@@ -80,6 +80,22 @@ def test_a_range_option_out_of_its_range_or_nan_is_a_usage_error(value: str, tmp
     assert not any(tmp_path.iterdir()), "nothing written"
 
 
+@pytest.mark.parametrize("name", ["", "  "], ids=["empty", "blank"])
+def test_a_blank_name_is_a_usage_error_not_the_profiles_name(name: str, tmp_path: Path, capsys) -> None:
+    # Given the full ramp the advisor reads
+    (tmp_path / "ramp.json").write_text("{}")
+    # When a quick run is given a blank --name (it used to fall back to the profile's: ramp.json)
+    started = time.monotonic()
+    code = loadtest.main(["--quick", "--name", name, "--out", str(tmp_path)])
+    # Then it is refused in one line before any load, and the ramp is untouched
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Invalid value for '--name'" in err and err.count("\n") == 1, err
+    assert time.monotonic() - started < 10, "refused before the stand-in started and the load ran"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ramp.json"]
+    assert (tmp_path / "ramp.json").read_text() == "{}"
+
+
 def test_an_output_that_is_a_folder_is_refused_before_any_load(tmp_path: Path, capsys) -> None:
     (tmp_path / "ramp.png").mkdir()
     started = time.monotonic()
