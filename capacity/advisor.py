@@ -51,6 +51,13 @@ def load_prices(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: nested too deeply to be a price table") from None
     if not isinstance(prices, dict) or not isinstance(prices.get("serverless"), dict):
         raise UserError(f"{path}: expected a 'serverless' section of prices")
+    # YAML reads `5:` or `true:` as a number or a bool; a price or an instance type is named by text (the advice
+    # joins the names into its lines).
+    for section in ("serverless", "instances"):
+        names = prices.get(section)
+        bad = [key for key in names if not isinstance(key, str)] if isinstance(names, dict) else []
+        if bad:
+            raise UserError(f"{path}: {section}.{bad[0]!r} must be named by text (a price or an instance type)")
     for key, entry in list(prices["serverless"].items()):
         value = entry.get("value") if isinstance(entry, dict) else entry
         if value is not None and (not finite_number(value) or value < 0):
@@ -101,15 +108,30 @@ def load_result(path: Path) -> dict[str, Any]:
     cold_start = stand_in.get("cold_start_s")
     if cold_start is not None and (not finite_number(cold_start) or cold_start < 0):
         raise UserError(f"{path}: meta.stand_in.cold_start_s must be a non-negative number")
-    try:
-        # The quietest step's p99, as the report reads it: only steps that served enough to have one.
-        p99 = report.quietest([s for s in steps if s.get("p99_ms") is not None], "p99_ms")
-    except (KeyError, TypeError):
-        raise UserError(f"{path}: a step lacks its p99_ms, served_rps or seconds") from None
-    if p99 is not None and not finite_number(p99):
-        raise UserError(f"{path}: a step's p99_ms must be a number of milliseconds")
+    for index, step in enumerate(steps):
+        _check_step(path, index, step)
+    # The quietest step's p99, as the report reads it: only steps that served enough to have one.
+    p99 = report.quietest([s for s in steps if s["p99_ms"] is not None], "p99_ms")
     return {"service_time_s": float(service), "p99_measured_ms": service * 1000 if p99 is None else p99,
             "memory_mb": memory, "cold_start_s": cold_start, "request_bytes": float(request_bytes)}
+
+
+def _check_step(path: Path, index: int, step: dict[str, Any]) -> None:
+    """UserError naming step ``index`` (the report's numbering) unless its numbers are ones a load test measures.
+
+    Every step is checked, not only the quietest: a NaN compares false with everything, so ``min`` may pass it
+    over, and a negative p99 would be the quietest and size the endpoint on a latency nobody measured.
+    """
+    if any(key not in step for key in ("p99_ms", "served_rps", "seconds")):
+        raise UserError(f"{path}: step {index} lacks its p99_ms, served_rps or seconds")
+    p99 = step["p99_ms"]
+    if p99 is not None and (not finite_number(p99) or p99 < 0):
+        raise UserError(f"{path}: step {index}: p99_ms must be a number of milliseconds, at least 0, or null, "
+                        f"got {p99!r}")
+    if not finite_number(step["served_rps"]) or step["served_rps"] < 0:
+        raise UserError(f"{path}: step {index}: served_rps must be a non-negative number, got {step['served_rps']!r}")
+    if not finite_number(step["seconds"]) or step["seconds"] <= 0:
+        raise UserError(f"{path}: step {index}: seconds must be a positive number, got {step['seconds']!r}")
 
 
 def _check_out(out: Path | None, inputs: dict[str, Path]) -> None:
