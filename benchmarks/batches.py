@@ -228,7 +228,8 @@ def markdown(r: dict[str, Any]) -> str:
               default=ROOT / "data" / "student_performance.csv", show_default=True)
 @click.option("--keep-workdir", is_flag=True, help="Keep the throwaway folder (models, server logs).")
 def cli(quick: bool, results_dir: Path, csv_path: Path, keep_workdir: bool) -> None:
-    report.results_folder(results_dir)
+    stem = "batches-quick" if quick else "batches"
+    report.results_folder(results_dir, files=(f"{stem}.json", f"{stem}.md"))
     if not csv_path.is_file():
         raise UserError(f"{csv_path}: data file not found (run `make data`)")
     if len(os.sched_getaffinity(0)) < 2:
@@ -236,7 +237,6 @@ def cli(quick: bool, results_dir: Path, csv_path: Path, keep_workdir: bool) -> N
     plan = BATCH_QUICK if quick else BATCH_FULL
     with servers.workdir("bench-batches-", keep=keep_workdir, log=log) as work:
         results = run(plan, work, csv_path.resolve())
-    stem = "batches-quick" if quick else "batches"
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (results_dir / f"{stem}.md").write_text(markdown(results), encoding="utf-8")

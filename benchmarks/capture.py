@@ -164,13 +164,13 @@ def markdown(r: dict[str, Any]) -> str:
 @click.option("--quick", is_flag=True, help="2 rounds of 20: a smoke run.")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR)
 def cli(model_tarball: Path | None, rounds: int, block: int, quick: bool, results_dir: Path) -> None:
-    report.results_folder(results_dir)
+    stem = "capture-quick" if quick else "capture"
+    report.results_folder(results_dir, files=(f"{stem}.json", f"{stem}.md"))
     tarball = model_tarball or ROOT / load_params(ROOT / "params.yaml").export.path
     if not tarball.is_file():
         raise UserError(f"no model tarball at {tarball}: export a model first (make run) or pass --model-tarball")
     rounds, block = (2, 20) if quick else (rounds, block)
     result = run(tarball, rounds=rounds, block=block, warmup=min(block, 50))
-    stem = "capture-quick" if quick else "capture"
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     (results_dir / f"{stem}.md").write_text(markdown(result))

@@ -217,9 +217,10 @@ def markdown(r: dict[str, Any]) -> str:
               default=ROOT / "params.yaml", show_default=True)
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR)
 def cli(records: int, quick: bool, evidently_python: Path | None, params_file: Path, results_dir: Path) -> None:
-    report.results_folder(results_dir)
-    result = run(5_000 if quick else records, evidently_python, params_file, results_dir,
-                 "drift-quick" if quick else "drift", reps=1 if quick else 3)
+    stem = "drift-quick" if quick else "drift"
+    report.results_folder(results_dir, files=(f"{stem}.json", f"{stem}.md"))
+    result = run(5_000 if quick else records, evidently_python, params_file, results_dir, stem,
+                 reps=1 if quick else 3)
     click.echo(markdown(result))
 
 

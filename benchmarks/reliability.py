@@ -266,7 +266,8 @@ def run(plan: Plan, work: Path) -> dict[str, Any]:
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
               show_default=True)
 def cli(quick: bool, results_dir: Path) -> None:
-    report.results_folder(results_dir)
+    stem = "reliability-quick" if quick else "reliability"
+    report.results_folder(results_dir, files=(f"{stem}.json", f"{stem}.md"))
     try:
         load.wrk_path()
     except load.WrkMissing as err:
@@ -275,7 +276,6 @@ def cli(quick: bool, results_dir: Path) -> None:
         raise UserError(f"{SAMPLE}: data file not found (run `make data`)")
     with servers.workdir("reliability-") as work:
         results = run(QUICK if quick else FULL, work)
-    stem = "reliability-quick" if quick else "reliability"
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
     (results_dir / f"{stem}.md").write_text(reliability_report.markdown(results))

@@ -217,19 +217,26 @@ def markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def results_folder(folder: Path, option: str = "--results-dir") -> Path:
-    """``folder``, made if missing: each benchmark calls this before its run, so a folder that cannot be made
-    (under a file, read-only) is one line at the start, not a traceback after minutes of measuring.
+def results_folder(folder: Path, option: str = "--results-dir", files: Sequence[str] = ()) -> Path:
+    """``folder``, made if missing, and the ``files`` the benchmark will write in it checked: each benchmark calls
+    this before its run, so a folder that cannot be made (under a file, read-only) or a results file that is a
+    folder (or a FIFO, which would block the write) is one line at the start, not a traceback after minutes of
+    measuring.
 
     Raises:
-        UserError: the folder cannot be made.
+        UserError: the folder cannot be made, or one of ``files`` exists and is not a regular file.
     """
     from core.cli import UserError
+    from core.files import is_special
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"{option} {folder}: {err.strerror or err}") from None
+    for name in files:
+        if is_special(folder / name):
+            raise UserError(f"{option} {folder}: {name} is not a regular file (a folder?), so the results could "
+                            f"not be written to it")
     return folder
 
 

@@ -251,7 +251,8 @@ def run(plan: Plan, work: Path, csv: Path) -> dict[str, Any]:
                    "the results say so.")
 @click.option("--keep-workdir", is_flag=True, help="Keep the throwaway folder (models, stores, server logs).")
 def cli(quick: bool, results_dir: Path, csv: Path, train_fraction: float, keep_workdir: bool) -> None:
-    report.results_folder(results_dir)
+    stem = "latest" if not quick else "quick"
+    report.results_folder(results_dir, files=(f"{stem}.json", f"{stem}.md"))
     try:
         load.wrk_path()
     except load.WrkMissing as err:
@@ -263,7 +264,6 @@ def cli(quick: bool, results_dir: Path, csv: Path, train_fraction: float, keep_w
     plan = (QUICK if quick else FULL).scaled(train_fraction)
     with servers.workdir("bench-", keep=keep_workdir, log=log) as work:
         results = run(plan, work, csv.resolve())
-    stem = "latest" if not quick else "quick"
     json_path, md_path = report.write(results, results_dir, stem)
     click.echo(report.markdown(results))
     click.echo(f"wrote {json_path} and {md_path}")

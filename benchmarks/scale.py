@@ -230,7 +230,8 @@ def cli(sizes: str | None, quick: bool, results_dir: Path) -> None:
         raise UserError(f"--sizes: {rows[-1]:,} rows is more than the generator makes ({MAX_ROWS:,})")
     if len(set(rows)) < len(rows):
         raise UserError(f"--sizes names a row count twice: {sizes}")
-    report.results_folder(results_dir)
+    stem = "scale-quick" if quick else "scale"
+    report.results_folder(results_dir, files=(f"{stem}.json", f"{stem}.md"))
     started, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
@@ -241,7 +242,6 @@ def cli(sizes: str | None, quick: bool, results_dir: Path) -> None:
     results = {"targets": [t.to_json() for t in targets(measured)], "sizes": measured, "machine": report.machine(),
                "run": {"mode": "quick" if quick else "full", "total_s": round(time.perf_counter() - started, 1),
                        "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]}}
-    stem = "scale-quick" if quick else "scale"
     (results_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (results_dir / f"{stem}.md").write_text(markdown(results), encoding="utf-8")
     click.echo(markdown(results))

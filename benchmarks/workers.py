@@ -159,7 +159,7 @@ def cli(trials: int, out: Path) -> None:
     from core.params import load_params
     from team import stack
 
-    report.results_folder(out, "--out")
+    report.results_folder(out, "--out", files=("workers.json", "workers.md"))
     machine = _machine()
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         folder = Path(tmp)

@@ -274,3 +274,26 @@ def test_every_benchmark_refuses_an_unusable_results_folder_before_it_measures(
     assert importlib.import_module(f"benchmarks.{module}").main([option, str(out)]) != 0
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {option} {out}: ") and "\n" not in err
+
+
+@pytest.mark.parametrize(("module", "option", "args", "name"), [
+    ("run", "--results-dir", ["--quick"], "quick.json"),
+    ("batches", "--results-dir", ["--quick"], "batches-quick.md"),
+    ("reliability", "--results-dir", ["--quick"], "reliability-quick.json"),
+    ("capture", "--results-dir", ["--quick"], "capture-quick.md"),
+    ("drift", "--results-dir", ["--quick"], "drift-quick.json"),
+    ("scale", "--results-dir", ["--quick"], "scale-quick.json"),
+    ("workers", "--out", [], "workers.md"),
+])
+def test_every_benchmark_refuses_a_results_file_that_is_a_folder_before_it_measures(
+        module: str, option: str, args: list[str], name: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a results folder where a file the benchmark writes at its end is a folder
+    out = tmp_path / "out"
+    (out / name).mkdir(parents=True)
+    # When the benchmark starts (it used to measure for minutes, then fail with IsADirectoryError)
+    code = importlib.import_module(f"benchmarks.{module}").main([option, str(out), *args])
+    # Then it stops at once, in one line naming the option, the folder and the file
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.startswith(f"error: {option} {out}: {name} is not a regular file") and "\n" not in err, err
