@@ -40,7 +40,10 @@ def up(state_dir: Path, mlflow_port: int) -> None:
 @cli.command(help="Stop the stack and delete its database and artifacts.")
 @state_option
 def down(state_dir: Path) -> None:
-    click.echo("team stack stopped" if stack.down(state_dir) else "no team stack was running")
+    notes = stack.down(state_dir)
+    for note in notes or ():
+        click.echo(note, err=True)
+    click.echo("no team stack was running" if notes is None else "team stack stopped")
 
 
 @cli.command(help="Print `export` lines for MLFLOW_TRACKING_URI and OPTUNA_STORAGE (for eval).")

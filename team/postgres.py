@@ -18,6 +18,8 @@ from core.cli import UserError
 
 PG_USER = "team"
 DATABASES = ("mlflow", "optuna")
+# Written into a cluster's folder when it is made: `down` deletes no folder without it.
+MARKER = "team-stack-cluster"
 
 
 def pg_url(port: int, password: str, database: str) -> str:
@@ -52,18 +54,29 @@ def as_owner(owner: str | None) -> dict:
 
 
 def start(state_dir: Path, port: int, password: str, started: dict) -> None:
-    """initdb a fresh cluster and start it with pg_ctl, noting in ``started`` what to clean up."""
+    """initdb a fresh cluster and start it with pg_ctl, noting in ``started`` what to clean up.
+
+    Args:
+        state_dir: an absolute path; the cluster's folder (``pg_data``'s parent) is noted absolute, so that
+            ``down`` from another directory stops and deletes this one.
+    """
     owner = None
     if os.geteuid() == 0:
         # The server refuses to run as root, and pytest's and the repo's folders are not readable by others.
         owner = "postgres" if _user_exists("postgres") else "nobody"
-        started["pg_tmp_root"] = tempfile.mkdtemp(prefix="team-pg-")
-        os.chown(started["pg_tmp_root"], pwd.getpwnam(owner).pw_uid, pwd.getpwnam(owner).pw_gid)
-        root = Path(started["pg_tmp_root"])
+        root = Path(tempfile.mkdtemp(prefix="team-pg-")).resolve()
+        started["pg_tmp_root"] = str(root)
+        (root / MARKER).touch()
+        os.chown(root, pwd.getpwnam(owner).pw_uid, pwd.getpwnam(owner).pw_gid)
     else:
         root = state_dir / "postgres"
-        shutil.rmtree(root, ignore_errors=True)  # a cluster left by a crashed `up`; `down` deletes it too
+        if root.exists() and not (root / MARKER).is_file():
+            raise UserError(f"{root} is not a cluster folder this stack made; move it out of the way")
+        # A cluster left by a crashed `up` (`down` deletes it too); its server may still run.
+        stop(str(root / "data"), None)
+        shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
+        (root / MARKER).touch()
     data, sockets, log = root / "data", root / "sockets", root / "postgres.log"
     started["pg_owner"], started["pg_data"] = owner, str(data)
     pwfile = root / "pwfile"
@@ -88,6 +101,22 @@ def start(state_dir: Path, port: int, password: str, started: dict) -> None:
     if done.returncode != 0:
         raise UserError(f"PostgreSQL did not start (pg_ctl exit {done.returncode}); last lines of {log}:\n"
                         f"{log_tail(log)}")
+
+
+def cluster_folder(data: str, expected: Path) -> Path | None:
+    """``data``'s parent when it is ``expected`` (the state dir's ``postgres`` or the recorded temp folder) and
+    holds the marker ``start`` writes: the only folder the stack ever stops a server in or deletes."""
+    path = Path(data)
+    if not path.is_absolute() or path.name != "data" or path.parent != expected:
+        return None
+    return path.parent if (path.parent / MARKER).is_file() else None
+
+
+def stop(data: str, owner: str | None) -> None:
+    """Stop the server of the cluster in ``data`` (an absolute path), if one runs."""
+    if Path(data, "postmaster.pid").exists():
+        subprocess.run([pg_binary("pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"], capture_output=True,
+                       **as_owner(owner))
 
 
 def _user_exists(name: str) -> bool:

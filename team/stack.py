@@ -16,7 +16,6 @@ refuses root) runs as the ``postgres`` user with its data in a fresh folder unde
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -24,18 +23,18 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from core import liveness
 from core.cli import UserError
 from team import postgres
+from team.state import BUCKET, STATE_FILE, Endpoints, State, read_state, write_state
 
-STATE_FILE = "stack.json"
-BUCKET = "team-artifacts"
 # The moto server accepts any key pair; only the mlflow server process ever sees these.
 S3_ENV = {"AWS_ACCESS_KEY_ID": "team-local", "AWS_SECRET_ACCESS_KEY": "team-local",
           "AWS_DEFAULT_REGION": "us-east-1"}
@@ -44,64 +43,52 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "team-local", "AWS_SECRET_ACCESS_KEY": "team-loca
 MLFLOW_WORKERS = 1
 
 
-@dataclass(frozen=True)
-class Endpoints:
-    """What clients need: the tracking URI and the Optuna storage URL (plus the S3 endpoint for inspection)."""
-
-    tracking_uri: str
-    optuna_storage: str
-    s3_endpoint: str
-    artifacts: str
-
-
-@dataclass
-class State:
-    pg_data: str
-    pg_port: int
-    pg_password: str
-    pg_owner: str | None
-    pg_tmp_root: str | None
-    moto_pid: int
-    moto_port: int
-    mlflow_pid: int
-    mlflow_port: int
-    # When each process started (core.liveness): a pid the kernel has since given to another process is not ours
-    # to signal. Empty in a state written before they were recorded.
-    moto_start: str = ""
-    mlflow_start: str = ""
-
-    def __post_init__(self) -> None:
-        for name, kind in (("pg_data", str), ("pg_port", int), ("pg_password", str), ("moto_pid", int),
-                           ("moto_port", int), ("mlflow_pid", int), ("mlflow_port", int), ("moto_start", str),
-                           ("mlflow_start", str)):
-            value = getattr(self, name)
-            if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value <= 0):
-                raise TypeError(f"{name} is {value!r}")
-        for name in ("pg_owner", "pg_tmp_root"):
-            if not (getattr(self, name) is None or isinstance(getattr(self, name), str)):
-                raise TypeError(f"{name} is {getattr(self, name)!r}")
-
-    def endpoints(self) -> Endpoints:
-        return Endpoints(tracking_uri=f"http://127.0.0.1:{self.mlflow_port}",
-                         optuna_storage=postgres.pg_url(self.pg_port, self.pg_password, "optuna"),
-                         s3_endpoint=f"http://127.0.0.1:{self.moto_port}", artifacts=f"s3://{BUCKET}/mlflow")
+def _free_ports(count: int, taken: int = 0) -> list[int]:
+    """``count`` distinct free loopback ports, none of them ``taken``: each held until all are chosen."""
+    with contextlib.ExitStack() as held:
+        ports: list[int] = []
+        while len(ports) < count:
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            if sock.getsockname()[1] != taken:
+                ports.append(sock.getsockname()[1])
+        return ports
 
 
-def free_port() -> int:
+def _check_port(port: int) -> None:
+    """Refuse a port another process listens on, before anything starts (SO_REUSEADDR as servers bind)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as err:
+            raise UserError(f"mlflow server cannot listen on 127.0.0.1:{port} ({err.strerror}); "
+                            f"choose another port") from None
 
 
-def _read_state(state_dir: Path) -> State | None:
-    path = state_dir / STATE_FILE
-    if not path.is_file():
-        return None
+def _prepare(state_dir: Path) -> Path:
+    """The logs folder, once ``state_dir`` is known to be a folder ``up`` can record its state in.
+
+    Raises:
+        UserError: it is not (checked before anything starts, so nothing is left running unrecorded).
+    """
     try:
-        return State(**json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError) as err:  # cut off, edited, or from another version (UnicodeError: a ValueError)
-        raise UserError(f"{path} is not a team stack's state ({type(err).__name__}: {err}); stop its processes "
-                        f"by hand if any run, then delete it") from None
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot use {state_dir} as the stack's state folder ({err.strerror})") from None
+    if read_state(state_dir) is not None:
+        raise UserError(f"a team stack is already running from {state_dir} (`python -m team down` first)")
+    logs = state_dir / "logs"
+    try:
+        logs.mkdir(exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot use {logs} as the stack's logs folder ({err.strerror})") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write in the state folder {state_dir} ({err.strerror})") from None
+    return logs
 
 
 def endpoints(state_dir: Path) -> Endpoints:
@@ -110,7 +97,7 @@ def endpoints(state_dir: Path) -> Endpoints:
     Raises:
         UserError: the stack is not up.
     """
-    state = _read_state(state_dir)
+    state = read_state(state_dir)
     if state is None:
         raise UserError(f"no team stack is running from {state_dir} (start it with `python -m team up`)")
     return state.endpoints()
@@ -179,15 +166,15 @@ def up(state_dir: Path, *, mlflow_port: int = 0, timeout_s: float = 180.0) -> En
     """Start PostgreSQL, moto and mlflow server; everything started is stopped again if a later step fails.
 
     Raises:
-        UserError: a stack is already running from ``state_dir``, or a component did not start.
+        UserError: a stack is already running from ``state_dir``, the state cannot be recorded there or
+            ``mlflow_port`` is taken (all said before anything starts), or a component did not start.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
-    if _read_state(state_dir) is not None:
-        raise UserError(f"a team stack is already running from {state_dir} (`python -m team down` first)")
-    logs = state_dir / "logs"
-    logs.mkdir(exist_ok=True)
-    pg_port, moto_port = free_port(), free_port()
-    mlflow_port = mlflow_port or free_port()
+    state_dir = state_dir.resolve()
+    logs = _prepare(state_dir)
+    if mlflow_port:
+        _check_port(mlflow_port)
+    pg_port, moto_port, *free = _free_ports(2 if mlflow_port else 3, taken=mlflow_port)
+    mlflow_port = mlflow_port or free[0]
     password = secrets.token_hex(16)
     started: dict = {}
     try:
@@ -211,23 +198,31 @@ def up(state_dir: Path, *, mlflow_port: int = 0, timeout_s: float = 180.0) -> En
                         logs / "mlflow.log", env=env)
         started["mlflow_pid"], started["mlflow_start"] = server.pid, liveness.of(server.pid).start
         _wait_for(lambda: _health(mlflow_port), "mlflow server", timeout_s, server, logs / "mlflow.log")
+        state = State(pg_data=started["pg_data"], pg_port=pg_port, pg_password=password,
+                      pg_owner=started["pg_owner"], pg_tmp_root=started.get("pg_tmp_root"),
+                      moto_pid=started["moto_pid"], moto_port=moto_port, mlflow_pid=started["mlflow_pid"],
+                      mlflow_port=mlflow_port, moto_start=started["moto_start"], mlflow_start=started["mlflow_start"])
+        write_state(state_dir, state)
     except BaseException:
-        _stop(started)
+        _stop(started, state_dir)
         raise
-    state = State(pg_data=started["pg_data"], pg_port=pg_port, pg_password=password, pg_owner=started["pg_owner"],
-                  pg_tmp_root=started.get("pg_tmp_root"), moto_pid=started["moto_pid"], moto_port=moto_port,
-                  mlflow_pid=started["mlflow_pid"], mlflow_port=mlflow_port, moto_start=started["moto_start"],
-                  mlflow_start=started["mlflow_start"])
-    path = state_dir / STATE_FILE
-    path.write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
-    path.chmod(0o600)  # it holds the database password
     return state.endpoints()
 
 
-def _stop_group(pid: int | None, start: str = "", timeout_s: float = 15.0) -> None:
-    """SIGTERM (then SIGKILL) the process group ``pid`` leads, if that pid is still the process that started then."""
-    if not pid or not _alive(pid) or liveness.alive(liveness.Owner(socket.gethostname(), pid, start)) is False:
-        return
+def _stop_group(pid: int | None, start: str, what: str, timeout_s: float = 15.0) -> str | None:
+    """SIGTERM (then SIGKILL) the process group ``pid`` leads, if that pid is still the process that started then.
+
+    Returns:
+        One line when a live ``pid`` was left alone because its start time cannot be checked (none recorded, or
+        none readable): it is treated as gone, since it may be any process by now.
+    """
+    if not pid or not _alive(pid):
+        return None
+    if not start or not liveness.of(pid).start:
+        return (f"{what} (pid {pid}) not signalled: its start time cannot be checked, so the pid may be another "
+                f"process's by now; stop it by hand if it is still the stack's")
+    if liveness.alive(liveness.Owner(socket.gethostname(), pid, start)) is False:
+        return None
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
@@ -241,28 +236,45 @@ def _stop_group(pid: int | None, start: str = "", timeout_s: float = 15.0) -> No
     else:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
+    return None
 
 
-def _stop(started: dict) -> None:
-    """Stop whatever of the stack ``started`` names, in reverse order of starting."""
-    _stop_group(started.get("mlflow_pid"), started.get("mlflow_start", ""))
-    _stop_group(started.get("moto_pid"), started.get("moto_start", ""))
-    data = started.get("pg_data")
-    if data and Path(data, "postmaster.pid").exists():
-        subprocess.run([postgres.pg_binary("pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"],
-                       capture_output=True,
-                       **postgres.as_owner(started.get("pg_owner")))
-    if started.get("pg_tmp_root"):
-        shutil.rmtree(started["pg_tmp_root"], ignore_errors=True)
-    elif data:
-        shutil.rmtree(Path(data).parent, ignore_errors=True)
+def _stop(started: dict, state_dir: Path) -> list[str]:
+    """Stop whatever of the stack ``started`` names, in reverse order of starting.
+
+    Only a cluster folder the stack made is stopped and deleted: ``state_dir/postgres`` (or the recorded temp
+    folder, as root) holding ``postgres.MARKER``.
+
+    Returns:
+        One line for each thing left alone.
+    """
+    notes = [note for note in (_stop_group(started.get("mlflow_pid"), started.get("mlflow_start", ""), "mlflow server"),
+                               _stop_group(started.get("moto_pid"), started.get("moto_start", ""), "moto server"))
+             if note]
+    data, temp_root = started.get("pg_data"), started.get("pg_tmp_root")
+    expected = Path(temp_root) if temp_root else state_dir / "postgres"
+    folder = postgres.cluster_folder(data, expected) if data else None
+    if folder is not None:
+        postgres.stop(data, started.get("pg_owner"))
+        shutil.rmtree(folder, ignore_errors=True)
+    elif data and Path(data).parent.exists():
+        notes.append(f"left {Path(data).parent} alone: not a cluster folder this stack made (stop its server "
+                     f"with `pg_ctl -D {data} stop` if one runs)")
+    elif temp_root and (Path(temp_root) / postgres.MARKER).is_file():  # made, and no cluster in it yet
+        shutil.rmtree(temp_root, ignore_errors=True)
+    return notes
 
 
-def down(state_dir: Path) -> bool:
-    """Stop the stack started from ``state_dir`` and delete its database; False when none was running."""
-    state = _read_state(state_dir)
+def down(state_dir: Path) -> list[str] | None:
+    """Stop the stack started from ``state_dir`` and delete its database.
+
+    Returns:
+        None when no stack was running, else one line for each thing left alone (see ``_stop``).
+    """
+    state_dir = state_dir.resolve()
+    state = read_state(state_dir)
     if state is None:
-        return False
-    _stop(asdict(state))
+        return None
+    notes = _stop(asdict(state), state_dir)
     (state_dir / STATE_FILE).unlink()
-    return True
+    return notes

@@ -33,6 +33,16 @@ def team_stack(tmp_path_factory: pytest.TempPathFactory):
         stack.down(state)
 
 
+@pytest.fixture
+def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if `up` starts PostgreSQL or a server: for refusals that must come before anything starts."""
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("up started a component before refusing")
+
+    monkeypatch.setattr(postgres, "start", refuse)
+    monkeypatch.setattr(stack, "_spawn", refuse)
+
+
 def client_env(endpoints: stack.Endpoints, *, storage: bool = False) -> dict[str, str]:
     """A client's environment: only the tracking URI (and the study storage when asked), no bucket keys."""
     env = {k: v for k, v in os.environ.items()

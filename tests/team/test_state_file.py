@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from core import liveness
+from team import postgres
 from team.__main__ import main
 
 
-@pytest.mark.parametrize("content", ['{"pg_data": "/tmp/x", "pg_po', "{}", "[]", "\xff"],
-                         ids=["cut-off", "empty-object", "a-list", "not-utf8"])
+@pytest.mark.parametrize("content", ['{"pg_data": "/tmp/x", "pg_po', "{}", "[]", "\xff", "[" * 100_000],
+                         ids=["cut-off", "empty-object", "a-list", "not-utf8", "nested-too-deep"])
 @pytest.mark.parametrize("command", ["env", "down", "up"])
 def test_a_state_file_that_is_not_a_stacks_is_one_line(tmp_path: Path, capsys, content: str, command: str) -> None:
     (tmp_path / "stack.json").write_bytes(content.encode("latin-1"))
@@ -72,3 +73,76 @@ def test_down_stops_the_process_a_state_records_with_its_start_time(tmp_path: Pa
     finally:
         ours.kill()
         ours.wait()
+
+
+@pytest.mark.parametrize("command", ["env", "down", "up"])
+def test_a_state_file_that_is_a_folder_is_one_line(tmp_path: Path, capsys, nothing_starts, command: str) -> None:
+    (tmp_path / "stack.json").mkdir()
+    assert main([command, "--state-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "not a regular file" in err, err
+
+
+def test_down_with_a_relative_cluster_folder_deletes_nothing_in_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    # Given a state recording the cluster relative to where `up` ran (`--state-dir team/run`, not root)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "stack.json").write_text(json.dumps(STATE | {"pg_data": "team/run/postgres/data"}))
+    # and `down` run from another directory holding a folder of that name
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "team/run/postgres/data").mkdir(parents=True)
+    (elsewhere / "team/run/postgres/data/keep.txt").write_text("mine")
+    monkeypatch.chdir(elsewhere)
+    # When the stack is taken down
+    code = main(["down", "--state-dir", str(state_dir)])
+    # Then that folder is untouched, and the state is refused in one line
+    assert (elsewhere / "team/run/postgres/data/keep.txt").read_text() == "mine"
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "not an absolute path" in err, err
+
+
+@pytest.mark.parametrize("field", ["pg_data", "pg_tmp_root"])
+def test_down_deletes_no_folder_the_stack_did_not_make(tmp_path: Path, capsys, field: str) -> None:
+    # Given a state naming a folder outside the state dir, or one without the marker the stack writes
+    other = tmp_path / "other"
+    (other / "data").mkdir(parents=True)
+    (other / "data" / "keep.txt").write_text("mine")
+    recorded = {"pg_data": str(other / "data")} | ({"pg_tmp_root": str(other)} if field == "pg_tmp_root" else {})
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "stack.json").write_text(json.dumps(STATE | recorded))
+    # When the stack is taken down
+    assert main(["down", "--state-dir", str(tmp_path / "state")]) == 0
+    # Then the folder is left alone, and `down` says so in one line
+    assert (other / "data" / "keep.txt").read_text() == "mine"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"left {other} alone" in err, err
+    assert not (tmp_path / "state" / "stack.json").exists()
+
+
+def test_down_deletes_the_cluster_folder_the_stack_made(tmp_path: Path, capsys) -> None:
+    cluster = tmp_path / "postgres"
+    (cluster / "data").mkdir(parents=True)
+    (cluster / postgres.MARKER).touch()
+    (tmp_path / "stack.json").write_text(json.dumps(STATE | {"pg_data": str(cluster / "data")}))
+    assert main(["down", "--state-dir", str(tmp_path)]) == 0
+    assert not cluster.exists()
+    assert capsys.readouterr().err == ""
+
+
+def test_down_does_not_signal_a_pid_whose_start_time_was_not_recorded(tmp_path: Path, capsys) -> None:
+    # Given a state without start times (written by an older version), naming a live process group leader
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        state = STATE | {"moto_pid": other.pid, "mlflow_pid": other.pid}
+        (tmp_path / "stack.json").write_text(json.dumps(state))
+        # When the stack is taken down
+        assert main(["down", "--state-dir", str(tmp_path)]) == 0
+        # Then that process still runs (the pid may be anyone's by now), and each pid left alone is one line
+        assert other.poll() is None, "a pid whose start time cannot be checked was signalled"
+        err = capsys.readouterr().err
+        assert err.count("\n") == 2 and err.count(f"(pid {other.pid}) not signalled") == 2, err
+        assert not (tmp_path / "stack.json").exists()
+    finally:
+        other.kill()
+        other.wait()

@@ -1,0 +1,97 @@
+"""Owns the team stack's state file: what ``up`` started, written whole and read back refusing anything else."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from core.cli import UserError
+from team import postgres
+
+STATE_FILE = "stack.json"
+BUCKET = "team-artifacts"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What clients need: the tracking URI and the Optuna storage URL (plus the S3 endpoint for inspection)."""
+
+    tracking_uri: str
+    optuna_storage: str
+    s3_endpoint: str
+    artifacts: str
+
+
+@dataclass
+class State:
+    pg_data: str
+    pg_port: int
+    pg_password: str
+    pg_owner: str | None
+    pg_tmp_root: str | None
+    moto_pid: int
+    moto_port: int
+    mlflow_pid: int
+    mlflow_port: int
+    # When each process started (core.liveness): a pid the kernel has since given to another process is not ours
+    # to signal. Empty in a state written before they were recorded.
+    moto_start: str = ""
+    mlflow_start: str = ""
+
+    def __post_init__(self) -> None:
+        for name, kind in (("pg_data", str), ("pg_port", int), ("pg_password", str), ("moto_pid", int),
+                           ("moto_port", int), ("mlflow_pid", int), ("mlflow_port", int), ("moto_start", str),
+                           ("mlflow_start", str)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value <= 0):
+                raise TypeError(f"{name} is {value!r}")
+        for name in ("pg_owner", "pg_tmp_root"):
+            if not (getattr(self, name) is None or isinstance(getattr(self, name), str)):
+                raise TypeError(f"{name} is {getattr(self, name)!r}")
+        # A relative folder would be taken from whatever directory `down` runs in: never the stack's.
+        for name in ("pg_data", "pg_tmp_root"):
+            if getattr(self, name) is not None and not Path(getattr(self, name)).is_absolute():
+                raise ValueError(f"{name} is {getattr(self, name)!r}, not an absolute path")
+
+    def endpoints(self) -> Endpoints:
+        return Endpoints(tracking_uri=f"http://127.0.0.1:{self.mlflow_port}",
+                         optuna_storage=postgres.pg_url(self.pg_port, self.pg_password, "optuna"),
+                         s3_endpoint=f"http://127.0.0.1:{self.moto_port}", artifacts=f"s3://{BUCKET}/mlflow")
+
+
+def read_state(state_dir: Path) -> State | None:
+    """The state ``up`` recorded in ``state_dir``; None when there is none.
+
+    Raises:
+        UserError: what is there is not a stack's state.
+    """
+    path = state_dir / STATE_FILE
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not path.is_file():
+        raise UserError(f"{path} is not a regular file, so not a team stack's state; move it out of the way")
+    try:
+        return State(**json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, RecursionError) as err:  # cut off, edited, nested too deep, or from another
+        # version (UnicodeError: a ValueError)
+        raise UserError(f"{path} is not a team stack's state ({type(err).__name__}: {err}); stop its processes "
+                        f"by hand if any run, then delete it") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path} ({err.strerror})") from None
+
+
+def write_state(state_dir: Path, state: State) -> None:
+    """Write the state whole (a temp file renamed over it), readable by its owner only: it holds the password."""
+    path, temp = state_dir / STATE_FILE, state_dir / f".{STATE_FILE}.tmp"
+    try:
+        temp.unlink(missing_ok=True)  # a leftover keeps its mode: O_CREAT's 0o600 applies to a new file only
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
+            out.write(json.dumps(asdict(state), indent=2))
+        os.replace(temp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise UserError(f"cannot write {path} ({err.strerror}); stopped what was started") from None
