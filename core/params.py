@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from core import strict_yaml
 from core.cli import UserError
 from core.files import is_special, names_a_folder
 
@@ -238,31 +239,6 @@ class Params(_Frozen):
     monitor: MonitorParams
 
 
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: Any, line: int) -> None:
-        super().__init__(f"duplicate key {key!r} at line {line}")
-        self.key, self.line = key, line
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key written twice in one mapping: PyYAML keeps the last silently, so a second
-    ``mlflow:`` section would replace the first, while DVC refuses the same file ("YAML file structure is
-    corrupted"), so ``dvc repro`` and the commands would disagree about it."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                repeated = key in seen
-            except TypeError:  # an unhashable key: the base class names it
-                break
-            if repeated:
-                raise _DuplicateKey(key, key_node.start_mark.line + 1)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -279,7 +255,7 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
     if is_special(path):
         raise UserError(f"{path}: not a regular file")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
+        raw = strict_yaml.load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except OSError as err:
@@ -288,7 +264,7 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
         raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except RecursionError:
         raise UserError(f"{path}: nested too deeply to be params") from None
-    except _DuplicateKey as err:
+    except strict_yaml.DuplicateKey as err:
         raise UserError(f"{path}: key {err.key!r} is written twice (line {err.line}); keep one") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)

@@ -1,0 +1,41 @@
+"""Owns reading YAML the way DVC does: PyYAML's safe loader, with a key written twice in one mapping refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(f"duplicate key {key!r} at line {line}")
+        self.key, self.line = key, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping: PyYAML keeps the last silently, so a second
+    ``mlflow:`` section would replace the first, while DVC refuses the same file ("YAML file structure is
+    corrupted"), so ``dvc repro`` and the commands would disagree about it."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: the base class names it
+                break
+            if repeated:
+                raise DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load(text: str) -> Any:
+    """``text`` as YAML (safe types only).
+
+    Raises:
+        DuplicateKey: a mapping holds a key twice (a ``yaml.YAMLError``, as every other error here).
+    """
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a subclass of the safe loader
