@@ -86,7 +86,7 @@ def _lines(data: bytes) -> tuple[list[bytes], bool]:
 
 
 def _local_files(root: Path, wanted) -> Iterator[tuple[str, bytes]]:  # noqa: ANN001 - a key predicate
-    """Every regular file under ``root`` that ``wanted`` does not rule out, symlinked folders followed (a bucket
+    """Every regular file under ``root`` that ``wanted`` does not rule out (by its path under ``root``), with its path, symlinked folders followed (a bucket
     mounted or linked in), each real folder once: a link back up the tree or a second link to a folder is not read
     again. A ``model=``/``version=``/``dt=`` folder ruled out is not opened.
 
@@ -113,7 +113,7 @@ def _local_files(root: Path, wanted) -> Iterator[tuple[str, bytes]]:  # noqa: AN
             except OSError as err:
                 _unreadable(err)
             if data is not None:
-                yield key, data
+                yield str(path), data
 
 
 def _unreadable(err: OSError) -> NoReturn:
@@ -123,7 +123,7 @@ def _unreadable(err: OSError) -> NoReturn:
 
 
 def _s3_files(bucket: str, prefix: str, wanted) -> Iterator[tuple[str, bytes]]:  # noqa: ANN001 - a key predicate
-    """Every object under ``prefix`` that ``wanted`` does not rule out.
+    """Every object under ``prefix`` that ``wanted`` does not rule out (by its key), with its s3:// URI.
 
     Raises:
         UserError: S3 cannot be read, or holds no object at all under the prefix (empty or misspelt: "not enough
@@ -139,7 +139,7 @@ def _s3_files(bucket: str, prefix: str, wanted) -> Iterator[tuple[str, bytes]]: 
             for item in page.get("Contents", []):
                 listed += 1
                 if wanted(item["Key"]):
-                    yield item["Key"], s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                    yield f"s3://{bucket}/{item['Key']}", s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
     except (BotoCoreError, ClientError) as err:
         reason = " ".join(line.strip() for line in str(err).splitlines() if line.strip())  # botocore's may be two
         raise UserError(f"reading {uri}: {reason}") from None
@@ -183,12 +183,12 @@ def read_captures(source: str | Path, *, window: Window, model: str | None = Non
     else:
         files = _local_files(Path(source), wanted)
     captured = Captured()
-    for key, data in files:
+    for name, data in files:
         captured.files += 1
         lines, damaged = _lines(data)
         captured.damaged_files += damaged
         if damaged and captured.first_damaged is None:
-            captured.first_damaged = f"{source.rstrip('/')}/{key}" if source.startswith("s3://") else str(Path(source, key))
+            captured.first_damaged = name
         for raw in lines:
             try:
                 line = raw.decode("utf-8")

@@ -189,6 +189,21 @@ def test_firehose_s_gzip_objects_are_read_from_s3_and_other_days_are_not_opened(
     assert summary["files"] == 1 and summary["unreadable_lines"] == 0, "partitions outside the window stay unread"
 
 
+def test_a_damaged_s3_object_is_named_by_its_own_uri(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                                     live: pd.DataFrame, moto_s3) -> None:
+    # Given a Firehose object under the prefix, one byte of its gzip checksum changed
+    moto_s3.create_bucket(Bucket="artifacts")
+    data = bytearray(gzip.compress(b"".join(contract.capture_line(c) for c in capture_window(live.iloc[:700]))))
+    data[-8] ^= 0x01
+    key = "capture/model=student-score/version=3/dt=2025-12-01/stream-1-2025-12-01-00-00-00-abc.gz"
+    moto_s3.put_object(Bucket="artifacts", Key=key, Body=bytes(data))
+    out = tmp_path / "r"
+    # When drift reads the prefix, then the object is named as s3://bucket/key (the key holds the prefix already)
+    assert run(params_file, "--capture", "s3://artifacts/capture/", "--profile", str(model_tarball), "--out",
+               str(out), "--no-tracking") == 0
+    assert json.loads((out / "summary.json").read_text())["first_damaged_file"] == f"s3://artifacts/{key}"
+
+
 def test_a_missing_bucket_is_exit_2(tmp_path: Path, params_file: Path, model_tarball: Path, moto_s3,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert run(params_file, "--capture", "s3://no-such-bucket/capture/", "--profile", str(model_tarball),
