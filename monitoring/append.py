@@ -171,19 +171,33 @@ def _row(record: Mapping[str, Any], label: float, header: Sequence[str], numeric
     return cells
 
 
+def _sort(checked: Checked, target: str, labelled: Sequence[tuple[Mapping[str, Any], float]]
+          ) -> tuple[Appended, list[list[str]], list[tuple[str, str]]]:
+    """The table rows of the labelled records new to the table, their (request id, row) keys, and the count of
+    those already in it and the refused ones (in the ``Appended`` returned, nothing written yet)."""
+    seen = set(checked.seen)
+    result, rows, keys = Appended(), [], []
+    for record, label in labelled:
+        key = (str(record["request_id"]), str(record.get("row", 0)))
+        if key in seen:
+            result.already += 1
+            continue
+        row = _row(record["record"], label, checked.header, checked.numeric, target)
+        if isinstance(row, str):
+            result.refused.append((f"{key[0]}#{key[1]}", row))
+            continue
+        seen.add(key)
+        rows.append(row)
+        keys.append(key)
+    return result, rows, keys
+
+
 def first_misfit(checked: Checked, target: str, labelled: Sequence[tuple[Mapping[str, Any], float]]
                  ) -> tuple[str, str] | None:
     """``(record key, reason)`` of the first labelled record when not one of them fits the table or is in it
     already (an append would add nothing: the capture or the table has another schema), else None."""
-    first = None
-    for record, label in labelled:
-        key = (str(record["request_id"]), str(record.get("row", 0)))
-        reason = None if key in checked.seen else _row(record["record"], label, checked.header, checked.numeric,
-                                                       target)
-        if not isinstance(reason, str):
-            return None
-        first = first or (f"{key[0]}#{key[1]}", reason)
-    return first
+    result, rows, _ = _sort(checked, target, labelled)
+    return result.refused[0] if result.refused and not rows and not result.already else None
 
 
 def read_ledger(table: Path) -> set[tuple[str, str]]:
@@ -245,21 +259,10 @@ def append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any],
 def _append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any], float]], *, root: Path
             ) -> Appended:
     """``append``, its caller holding the lock."""
-    dvc_file, tracked, header, numeric, raw, seen = check(table, target, root=root)
+    checked = check(table, target, root=root)
+    dvc_file, tracked, raw = checked.dvc_file, checked.tracked, checked.raw
     ledger = ledger_path(table)
-    result, rows, keys = Appended(), [], []
-    for record, label in labelled:
-        key = (str(record["request_id"]), str(record.get("row", 0)))
-        if key in seen:
-            result.already += 1
-            continue
-        row = _row(record["record"], label, header, numeric, target)
-        if isinstance(row, str):
-            result.refused.append((f"{key[0]}#{key[1]}", row))
-            continue
-        seen.add(key)
-        rows.append(row)
-        keys.append(key)
+    result, rows, keys = _sort(checked, target, labelled)
     if not rows:
         return result
     out = io.StringIO()
