@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core import tracking
-from core.cli import UserError
+from core.cli import MODEL_VERSION, UserError
 from core.files import is_special
 from core.params import Params
 from serving.layout import METADATA_FILE, ModelError, read_member
@@ -79,7 +79,7 @@ def _metadata(metadata: Any, where: str | Path) -> dict[str, Any]:
     if version is not None:
         text = str(version) if isinstance(version, int) and not isinstance(version, bool) else version
         if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 10
-                and 1 <= int(text) < 2**31):  # MODEL_VERSION's range: what a registry can hold
+                and MODEL_VERSION.min <= int(text) <= MODEL_VERSION.max):  # what a registry can hold
             raise UserError(f"{where}: 'version' must be a model version number, it is {version!r:.80}")
         metadata = metadata | {"version": str(int(text))}
     return metadata
