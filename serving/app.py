@@ -125,15 +125,14 @@ def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_
         if content_type not in codecs.REQUEST_TYPES:
             return error_response(415, f"unsupported Content-Type '{content_type or '(none)'}'; "
                                        f"use one of {sorted(codecs.REQUEST_TYPES)}")
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            return error_response(415, f"unsupported Content-Encoding '{encoding}'; send the body uncompressed")
-        # gunicorn accepts "gzip, chunked" (RFC 9112 §6.1) and hands on the compressed bytes as the body.
-        transfer = request.headers.get("Transfer-Encoding", "").lower()
-        compressed = [c.strip() for c in transfer.split(",") if c.strip() not in ("", "chunked", "identity")]
-        if compressed:
-            return error_response(415, f"unsupported Transfer-Encoding '{', '.join(compressed)}'; "
-                                       f"send the body uncompressed")
+        # A coding of the body in either header; gunicorn accepts "gzip, chunked" (RFC 9112 §6.1) and hands on the
+        # compressed bytes as the body.
+        for header, plain in (("Content-Encoding", ("identity",)), ("Transfer-Encoding", ("identity", "chunked"))):
+            codings = [c.strip() for c in request.headers.get(header, "").lower().split(",")]
+            compressed = [c for c in codings if c not in ("", *plain)]
+            if compressed:
+                return error_response(415, f"unsupported {header} '{', '.join(compressed)}'; "
+                                           f"send the body uncompressed")
         response_type = _response_type()
         if response_type is None:
             return error_response(406, f"cannot answer with Accept '{request.headers.get('Accept')}'; "
