@@ -32,9 +32,9 @@ def check_replaceable(path: Path) -> None:
         raise OSError(errno.EINVAL, "not a regular file (it would be replaced, not written to)", str(path))
 
 
-def replace_atomically(path: Path, data: bytes) -> None:
+def replace_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to a temp file beside ``path`` (its folder created if missing), sync it, then rename it
-    over ``path``.
+    over ``path`` with ``mode`` (the temp file is its owner's alone until then).
 
     On any failure (a full disk, a file size limit) the temp file is removed and ``path`` is as it was.
 
@@ -49,7 +49,7 @@ def replace_atomically(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.cli import UserError
+from core.files import replace_atomically
 from team import postgres
 
 STATE_FILE = "stack.json"
@@ -85,13 +84,8 @@ def read_state(state_dir: Path) -> State | None:
 
 def write_state(state_dir: Path, state: State) -> None:
     """Write the state whole (a temp file renamed over it), readable by its owner only: it holds the password."""
-    path, temp = state_dir / STATE_FILE, state_dir / f".{STATE_FILE}.tmp"
+    path = state_dir / STATE_FILE
     try:
-        temp.unlink(missing_ok=True)  # a leftover keeps its mode: O_CREAT's 0o600 applies to a new file only
-        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
-            out.write(json.dumps(asdict(state), indent=2))
-        os.replace(temp, path)
+        replace_atomically(path, json.dumps(asdict(state), indent=2).encode("utf-8"), mode=0o600)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            temp.unlink()
         raise UserError(f"cannot write {path} ({err.strerror}); stopped what was started") from None

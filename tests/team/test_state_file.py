@@ -146,3 +146,16 @@ def test_down_does_not_signal_a_pid_whose_start_time_was_not_recorded(tmp_path: 
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_state_is_written_whole_for_its_owner_alone_and_read_back(tmp_path: Path) -> None:
+    from team.state import State, read_state, write_state
+
+    (tmp_path / "stack.json").write_text("an earlier state")
+    (tmp_path / "stack.json").chmod(0o644)
+    state = State(**STATE)
+    write_state(tmp_path, state)
+    # The password it holds is its owner's alone, whatever mode the file it replaced had
+    assert (tmp_path / "stack.json").stat().st_mode & 0o777 == 0o600
+    assert read_state(tmp_path) == state
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.json"], "no temp file left"
