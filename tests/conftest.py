@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,17 @@ def write_params(folder: Path, csv: Path, **sections: dict) -> Path:
         params[section].update(values)
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def foreign_sqlite(path: Path, content: str) -> Path:
+    """A SQLite file at ``path`` that is no MLflow store: ``zero-bytes`` (touched, or left by a failed copy) or
+    ``other-tables`` (another program's database)."""
+    path.touch()
+    if content == "other-tables":
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("CREATE TABLE notes (x)")
+            conn.commit()
     return path
 
 

@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from core import tracking
+from tests.conftest import foreign_sqlite
 
 
 def journal_mode(db: Path) -> str:
@@ -234,12 +235,7 @@ def test_a_store_path_that_is_a_device_is_refused_in_one_line() -> None:
 def test_a_reader_refuses_a_sqlite_file_that_is_no_mlflow_store_and_leaves_it_as_it_was(tmp_path: Path,
                                                                                           content: str) -> None:
     # Given a 0-byte mlflow.db (touched, or left by a failed copy) or another program's database
-    db = tmp_path / "mlflow.db"
-    db.touch()
-    if content == "other-tables":
-        with contextlib.closing(sqlite3.connect(db)) as conn:
-            conn.execute("CREATE TABLE notes (x)")
-            conn.commit()
+    db = foreign_sqlite(tmp_path / "mlflow.db", content)
     before = db.read_bytes()
     # When a command that only reads the store checks it, then it is refused and not changed
     what = "an empty database" if content == "zero-bytes" else "a database without MLflow's tables"

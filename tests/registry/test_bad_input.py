@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from registry import export, promote, release
+from tests.conftest import foreign_sqlite
 
 # Every test here uses the session's real training and MLflow store.
 pytestmark = pytest.mark.slow
@@ -133,12 +134,7 @@ def test_a_store_with_a_damaged_page_fails_in_one_line_and_is_not_written(store,
 def test_a_sqlite_file_that_is_no_mlflow_store_is_refused_and_left_byte_identical(store, monkeypatch, capsys,
                                                                                  tmp_path, content, command):
     # Given MLFLOW_TRACKING_URI naming a 0-byte mlflow.db or another program's SQLite database
-    db = tmp_path / "mlflow.db"
-    db.touch()
-    if content == "other-tables":
-        with contextlib.closing(sqlite3.connect(db)) as conn:
-            conn.execute("CREATE TABLE notes (x)")
-            conn.commit()
+    db = foreign_sqlite(tmp_path / "mlflow.db", content)
     before = db.read_bytes()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
     # When a registry command opens it (MLflow created its ~60 tables there, then said the model was missing)
