@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from core.cli import UserError
@@ -55,12 +56,15 @@ class Window:
             raise UserError(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) must be before --until ({end:%Y-%m-%dT%H:%M:%SZ})")
         return cls(start, end)
 
-    def _text(self, moment: datetime | None) -> str | None:
-        return None if moment is None else contract.capture_time(moment.timestamp())
+    @cached_property
+    def _texts(self) -> tuple[str | None, str | None]:
+        """The bounds as capture times, written once per window rather than once per record read."""
+        return tuple(None if moment is None else contract.capture_time(moment.timestamp())
+                     for moment in (self.since, self.until))
 
     def contains(self, time_text: str) -> bool:
         """Whether a capture record's ``time`` (text that ``is_capture_time``, so it sorts as time) falls inside."""
-        since, until = self._text(self.since), self._text(self.until)
+        since, until = self._texts
         return (since is None or time_text >= since) and (until is None or time_text < until)
 
     def days(self) -> tuple[str | None, str | None]:
@@ -71,7 +75,8 @@ class Window:
 
     def bounds(self) -> dict[str, str | None]:
         """``{"since": ..., "until": ...}`` as capture times (None where open)."""
-        return {"since": self._text(self.since), "until": self._text(self.until)}
+        since, until = self._texts
+        return {"since": since, "until": until}
 
     def label(self) -> str:
         bounds = self.bounds()

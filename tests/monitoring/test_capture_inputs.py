@@ -371,6 +371,19 @@ def test_capture_times_before_year_1000_and_1970_sort_as_text() -> None:
     assert Window.of("0300-01-01", "0300-01-03", default_days=None).days() == ("0300-01-01", "0300-01-02")
 
 
+def test_a_window_writes_its_bounds_once_not_once_per_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    window = Window.of("2025-12-01", "2025-12-02", default_days=None)
+    written, real = [], contract.capture_time
+    monkeypatch.setattr(contract, "capture_time", lambda t: written.append(t) or real(t))
+
+    inside = [window.contains(f"2025-12-0{d}T{h:02d}:00:00.000Z") for d in (1, 2) for h in range(24)]
+
+    assert inside == [True] * 24 + [False] * 24, "since is inclusive and until exclusive"
+    assert len(written) == 2, f"the two bounds, written once for 48 records: {len(written)} writes"
+    assert window.bounds() == {"since": "2025-12-01T00:00:00.000Z", "until": "2025-12-02T00:00:00.000Z"}
+    assert len(written) == 2
+
+
 def test_days_shorter_than_a_microsecond_is_exit_2_naming_days(tmp_path: Path, params_file: Path,
                                                               model_tarball: Path, capsys) -> None:
     (tmp_path / "bucket").mkdir()
