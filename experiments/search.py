@@ -1,4 +1,4 @@
-"""Owns the Optuna search: the study (its name, storage and budget), the sampled parameters, the objective.
+"""Owns the Optuna search: the study (its name and storage), the sampled parameters, the objective.
 
 What the train stage and a worker (``experiments.worker``) share: both search the same study through these.
 Several processes may run trials of one study through a shared RDB storage (PostgreSQL for a team). Each
@@ -15,9 +15,8 @@ import json
 import os
 import socket
 import sys
-import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,6 @@ from experiments import cv
 HEARTBEAT_S = 5
 GRACE_S = 20
 MAX_RETRY = 2
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-POLL_S = 1.0
 # Study attributes the train stage sets and workers read: which MLflow run to log under, and whether a
 # worker's data and settings match; trial attribute naming the machine and process that ran it.
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -144,66 +141,6 @@ def join_study(*, name: str, storage: str, startup_trials: int) -> optuna.Study 
         return None
     return optuna.load_study(study_name=name, storage=store, sampler=_sampler(None, startup_trials),
                              pruner=_pruner(startup_trials))
-
-
-def has_heartbeat(url: str) -> bool:
-    """Whether ``make_storage(url)`` tells dead processes' trials from live ones (only then is waiting safe)."""
-    return not url.startswith("journal:")
-
-
-def _count(study: optuna.Study, states: Sequence[optuna.trial.TrialState]) -> int:
-    return len(study.get_trials(deepcopy=False, states=tuple(states)))
-
-
-class TrialBudget:
-    """Stop this process once the finished trials plus those other processes are running reach ``n_trials``.
-
-    Counting others' running trials keeps several workers from overshooting the budget together. Without
-    heartbeats a RUNNING trial may belong to a process that died long ago, so only finished ones count.
-    """
-
-    def __init__(self, n_trials: int, *, count_running: bool) -> None:
-        self.n_trials = n_trials
-        self.states = FINISHED + ((optuna.trial.TrialState.RUNNING,) if count_running else ())
-
-    def remaining(self, study: optuna.Study) -> int:
-        return self.n_trials - _count(study, self.states)
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if self.remaining(study) <= 0:
-            study.stop()
-
-
-def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], *, n_trials: int,
-               timeout_s: float, callbacks: Sequence[Callable], heartbeat: bool, wait_for_others: bool) -> None:
-    """Run trials until ``n_trials`` are finished (complete or pruned) across every process sharing the study.
-
-    A worker stops as soon as nothing is left for it to start. With ``wait_for_others`` (the training that
-    owns the study) and a storage with heartbeats (see ``has_heartbeat``), this process returns only once no
-    trial is running or queued anywhere: it waits for others' trials, fails those whose heartbeat stopped
-    (which queues their retry) and runs queued retries itself, so every trial has ended — and been logged —
-    before the best one is refitted. No new trial starts after ``timeout_s``.
-    """
-    budget = TrialBudget(n_trials, count_running=heartbeat)
-    owner = wait_for_others and heartbeat
-    waiting, running = (optuna.trial.TrialState.WAITING,), (optuna.trial.TrialState.RUNNING,)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        todo = budget.remaining(study)
-        if owner:
-            # A retry queued after the budget was met still runs: the dead worker's trial is not dropped.
-            todo = max(todo, _count(study, waiting))
-        if todo > 0:
-            # The budget is checked last, just before Optuna starts the next trial: checked first, it would be
-            # read before the other callbacks log the trial to MLflow (tens of ms), a window in which another
-            # worker finishing at the same moment also sees one trial left, and both start one.
-            study.optimize(objective, n_trials=todo, timeout=deadline - time.monotonic(),
-                           callbacks=[*callbacks, budget], gc_after_trial=False)
-            continue
-        if not owner or _count(study, running) == 0:
-            return
-        optuna.storages.fail_stale_trials(study)
-        time.sleep(POLL_S)
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from core import tracking
 from core.cli import UserError, run_cli
 from core.params import Params, load_params, params_option
 from core.stopwatch import Stopwatch
-from experiments import cv, parent_run, search, trials
+from experiments import budget, cv, parent_run, search, trials
 from experiments.data import Prepared, prepare
 from serving.layout import CATEGORICAL
 from serving.predictor import Predictor, save_model_dir
@@ -124,7 +124,7 @@ def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
         # A study of its own: a logged training must never resume trials that no MLflow run recorded.
         study = search.make_study(name=f"{sname}-unlogged", storage=url, seed=params.train.seed,
                                   startup_trials=params.train.pruner_startup_trials)
-        return _search_and_log(Job(params, data, study, search.has_heartbeat(url), run=None), Stopwatch())
+        return _search_and_log(Job(params, data, study, budget.has_heartbeat(url), run=None), Stopwatch())
 
     # The study first: a storage that cannot be used (or a journal Optuna cannot replay) stops the stage before
     # MLflow records anything.
@@ -165,10 +165,10 @@ def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
         # Workers read both attributes: which run to log under, and whether their data and settings match.
         study.set_user_attr(search.DIGEST_ATTR, search.search_digest(params, data.data_hash))
         study.set_user_attr(search.PARENT_RUN_ATTR, run.info.run_id)
-        if search.has_heartbeat(url):
+        if budget.has_heartbeat(url):
             print(f"study {sname}: more workers can join it with python -m experiments.worker --study {sname}",
                   flush=True)
-        job = Job(params, data, study, search.has_heartbeat(url), RunRef(client, experiment_id, run.info.run_id))
+        job = Job(params, data, study, budget.has_heartbeat(url), RunRef(client, experiment_id, run.info.run_id))
         result = _search_and_log(job, clock)
         with clock.part(parent_run.RUN):
             mlflow.end_run()
@@ -182,7 +182,7 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     progress = search.Progress(cfg.n_trials)
     loggers = [clock.timed(TRIAL_RUNS, trials.trial_logger(ref.client, ref.experiment_id, ref.run_id)),
                clock.timed(TRIAL_RUNS, parent_run.heartbeat(ref.client, ref.run_id))] if ref else []
-    search.run_trials(study, search.make_objective(data.x_train, data.y_train, params), n_trials=cfg.n_trials,
+    budget.run_trials(study, search.make_objective(data.x_train, data.y_train, params), n_trials=cfg.n_trials,
                       timeout_s=cfg.timeout_s, callbacks=[*loggers, progress.update], heartbeat=job.heartbeat,
                       wait_for_others=True)
     progress.close()

@@ -18,6 +18,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from core import liveness
+from experiments.budget import OVER_BUDGET_ATTR
 from experiments.search import WORKER_ATTR, from_trial_params
 
 TRIAL_STATE_TAG = "optuna.trial_state"
@@ -82,7 +83,8 @@ def log_finished_trial(client: MlflowClient, experiment_id: str, parent_run_id: 
 
 
 def log_lost_trials(study: optuna.Study, client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
-    """Log, as FAILED child runs, the failed trials no process logged: those whose worker died mid-trial.
+    """Log, as FAILED child runs, the failed trials no process logged: those whose worker died mid-trial
+    (not those ended as over budget before they started, which ran nothing).
 
     The heartbeat check marks such a trial failed from another process, where no callback sees it. Returns
     how many were logged.
@@ -92,7 +94,7 @@ def log_lost_trials(study: optuna.Study, client: MlflowClient, experiment_id: st
         return 0
     logged = {r.data.tags.get(TRIAL_NUMBER_TAG) for r in trial_runs(client, experiment_id,
                                                                                       parent_run_id)}
-    lost = [t for t in failed if str(t.number) not in logged]
+    lost = [t for t in failed if str(t.number) not in logged and OVER_BUDGET_ATTR not in t.user_attrs]
     for trial in lost:
         log_finished_trial(client, experiment_id, parent_run_id, trial)
     return len(lost)

@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from core import tracking
 from core.cli import UserError, run_cli
 from core.params import Params, load_params, params_option
-from experiments import search, trials
+from experiments import budget, search, trials
 from experiments.data import prepare
 
 
@@ -66,8 +66,8 @@ def work(params: Params, *, study_name: str, storage: str | None = None) -> int:
 
     finished = []
     progress = search.Progress(params.train.n_trials)
-    search.run_trials(study, search.make_objective(data.x_train, data.y_train, params), n_trials=params.train.n_trials,
-                      timeout_s=params.train.timeout_s, heartbeat=search.has_heartbeat(url), wait_for_others=False,
+    budget.run_trials(study, search.make_objective(data.x_train, data.y_train, params), n_trials=params.train.n_trials,
+                      timeout_s=params.train.timeout_s, heartbeat=budget.has_heartbeat(url), wait_for_others=False,
                       callbacks=[trials.trial_logger(client, experiment_id, parent_id), progress.update,
                                  lambda _study, trial: finished.append(trial.number)])
     progress.close()

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from core.params import load_params
 from experiments import cv, search
 from experiments import trials as tracking
+from experiments.budget import OVER_BUDGET_ATTR
 from experiments.data import prepare
 from experiments.search import PARENT_RUN_ATTR, WORKER_ATTR
 from experiments.trials import RETRY_TAG
@@ -102,7 +103,8 @@ def outcome(team_stack, tmp_path_factory: pytest.TempPathFactory, sample_csv: Pa
     survivor_output = finish(survivor, folder / "survivor.log")
 
     study = _study(url)
-    failed = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))]
+    failed = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+              if OVER_BUDGET_ATTR not in t.user_attrs]  # ended before training: another process took the last trial
     assert failed == [killed], f"exactly the victim's trial {killed} fails, got failed trials {failed}"
     done = re.search(r"worker finished (\d+) trial", survivor_output)
     assert done, survivor_output
@@ -113,8 +115,7 @@ def outcome(team_stack, tmp_path_factory: pytest.TempPathFactory, sample_csv: Pa
 def test_the_training_and_a_worker_complete_one_study_together(outcome: Outcome) -> None:
     finished = outcome.study.get_trials(deepcopy=False, states=FINISHED)
 
-    assert len(finished) >= SEARCH["n_trials"]
-    assert len(finished) <= SEARCH["n_trials"] + 2, "workers do not overshoot the budget by more than one each"
+    assert len(finished) == SEARCH["n_trials"], "three processes and a retry finish exactly the budget"
     assert outcome.survivor_trials >= 1, "the surviving worker ran trials of the shared study"
     workers = {t.user_attrs[WORKER_ATTR] for t in finished}
     assert len(workers) >= 2, f"finished trials came from the training and a worker, got {workers}"
