@@ -1,9 +1,10 @@
 """Owns the trial budget of a study that several processes may search: ``train.n_trials`` trials between them.
 
 Every process checks the budget before it starts a trial, but two processes finishing at the same moment can
-both see one trial left. The storage settles it: it numbers trials in the order they are created, so the
-budget is the first ``n_trials`` trials by number that have not failed, and a trial that finds that many
-before it ends at once, before it trains anything (``OverBudget``). It stays in the study as a failed trial
+both see one trial left. The storage settles it: it numbers trials in the order they are created (Optuna's
+RDB storage creates a trial holding a row lock on its study, ``RDBStorage._create_new_trial``; the journal
+replays one file in order), so the budget is the first ``n_trials`` trials by number that have not failed,
+and a trial that finds that many before it ends at once, before it trains anything (``OverBudget``). It stays in the study as a failed trial
 with the ``over_budget`` attribute; no MLflow run is logged for it.
 """
 
