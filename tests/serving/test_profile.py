@@ -14,6 +14,7 @@ from experiments.generate import generate
 from serving.layout import ModelError
 from serving.profile import (
     PROFILE_FORMAT,
+    as_numbers,
     bin_shares,
     build_profile,
     categorical_summary,
@@ -72,6 +73,18 @@ def test_missing_values_count_as_missing_not_as_numbers_or_levels() -> None:
     assert numbers["missing_rate"] == pytest.approx(6 / 8) and numbers["present"] == 2
     levels = categorical_summary(["a", None, float("nan"), "b"], levels=("a", "b", "c"))
     assert levels["missing_rate"] == 0.5 and levels["shares"] == {"a": 0.5, "b": 0.5, "c": 0.0}
+
+
+@pytest.mark.parametrize("values", [
+    [1, 2.5, -3, 0.0], [1.0, float("nan"), float("inf"), -float("inf")], [3.5e38, -3.5e38, 3.4e38, 2**64],
+    [1, 10**400, 2.0], [1, True, 2.0], [1.5, None, "2"], [], [np.float64(2.0), 1.0],
+], ids=["ints-and-floats", "nan-and-inf", "past-float32", "past-a-double", "a-bool", "none-and-text", "empty",
+        "numpy-scalar"])
+def test_numbers_of_a_plain_list_are_what_each_value_alone_gives(values: list) -> None:
+    # The whole-list conversion (the common case, every value an int or float) and the value-by-value rule, which
+    # an array of objects always takes, agree.
+    by_value = as_numbers(np.array(values, dtype=object))
+    assert np.array_equal(as_numbers(values), by_value, equal_nan=True), (as_numbers(values), by_value)
 
 
 def test_an_all_missing_column_is_summarised_without_statistics() -> None:
