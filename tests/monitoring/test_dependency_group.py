@@ -14,6 +14,7 @@ from tests.conftest import ROOT
 from tests.monitoring.helpers import capture_window, generate, tarball_with_profile, write_capture
 
 UV = ROOT / ".tools" / "bin" / "uv"
+ARN = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team"  # AWS's example account id
 
 
 def test_the_jobs_load_without_training_or_serving_libraries() -> None:
@@ -44,3 +45,12 @@ def test_the_monitoring_group_alone_runs_the_drift_job(tmp_path: Path, profile: 
                              str(tmp_path / "venv" / "bin" / "python")], capture_output=True, text=True, check=True)
     installed = {p["name"].lower() for p in json.loads(listed.stdout)}
     assert not {"xgboost", "xgboost-cpu", "optuna", "aws-cdk-lib"} & installed, "no model, search or CDK"
+    # The drift workflow's MLFLOW_TRACKING_URI may be a SageMaker managed MLflow ARN: MLflow must have a store for it.
+    stores = ("from mlflow.tracking._model_registry.utils import _get_store as registry; "
+              "from mlflow.tracking._tracking_service.utils import _get_store as tracking; "
+              f"uri = {ARN!r}; print(type(registry(uri)).__name__, type(tracking(uri)).__name__)")
+    done = subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-c", stores], capture_output=True, text=True,
+                          env={**os.environ, "AWS_DEFAULT_REGION": "eu-west-1", "AWS_EC2_METADATA_DISABLED": "true"},
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.strip().splitlines()[-1:]
+    assert done.stdout.split() == ["MlflowSageMakerRegistryStore", "MlflowSageMakerStore"]
