@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -177,3 +178,38 @@ def test_ci_synth_synthesizes_without_an_exported_model(tmp_path: Path) -> None:
     names = sorted(p.name for p in (tmp_path / "cdk.out").glob("*.template.json"))
     assert names == ["StudentScore-Account.template.json", "StudentScore-dev-Serving.template.json",
                      "StudentScore-dev-Storage.template.json"]
+
+
+def _make_files(repo: Path) -> Path:
+    """What the infra and serving targets read at make time, in a new folder with no .venv or node_modules."""
+    for rel in ("Makefile", "mk", "serving/Dockerfile", "infra/package.json", "infra/package-lock.json"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if (ROOT / rel).is_dir() else shutil.copy)(ROOT / rel, repo / rel)
+    return repo
+
+
+def test_infra_and_serving_targets_keep_a_checkout_path_with_a_space_in_one_word(tmp_path: Path) -> None:
+    # Given the make files in a folder whose name has a space
+    repo = _make_files(tmp_path / "my repo")
+    # When the commands of synth, deploy and serve-local are printed (make -n: nothing runs)
+    result = run_make(repo, "-n", "synth", "deploy", "serve-local", "MODEL_TAR=dist/model.tar.gz")
+    assert result.returncode == 0, result.stderr
+    # Then the shell reads each absolute path as one word
+    words = [w for line in result.stdout.replace("\\\n", " ").splitlines() for w in shlex.split(line)]
+    for option, path in (("--output", "infra/cdk.out"), ("--outputs-file", "dist/cdk-outputs.json")):
+        assert words[words.index(option) + 1] == str(repo / path), option
+    assert f"model_tarball={repo / 'dist/model.tar.gz'}" in words
+    assert f"SM_MODEL_DIR={repo / 'dist/serve-local'}" in words
+
+
+@pytest.mark.parametrize("target", ["cdk-bootstrap", "deploy-storage", "infra-bootstrap"])
+def test_first_deploy_targets_set_up_the_environment_the_cdk_app_runs_in(target: str, tmp_path: Path) -> None:
+    # Given a fresh clone's make files (no .venv: infra/cdk.json's app is ../.venv/bin/python -m infra.app)
+    repo = _make_files(tmp_path / "repo")
+    # When the target's commands are printed
+    result = run_make(repo, "-n", target, "CDK_ENVIRONMENT=aws://123456789012/eu-west-1")
+    # Then the environment is synced before the CDK CLI runs the app
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    sync = next(i for i, line in enumerate(lines) if "sync --frozen" in line)
+    assert sync < next(i for i, line in enumerate(lines) if "&& ./node_modules/.bin/cdk " in line)
