@@ -133,7 +133,9 @@ smoke: ## POST a record to the deployed API (URL from CDK_OUTPUTS or SMOKE_URL);
 	$(PY) -m infra.smoke $(if $(SMOKE_URL),--url '$(SMOKE_URL)',--outputs-file $(CDK_OUTPUTS)) \
 		$(if $(wildcard $(MODEL_TAR)),--model-tarball $(MODEL_TAR)) $(SMOKE_ARGS)
 
-job-summary: ## the released version (from MODEL_TAR) and the metrics table into the job summary
+# The metrics are the released version's own (its bundle's metadata.json), not the workspace's metrics.json: the
+# prod job never trains, and the gate may release an older version than the last training's.
+job-summary: ## the released version and its test metrics (both from MODEL_TAR) into the job summary
 	@line="$$($(PY) -m infra.smoke.release $(MODEL_TAR))" || exit 1; \
-	table="$$($(DVC) metrics show --md)" || exit 1; \
-	{ echo "### Release"; echo; echo "$$line"; echo; echo "#### Metrics"; echo; echo "$$table"; echo; } >> $(SUMMARY)
+	table="$$($(PY) -m infra.smoke.release --metrics $(MODEL_TAR))" || exit 1; \
+	{ echo "### Release"; echo; echo "$$line"; echo; echo "#### Test metrics of this version"; echo; echo "$$table"; echo; } >> $(SUMMARY)

@@ -1,7 +1,9 @@
 """Owns what a release reports about itself: the model identity inside an exported ``model.tar.gz``.
 
 ``python -m infra.smoke.release [TARBALL]`` (default: ``export.path`` in params.yaml) prints one markdown line naming the released model (registered
-name, version, data hash, git commit) for the job summary; ``released_model`` is what the smoke test uses to
+name, version, data hash, git commit) for the job summary, and with ``--metrics`` the test metrics its training run
+recorded, as a markdown table (the workspace's metrics.json may be another version's: the prod job never trains,
+and the gate may pick an older version); ``released_model`` is what the smoke test uses to
 know which ``X-Model-Version`` the deployed API must answer with.
 """
 
@@ -51,10 +53,22 @@ def summary_line(metadata: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def metrics_table(metadata: dict[str, Any]) -> str:
+    """The version's test metrics (``metadata.json``'s ``metrics``) as a markdown table, or a line saying there are none."""
+    metrics = metadata.get("metrics")
+    numbers = sorted((k, v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)) \
+        if isinstance(metrics, dict) else []
+    if not numbers:
+        return f"No test metrics in version {metadata['version']}'s metadata.json."
+    return "\n".join(["| Metric | Value |", "|---|---|", *(f"| {name} | {value:.4f} |" for name, value in numbers)])
+
+
 @click.command(help="Print the released model's identity (from the exported tarball) as one markdown line.")
 @click.argument("tarball", type=click.Path(dir_okay=False, path_type=Path), required=False)
-def cli(tarball: Path | None) -> None:
-    click.echo(summary_line(released_model(tarball or load_params().export.path)))
+@click.option("--metrics", is_flag=True, help="Print the version's test metrics as a markdown table instead.")
+def cli(tarball: Path | None, metrics: bool) -> None:
+    metadata = released_model(tarball or load_params().export.path)
+    click.echo(metrics_table(metadata) if metrics else summary_line(metadata))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,10 +80,12 @@ def test_metrics_diff_refuses_an_unknown_base(mini_repo: Path) -> None:
     assert "error: metrics-diff: unknown base revision 'origin/nope'" in result.stderr
 
 
-def test_job_summary_names_the_released_version_and_shows_the_metrics(mini_repo: Path, tmp_path: Path) -> None:
-    # Given an exported model and a summary file that already holds an earlier step's lines
+def test_job_summary_names_the_released_version_and_shows_its_own_metrics(mini_repo: Path, tmp_path: Path) -> None:
+    # Given an exported model (not the one metrics.json describes) and a summary already holding an earlier step's
     tar = _tarball(tmp_path / "model.tar.gz", {"registered_name": "student-score", "version": "7",
-                                               "data_hash": "8ffc9142.dir", "git_commit": "d6aaee6"})
+                                               "data_hash": "8ffc9142.dir", "git_commit": "d6aaee6",
+                                               "metrics": {"test_rmse": 2.25, "test_r2": 0.8125}})
+    workspace = json.loads((mini_repo / "metrics.json").read_text())["test"]["rmse"]
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
     # When job-summary runs
@@ -93,7 +95,16 @@ def test_job_summary_names_the_released_version_and_shows_the_metrics(mini_repo:
     text = summary.read_text()
     assert text.startswith("earlier step\n### Release"), "the summary is appended to, never replaced"
     assert "Released **student-score** version **7**, data `8ffc9142.dir`, commit `d6aaee6`" in text
-    assert "| Path" in text and "test.rmse" in text
+    assert "| test_r2 | 0.8125 |\n| test_rmse | 2.2500 |" in text, "the released version's metrics"
+    assert f"{workspace:.4f}" not in text and "| Path" not in text, "not the workspace's metrics.json"
+
+
+def test_job_summary_says_when_the_bundle_has_no_metrics(mini_repo: Path, tmp_path: Path) -> None:
+    tar = _tarball(tmp_path / "model.tar.gz", {"registered_name": "student-score", "version": "7"})
+    summary = tmp_path / "summary.md"
+    result = run_make(mini_repo, "job-summary", f"MODEL_TAR={tar}", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.returncode == 0, result.stderr
+    assert "No test metrics in version 7's metadata.json." in summary.read_text()
 
 
 def test_job_summary_fails_in_one_line_without_an_exported_model(mini_repo: Path, tmp_path: Path) -> None:
