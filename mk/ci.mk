@@ -115,10 +115,17 @@ verify-release: ## the deployed API (SMOKE_URL or CDK_OUTPUTS) answers with the 
 # Only the deploy step writes CDK_OUTPUTS (cdk deploy --outputs-file, on success): a job without it deployed
 # nothing (a gate refusal, a failed export) or its deploy failed and CloudFormation rolled the stacks back, so
 # the endpoint still serves what it served before the job. Without this check a fresh runner could not find
-# the API, took that for a broken endpoint and deployed production again.
+# the API, took that for a broken endpoint and deployed production again. Restoring a real endpoint (DEPLOY_TARGET
+# deploy) by hand needs what the workflow's step has: the shared registry (release-preflight; a laptop's own
+# mlflow.db would put its model on prod) and, for prod, the API's key (a 403 is no proof of a wrong version).
 release-restore: ## after a failed release: unless verify-release holds, deploy production's version again (DEPLOY_TARGET)
 	@if [ -z "$(SMOKE_URL)" ] && [ ! -f "$(CDK_OUTPUTS)" ]; then \
 		echo "release-restore: this run deployed nothing ($(CDK_OUTPUTS) absent); nothing to restore"; exit 0; fi; \
+	if [ "$(DEPLOY_TARGET)" = deploy ]; then \
+		$(MAKE) --no-print-directory release-preflight || exit 1; \
+		if [ "$(INFRA_ENV)" = prod ] && [ -z "$${SMOKE_API_KEY:-}" ]; then \
+			echo "error: SMOKE_API_KEY is not set: prod's API refuses a check without its key, which would read as" \
+				"not serving production and deploy it again" >&2; exit 1; fi; fi; \
 	if $(MAKE) --no-print-directory verify-release; then \
 		echo "release-restore: the endpoint already serves production; nothing to restore"; exit 0; fi; \
 	echo "release-restore: the endpoint does not serve production; deploying production's version again"; \

@@ -128,6 +128,23 @@ def test_release_preflight_accepts_a_shared_store_without_printing_it(uri: str) 
     assert "s3cret" not in result.stdout + result.stderr and "123456789012" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(("env", "error"), [
+    ({}, "error: MLFLOW_TRACKING_URI is not set"),
+    ({"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}, "error: MLFLOW_TRACKING_URI is a local store"),
+    ({"MLFLOW_TRACKING_URI": "https://mlflow.example.com"}, "error: SMOKE_API_KEY is not set"),
+], ids=["no-registry", "local-registry", "no-api-key"])
+def test_release_restore_of_prod_by_hand_refuses_before_checking_or_deploying_anything(env: dict, error: str,
+                                                                                       tmp_path: Path) -> None:
+    # Given a by-hand restore of the real prod endpoint (DEPLOY_TARGET deploy, the default) missing what it needs
+    result = run_make(ROOT, "release-restore", "INFRA_ENV=prod", "SMOKE_URL=https://api.example.invalid/predict",
+                      f"RELEASE_DIR={tmp_path / 'release'}", env=env)
+    # Then it stops with one line naming what is missing, before exporting, checking or deploying anything
+    assert result.returncode != 0
+    assert error in result.stderr, result.stderr
+    assert "registry.export" not in result.stdout and "cdk deploy" not in result.stdout
+    assert not (tmp_path / "release").exists()
+
+
 @pytest.mark.parametrize(("variable", "value"), [("PROMOTE_VERSION", "3; echo injected"),
                                                   ("PROMOTE_VERSION", "0"), ("PROMOTE_FORCE", "yes")])
 def test_ci_promote_refuses_malformed_inputs_before_running_anything(variable: str, value: str,
