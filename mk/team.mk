@@ -1,6 +1,7 @@
 # Team mode: a shared MLflow server on PostgreSQL + S3 (moto here), and Optuna workers sharing one study.
 # `make team-up`, then `eval "$(.venv/bin/python -m team env)"` and `make train` (or dvc repro) logs to it;
-# `make team-worker STUDY=<name printed by the training>` adds a worker, on this machine or another.
+# `make team-worker STUDY=<name printed by the training>` adds a worker on this machine (the stack listens on
+# 127.0.0.1 only; another machine's worker needs a reachable STORAGE= and MLFLOW_TRACKING_URI, README Team mode).
 TEAM_STATE ?= team/run
 STUDY ?=
 STORAGE ?= $(OPTUNA_STORAGE)
