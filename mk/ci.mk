@@ -61,10 +61,15 @@ data-from-remote: setup
 	$(DVC) pull --quiet -r $(DVC_REMOTE) data.dvc
 
 # A release writes to the registry; an ephemeral sqlite store on a CI runner would vanish with the runner.
-release-preflight: ## fail unless MLFLOW_TRACKING_URI names a shared store (server URL or SageMaker MLflow ARN)
+# Shared means a server or database another machine reaches: a path (mlruns, ../x, ~/x), sqlite: or file:, or
+# a URL naming this machine dies with the runner.
+release-preflight: ## fail unless MLFLOW_TRACKING_URI names a shared store (server URL, database URL or SageMaker MLflow ARN)
 	@case "$${MLFLOW_TRACKING_URI:-}" in \
 		'') echo "error: MLFLOW_TRACKING_URI is not set; a release needs the shared MLflow registry" >&2; exit 1;; \
-		sqlite:*|file:*|/*|./*) echo "error: MLFLOW_TRACKING_URI is a local store; a release needs the shared MLflow registry" >&2; exit 1;; \
+		*://localhost|*://localhost[:/]*|*@localhost|*@localhost[:/]*|*://127.*|*@127.*|*://\[::1\]*|*@\[::1\]*) \
+			echo "error: MLFLOW_TRACKING_URI names this machine; a release needs the shared MLflow registry" >&2; exit 1;; \
+		http://*|https://*|arn:aws:sagemaker:*|databricks|databricks://*|postgresql*://*|mysql*://*|mssql*://*) ;; \
+		*) echo "error: MLFLOW_TRACKING_URI is a local store; a release needs the shared MLflow registry" >&2; exit 1;; \
 	esac; echo "release-preflight: MLflow tracking store is shared"
 
 # Wraps `make promote` so that a gate refusal (or any failure) also reaches the job summary. Inputs arrive as

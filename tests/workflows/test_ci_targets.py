@@ -113,7 +113,9 @@ def test_job_summary_fails_in_one_line_without_an_exported_model(mini_repo: Path
     assert f"error: {tmp_path / 'missing.tar.gz'}: no such model tarball (run make export first)" in result.stderr
 
 
-@pytest.mark.parametrize("uri", ["", "sqlite:///mlflow.db", "file:./mlruns", "/srv/mlruns"])
+@pytest.mark.parametrize("uri", ["", "sqlite:///mlflow.db", "file:./mlruns", "/srv/mlruns", "mlruns", "../mlruns",
+                                 "~/mlruns", "http://127.0.0.1:5000", "http://localhost:5000",
+                                 "postgresql://ci@localhost/mlflow", "https://[::1]:5000"])
 def test_release_preflight_refuses_a_store_that_dies_with_the_runner(uri: str) -> None:
     result = run_make(ROOT, "release-preflight", env={"MLFLOW_TRACKING_URI": uri} if uri else None)
     assert result.returncode != 0
@@ -121,7 +123,8 @@ def test_release_preflight_refuses_a_store_that_dies_with_the_runner(uri: str) -
 
 
 @pytest.mark.parametrize("uri", ["https://ci:s3cret@mlflow.example.com",
-                                 "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team"])
+                                 "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team",
+                                 "postgresql+psycopg://ci:s3cret@db.example.com/mlflow", "https://localhost.example.com"])
 def test_release_preflight_accepts_a_shared_store_without_printing_it(uri: str) -> None:
     result = run_make(ROOT, "release-preflight", env={"MLFLOW_TRACKING_URI": uri})
     assert result.returncode == 0, result.stderr
