@@ -98,18 +98,19 @@ def test_the_sender_delivers_everything_in_batches_firehose_accepts() -> None:
     assert sender.take_failed() == 0
 
 
-def test_the_sender_never_puts_more_than_4_mib_in_one_batch() -> None:
+def test_the_sender_never_puts_more_than_4_mb_in_one_batch() -> None:
     batches: list[list[bytes]] = []
     busy, gate = threading.Event(), threading.Event()
     sender = contract.CaptureSender(lambda batch: busy.set() or gate.wait(5) and batches.append(batch) or 0)
-    big = [b"x" * (900 * 1024) + b"\n"] * 10  # 10 lines of 900 KiB: at most 4 to a batch
+    # 10 lines of 820,000 bytes: 5 fit in 4 MiB, only 4 in 4 MB (the API reference's limit, read as 10^6 bytes)
+    big = [b"x" * 819_999 + b"\n"] * 10
     sender.submit([b"first\n"])
     assert busy.wait(5), "the thread is sending the first line"
     sender.submit(big)
     gate.set()
     assert sender.flush(10)
     assert [len(b) for b in batches[1:]] == [4, 4, 2]
-    assert all(sum(map(len, b)) <= contract.FIREHOSE_MAX_BYTES for b in batches)
+    assert all(sum(map(len, b)) <= 4_000_000 for b in batches)
 
 
 def test_a_failing_sink_is_counted_and_reported_never_raised() -> None:
