@@ -115,8 +115,10 @@ ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
         alarm_error_count=10,
         alarm_client_error_count=50,
         alarm_overhead_latency_ms=5000,
-        # A cold start longer than this no longer fits the Lambda's ~23 s client budget: callers get a 504.
-        alarm_model_setup_ms=20000,
+        # The cold start happens inside the first InvokeEndpoint, whose read timeout is the handler's
+        # DEFAULT_READ_TIMEOUT_S (10 s): a cold start near it makes the caller's first attempt time out and retry
+        # (a retry that may meet a cold start of its own, then a 504), so the alarm fires before that.
+        alarm_model_setup_ms=8000,
         alarm_concurrency_utilization=0.8,
         canary_percent=50,
         canary_wait_s=300,
@@ -138,7 +140,7 @@ ENVIRONMENTS: Mapping[str, EnvironmentSettings] = {
         alarm_error_count=1,
         alarm_client_error_count=20,
         alarm_overhead_latency_ms=2000,
-        alarm_model_setup_ms=20000,
+        alarm_model_setup_ms=8000,
         alarm_concurrency_utilization=0.8,
         canary_percent=10,
         canary_wait_s=600,

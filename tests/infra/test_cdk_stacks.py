@@ -504,6 +504,12 @@ def test_typed_context_from_cdk_json_keeps_whole_numbers_and_bools() -> None:
     assert (settings.throttle_rate, settings.capture_enabled) == (12.0, False)
 
 
+@pytest.mark.parametrize("env", sorted(ENVIRONMENTS))
+def test_the_cold_start_alarm_fires_before_a_cold_start_outlasts_the_lambda_s_first_attempt(env: str) -> None:
+    # The cold start happens inside InvokeEndpoint: past the read timeout the caller's first attempt is lost.
+    assert ENVIRONMENTS[env].alarm_model_setup_ms < handler.DEFAULT_READ_TIMEOUT_S * 1000
+
+
 @pytest.mark.parametrize(
     ("context", "fragment"),
     [
