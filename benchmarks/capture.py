@@ -10,8 +10,9 @@ handler's default batching (``CAPTURE_LINGER_MS``), and ``firehose_no_linger`` (
 what the batching saves); ``off_again`` repeats ``off``, so the run shows its own noise floor. Capture is flushed
 after each block, untimed, followed by a garbage collection and a short pause, so a block pays for its own
 records and leaves nothing for the next. The
-figure is each mode's median latency over all its requests, and the ratio to ``off``; the records each mode
-left behind are counted, to prove it captured.
+headline is what each mode adds to the median, paired by round (the median over rounds of its block's median
+over the ``off`` block's, ``paired_overhead``), beside each mode's own median and p90 over all its requests;
+the records each mode left behind are counted, to prove it captured.
 
 Usage: ``python -m benchmarks.capture [--model-tarball PATH] [--quick]`` (``make bench-capture``).
 Results: ``benchmarks/results/capture.{json,md}``.

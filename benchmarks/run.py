@@ -247,7 +247,7 @@ def run(plan: Plan, work: Path, csv: Path) -> dict[str, Any]:
 @click.option("--data", "csv", type=click.Path(dir_okay=False, path_type=Path),
               default=ROOT / "data" / "student_performance.csv", show_default=True)
 @click.option("--train-fraction", type=FiniteRange(0.01, 1.0), default=1.0, show_default=True,
-              help="Cut both searches to this share of their trials (ours 30, reference 50) when time is short; "
+              help="Cut both searches to this share of their trials (ours: train.n_trials, reference 50) when time is short; "
                    "the results say so.")
 @click.option("--keep-workdir", is_flag=True, help="Keep the throwaway folder (models, stores, server logs).")
 def cli(quick: bool, results_dir: Path, csv: Path, train_fraction: float, keep_workdir: bool) -> None:

@@ -21,5 +21,5 @@ bench-reliability: data bench-deps ## the fuzzing and fault-injection suite at v
 	$(PY) -m benchmarks.reliability $(BENCH_ARGS)
 
 .PHONY: bench-batches
-bench-batches: data ## 10,000-record requests vs the reference, and the largest batch under 6 MB / 4 MB (≈6 min): benchmarks/results/batches.{json,md}
+bench-batches: data ## 10,000-record requests vs the reference, and the largest batch under 6 MB / 4 MB (≈1 min): benchmarks/results/batches.{json,md}
 	$(PY) -m benchmarks.batches $(BENCH_ARGS)
