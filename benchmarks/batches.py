@@ -174,7 +174,7 @@ def check_limits(port: int, records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(plan: Plan, work: Path, csv_path: Path) -> dict[str, Any]:
-    started, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
+    clock = report.RunClock()
     ours_tar, ref_tar, trained = train_models(work, csv_path, plan)
     from core.params import load_params
 
@@ -187,10 +187,7 @@ def run(plan: Plan, work: Path, csv_path: Path) -> dict[str, Any]:
                            detail=f"{ours:,.0f} vs {ref:,.0f} rows/s (medians)")
     return {"targets": [target.to_json()], "throughput": points, "payloads": payloads, "limits": limits,
             "training": trained, "machine": report.machine(),
-            "run": {"mode": plan.mode, "rows": ROWS, "rounds": plan.rounds, "posts_per_round": plan.posts,
-                    "total_s": round(time.perf_counter() - started, 1), "load_before": load_before,
-                    "load_after": [round(x, 2) for x in os.getloadavg()],
-                    "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
+            "run": clock.record(mode=plan.mode, rows=ROWS, rounds=plan.rounds, posts_per_round=plan.posts)}
 
 
 def markdown(r: dict[str, Any]) -> str:

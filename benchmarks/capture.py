@@ -171,7 +171,9 @@ def cli(model_tarball: Path | None, rounds: int, block: int, quick: bool, result
     if not tarball.is_file():
         raise UserError(f"no model tarball at {tarball}: export a model first (make run) or pass --model-tarball")
     rounds, block = (2, 20) if quick else (rounds, block)
+    clock = report.RunClock()
     result = run(tarball, rounds=rounds, block=block, warmup=min(block, 50))
+    result["run"] = clock.record(mode="quick" if quick else "full")
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     (results_dir / f"{stem}.md").write_text(markdown(result))

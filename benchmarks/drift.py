@@ -146,6 +146,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None, reps: int = 1) -> 
 
 def run(records: int, evidently_python: Path | None, params_file: Path, results_dir: Path, stem: str,
         reps: int = 1) -> dict:
+    clock = report.RunClock()
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         work = Path(tmp)
         bucket, tarball, reference, current = prepare(work, records, params_file)
@@ -183,6 +184,7 @@ def run(records: int, evidently_python: Path | None, params_file: Path, results_
             result |= {"evidently_s": round(peer_s, 2), "evidently_report_s": round(peer_report_s, 2),
                        "evidently_report_bytes": (work / "evidently.html").stat().st_size,
                        "ours_vs_evidently": round(ours_s / peer_s, 3)}
+    result["run"] = clock.record(mode="quick" if stem.endswith("quick") else "full")
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     (results_dir / f"{stem}.md").write_text(markdown(result))

@@ -12,6 +12,7 @@ import os
 import platform
 import statistics
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -215,6 +216,22 @@ def markdown(results: Mapping[str, Any]) -> str:
               f"(reference){scaled}; {run['total_s']:.0f} s in all; load average {run['load_before']} before, "
               f"{run['load_after']} after (1, 5, 15 min)."]
     return "\n".join(lines) + "\n"
+
+
+class RunClock:
+    """When a benchmark run started and the machine's load then: ``record`` gives the results' ``run`` section
+    (duration, load before and after, date), so every result file says when and under what load it was made."""
+
+    def __init__(self) -> None:
+        self.started, self.load_before = time.perf_counter(), _load()
+
+    def record(self, **fields: Any) -> dict[str, Any]:
+        return {**fields, "total_s": round(time.perf_counter() - self.started, 1), "load_before": self.load_before,
+                "load_after": _load(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def results_folder(folder: Path, option: str = "--results-dir", files: Sequence[str] = ()) -> Path:

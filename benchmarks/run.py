@@ -193,7 +193,7 @@ def summarise_load(runs: dict[str, list[load.LoadResult]]) -> dict[str, dict[str
 # --- the run -----------------------------------------------------------------------------------------------
 
 def run(plan: Plan, work: Path, csv: Path) -> dict[str, Any]:
-    started, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
+    clock = report.RunClock()
     load.wrk_path()  # fail before an expensive training when wrk is missing
     trained = run_training(work, csv, plan)
     version = str(trained["ours_logging_on"]["version"])
@@ -231,11 +231,9 @@ def run(plan: Plan, work: Path, csv: Path) -> dict[str, Any]:
         "targets": [t.to_json() for t in report.targets(measurements)],
         "measurements": measurements,
         "machine": report.machine(),
-        "run": {"mode": plan.mode, "reps": plan.reps, "ours_trials": trained["ours_logging_on"]["n_trials"],
-                "reference_trials": plan.reference_trials, "seconds": plan.seconds, "connections": CONNECTIONS,
-                "cold_reps": plan.cold_reps, "total_s": round(time.perf_counter() - started, 1),
-                "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
-                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        "run": clock.record(mode=plan.mode, reps=plan.reps, ours_trials=trained["ours_logging_on"]["n_trials"],
+                            reference_trials=plan.reference_trials, seconds=plan.seconds, connections=CONNECTIONS,
+                            cold_reps=plan.cold_reps),
     }
 
 

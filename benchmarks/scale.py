@@ -232,7 +232,7 @@ def cli(sizes: str | None, quick: bool, results_dir: Path) -> None:
         raise UserError(f"--sizes names a row count twice: {sizes}")
     stem = "scale-quick" if quick else "scale"
     report.results_folder(results_dir, files=(f"{stem}.json", f"{stem}.md"))
-    started, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
+    clock = report.RunClock()
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         measured = [measure(n, work, QUICK_TRAIN if quick else {}, idiom=i == 0, repro=i == len(rows) - 1)
@@ -240,8 +240,7 @@ def cli(sizes: str | None, quick: bool, results_dir: Path) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results = {"targets": [t.to_json() for t in targets(measured)], "sizes": measured, "machine": report.machine(),
-               "run": {"mode": "quick" if quick else "full", "total_s": round(time.perf_counter() - started, 1),
-                       "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]}}
+               "run": clock.record(mode="quick" if quick else "full")}
     (results_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (results_dir / f"{stem}.md").write_text(markdown(results), encoding="utf-8")
     click.echo(markdown(results))

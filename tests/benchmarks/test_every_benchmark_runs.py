@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.conftest import assert_run_recorded
+
 ROOT = Path(__file__).resolve().parents[2]
 # The reference app unpickles its model at import, like the reference container; test_building_blocks loads it.
 NEEDS_A_MODEL = {"benchmarks.reference.app"}
@@ -40,7 +42,7 @@ def test_make_bench_quick_runs_every_measurement(tmp_path: Path) -> None:
 
     assert run.main(["--quick", "--results-dir", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "quick.json").read_text())
-    assert results["run"]["mode"] == "quick"
+    assert_run_recorded(results["run"], "quick")
     trained = results["measurements"]["training"]
     assert {"ours_logging_on", "ours_logging_off", "reference"} <= set(trained)
     assert trained["ours_logging_on"]["mlflow_s"] > 0, "the stage reports what logging cost"
@@ -79,6 +81,7 @@ def test_make_bench_scale_quick_trains_at_each_size_and_against_the_idiom(tmp_pa
     for size in result["sizes"]:  # where MLflow's seconds go, part by part, adding up to the whole
         assert sum(size["on"]["mlflow_parts"].values()) == pytest.approx(size["on"]["mlflow_s"])
     assert "the same without set-up |" in (tmp_path / "scale-quick.md").read_text()
+    assert_run_recorded(result["run"], "quick")
 
 
 @pytest.mark.slow
@@ -104,7 +107,8 @@ def test_make_bench_batches_quick_measures_both_servers_and_the_limits(tmp_path:
 
     assert batches.main(["--quick", "--results-dir", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "batches-quick.json").read_text())
-    assert results["run"]["mode"] == "quick" and results["run"]["rows"] == 10_000
+    assert_run_recorded(results["run"], "quick")
+    assert results["run"]["rows"] == 10_000
     assert {"ours_json_records", "reference_json_records", "ours_dataframe_split", "ours_csv"} == \
         set(results["throughput"])
     assert results["targets"][0]["value"] > 0

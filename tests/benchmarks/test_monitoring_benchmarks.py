@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from serving import bundle
+from tests.benchmarks.conftest import assert_run_recorded
 from tests.serving.serving_helpers import build_model_dir
 
 pytestmark = pytest.mark.slow
@@ -22,6 +23,7 @@ def test_bench_drift_quick_analyses_every_record_it_wrote(tmp_path: Path) -> Non
     assert result["verdict"] == "no drift", "traffic from the training distribution"
     assert result["ours_s"] > 0 and result["ours_with_mlflow_run_s"] > 0
     assert "| Drift job on 5,000 captured records" in (tmp_path / "drift-quick.md").read_text()
+    assert_run_recorded(result["run"], "quick")
 
 
 def test_bench_capture_quick_captures_every_request_in_every_capturing_mode(tmp_path: Path) -> None:
@@ -33,3 +35,4 @@ def test_bench_capture_quick_captures_every_request_in_every_capturing_mode(tmp_
     assert result["captured_records"] == result["expected_records"], "no capture record lost"
     assert set(result["paired_overhead"]) == {"folder", "firehose", "firehose_no_linger"}
     assert all(value > 0 for value in result["median_ms"].values())
+    assert_run_recorded(result["run"], "quick")
