@@ -11,7 +11,9 @@
   ("Custom Prefixes for Amazon S3 Objects");
 - GZIP-compressed JSON lines, stream encryption with an AWS-owned key (cdk-nag's AwsSolutions-KDF1) and the
   bucket's own SSE-S3 at rest; a lifecycle rule deletes captures (and delivery errors) after
-  ``retention_days``.
+  ``retention_days``;
+- a delivery role that may write and read only under those two prefixes and delete nothing (``confine``), though
+  the bucket holds the DVC remote and MLflow's artifacts too.
 ``CaptureReader`` is the role the scheduled drift workflow assumes through GitHub's OIDC provider: list and get
 under ``capture/`` of that bucket, nothing else (plus the MLflow tracking server, when given, to log its run).
 """
@@ -42,6 +44,12 @@ ERROR_PREFIX = f"{contract.CAPTURE_PREFIX}-errors/"
 BUFFER_SIZE = Size.mebibytes(64)
 BUFFER_INTERVAL = Duration.minutes(5)
 CIDR_MAPPING = "aws-kinesisfirehose.CidrBlocks"
+# What Firehose needs of an S3 destination (Amazon Data Firehose developer guide, "Grant Firehose access to an Amazon
+# S3 destination", https://docs.aws.amazon.com/firehose/latest/dev/controlling-access.html#using-iam-s3): these six
+# on the bucket and its objects (plus s3:PutObjectAcl only for a bucket another account owns); the last three of
+# them act on objects.
+FIREHOSE_BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads")
+FIREHOSE_OBJECT_ACTIONS = ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject")
 
 
 def data_prefix() -> str:
@@ -64,8 +72,12 @@ class CaptureStream(Construct):
         for prefix in (PREFIX, ERROR_PREFIX):
             bucket.add_lifecycle_rule(prefix=prefix, expiration=Duration.days(retention_days),
                                       id=f"expire-{prefix.rstrip('/')}")
+        role = iam.Role(self, "DeliveryRole", assumed_by=iam.ServicePrincipal("firehose.amazonaws.com"),
+                        description=f"Firehose delivery into {PREFIX} and {ERROR_PREFIX} of the artifact bucket")
+        confine(role, bucket)
         destination = firehose.S3Bucket(
             bucket,
+            role=role,
             data_output_prefix=data_prefix(),
             error_output_prefix=ERROR_PREFIX + "!{firehose:error-output-type}/!{timestamp:yyyy-MM-dd}/",
             compression=firehose.Compression.GZIP,
@@ -85,8 +97,9 @@ class CaptureStream(Construct):
                 stack.node.try_remove_child(child.node.id)
         acknowledge(
             self,
-            "Firehose's delivery role writes objects whose names it makes (partition folders, timestamps, random "
-            "suffixes) under the bucket; CDK scopes it to this one bucket.",
+            "CDK's S3 destination grants read-write on the whole bucket; the role's explicit denies leave only "
+            "the six S3 actions AWS's Firehose guide lists, on objects only under capture/ and capture-errors/ "
+            "(whose names Firehose makes: partitions, timestamps, random suffixes), and no delete.",
             *(f"AwsSolutions-IAM5[{finding}]" for finding in self._wildcards(bucket)),
         )
 
@@ -94,6 +107,25 @@ class CaptureStream(Construct):
         bucket_id = Stack.of(self).get_logical_id(bucket.node.default_child)
         return [f"Resource::<{bucket_id}.Arn>/*", "Action::s3:Abort*", "Action::s3:DeleteObject*",
                 "Action::s3:GetBucket*", "Action::s3:GetObject*", "Action::s3:List*"]
+
+
+def confine(role: iam.Role, bucket: s3.IBucket) -> None:
+    """Deny ``role`` every S3 action on ``bucket`` but Firehose's six, and object access outside the capture prefixes.
+
+    CDK's S3 destination always grants ``bucket.grantReadWrite`` on the whole bucket (deletes of every object
+    version, every read, object lock retention and legal hold), and the bucket also holds the DVC remote and MLflow's
+    artifacts. An explicit deny in the role's policy overrides those allows: ``NotAction`` with ``Deny`` "explicitly
+    denies the actions that are not listed" (IAM user guide, "IAM JSON policy elements: NotAction",
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notaction.html), and ``NotResource``
+    with ``Deny`` denies every resource but those listed ("IAM JSON policy elements: NotResource",
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notresource.html).
+    """
+    role.add_to_policy(iam.PolicyStatement(
+        effect=iam.Effect.DENY, not_actions=[*FIREHOSE_BUCKET_ACTIONS, *FIREHOSE_OBJECT_ACTIONS],
+        resources=[bucket.bucket_arn, bucket.arn_for_objects("*")]))
+    role.add_to_policy(iam.PolicyStatement(
+        effect=iam.Effect.DENY, actions=list(FIREHOSE_OBJECT_ACTIONS),
+        not_resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in (PREFIX, ERROR_PREFIX)]))
 
 
 class CaptureReader(Construct):

@@ -4,6 +4,7 @@ drift workflow's read-only role; real synth with cdk-nag, asserted on resource p
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,63 @@ def test_the_stream_is_encrypted_and_delivers_gzip_json_lines_partitioned_as_the
                                                                                     Match.any_value()}})))
     assert s3["BucketARN"] == {"Fn::GetAtt": [bucket_id, "Arn"]}, "the artifact bucket, not a bucket of its own"
     assert 1 <= s3["BufferingHints"]["SizeInMBs"] <= 128 and s3["BufferingHints"]["IntervalInSeconds"] <= 900
+
+
+BUCKET_ARN = "arn:aws:s3:::artifacts"
+
+
+def _arn(value: Any, bucket_id: str) -> str:
+    """A template ARN as text, the artifact bucket's ``Fn::GetAtt`` standing for ``BUCKET_ARN``."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_arn(part, bucket_id) for part in parts)
+    return BUCKET_ARN if value == {"Fn::GetAtt": [bucket_id, "Arn"]} else json.dumps(value)
+
+
+def _allows(statements: list[dict[str, Any]], action: str, resource: str, bucket_id: str) -> bool:
+    """IAM's verdict for one identity policy: some Allow matches and no Deny does (wildcards as IAM reads them)."""
+    def matches(patterns: Any, value: str, *, fold: bool) -> bool:
+        texts = [_arn(p, bucket_id) for p in (patterns if isinstance(patterns, list) else [patterns])]
+        return any(fnmatchcase(value.lower(), t.lower()) if fold else fnmatchcase(value, t) for t in texts)
+
+    def applies(s: dict[str, Any]) -> bool:
+        acted = matches(s["Action"], action, fold=True) if "Action" in s else not matches(s["NotAction"], action,
+                                                                                         fold=True)
+        on = matches(s["Resource"], resource, fold=False) if "Resource" in s else not matches(
+            s["NotResource"], resource, fold=False)
+        return acted and on
+
+    return (any(applies(s) for s in statements if s["Effect"] == "Allow")
+            and not any(applies(s) for s in statements if s["Effect"] == "Deny"))
+
+
+def test_firehose_may_write_and_read_the_capture_prefixes_only_and_delete_nothing(parts) -> None:
+    # Given the delivery role the stream uses, with every statement of its policies
+    storage, _ = parts
+    (stream,) = storage.find_resources("AWS::KinesisFirehose::DeliveryStream").values()
+    role_id = stream["Properties"]["ExtendedS3DestinationConfiguration"]["RoleARN"]["Fn::GetAtt"][0]
+    statements = [s for p in storage.find_resources("AWS::IAM::Policy").values()
+                  if {"Ref": role_id} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    bucket_id = next(iter(storage.find_resources("AWS::S3::Bucket", {"Properties": {"VersioningConfiguration":
+                                                                                    Match.any_value()}})))
+    key = f"{BUCKET_ARN}/capture/model=m/version=1/dt=2026-01-01/part.gz"
+    error = f"{BUCKET_ARN}/capture-errors/processing-failed/2026-01-01/part.gz"
+    # Then it may do what AWS's Firehose guide lists, objects only under the capture prefixes...
+    needed = [("s3:PutObject", key), ("s3:PutObject", error), ("s3:GetObject", key), ("s3:AbortMultipartUpload", error),
+              ("s3:GetBucketLocation", BUCKET_ARN), ("s3:ListBucket", BUCKET_ARN),
+              ("s3:ListBucketMultipartUploads", BUCKET_ARN)]
+    assert [n for n in needed if not _allows(statements, *n, bucket_id)] == []
+    # ...and nothing to the DVC remote or MLflow's artifacts beside them, nor delete or lock any object
+    others = [f"{BUCKET_ARN}/dvc/files/md5/ab/cdef", f"{BUCKET_ARN}/mlflow/1/run/artifacts/model.pkl"]
+    refused = [(a, o) for a in ("s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload")
+               for o in others]
+    refused += [(a, k) for a in ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention",
+                                 "s3:PutObjectLegalHold", "s3:GetObjectVersion", "s3:PutObjectTagging")
+                for k in (key, error, *others)]
+    refused += [("s3:ListBucketVersions", BUCKET_ARN), ("s3:GetBucketPolicy", BUCKET_ARN)]
+    assert [r for r in refused if _allows(statements, *r, bucket_id)] == []
 
 
 def test_captures_and_delivery_errors_expire_after_the_retention_days(parts) -> None:
