@@ -63,7 +63,7 @@ class EnvironmentSettings:
     canary_percent: int
     canary_wait_s: int
     # Monitoring: capture predict traffic to Firehose (off: no stream permission, no capture), the share of
-    # requests captured, and how long captures are kept in the bucket.
+    # requests captured, and how long captures are kept in the bucket (their last version is deleted a day later).
     capture_enabled: bool
     capture_share: float
     capture_retention_days: int

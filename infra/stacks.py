@@ -109,7 +109,7 @@ class StorageStack(Stack):
     """The bucket for the DVC remote, MLflow artifacts and captured traffic, and the capture stream into it.
 
     Args:
-        capture_retention_days: days captured traffic is kept.
+        capture_retention_days: days captured traffic is kept (its last version a day more: the bucket is versioned).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, capture_retention_days: int, **kwargs: Any) -> None:

@@ -10,8 +10,8 @@
 - an error prefix with ``!{firehose:error-output-type}``, required once the prefix holds expressions
   ("Custom Prefixes for Amazon S3 Objects");
 - GZIP-compressed JSON lines, stream encryption with an AWS-owned key (cdk-nag's AwsSolutions-KDF1) and the
-  bucket's own SSE-S3 at rest; a lifecycle rule deletes captures (and delivery errors) after
-  ``retention_days``;
+  bucket's own SSE-S3 at rest; lifecycle rules expire captures (and delivery errors) after ``retention_days``
+  and delete them for good a day later (the bucket is versioned);
 - a delivery role that may write and read only under those two prefixes and delete nothing (``confine``), though
   the bucket holds the DVC remote and MLflow's artifacts too.
 ``CaptureReader`` is the role the scheduled drift workflow assumes through GitHub's OIDC provider: list and get
@@ -44,6 +44,7 @@ ERROR_PREFIX = f"{contract.CAPTURE_PREFIX}-errors/"
 BUFFER_SIZE = Size.mebibytes(64)
 BUFFER_INTERVAL = Duration.minutes(5)
 CIDR_MAPPING = "aws-kinesisfirehose.CidrBlocks"
+NONCURRENT_DAYS = 1  # an expired capture's last version is deleted for good this many days later
 # What Firehose needs of an S3 destination (Amazon Data Firehose developer guide, "Grant Firehose access to an Amazon
 # S3 destination", https://docs.aws.amazon.com/firehose/latest/dev/controlling-access.html#using-iam-s3): these six
 # on the bucket and its objects (plus s3:PutObjectAcl only for a bucket another account owns); the last three of
@@ -62,15 +63,23 @@ class CaptureStream(Construct):
 
     Args:
         bucket: the storage stack's artifact bucket.
-        retention_days: days a capture record (or a delivery error) is kept.
+        retention_days: days a capture record (or a delivery error) is kept; its last version goes a day later.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.Bucket, retention_days: int) -> None:
         super().__init__(scope, construct_id)
         if retention_days < 1:
             raise ValueError(f"retention_days must be at least 1, got {retention_days}")
+        # The bucket is versioned: expiring a capture only makes it noncurrent ("Object expiration applies only to
+        # an object's current version"; "Expiring objects", S3 user guide, https://docs.aws.amazon.com/AmazonS3/
+        # latest/userguide/lifecycle-expire-general-considerations.html), and the bucket-wide rule would keep that
+        # version 365 days more. These rules' own noncurrent expiration overlaps that one, and "if two expiration
+        # policies overlap, the shorter expiration policy is honored" ("How Amazon S3 handles conflicts in lifecycle
+        # configurations", https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-conflicts.html). The
+        # delete marker then left alone is an expired object delete marker, which S3 removes (the first page).
         for prefix in (PREFIX, ERROR_PREFIX):
             bucket.add_lifecycle_rule(prefix=prefix, expiration=Duration.days(retention_days),
+                                      noncurrent_version_expiration=Duration.days(NONCURRENT_DAYS),
                                       id=f"expire-{prefix.rstrip('/')}")
         role = iam.Role(self, "DeliveryRole", assumed_by=iam.ServicePrincipal("firehose.amazonaws.com"),
                         description=f"Firehose delivery into {PREFIX} and {ERROR_PREFIX} of the artifact bucket")

@@ -139,6 +139,18 @@ def test_captures_and_delivery_errors_expire_after_the_retention_days(parts) -> 
     assert expiring == {"capture/": 45, "capture-errors/": 45}
 
 
+def test_an_expired_capture_s_last_version_is_deleted_a_day_later_not_kept_with_the_bucket_s_versions(parts) -> None:
+    # Given the versioned artifact bucket, whose bucket-wide rule keeps noncurrent versions for a year
+    storage, _ = parts
+    (bucket,) = storage.find_resources("AWS::S3::Bucket", {"Properties": {"VersioningConfiguration":
+                                                                          {"Status": "Enabled"}}}).values()
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    # Then expiring a capture (which only makes it noncurrent) deletes that version a day later
+    noncurrent = {r.get("Prefix", "(bucket)"): r.get("NoncurrentVersionExpiration") for r in rules}
+    assert noncurrent == {"(bucket)": {"NoncurrentDays": 365}, "capture/": {"NoncurrentDays": 1},
+                          "capture-errors/": {"NoncurrentDays": 1}}
+
+
 def test_the_lambda_may_put_records_to_that_one_stream_and_knows_what_to_capture(parts) -> None:
     storage, serving = parts
     (function,) = serving.find_resources("AWS::Lambda::Function").values()
