@@ -15,7 +15,8 @@
 - a delivery role that may write and read only under those two prefixes and delete nothing (``confine``), though
   the bucket holds the DVC remote and MLflow's artifacts too.
 ``CaptureReader`` is the role the scheduled drift workflow assumes through GitHub's OIDC provider: list and get
-under ``capture/`` of that bucket, nothing else (plus the MLflow tracking server, when given, to log its run).
+under ``capture/`` of that bucket, nothing else (plus, when given, the MLflow calls the drift job makes on the
+tracking server, ``DRIFT_MLFLOW_CALLS``, and the server's artifact prefix, to read the profile and log its run).
 """
 
 from __future__ import annotations
@@ -45,6 +46,25 @@ BUFFER_SIZE = Size.mebibytes(64)
 BUFFER_INTERVAL = Duration.minutes(5)
 CIDR_MAPPING = "aws-kinesisfirehose.CidrBlocks"
 NONCURRENT_DAYS = 1  # an expired capture's last version is deleted for good this many days later
+# Every MLflow REST call (under /api/2.0/mlflow/) of the drift workflow's job, ``python -m monitoring.drift``: the
+# version's profile from the registry, then one run of the monitoring experiment (created and tagged on its first
+# run). Each maps to the IAM action that authorizes it on a SageMaker managed server ("Actions, resources, and
+# condition keys for Amazon SageMaker with MLflow", Service Authorization Reference, https://docs.aws.amazon.com/
+# service-authorization/latest/reference/list_amazonsagemakerwithmlflow.html). Observed in a local ``mlflow server``'s
+# access log while the job ran, as tests/infra/test_drift_mlflow_calls.py does again; artifacts never pass through
+# the server (the client reads and writes them in S3: ``mlflow_artifact_uri`` below).
+DRIFT_MLFLOW_CALLS = {
+    "registered-models/get": "GetRegisteredModel",  # MLflow's client checks the model is no prompt
+    "model-versions/get-download-uri": "GetDownloadURIForModelVersionArtifacts",  # where the profile is
+    "experiments/get-by-name": "GetExperimentByName",
+    "experiments/create": "CreateExperiment",
+    "experiments/get": "GetExperiment",
+    "experiments/set-experiment-tag": "SetExperimentTag",
+    "runs/create": "CreateRun",
+    "runs/log-batch": "LogBatch",  # the metrics
+    "runs/get": "GetRun",  # the run's artifact location
+    "runs/update": "UpdateRun",  # the run's end
+}
 # What Firehose needs of an S3 destination (Amazon Data Firehose developer guide, "Grant Firehose access to an Amazon
 # S3 destination", https://docs.aws.amazon.com/firehose/latest/dev/controlling-access.html#using-iam-s3): these six
 # on the bucket and its objects (plus s3:PutObjectAcl only for a bucket another account owns); the last three of
@@ -171,9 +191,8 @@ class CaptureReader(Construct):
         self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"{bucket_arn}/{PREFIX}*"]))
         findings = []
         if mlflow_tracking_server_arn:
-            self.role.add_to_policy(iam.PolicyStatement(actions=["sagemaker-mlflow:*"],
-                                                        resources=[mlflow_tracking_server_arn]))
-            findings.append("AwsSolutions-IAM5[Action::sagemaker-mlflow:*]")
+            actions = sorted({f"sagemaker-mlflow:{action}" for action in DRIFT_MLFLOW_CALLS.values()})
+            self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=[mlflow_tracking_server_arn]))
         if mlflow_artifact_uri:
             store, prefix = parse_artifact_uri(mlflow_artifact_uri)
             store_arn = Stack.of(self).format_arn(service="s3", region="", account="", resource=store)
@@ -187,7 +206,7 @@ class CaptureReader(Construct):
         acknowledge(
             self.role,
             "Captured records are read by key under the capture/ prefix of one bucket, whose object names "
-            "Firehose makes; the MLflow plugin needs one action per REST call on the one tracking server, and "
-            "the MLflow client reads and writes artifacts named per run under that server's artifact prefix.",
+            "Firehose makes, and the MLflow client reads and writes artifacts named per run under the tracking "
+            "server's artifact prefix.",
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket_name}/{PREFIX}*]", *findings,
         )

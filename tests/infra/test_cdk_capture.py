@@ -216,7 +216,14 @@ def test_the_reader_may_log_to_the_given_mlflow_server_only_and_is_nag_clean() -
     CaptureReader(stack, "R", provider=provider, github_repo=REPO, bucket_name="b",
                   mlflow_tracking_server_arn=server)
     statements = _statements(Template.from_stack(stack))
-    assert [s["Resource"] for s in statements if s["Action"] == "sagemaker-mlflow:*"] == [server]
+    mlflow = [s for s in statements if "sagemaker-mlflow" in json.dumps(s["Action"])]
+    assert [s["Resource"] for s in mlflow] == [server]
+    # The drift job's calls, each by name (tests/infra/test_drift_mlflow_calls.py checks the job makes no other)
+    assert mlflow[0]["Action"] == [
+        "sagemaker-mlflow:CreateExperiment", "sagemaker-mlflow:CreateRun",
+        "sagemaker-mlflow:GetDownloadURIForModelVersionArtifacts", "sagemaker-mlflow:GetExperiment",
+        "sagemaker-mlflow:GetExperimentByName", "sagemaker-mlflow:GetRegisteredModel", "sagemaker-mlflow:GetRun",
+        "sagemaker-mlflow:LogBatch", "sagemaker-mlflow:SetExperimentTag", "sagemaker-mlflow:UpdateRun"]
     _nag_clean(app)
     with pytest.raises(ValueError, match="OWNER/REPO"):
         CaptureReader(Stack(App(), "X"), "R", provider=provider, github_repo="nope", bucket_name="b")
