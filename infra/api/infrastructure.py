@@ -167,12 +167,6 @@ class PredictApi(Construct):
         if capture_stream is not None:
             capture_stream.grant_put_records(self.role)  # PutRecord(Batch) on that one stream ARN
         acknowledge(
-            self.role,
-            "CloudWatch Logs names the streams of the function's own log group at run time; the grant is "
-            "scoped to that one log group.",
-            f"AwsSolutions-IAM5[Resource::<{Stack.of(self).get_logical_id(self.log_group.node.default_child)}.Arn>:*]",
-        )
-        acknowledge(
             self.function,
             f"Pinned to {LAMBDA_RUNTIME.name}, the newest runtime with an AWS-published Powertools V3 layer "
             "we have verified; the layer parameter follows the runtime's name, so they move together.",

@@ -21,6 +21,7 @@ from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from infra import app as cdk_app
+from infra import nag
 from infra.api import schema as api_schema
 from infra.api.infrastructure import LAMBDA_TIMEOUT
 from infra.api.runtime import handler
@@ -727,6 +728,41 @@ def test_cdk_nag_passes_and_every_acknowledgment_gives_a_reason(
         for rule, reason in acknowledged.items():
             assert rule.startswith("AwsSolutions::AwsSolutions-"), rule
             assert len(reason) >= 40, f"{rule}: reason too thin: {reason!r}"
+
+
+def test_every_acknowledgment_answers_a_finding_cdk_nag_reports(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the app with every optional construct (the drift workflow's role, the MLflow grants), its
+    # acknowledgments recorded instead of applied
+    acknowledged: list[tuple[str, str]] = []
+
+    class Recorder:
+        def __init__(self, construct: Any) -> None:
+            self.path = construct.node.path
+
+        @classmethod
+        def of(cls, construct: Any) -> Recorder:
+            return cls(construct)
+
+        def acknowledge(self, *acknowledgments: Any) -> None:
+            acknowledged.extend((self.path, a.id.removeprefix("AwsSolutions::")) for a in acknowledgments)
+
+    monkeypatch.setattr(nag, "Validations", Recorder)
+    app = build_app(context={**inputs(tmp_path, b"m"), "github_repo": REPO, "data_bucket": "team-artifacts",
+                             "mlflow_tracking_server_arn": "arn:aws:sagemaker:eu-west-1:123456789012:"
+                                                           "mlflow-tracking-server/team",
+                             "mlflow_artifact_uri": "s3://team-mlflow/artifacts"}, outdir=str(tmp_path / "out"))
+    # When cdk-nag checks it, with nothing acknowledged
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "out" / "validation-report.json").read_text())
+    found = {(c["constructPath"], v["ruleName"]) for plugin in report["pluginReports"]
+             for v in plugin["violations"] for c in v["violatingConstructs"]}
+    # Then each acknowledgment is of a finding on its construct (or below it): none stands for nothing
+    assert len(acknowledged) > 10, acknowledged
+    idle = [(path, rule) for path, rule in acknowledged
+            if not any(rule == r and (f == path or f.startswith(f"{path}/")) for f, r in found)]
+    assert idle == []
 
 
 def test_cdk_nag_really_fails_a_synth_with_an_unacknowledged_error(tmp_path: Path) -> None:
