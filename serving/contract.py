@@ -113,9 +113,8 @@ PREDICTION, REFUSAL = "prediction", "refusal"
 REQUEST_ID_HEADER = "X-Request-Id"
 # Partition key -> the jq 1.6 expression Firehose's inline parsing extracts it with (dynamic partitioning).
 CAPTURE_PARTITIONS = {"model": ".model_name", "version": ".model_version", "dt": ".time[0:10]"}
-# PutRecordBatch takes at most 500 records and "4 MB for the entire request" ("PutRecordBatch - Amazon Data
-# Firehose", API reference), read as the smaller 4,000,000 bytes: the page does not say MB or MiB, and a batch
-# past the limit fails whole. A capture line is far below its 1,000 KB per-record limit.
+# PutRecordBatch: at most 500 records and "4 MB for the entire request" (API reference, "PutRecordBatch"), read as
+# 4,000,000 bytes, the smaller of MB and MiB (a batch past it fails whole); a capture line is far below 1,000 KB.
 FIREHOSE_MAX_RECORDS = 500
 FIREHOSE_MAX_BYTES = 4_000_000
 
