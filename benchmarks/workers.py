@@ -27,9 +27,9 @@ import yaml
 from benchmarks import report
 from core.cli import run_cli
 from experiments import search
+from experiments.budget import FINISHED
 
 ROOT = Path(__file__).resolve().parent.parent
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def _params_file(folder: Path, trials: int) -> Path:

@@ -50,14 +50,15 @@ class TrialBudget:
     def __init__(self, n_trials: int, *, count_running: bool) -> None:
         self.n_trials = n_trials
         self.states = FINISHED + (_RUNNING if count_running else ())
+        self._ahead_states = frozenset(self.states + _WAITING)
 
     def remaining(self, study: optuna.Study) -> int:
         return self.n_trials - _count(study, self.states)
 
     def ahead_of(self, trial: optuna.Trial) -> int:
         """How many trials that count towards the budget were created before ``trial`` (queued retries included)."""
-        counted = set(self.states) | set(_WAITING)
-        return sum(t.number < trial.number and t.state in counted for t in trial.study.get_trials(deepcopy=False))
+        return sum(t.number < trial.number and t.state in self._ahead_states
+                   for t in trial.study.get_trials(deepcopy=False))
 
     def within(self, objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
         """``objective``, ended before it starts when the trials created before this one fill the budget."""
