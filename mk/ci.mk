@@ -148,6 +148,5 @@ smoke: ## POST a record to the deployed API (URL from CDK_OUTPUTS or SMOKE_URL);
 # The metrics are the released version's own (its bundle's metadata.json), not the workspace's metrics.json: the
 # prod job never trains, and the gate may release an older version than the last training's.
 job-summary: ## the released version and its test metrics (both from MODEL_TAR) into the job summary
-	@line="$$($(PY) -m infra.smoke.release $(MODEL_TAR))" || exit 1; \
-	table="$$($(PY) -m infra.smoke.release --metrics $(MODEL_TAR))" || exit 1; \
-	{ echo "### Release"; echo; echo "$$line"; echo; echo "#### Test metrics of this version"; echo; echo "$$table"; echo; } >> $(SUMMARY)
+	@section="$$($(PY) -m infra.smoke.release --job-summary $(MODEL_TAR))" || exit 1; \
+	{ echo "$$section"; echo; } >> $(SUMMARY)

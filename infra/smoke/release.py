@@ -1,9 +1,10 @@
 """Owns what a release reports about itself: the model identity inside an exported ``model.tar.gz``.
 
 ``python -m infra.smoke.release [TARBALL]`` (default: ``export.path`` in params.yaml) prints one markdown line naming the released model (registered
-name, version, data hash, git commit) for the job summary, and with ``--metrics`` the test metrics its training run
-recorded, as a markdown table (the workspace's metrics.json may be another version's: the prod job never trains,
-and the gate may pick an older version); ``released_model`` is what the smoke test uses to
+name, version, data hash, git commit), and with ``--job-summary`` the job summary's whole release section: that
+line and the test metrics its training run recorded, as a markdown table (the workspace's metrics.json may be
+another version's: the prod job never trains, and the gate may pick an older version); ``released_model`` is what
+the smoke test uses to
 know which ``X-Model-Version`` the deployed API must answer with.
 """
 
@@ -63,12 +64,19 @@ def metrics_table(metadata: dict[str, Any]) -> str:
     return "\n".join(["| Metric | Value |", "|---|---|", *(f"| {name} | {value:.4f} |" for name, value in numbers)])
 
 
+def job_summary(metadata: dict[str, Any]) -> str:
+    """The release section of a job summary: the released version, then its own test metrics."""
+    return "\n\n".join(["### Release", summary_line(metadata), "#### Test metrics of this version",
+                        metrics_table(metadata)]) + "\n"
+
+
 @click.command(help="Print the released model's identity (from the exported tarball) as one markdown line.")
 @click.argument("tarball", type=click.Path(dir_okay=False, path_type=Path), required=False)
-@click.option("--metrics", is_flag=True, help="Print the version's test metrics as a markdown table instead.")
-def cli(tarball: Path | None, metrics: bool) -> None:
+@click.option("--job-summary", "section", is_flag=True,
+              help="Print the job summary's release section instead: that line and the version's test metrics.")
+def cli(tarball: Path | None, section: bool) -> None:
     metadata = released_model(tarball or load_params().export.path)
-    click.echo(metrics_table(metadata) if metrics else summary_line(metadata))
+    click.echo(job_summary(metadata) if section else summary_line(metadata))
 
 
 def main(argv: list[str] | None = None) -> int:
