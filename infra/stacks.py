@@ -12,11 +12,11 @@ from aws_cdk import aws_kinesisfirehose as firehose
 from constructs import Construct
 
 from infra.account.infrastructure import ApiGatewayCloudWatchRole
-from infra.api.infrastructure import PredictApi
+from infra.api.infrastructure import METRICS_NAMESPACE, METRICS_SERVICE, PredictApi
 from infra.bootstrap.infrastructure import DEFAULT_ENVIRONMENTS, GitHubDeployRole
-from infra.capture.infrastructure import CaptureReader, CaptureStream
+from infra.capture.infrastructure import DELIVERY_LATE, CaptureReader, CaptureStream
 from infra.endpoint.infrastructure import VARIANT_NAME, ServerlessEndpoint
-from infra.monitoring.infrastructure import AlarmTopic, EndpointAlarms, ServiceAlarms
+from infra.monitoring.infrastructure import AlarmTopic, CaptureAlarms, EndpointAlarms, ServiceAlarms
 from infra.settings import EnvironmentSettings
 from infra.storage.infrastructure import ArtifactBucket
 
@@ -93,6 +93,10 @@ class ServingStack(Stack):
         )
         ServiceAlarms(self, "ServiceAlarms", function=api.function, stage=api.api.deployment_stage,
                       error_count=settings.alarm_error_count, action=topic.action)
+        if capture_stream is not None and settings.capture_enabled:
+            CaptureAlarms(self, "CaptureAlarms", stream=capture_stream, namespace=METRICS_NAMESPACE,
+                          service=METRICS_SERVICE, error_count=settings.alarm_error_count,
+                          delivery_late=DELIVERY_LATE, action=topic.action)
         CfnOutput(self, "PredictUrl", value=api.url, description="POST one record or a list of records here")
         CfnOutput(self, "EndpointName", value=endpoint.endpoint_name, description="The SageMaker endpoint")
         CfnOutput(self, "AlarmTopicArn", value=topic.topic.topic_arn, description="Where the alarms notify")

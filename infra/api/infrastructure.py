@@ -43,6 +43,9 @@ POWERTOOLS_PARAMETER = "/aws/service/powertools/python/{arch}/{python}/{version}
 # api-gateway-execution-service-limits-table.html: "Integration timeout: 50 milliseconds - 29 seconds for all
 # integration types, including Lambda, Lambda proxy ..."), so the Lambda ends first and answers itself.
 LAMBDA_TIMEOUT = Duration.seconds(28)
+# Where the handler's Powertools metrics go: namespace and ``service`` dimension (EMF; the capture alarms watch them).
+METRICS_NAMESPACE = "StudentScore"
+METRICS_SERVICE = "predict"
 
 
 def powertools_version(requirements: Path = RUNTIME_DIR / "requirements.txt") -> str:
@@ -156,8 +159,8 @@ class PredictApi(Construct):
                 "ENDPOINT_NAME": endpoint_name,
                 "MAX_RECORDS": str(max_records),
                 "CORS_ALLOW_ORIGIN": origins[0] if len(origins) == 1 else "*",
-                "POWERTOOLS_SERVICE_NAME": "predict",
-                "POWERTOOLS_METRICS_NAMESPACE": "StudentScore",
+                "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 # Capture for monitoring (runtime/capture.py); without a stream the handler captures nothing.
                 **({"CAPTURE_STREAM": capture_stream.delivery_stream_name, "CAPTURE_SHARE": str(capture_share),
                     "CAPTURE_DROP_FIELDS": ",".join(capture_drop_fields)} if capture_stream else {}),

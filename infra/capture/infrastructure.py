@@ -44,6 +44,11 @@ ERROR_PREFIX = f"{contract.CAPTURE_PREFIX}-errors/"
 # (the same CDK page: an interval of 60..900 s with it, not 0..900 s).
 BUFFER_SIZE = Size.mebibytes(64)
 BUFFER_INTERVAL = Duration.minutes(5)
+# Past this age the oldest undelivered record means delivery is failing, not buffering: AWS, "Implement best practices
+# with CloudWatch Alarms" (https://docs.aws.amazon.com/firehose/latest/dev/firehose-cloudwatch-metrics-best-practices
+# .html) alarms on DeliveryToS3.DataFreshness exceeding "the buffering limit (a maximum of 15 minutes)"; 15 minutes is
+# twice the 7.5 minutes dynamic partitioning may take with the 5-minute hint (above).
+DELIVERY_LATE = Duration.minutes(15)
 CIDR_MAPPING = "aws-kinesisfirehose.CidrBlocks"
 NONCURRENT_DAYS = 1  # an expired capture's last version is deleted for good this many days later
 # Every MLflow REST call (under /api/2.0/mlflow/) of the drift workflow's job, ``python -m monitoring.drift``: the

@@ -1,5 +1,5 @@
 """Owns the alarms and where they go: the endpoint's (some of them canary rollback triggers), the Lambda's and
-the API's, and the encrypted SNS topic they notify.
+the API's, the capture path's, and the encrypted SNS topic they notify.
 
 Endpoint alarms watch only metrics a serverless endpoint publishes. AWS, "Alarms and logs for tracking metrics
 from serverless endpoints" (https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-monitoring.html):
@@ -23,6 +23,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
@@ -49,6 +50,12 @@ MEANING = {
     "LambdaErrors": "the predict Lambda failed (not the model): read its log group",
     "LambdaThrottles": "Lambda concurrency exhausted: raise reserved concurrency or the account limit",
     "Api5xx": "API Gateway answered 5xx: usually the Lambda timing out behind a slow or cold endpoint",
+    "CaptureFailed": "the predict Lambda lost capture records (answers were unaffected): its log group says why; "
+                     "drift and live accuracy miss that traffic",
+    "CaptureThrottled": "Firehose throttled capture records: raise the stream's quota or lower capture_share",
+    "CaptureDeliveryLate": "Firehose has not delivered captured records to S3 for longer than buffering explains: "
+                           "its delivery errors (capture-errors/ in the bucket, the stream's metrics); drift reads "
+                           "nothing new meanwhile",
 }
 # The alarms a canary watches: AWS's "Auto-Rollback Configuration and Monitoring" examples are errors and latency
 # on EndpointName + VariantName, which covers both the old and the new fleet.
@@ -160,3 +167,31 @@ class ServiceAlarms(Construct):
             "Api5xx": stage.metric_server_error(period=PERIOD, statistic="Sum"),
         }
         self.alarms = {name: _alarm(self, name, m, error_count, 1, action) for name, m in specs.items()}
+
+
+class CaptureAlarms(Construct):
+    """Alarms on the capture path, so that monitoring never goes quiet unnoticed: records the predict Lambda could
+    not hand to Firehose (its own metric), records Firehose throttled, and delivery to S3 falling behind (AWS's
+    recommended alarms for a Firehose stream: "Implement best practices with CloudWatch Alarms").
+
+    Args:
+        stream: the capture delivery stream (metrics in ``AWS/Firehose`` by ``DeliveryStreamName``).
+        namespace: the Lambda's Powertools metrics namespace.
+        service: the Lambda's Powertools service, the ``service`` dimension of its metrics.
+        error_count: lost or throttled records in one minute that fire an alarm.
+        delivery_late: the age of the oldest undelivered record that fires the delivery alarm.
+        action: where the alarms notify.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, stream: firehose.IDeliveryStream, namespace: str,
+                 service: str, error_count: int, delivery_late: Duration, action: cloudwatch.IAlarmAction) -> None:
+        super().__init__(scope, construct_id)
+        lost = cloudwatch.Metric(namespace=namespace, metric_name="CaptureFailed", dimensions_map={"service": service},
+                                 statistic="Sum", period=PERIOD)
+        specs = {
+            "CaptureFailed": (lost, error_count),
+            "CaptureThrottled": (stream.metric("ThrottledRecords", statistic="Sum", period=PERIOD), error_count),
+            "CaptureDeliveryLate": (stream.metric("DeliveryToS3.DataFreshness", statistic="Maximum", period=PERIOD),
+                                    delivery_late.to_seconds()),
+        }
+        self.alarms = {name: _alarm(self, name, m, threshold, 1, action) for name, (m, threshold) in specs.items()}

@@ -235,6 +235,8 @@ def test_the_app_captures_in_both_environments_and_context_switches_it_off(tmp_p
     serving = Template.from_json(off.get_stack_by_name("StudentScore-dev-Serving").template)
     (function,) = serving.find_resources("AWS::Lambda::Function").values()
     assert "CAPTURE_STREAM" not in function["Properties"]["Environment"]["Variables"]
+    alarms = serving.find_resources("AWS::CloudWatch::Alarm").values()
+    assert not [a for a in alarms if a["Properties"]["AlarmDescription"].startswith("Capture")], "nothing captured"
     storage = off.get_stack_by_name("StudentScore-dev-Storage").template
     assert "CaptureUri" in storage["Outputs"], "the stream stays: switching capture on again loses no history"
 

@@ -26,6 +26,8 @@ from infra.api import schema as api_schema
 from infra.api.infrastructure import LAMBDA_TIMEOUT
 from infra.api.runtime import handler
 from infra.app import ConfigError, build_app
+from infra.capture.infrastructure import BUFFER_INTERVAL
+from infra.monitoring.infrastructure import MEANING
 from infra.nag import synth_or_report
 from infra.settings import ENVIRONMENTS, settings_from_context
 from infra.stacks import BootstrapStack
@@ -362,6 +364,9 @@ def test_alarms_watch_only_metrics_a_serverless_endpoint_publishes_and_notify_th
         ("AWS/Lambda", "Errors"),
         ("AWS/Lambda", "Throttles"),
         ("AWS/ApiGateway", "5XXError"),
+        ("StudentScore", "CaptureFailed"),
+        ("AWS/Firehose", "ThrottledRecords"),
+        ("AWS/Firehose", "DeliveryToS3.DataFreshness"),
     }
     endpoint_alarms = [a for a in alarms if a["Properties"]["Namespace"] == "AWS/SageMaker"]
     assert {a["Properties"]["MetricName"] for a in endpoint_alarms} <= SERVERLESS_METRICS
@@ -374,6 +379,46 @@ def test_alarms_watch_only_metrics_a_serverless_endpoint_publishes_and_notify_th
     assert all(a["Properties"]["Period"] == 60 for a in alarms), "one-minute periods, to fire inside a canary"
     topic_id, _ = dev.only(SERVING, "AWS::SNS::Topic")
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic_id}] for a in alarms), "every alarm notifies"
+
+
+def test_capture_alarms_watch_the_metric_the_lambda_emits_and_the_stream_it_puts_to(dev: Synth) -> None:
+    # Given the Lambda's environment and the capture stream it puts to (the storage stack's, by export)
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    _, function = dev.only(SERVING, "AWS::Lambda::Function")
+    env = function["Properties"]["Environment"]["Variables"]
+    alarms = {a["Properties"]["AlarmDescription"].split(":")[0]: a["Properties"]
+              for a in dev.templates[SERVING].find_resources("AWS::CloudWatch::Alarm").values()}
+    # When Powertools emits the handler's capture-loss metric under that environment (as the handler does)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POWERTOOLS_SERVICE_NAME", env["POWERTOOLS_SERVICE_NAME"])
+        metrics = Metrics(namespace=env["POWERTOOLS_METRICS_NAMESPACE"])
+        metrics.add_metric(name=handler.CAPTURE_FAILED, unit=MetricUnit.Count, value=1)
+        emitted = metrics.serialize_metric_set()
+    (declared,) = emitted["_aws"]["CloudWatchMetrics"]
+    # Then the loss alarm watches exactly that metric: namespace, name and dimensions (EMF names them, values beside)
+    lost = alarms["CaptureFailed"]
+    assert lost["Namespace"] == declared["Namespace"]
+    assert lost["MetricName"] == declared["Metrics"][0]["Name"] == "CaptureFailed"
+    assert lost["Dimensions"] == [{"Name": name, "Value": emitted[name]} for name in declared["Dimensions"][0]]
+    assert (lost["Statistic"], lost["Threshold"]) == ("Sum", ENVIRONMENTS["dev"].alarm_error_count)
+    # And the stream's alarms are on the stream the Lambda puts to, by Firehose's own dimension
+    for name, metric in (("CaptureThrottled", "ThrottledRecords"), ("CaptureDeliveryLate", "DeliveryToS3.DataFreshness")):
+        assert (alarms[name]["Namespace"], alarms[name]["MetricName"]) == ("AWS/Firehose", metric)
+        assert alarms[name]["Dimensions"] == [{"Name": "DeliveryStreamName", "Value": env["CAPTURE_STREAM"]}]
+    # Late means past what buffering explains: dynamic partitioning may take 1.5 x the buffering hint, AWS's
+    # guidance is the 15-minute buffering limit
+    late = alarms["CaptureDeliveryLate"]
+    assert late["Statistic"] == "Maximum"
+    assert 1.5 * BUFFER_INTERVAL.to_seconds() < late["Threshold"] <= 900
+
+
+def test_the_readme_says_what_every_alarm_means(dev: Synth) -> None:
+    created = {a["Properties"]["AlarmDescription"].split(":")[0]
+               for a in dev.templates[SERVING].find_resources("AWS::CloudWatch::Alarm").values()}
+    table = re.findall(r"^\| `(\w+)`", (ROOT / "README.md").read_text(encoding="utf-8"), re.MULTILINE)
+    assert created == set(MEANING) and created <= set(table), sorted(created - set(table))
 
 
 def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use_and_mails_the_given_address(

@@ -70,6 +70,7 @@ RETRY_AFTER_S = "1"
 # Error codes botocore's standard mode treats as throttling and that SageMaker Runtime sends.
 THROTTLING_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 UNAVAILABLE_CODES = {"ModelNotReadyException", "ServiceUnavailable"}
+CAPTURE_FAILED = "CaptureFailed"  # capture records lost (the serving stack's capture alarm watches it)
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "StudentScore"))
@@ -170,7 +171,7 @@ def _aws_error(error: ClientError) -> Response:
 def _capture(build: capture.Build) -> None:
     failed = capture.submit(_request_id(), build)
     if failed:
-        metrics.add_metric(name="CaptureFailed", unit=MetricUnit.Count, value=failed)
+        metrics.add_metric(name=CAPTURE_FAILED, unit=MetricUnit.Count, value=failed)
 
 
 def _capture_refusal(response: Response, records: int | None) -> None:
