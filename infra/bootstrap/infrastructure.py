@@ -10,12 +10,13 @@ environment, and who must approve, is the environment's protection rule in GitHu
 Its one deploy right is to assume the CDK bootstrap roles of this account and region (deploy, file/image
 publishing, lookup), which is how ``cdk deploy`` works: CloudFormation then acts through the bootstrap's
 execution role. The release job also reads the data (``dvc pull`` from the storage stack's bucket) and talks
-to MLflow, so when given, the role may read that bucket's ``dvc/`` prefix, call the SageMaker managed MLflow
-tracking server, and read and write the server's artifact store — nothing else. The artifact store is needed
-because the MLflow client (with the ``sagemaker-mlflow`` plugin) reads and writes artifacts in S3 itself with
-the caller's credentials; the tracking server is not an artifact proxy (sagemaker-mlflow's
-``S3PresignedArtifactRepository``: without ``SAGEMAKER_PRESIGNED_URL_UPLOAD_ENABLED=true`` "all behavior is
-identical to the parent S3ArtifactRepository", and downloads always are).
+to MLflow, so when given, the role may read that bucket's ``dvc/`` prefix, make the release's MLflow calls on the
+SageMaker managed MLflow tracking server (``RELEASE_MLFLOW_CALLS``, one IAM action each), and read and write the
+server's artifact store — nothing else. The artifact store is needed because the MLflow client (with the
+``sagemaker-mlflow`` plugin) reads and writes artifacts in S3 itself with the caller's credentials; the tracking
+server is not an artifact proxy (sagemaker-mlflow's ``S3PresignedArtifactRepository``: without
+``SAGEMAKER_PRESIGNED_URL_UPLOAD_ENABLED=true`` "all behavior is identical to the parent S3ArtifactRepository", and
+downloads always are).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from infra import mlflow_calls
 from infra.nag import acknowledge
 
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
@@ -56,6 +58,47 @@ DEFAULT_QUALIFIER = "hnb659fds"  # CDK's default bootstrap qualifier
 # from 1 hour to 12 hours"); the job must ask for it (configure-aws-credentials' role-duration-seconds, whose
 # default with OIDC is 1 hour).
 DEPLOY_SESSION = Duration.hours(2)
+# Every MLflow REST call of the release workflow (.github/workflows/train-deploy.yml) with the deploy role
+# (``infra.mlflow_calls`` maps each to its IAM action). The steps that call MLflow are make train (dvc repro ->
+# experiments.train), release-gate (registry.release), release-export and verify-release (registry.export),
+# release-promote (registry.promote) and release-restore (registry.export, then the deploy and verify-release); data,
+# deploy, smoke and job-summary never do. tests/infra/test_release_mlflow_calls.py runs those modules as the steps
+# do against a real ``mlflow server`` (a first release on an empty server, a second gated against production, a gate
+# refusal, a forced and a repeated promotion, a restore with and without production, a promotion that finds the lock
+# of one killed part-way) and requires exactly these calls. A resumed study's calls (runs/search, when the Optuna
+# journal survives a run) cannot happen in CI: the journal is untracked and the workflow sets no OPTUNA_STORAGE.
+RELEASE_MLFLOW_CALLS = (
+    # make train
+    "GET experiments/get-by-name",  # the training experiment (mlflow.set_experiment)
+    "POST experiments/create",  # the first training on a server creates it...
+    "GET experiments/get",  # ...and reads it back
+    "POST experiments/set-experiment-tag",  # its kind, for MLflow's UI (core.tracking.use_experiment)
+    "POST runs/create",  # the parent run, and one child run per Optuna trial
+    "POST runs/log-batch",  # params, metrics and tags of the trials and of the parent
+    "POST runs/set-tag",  # the parent run's owner and heartbeat (experiments.parent_run)
+    "POST runs/log-inputs",  # the training table as the run's dataset
+    "GET runs/get",  # a run's artifact location and params; export reads the training run's test metrics
+    "POST logged-models",  # mlflow.pyfunc.log_model (MLflow 3): the logged model...
+    "POST runs/outputs",  # ...as the parent run's output,
+    "GET metrics/get-history",  # ...with the run's metrics,
+    "PATCH logged-models/{model_id}",  # ...finalized once its files are in S3,
+    "GET logged-models/{model_id}",  # ...and, once registered, read and
+    "PATCH logged-models/{model_id}/tags",  # ...tagged with its model version
+    "POST runs/update",  # each run's end
+    "POST registered-models/create",  # the first registration (later ones are told it exists); the promotion lock
+    "POST model-versions/create",
+    # make release-gate, release-export, release-promote, verify-release, release-restore
+    "GET registered-models/get",  # each command checks the model; the history and the lock are its tags
+    "GET model-versions/search",  # the gate without a version: the best trained on this data
+    "GET model-versions/get",  # a version by number
+    "GET registered-models/alias",  # the version holding production (or previous)
+    "GET model-versions/get-download-uri",  # where a version's files are in S3
+    "POST model-versions/set-tag",  # the gate's decision, on the candidate
+    "POST registered-models/set-tag",  # the lock's plan, the history entry
+    "POST registered-models/alias",  # moving production and previous
+    "DELETE registered-models/alias",  # undoing a killed promotion that had moved only previous, onto no version
+    "DELETE registered-models/delete",  # releasing the promotion lock (or a dead holder's)
+)
 
 
 class GitHubDeployRole(Construct):
@@ -147,17 +190,8 @@ class GitHubDeployRole(Construct):
             self._prefix_access(data_bucket_name, "dvc", ["s3:GetObject"],
                                 "dvc pull reads the content-addressed objects DVC names under the dvc/ prefix")
         if mlflow_tracking_server_arn and artifacts:
-            # The sagemaker-mlflow plugin signs MLflow REST calls with one IAM action per MLflow API on the server
-            # ("Actions, resources, and condition keys for Amazon SageMaker with MLflow", Service Authorization
-            # Reference): training, promotion and export use runs, models, versions, aliases and tags.
-            self.role.add_to_policy(iam.PolicyStatement(
-                actions=["sagemaker-mlflow:*"], resources=[mlflow_tracking_server_arn]))
-            acknowledge(
-                self.role,
-                "One action per MLflow REST API (experiments, runs, registered models, versions, aliases, tags) "
-                "on the one tracking server given; training, promotion and export between them call most of them.",
-                "AwsSolutions-IAM5[Action::sagemaker-mlflow:*]",
-            )
+            self.role.add_to_policy(iam.PolicyStatement(actions=mlflow_calls.actions(RELEASE_MLFLOW_CALLS),
+                                                        resources=[mlflow_tracking_server_arn]))
             self._prefix_access(*artifacts, ["s3:GetObject", "s3:PutObject"],
                                 "The MLflow client writes run artifacts and reads model versions under the "
                                 "tracking server's artifact prefix, with names MLflow makes up per run")

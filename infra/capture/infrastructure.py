@@ -27,6 +27,7 @@ from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra import mlflow_calls
 from infra.bootstrap.infrastructure import GITHUB_ISSUER, REPO_PATTERN, parse_artifact_uri
 from infra.nag import acknowledge
 from serving import contract
@@ -51,25 +52,23 @@ BUFFER_INTERVAL = Duration.minutes(5)
 DELIVERY_LATE = Duration.minutes(15)
 CIDR_MAPPING = "aws-kinesisfirehose.CidrBlocks"
 NONCURRENT_DAYS = 1  # an expired capture's last version is deleted for good this many days later
-# Every MLflow REST call (under /api/2.0/mlflow/) of the drift workflow's job, ``python -m monitoring.drift``: the
-# version's profile from the registry, then one run of the monitoring experiment (created and tagged on its first
-# run). Each maps to the IAM action that authorizes it on a SageMaker managed server ("Actions, resources, and
-# condition keys for Amazon SageMaker with MLflow", Service Authorization Reference, https://docs.aws.amazon.com/
-# service-authorization/latest/reference/list_amazonsagemakerwithmlflow.html). Observed in a local ``mlflow server``'s
-# access log while the job ran, as tests/infra/test_drift_mlflow_calls.py does again; artifacts never pass through
-# the server (the client reads and writes them in S3: ``mlflow_artifact_uri`` below).
-DRIFT_MLFLOW_CALLS = {
-    "registered-models/get": "GetRegisteredModel",  # MLflow's client checks the model is no prompt
-    "model-versions/get-download-uri": "GetDownloadURIForModelVersionArtifacts",  # where the profile is
-    "experiments/get-by-name": "GetExperimentByName",
-    "experiments/create": "CreateExperiment",
-    "experiments/get": "GetExperiment",
-    "experiments/set-experiment-tag": "SetExperimentTag",
-    "runs/create": "CreateRun",
-    "runs/log-batch": "LogBatch",  # the metrics
-    "runs/get": "GetRun",  # the run's artifact location
-    "runs/update": "UpdateRun",  # the run's end
-}
+# Every MLflow REST call of the drift workflow's job, ``python -m monitoring.drift`` (``infra.mlflow_calls`` maps each
+# to its IAM action): the version's profile from the registry, then one run of the monitoring experiment (created and
+# tagged on its first run). Observed in a local ``mlflow server``'s access log while the job ran, as
+# tests/infra/test_drift_mlflow_calls.py does again; artifacts never pass through the server (the client reads and
+# writes them in S3: ``mlflow_artifact_uri`` below).
+DRIFT_MLFLOW_CALLS = (
+    "GET registered-models/get",  # MLflow's client checks the model is no prompt
+    "GET model-versions/get-download-uri",  # where the profile is
+    "GET experiments/get-by-name",
+    "POST experiments/create",
+    "GET experiments/get",
+    "POST experiments/set-experiment-tag",
+    "POST runs/create",
+    "POST runs/log-batch",  # the metrics
+    "GET runs/get",  # the run's artifact location
+    "POST runs/update",  # the run's end
+)
 # What Firehose needs of an S3 destination (Amazon Data Firehose developer guide, "Grant Firehose access to an Amazon
 # S3 destination", https://docs.aws.amazon.com/firehose/latest/dev/controlling-access.html#using-iam-s3): these six
 # on the bucket and its objects (plus s3:PutObjectAcl only for a bucket another account owns); the last three of
@@ -196,8 +195,8 @@ class CaptureReader(Construct):
         self.role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"{bucket_arn}/{PREFIX}*"]))
         findings = []
         if mlflow_tracking_server_arn:
-            actions = sorted({f"sagemaker-mlflow:{action}" for action in DRIFT_MLFLOW_CALLS.values()})
-            self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=[mlflow_tracking_server_arn]))
+            self.role.add_to_policy(iam.PolicyStatement(actions=mlflow_calls.actions(DRIFT_MLFLOW_CALLS),
+                                                        resources=[mlflow_tracking_server_arn]))
         if mlflow_artifact_uri:
             store, prefix = parse_artifact_uri(mlflow_artifact_uri)
             store_arn = Stack.of(self).format_arn(service="s3", region="", account="", resource=store)

@@ -21,12 +21,13 @@ from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from infra import app as cdk_app
-from infra import nag
+from infra import mlflow_calls, nag
 from infra.api import schema as api_schema
 from infra.api.infrastructure import LAMBDA_TIMEOUT
 from infra.api.runtime import handler
 from infra.app import ConfigError, build_app
-from infra.capture.infrastructure import BUFFER_INTERVAL
+from infra.bootstrap.infrastructure import RELEASE_MLFLOW_CALLS
+from infra.capture.infrastructure import BUFFER_INTERVAL, DRIFT_MLFLOW_CALLS
 from infra.monitoring.infrastructure import MEANING
 from infra.nag import synth_or_report
 from infra.settings import ENVIRONMENTS, settings_from_context
@@ -837,7 +838,16 @@ def test_the_deploy_role_reads_only_the_dvc_prefix_and_uses_only_the_given_mlflo
                for s in policy["Properties"]["PolicyDocument"]["Statement"]]
     by_action = {action: (resource, condition) for action, resource, condition in granted}
     assert by_action['"s3:GetObject"'][0].endswith('team-artifacts/dvc/*"]]}')
-    assert by_action['"sagemaker-mlflow:*"'][0] == json.dumps(server)
+    # The release workflow's MLflow calls, each by name (tests/infra/test_release_mlflow_calls.py checks it makes
+    # no other), on that one server
+    (mlflow,) = [(json.loads(action), resource) for action, resource, _ in granted if "sagemaker-mlflow" in action]
+    assert mlflow == ([f"sagemaker-mlflow:{name}" for name in (
+        "CreateExperiment", "CreateModelVersion", "CreateRegisteredModel", "CreateRun", "DeleteRegisteredModel",
+        "DeleteRegisteredModelAlias", "FinalizeLoggedModel", "GetDownloadURIForModelVersionArtifacts",
+        "GetExperiment", "GetExperimentByName", "GetLoggedModel", "GetMetricHistory", "GetModelVersion",
+        "GetModelVersionByAlias", "GetRegisteredModel", "GetRun", "LogBatch", "LogInputs", "LogModel", "LogOutputs",
+        "SearchModelVersions", "SetExperimentTag", "SetLoggedModelTags", "SetModelVersionTag",
+        "SetRegisteredModelAlias", "SetRegisteredModelTag", "SetTag", "UpdateRun")], json.dumps(server))
     # The MLflow client writes run artifacts and reads model versions in the server's artifact store itself
     assert by_action['["s3:GetObject", "s3:PutObject"]'][0].endswith('team-mlflow/artifacts/*"]]}')
     listings = sorted((resource.rsplit(":::", 1)[1], json.dumps(condition))
@@ -847,6 +857,13 @@ def test_the_deploy_role_reads_only_the_dvc_prefix_and_uses_only_the_given_mlflo
         ('team-mlflow"]]}', json.dumps({"StringLike": {"s3:prefix": ["artifacts/*", "artifacts"]}})),
     ]
     assert len(granted) == 6, "assume the CDK roles, DVC list+read, MLflow, artifacts list+read/write: nothing else"
+
+
+def test_every_mapped_mlflow_call_is_one_a_role_makes_and_each_role_names_a_call_once() -> None:
+    # The one table of MLflow calls and their IAM actions holds no call that no role grants
+    assert set(mlflow_calls.ACTIONS) == set(RELEASE_MLFLOW_CALLS) | set(DRIFT_MLFLOW_CALLS)
+    for calls in (RELEASE_MLFLOW_CALLS, DRIFT_MLFLOW_CALLS):
+        assert len(set(calls)) == len(calls), sorted(call for call in calls if calls.count(call) > 1)
 
 
 @pytest.mark.parametrize(
