@@ -6,8 +6,9 @@ rest at the first prediction after a load that "succeeded" — where no ``except
 would die in a restart loop; ``registry.export`` would die without a word. ``check`` refuses every one of
 them: it decodes the file (lengths and counts must fit, nesting is bounded by ``MAX_DEPTH``, nothing may
 follow the root object), then checks what prediction indexes with — every tree's arrays have ``num_nodes``
-entries, children and parents point inside the tree, split features exist — and the linear booster's
-weights have the size its features and targets need.
+entries, children and parents point inside the tree, split features exist, leaves hold one value, categorical
+splits' categories lie inside the tree's, each tree's output group and the iteration bounds fit the model — and
+the linear booster's weights have the size its features and targets need.
 
 The format is XGBoost's JSON model schema written as UBJSON (big-endian):
 https://github.com/dmlc/xgboost/blob/master/doc/model.schema and https://ubjson.org/type-reference/.
@@ -183,6 +184,27 @@ def _check_tree(tree: Any, index: int, n_features: int) -> None:
     splits = _indices(tree["split_indices"], f"tree {index} split_indices")
     if ((splits < 0) | (splits >= max(n_features, 1))).any():
         raise MalformedBooster(f"tree {index}: split_indices name a feature the model does not have")
+    # One value per leaf (a vector leaf reads size_leaf_vector values per node from base_weights).
+    if _count(tree["tree_param"].get("size_leaf_vector", 0), f"tree {index} size_leaf_vector") > 1:
+        raise MalformedBooster(f"tree {index}: vector leaves (size_leaf_vector > 1) are not served")
+    _check_categories(tree, index, n_nodes)
+
+
+def _check_categories(tree: Any, index: int, n_nodes: int) -> None:
+    """Categorical splits index a flat ``categories`` array by per-node segment and size; each must lie inside it."""
+    kinds = _indices(tree.get("split_type", np.zeros(n_nodes, np.int64)), f"tree {index} split_type")
+    if len(kinds) != n_nodes or ((kinds != 0) & (kinds != 1)).any():
+        raise MalformedBooster(f"tree {index}: split_type must be 0 or 1 for each of its {n_nodes} nodes")
+    nodes, segments, sizes, categories = (
+        _indices(tree.get(name, np.zeros(0, np.int64)), f"tree {index} {name}")
+        for name in ("categories_nodes", "categories_segments", "categories_sizes", "categories"))
+    if sorted(nodes.tolist()) != np.flatnonzero(kinds).tolist() or not len(nodes) == len(segments) == len(sizes):
+        raise MalformedBooster(f"tree {index}: categorical splits and categories_nodes disagree")
+    if ((segments < 0) | (sizes < 0) | (segments + sizes > len(categories))).any():
+        raise MalformedBooster(f"tree {index}: a categorical split's categories lie outside the tree's")
+    # XGBoost reads a category as a float and sizes a bit field by the largest: floats are exact below 2**24.
+    if ((categories < 0) | (categories >= 2**24)).any():
+        raise MalformedBooster(f"tree {index}: a category is negative or past 2**24")
 
 
 def check(data: bytes) -> None:
@@ -205,7 +227,13 @@ def check(data: bytes) -> None:
     if not isinstance(trees, list) or _count(_get(model, "gbtree_model_param", "num_trees"),
                                              "num_trees") != len(trees):
         raise MalformedBooster("num_trees does not match the trees stored")
-    if len(_get(model, "tree_info")) != len(trees):
-        raise MalformedBooster("tree_info does not match the trees stored")
+    groups = max(1, _count(learner["learner_model_param"].get("num_target", 1), "num_target"),
+                 _count(learner["learner_model_param"].get("num_class", 0), "num_class"))
+    tree_info = _indices(_get(model, "tree_info"), "tree_info")
+    if len(tree_info) != len(trees) or ((tree_info < 0) | (tree_info >= groups)).any():
+        raise MalformedBooster(f"tree_info must give each tree an output group below {groups}")
+    bounds = _indices(model.get("iteration_indptr", [0, len(trees)]), "iteration_indptr")
+    if len(bounds) < 1 or bounds[0] != 0 or bounds[-1] != len(trees) or (np.diff(bounds) < 0).any():
+        raise MalformedBooster("iteration_indptr must rise from 0 to the number of trees")
     for index, tree in enumerate(trees):
         _check_tree(tree, index, n_features)

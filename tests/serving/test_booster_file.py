@@ -107,3 +107,87 @@ def test_a_corrupt_booster_is_one_line_at_load_and_a_503_in_the_container(model_
 def test_malformed_files_are_named(data: bytes, reason: str) -> None:
     with pytest.raises(MalformedBooster, match=reason):
         booster_file.check(data)
+
+
+def _ubjson(value: object) -> bytes:
+    """UBJSON as XGBoost writes it (lengths as int64, typed arrays big-endian): enough to re-encode a decoded model."""
+    def length(n: int) -> bytes:
+        return b"L" + n.to_bytes(8, "big", signed=True)
+
+    if isinstance(value, dict):
+        return b"{" + b"".join(length(len(k.encode())) + k.encode() + _ubjson(v) for k, v in value.items()) + b"}"
+    if isinstance(value, np.ndarray):
+        marker = {"i1": b"i", "u1": b"U", "i2": b"I", "i4": b"l", "i8": b"L", "f4": b"d", "f8": b"D"}[
+            value.dtype.str[1:]]
+        return b"[$" + marker + b"#" + length(len(value)) + value.astype(value.dtype.newbyteorder(">")).tobytes()
+    if isinstance(value, list):
+        return b"[#" + length(len(value)) + b"".join(_ubjson(v) for v in value)
+    if isinstance(value, bool):
+        return b"T" if value else b"F"
+    if isinstance(value, int):
+        return b"L" + value.to_bytes(8, "big", signed=True)
+    if isinstance(value, float):
+        return b"D" + np.array(value, ">f8").tobytes()
+    if isinstance(value, str):
+        return b"S" + length(len(value.encode())) + value.encode()
+    raise TypeError(type(value))
+
+
+def _trees(model: dict) -> dict:
+    return model["learner"]["gradient_booster"]["model"]
+
+
+def _categorical_split_past_its_categories(model: dict) -> None:
+    tree = _trees(model)["trees"][0]
+    tree["split_type"] = np.array([1] + [0] * (len(tree["split_type"]) - 1), ">u1")
+    tree["categories_nodes"], tree["categories"] = np.array([0], ">i4"), np.array([], ">i4")
+    tree["categories_segments"], tree["categories_sizes"] = np.array([10**6], ">i8"), np.array([50], ">i8")
+
+
+# Each passed the check before (a hostile review's finds). The first three kill XGBoost every time (SIGSEGV or
+# SIGABRT); an output group past the model's writes past XGBoost's output buffer, which crashed one run in three
+# here and silently corrupted the heap in the others; falling iteration bounds are simply wrong.
+FIELD_CORRUPTIONS = {
+    "vector leaves": (lambda m: _trees(m)["trees"][0]["tree_param"].update(size_leaf_vector="3"),
+                      "size_leaf_vector", True),
+    "a negative output group": (lambda m: _trees(m)["tree_info"].__setitem__(0, -5), "tree_info", True),
+    "a categorical split past its categories": (_categorical_split_past_its_categories, "categories", True),
+    "an output group past the model's": (lambda m: _trees(m)["tree_info"].__setitem__(0, 7), "tree_info", False),
+    "iteration bounds falling back": (lambda m: _trees(m).update(iteration_indptr=[0, 5, 3, *range(3, 21)]),
+                                      "iteration_indptr", False),
+}
+
+
+# Load and predict as the container does (its own C API call), on rows with missing values.
+_SERVING_PROBE = """
+import sys, numpy as np, xgboost as xgb
+from serving.xgb_capi import DensePredict
+model = xgb.Booster()
+try:
+    model.load_model(bytearray(open(sys.argv[1], "rb").read()))
+    rows = np.random.default_rng(0).normal(size=(64, model.num_features())).astype(np.float32)
+    rows[:, ::3] = np.nan
+    DensePredict(model)(rows)
+except Exception:
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("corruption", sorted(FIELD_CORRUPTIONS))
+def test_fields_that_crash_xgboost_are_refused_by_name(model_dir: Path, tmp_path: Path, corruption: str) -> None:
+    # Given the bundle's booster with one field rewritten to a value XGBoost's reader trusts
+    model = booster_file.decode((model_dir / BOOSTER_FILE).read_bytes())
+    assert _ubjson(model) and booster_file.check(_ubjson(model)) is None, "the re-encoding itself is sound"
+    mutate, field, crashes = FIELD_CORRUPTIONS[corruption]
+    mutate(model)
+    data = _ubjson(model)
+    # Then the check refuses it naming the field
+    with pytest.raises(MalformedBooster, match=field):
+        booster_file.check(data)
+    # And (where it does so reliably) XGBoost itself dies on it, by a signal no except can catch
+    if crashes:
+        path = tmp_path / "bad.ubj"
+        path.write_bytes(data)
+        died = subprocess.run([sys.executable, "-c", _SERVING_PROBE, str(path)], capture_output=True, timeout=120,
+                              check=False, cwd=Path(__file__).resolve().parents[2])
+        assert died.returncode < 0, f"XGBoost survived {corruption} (exit {died.returncode})"
