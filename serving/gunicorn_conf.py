@@ -15,6 +15,15 @@ worker_class = "serving.worker.Worker"
 control_socket_disable = True
 # worker_tmp_dir stays at its default, TMPDIR: worker heartbeat files need the one writable place (/tmp).
 
+
+def child_exit(server: object, worker: object) -> None:
+    """gunicorn calls this in the master as each worker exits: a worker that died loading the model stops the rest
+    from loading it (serving/load_guard.py; imported here, so the master never imports the app)."""
+    from serving import load_guard
+
+    load_guard.worker_exited(worker.pid)  # type: ignore[attr-defined]
+
+
 # One stream (stderr, which SageMaker ships to CloudWatch) and one format for gunicorn and the app's loggers.
 logconfig_dict = {
     "version": 1,

@@ -3,7 +3,8 @@
 ``serving/serve`` starts gunicorn with ``serving.wsgi:create(model_dir, max_body_bytes)`` and
 ``preload_app = False``, so every worker loads, verifies and self-tests its own model after the fork and
 before its first request. A model that cannot be loaded does not stop the worker: it serves 503 on
-``/ping`` (with the reason) so SageMaker never routes traffic to it and the log says why.
+``/ping`` (with the reason) so SageMaker never routes traffic to it and the log says why. A model that kills
+the worker while loading is loaded once per worker slot, not forever (serving/load_guard.py).
 
 ``model_dir`` (``SM_MODEL_DIR``) holds either the unpacked bundle — ``booster.ubj``, ``schema.json`` and the
 required ``metadata.json`` whose sha256 sums are checked — or only ``model.tar.gz`` (the local
@@ -21,7 +22,7 @@ from typing import Any
 
 from flask import Flask
 
-from serving import bundle, layout
+from serving import bundle, layout, load_guard
 from serving.app import create_app
 from serving.layout import BOOSTER_FILE, SCHEMA_FILE, ModelError
 from serving.predictor import Predictor
@@ -51,7 +52,7 @@ def load_model(model_dir: str | Path) -> tuple[Predictor, dict[str, Any]]:
     tarball = model_dir / layout.TARBALL_FILE
     if tarball.is_file():
         # The booster and schema are read into memory, so the unpacked copy is not needed after loading.
-        with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=load_guard.unpack_prefix()) as tmp:
             bundle.unpack(tarball, tmp)
             return _load_verified(Path(tmp))
     raise ModelError(f"{model_dir}: no model found (expected {BOOSTER_FILE}, {SCHEMA_FILE} and "
@@ -60,8 +61,12 @@ def load_model(model_dir: str | Path) -> tuple[Predictor, dict[str, Any]]:
 
 def create(model_dir: str, max_body_bytes: int) -> Flask:
     """gunicorn app factory: load the model once in this worker and return the app serving it."""
+    if (crash := load_guard.crashed()) is not None:
+        return create_app(None, _metadata_if_readable(Path(model_dir)), max_body_bytes=max_body_bytes,
+                          load_error=crash)
     try:
-        predictor, metadata = load_model(model_dir)
+        with load_guard.loading():
+            predictor, metadata = load_model(model_dir)
     except ModelError as err:
         logger.error("model not loaded from %s: %s", model_dir, err)
         return create_app(None, _metadata_if_readable(Path(model_dir)), max_body_bytes=max_body_bytes,
