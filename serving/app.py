@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
-from werkzeug.http import parse_accept_header, parse_list_header
+from werkzeug.http import parse_accept_header, parse_list_header, parse_options_header
 
 from serving import codecs, contract, typed_json
 from serving.predictor import Predictor, SchemaError
@@ -40,10 +40,11 @@ def error_response(status: int, message: str, *, field: str | None = None, row: 
 
 
 def _without_parameters(media_range: str) -> str:
-    """``type/subtype`` and its q-value only: ``application/json; charset=utf-8`` is ``application/json``."""
-    kind, *parameters = media_range.split(";")
-    weight = [p for p in parameters if p.strip().lower().startswith("q=")]
-    return ";".join([kind, *weight[:1]])
+    """``type/subtype`` and its q-value only: ``application/json; charset=utf-8`` is ``application/json``.
+
+    Parameters are parsed, not split on ``;``: a quoted value may hold one (``format="x;q=0"`` is no q-value)."""
+    kind, parameters = parse_options_header(media_range)
+    return f"{kind};q={parameters['q']}" if "q" in parameters else kind
 
 
 def _response_type() -> str | None:

@@ -66,6 +66,14 @@ def test_accept_with_media_type_parameters_answers_json(client: FlaskClient, rec
     assert response.mimetype == codecs.JSON
 
 
+@pytest.mark.parametrize("accept", ['text/csv;format="x;q=0"', 'text/csv;a="x,y;q=0", application/json;q=0.5',
+                                    "text/csv;Q=1, application/json;q=0.5"])
+def test_a_q_value_inside_a_quoted_parameter_is_no_q_value(client: FlaskClient, record: dict, accept: str) -> None:
+    response = client.post("/invocations", json=record, headers={"Accept": accept})
+
+    assert response.status_code == 200 and response.mimetype == codecs.CSV, response.data
+
+
 def test_accept_csv_with_a_charset_answers_csv(client: FlaskClient, record: dict) -> None:
     response = client.post("/invocations", json=record, headers={"Accept": "text/csv; charset=utf-8"})
 
