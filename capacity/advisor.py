@@ -159,7 +159,9 @@ def markdown(advice: sizing.Advice, *, rps: float, p99_ms: float, measured: dict
         f"| monthly cost ({prices.get('region', '?')}, prices of {prices.get('retrieved', '?')}) | {cost} |",
     ]
     for name, rate in advice.break_even_rps.items():
-        lines.append(f"| a real-time {name} costs less above | {rate:g} requests/s sustained |")
+        lines.append(f"| a real-time {name} costs less above | {rate:g} requests/s sustained |" if rate is not None
+                     else f"| a real-time {name} costs less above | never (serverless costs less even at its "
+                          "full capacity) |")
     if advice.cost_left_out:
         lines += ["", "Left out of the cost (no price in the table): " + ", ".join(advice.cost_left_out) + "."]
     unverified = [k for k, v in (prices.get("serverless") or {}).items() if isinstance(v, dict)

@@ -1,46 +1,52 @@
 """Owns the load test's request bodies: records drawn from the sample data, alone or in batches.
 
-The CSV is params.yaml's ``data.path`` (the DVC-tracked sample); its target column is dropped, numbers become
-JSON numbers, an empty cell is ``null`` (a missing value, as a client serialising the row would send it, and
+The CSV is params.yaml's ``data.path`` (the DVC-tracked sample); its target and ``data.ignore`` columns are dropped,
+numbers become JSON numbers, an empty cell is ``null`` (a missing value, as a client serialising the row would send it, and
 as the container accepts it).
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from serving import contract
 
 
-def _value(text: str) -> Any:
-    if text == "":
-        return None
+def _number(text: str) -> int | float | None:
     for kind in (int, float):
         try:
             return kind(text)
         except ValueError:
             pass
-    return text
+    return None
 
 
-def read_records(csv_path: Path, *, target: str, limit: int = 2000) -> list[dict[str, Any]]:
-    """Up to ``limit`` records of the CSV without ``target``; ValueError when the file has none."""
+def read_records(csv_path: Path, *, target: str, ignore: Sequence[str] = (), limit: int = 2000,
+                 ) -> list[dict[str, Any]]:
+    """Up to ``limit`` records of the CSV without ``target`` and the ``ignore``d columns (``data.ignore``), read
+    as training reads the table: spaces after a comma dropped, a column numeric only if every non-empty cell of it
+    is a number (a text column holding "1" stays text). ValueError when the file has no records."""
+    if not csv_path.exists():
+        raise ValueError(f"{csv_path}: file not found (run `make data`)")
+    if not csv_path.is_file():  # a folder, or a FIFO that would block the read
+        raise ValueError(f"{csv_path}: not a regular file")
     try:
         with csv_path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            records = []
-            for row in reader:
-                records.append({k: _value(v or "") for k, v in row.items() if k and k != target})
-                if len(records) >= limit:
-                    break
-    except FileNotFoundError:
-        raise ValueError(f"{csv_path}: file not found (run `make data`)") from None
+            rows = list(itertools.islice(csv.DictReader(handle, skipinitialspace=True), limit))
     except (UnicodeDecodeError, csv.Error) as error:
         raise ValueError(f"{csv_path}: not a readable CSV ({error})") from None
+    dropped = {target, *ignore, None, ""}
+    columns = [name for name in (rows[0] if rows else {}) if name not in dropped]
+    numeric = {name for name in columns
+               if all(_number(row[name]) is not None for row in rows if row.get(name))}
+    records = [{name: None if not row.get(name) else _number(row[name]) if name in numeric else row[name]
+                for name in columns} for row in rows]
     if not records:
         raise ValueError(f"{csv_path}: no records")
     return records

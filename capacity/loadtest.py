@@ -157,7 +157,7 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
     cap = max_requests or min(100_000, math.ceil(offered * 1.2) + 10)
     params = load_params(ROOT / "params.yaml")
     try:
-        records = bodies.read_records(ROOT / params.data.path, target=params.data.target)
+        records = bodies.read_records(ROOT / params.data.path, target=params.data.target, ignore=params.data.ignore)
         payloads = bodies.make_bodies(records, count=min(cap, 1000), batch_share=batch_share,
                                       batch_size=batch_size)
     except ValueError as error:

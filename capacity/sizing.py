@@ -16,7 +16,9 @@ The model, and what each step assumes:
 - Cost: requests x service time x GB x the on-demand price; provisioned concurrency adds GB x seconds x its
   price, and requests it serves are billed at its inference price. Data processed is requests x body size.
 - Real-time break-even: the sustained rate at which on-demand serverless costs as much as one always-on
-  instance (which serves ``vcpus x UTILISATION / S`` requests/s with one worker per vCPU).
+  instance (which serves ``vcpus x UTILISATION / S`` requests/s with one worker per vCPU). If that rate is past
+  what the instance serves, there is none: a fleet's cost per request never falls below one instance's at its
+  capacity, where serverless still costs less, so real-time never does (None).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class Advice:
     knee_rps: float
     monthly_cost: float | None
     cost_left_out: tuple[str, ...]
-    break_even_rps: dict[str, float]
+    break_even_rps: dict[str, float | None]  # None: real-time never costs less
     notes: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
@@ -93,7 +95,7 @@ def advise(*, rps: float, p99_ms: float, service_time_s: float, p99_measured_ms:
     if on_demand is not None:
         rate = on_demand
         if provisioned:
-            warm_share = min(1.0, provisioned / in_flight)
+            warm_share = min(1.0, provisioned / in_flight) if in_flight > 0 else 1.0  # rps x S may underflow to 0
             pc_inference = _price(prices, "provisioned_inference_per_gb_second")
             if pc_inference is None:  # billed at the on-demand rate instead, and said so
                 left_out.append("provisioned_inference_per_gb_second")
@@ -120,7 +122,8 @@ def advise(*, rps: float, p99_ms: float, service_time_s: float, p99_measured_ms:
     for name, instance in (prices.get("instances") or {}).items():
         if on_demand_per_request > 0 and math.isfinite(even := float(instance["per_hour"]) / 3600
                                                           / on_demand_per_request):
-            break_even[name] = round(even, 2)
+            capacity = float(instance["vcpus"]) * UTILISATION / service_time_s
+            break_even[name] = round(even, 2) if even <= capacity else None
     return Advice(memory_mb=memory_mb, max_concurrency=max_concurrency, provisioned_concurrency=provisioned,
                   knee_rps=round(predicted_knee_rps(max_concurrency=max_concurrency,
                                                     service_time_s=service_time_s), 2),

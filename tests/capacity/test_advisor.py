@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -44,6 +45,20 @@ def test_the_monthly_cost_and_the_real_time_break_even() -> None:
     assert advice.monthly_cost == pytest.approx(compute + data, abs=0.01)
     # one ml.m5.large costs 0.115/3600 per second; serverless costs rps x 0.1 s x 2 GB x 0.00002 per second
     assert advice.break_even_rps["ml.m5.large"] == pytest.approx(0.115 / 3600 / (0.1 * 2 * 0.00002), abs=0.01)
+
+
+def test_no_break_even_when_one_instance_at_capacity_still_costs_more_than_serverless() -> None:
+    # Given an instance whose break-even rate (0.115/3600 / (0.1 s x 2 GB x 0.00002) = 8/s) is past what its one
+    # vCPU serves (1 x 0.7 / 0.1 s = 7/s)
+    prices = {**PRICES, "instances": {"ml.one": {"per_hour": 0.115, "vcpus": 1}}}
+    advice = sizing.advise(rps=1, p99_ms=5000, prices=prices, **MEASURED)
+    # Then there is none: a second instance past 7/s doubles the cost, and ceil(r/7) instances always cost more
+    # than serverless at r requests/s
+    assert advice.break_even_rps == {"ml.one": None}
+    for rate in (1, 7, 8, 14, 15, 100, 10_000):
+        assert math.ceil(rate / 7) * 0.115 / 3600 > rate * 0.1 * 2 * 0.00002
+    text = advisor.markdown(advice, rps=1, p99_ms=5000, measured=MEASURED, prices=prices)
+    assert "| a real-time ml.one costs less above | never (serverless costs less even at its full capacity) |" in text
 
 
 def test_more_than_an_endpoint_can_take_is_capped_and_said() -> None:
@@ -244,3 +259,8 @@ def test_an_out_that_names_an_input_is_refused_and_the_input_kept(tmp_path: Path
     err = capsys.readouterr().err
     assert code == 1 and f"is the --{which} file: it would be replaced by the advice" in err, err
     assert target.read_bytes() == before
+
+
+def test_a_rate_so_small_its_load_underflows_is_advised_not_a_traceback() -> None:
+    advice = sizing.advise(rps=5e-324, p99_ms=500, prices=PRICES, **MEASURED)
+    assert (advice.max_concurrency, advice.provisioned_concurrency) == (1, 1)

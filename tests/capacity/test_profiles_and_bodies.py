@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,20 @@ def test_an_empty_cell_is_sent_as_null_as_a_client_would(tmp_path: Path) -> None
     path.write_text("Hours_Studied,Teacher_Quality,Exam_Score\n5,,70\n6,High,71\n")
     assert bodies.read_records(path, target="Exam_Score") == [
         {"Hours_Studied": 5, "Teacher_Quality": None}, {"Hours_Studied": 6, "Teacher_Quality": "High"}]
+
+
+def test_records_are_read_as_training_reads_the_table(tmp_path: Path) -> None:
+    # Given a table with an ignored id column, spaces after commas, and a text column whose cells look numeric
+    path = tmp_path / "data.csv"
+    path.write_text("Student_Id,Hours_Studied,Room,Exam_Score\n7, 5, 12,70\n8, 6, B2,71\n")
+    # Then the records the load test sends are the model's features, typed by column as training types them
+    assert bodies.read_records(path, target="Exam_Score", ignore=["Student_Id"]) == [
+        {"Hours_Studied": 5, "Room": "12"}, {"Hours_Studied": 6, "Room": "B2"}]
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_sample_path_that_is_no_file_is_refused_without_blocking(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "data.csv"
+    path.mkdir() if kind == "folder" else os.mkfifo(path)
+    with pytest.raises(ValueError, match="not a regular file"):
+        bodies.read_records(path, target="Exam_Score")
