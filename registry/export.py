@@ -34,7 +34,7 @@ from core.cli import MODEL_VERSION, OutputFile, UserError, run_cli
 from core.params import load_params, params_option
 from registry import source_date
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
-from serving import bundle
+from serving import bundle, layout
 from serving.layout import ModelError
 
 TEST_METRICS = ("test_rmse", "test_mse", "test_mae", "test_r2")
@@ -52,6 +52,9 @@ def exported_at(mv: ModelVersion) -> str:
 def bundle_info(registry: Registry, mv: ModelVersion) -> dict[str, Any]:
     """The lineage fields of ``metadata.json``: from the version's tags and its training run's metrics."""
     run_id = mv.tags.get("run_id") or mv.run_id
+    if not run_id:
+        raise UserError(f"version {mv.version} was registered without a training run: its lineage and test "
+                        "metrics are unknown, so it is not exported (register it from its training run)")
     with mlflow_errors(f"training run {run_id} of version {mv.version}"):
         run_metrics = registry.client.get_run(run_id).data.metrics
     return {
@@ -65,17 +68,35 @@ def bundle_info(registry: Registry, mv: ModelVersion) -> dict[str, Any]:
     }
 
 
-def write_tarball(registry: Registry, mv: ModelVersion, model_dir: Path, out: Path) -> Path:
-    """Add ``metadata.json`` to a fetched model folder and pack it atomically to ``out``."""
+def stamp(registry: Registry, mv: ModelVersion, model_dir: Path) -> None:
+    """Write ``metadata.json`` into a fetched model folder. A promotion calls it before it moves an alias, so that
+    lineage that cannot be read (no training run, a purged one) refuses the change instead of failing after it."""
     try:
         bundle.write_metadata(model_dir, bundle_info(registry, mv))
+    except ModelError as err:
+        raise UserError(f"exporting version {mv.version}: {err}") from None
+    except ValueError as err:  # json refuses NaN/inf metrics: metadata.json must stay strict JSON
+        raise UserError(f"exporting version {mv.version}: metadata is not valid JSON ({err})") from None
+
+
+def write_tarball(registry: Registry, mv: ModelVersion, model_dir: Path, out: Path) -> Path:
+    """Add ``metadata.json`` to a fetched model folder and pack it atomically to ``out``."""
+    stamp(registry, mv, model_dir)
+    try:
         return bundle.pack(model_dir, out)
     except ModelError as err:
         raise UserError(f"exporting version {mv.version}: {err}") from None
     except OSError as err:
         raise UserError(f"cannot write {out}: {err.strerror or err}") from None
-    except ValueError as err:  # json refuses NaN/inf metrics: metadata.json must stay strict JSON
-        raise UserError(f"exporting version {mv.version}: metadata is not valid JSON ({err})") from None
+
+
+def exported_version(path: Path, name: str) -> str | None:
+    """The version of model ``name`` that the bundle at ``path`` holds, or None (no bundle, another model)."""
+    try:
+        metadata = layout.bundle_metadata(path)
+    except ModelError:
+        return None
+    return str(metadata["version"]) if metadata.get("registered_name") == name else None
 
 
 def check_destination(out: Path) -> None:

@@ -33,10 +33,9 @@ from core.cli import MODEL_VERSION, UserError, run_cli
 from core.lineage import dvc_data_hash
 from core.params import Params, load_params, params_option
 from registry import gate, history, recovery
-from registry.export import check_destination, write_tarball
+from registry.export import check_destination, exported_version, stamp, write_tarball
 from registry.lock import promotion_lock
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
-from serving import layout
 from serving.bundle import sha256
 
 
@@ -116,15 +115,6 @@ def _export(registry: Registry, mv: ModelVersion, model_dir: Path, out: Path) ->
     click.echo(f"exported version {mv.version} to {path} (sha256 {sha256(path)})")
 
 
-def _exported_version(path: Path, name: str) -> str | None:
-    """The version of model ``name`` that the bundle at ``path`` holds, or None (no bundle, another model)."""
-    try:
-        metadata = layout.bundle_metadata(path)
-    except layout.ModelError:
-        return None
-    return str(metadata["version"]) if metadata.get("registered_name") == name else None
-
-
 def _score_production(registry: Registry, current: ModelVersion, tests: gate.TestSet, workdir: Path) -> float:
     try:
         _, predictor = fetch_model(registry, current, workdir)
@@ -141,7 +131,7 @@ def promote(params: Params, registry: Registry, version: int | None, *, force: b
     candidate = pick_candidate(registry, version, data_hash)
     current = registry.by_alias(params.registry.alias)
     if current is not None and same_version(current, candidate):
-        exported = _exported_version(params.export.path, registry.name) if export else str(candidate.version)
+        exported = exported_version(params.export.path, registry.name) if export else str(candidate.version)
         if exported == str(candidate.version):
             click.echo(f"version {candidate.version} already holds @{params.registry.alias}; nothing to do")
             return
@@ -157,6 +147,8 @@ def promote(params: Params, registry: Registry, version: int | None, *, force: b
         return
     with tempfile.TemporaryDirectory(prefix="registry-promote-") as tmp:
         model_dir, predictor = fetch_model(registry, candidate, Path(tmp) / "candidate")
+        if export:
+            stamp(registry, candidate, model_dir)  # unreadable lineage refuses here, before any alias moves
         tests = gate.current_test_set(params)
         candidate_rmse = gate.score(predictor, tests, f"version {candidate.version}")
         production_rmse = None
@@ -216,13 +208,17 @@ def rollback(params: Params, registry: Registry, *, dry_run: bool, reason: str |
         raise UserError(f"model '{registry.name}' has no '{previous_alias}' version to roll back to")
     with tempfile.TemporaryDirectory(prefix="registry-rollback-") as tmp:
         model_dir, predictor = fetch_model(registry, target, Path(tmp) / "target")
-        # No gate (a rollback is an emergency), but the history still records both scores on today's data.
-        tests = gate.current_test_set(params)
-        target_rmse = gate.score(predictor, tests, f"version {target.version}")
+        if export:
+            stamp(registry, target, model_dir)
+        # No gate (a rollback is an emergency): the history records both scores on today's data where they can be
+        # taken; data that is missing or that a version cannot score is a note, never a reason to refuse.
+        target_rmse = current_rmse = None
         try:
+            tests = gate.current_test_set(params)
+            target_rmse = gate.score(predictor, tests, f"version {target.version}")
             current_rmse = _score_production(registry, current, tests, Path(tmp) / "production")
-        except UserError:
-            current_rmse = None  # a broken production version is a reason to roll back, not to refuse to
+        except UserError as err:
+            click.echo(f"note: not scored on today's data ({err})", err=True)
         scores = gate.Verdict(accepted=True, candidate_rmse=target_rmse, production_rmse=current_rmse,
                               tolerance=params.registry.gate_tolerance)
         if dry_run:

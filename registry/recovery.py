@@ -19,17 +19,8 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from registry import history
-from registry.export import export_version
+from registry.export import export_version, exported_version
 from registry.versions import Registry, mlflow_errors
-from serving import layout
-
-
-def _exported(path: Path, name: str) -> str | None:
-    try:
-        metadata = layout.bundle_metadata(path)
-    except layout.ModelError:
-        return None
-    return str(metadata["version"]) if metadata.get("registered_name") == name else None
 
 
 def _set_alias(registry: Registry, alias: str, version: str | None) -> None:
@@ -62,7 +53,7 @@ def finish(registry: Registry, plan: dict[str, Any], holder: str, *, how: str = 
     if not any(e.get("promotion_id") == plan["id"] for e in history.read(registry)):
         history.append(registry, {**plan["event"], "completed_by": history.who()})
         done.append("its history entry recorded")
-    if plan.get("export") and _exported(Path(plan["export"]), registry.name) != to:
+    if plan.get("export") and exported_version(Path(plan["export"]), registry.name) != to:
         export_version(registry, production, Path(plan["export"]))
         done.append(f"version {to} exported to {plan['export']}")
     return f"{what}, had moved the aliases; finished: {', '.join(done) or 'nothing was missing'}"

@@ -494,3 +494,45 @@ def test_a_version_whose_artifact_folder_is_gone_says_so_in_one_line(store, caps
         assert not (tmp_path / "m.tar.gz").exists()
     finally:
         (tmp_path / "moved").rename(folder)
+
+
+def _runless_version(store) -> str:
+    """A version registered from a good version's files but with no training run, which MLflow allows."""
+    client = store.client()
+    source = client.get_model_version_download_uri(store.name, store.good[1])
+    return client.create_model_version(store.name, source).version
+
+
+def _purged_run_version(store) -> str:
+    """A version of a good version's files whose training run was deleted and purged (``mlflow gc``)."""
+    client = store.client()
+    good = client.get_model_version(store.name, store.good[1])
+    run = client.create_run(client.get_run(good.run_id).info.experiment_id)
+    version = client.create_model_version(store.name, client.get_model_version_download_uri(store.name, good.version),
+                                          run_id=run.info.run_id).version
+    client.delete_run(run.info.run_id)
+    done = subprocess.run([sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", store.uri,
+                           "--tracking-uri", store.uri, "--run-ids", run.info.run_id],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return version
+
+
+@pytest.mark.parametrize(("make", "fragment"), [(_runless_version, "registered without a training run"),
+                                                (_purged_run_version, "not found")], ids=["no run", "purged run"])
+@pytest.mark.parametrize("argv", [["--force"], []], ids=["promote", "export"])
+def test_a_version_whose_lineage_cannot_be_read_is_refused_before_anything_moves(
+        store, capsys, existing_tarball, make, fragment, argv):
+    path, digest = existing_tarball
+    version = make(store)
+    try:
+        before = store.snapshot()
+        capsys.readouterr()
+        command = promote.main if argv else export.main
+        assert command(store.args("--version", version, *argv)) == 1
+        error = _one_line(capsys.readouterr().err)
+        assert fragment in error and "is now production" not in error
+        assert store.snapshot() == before, "the aliases must not move when the export cannot follow"
+        assert _sha(path) == digest
+    finally:
+        store.client().delete_model_version(store.name, version)  # the session's store is shared

@@ -120,3 +120,22 @@ def test_history_tags_edited_by_hand_neither_break_history_nor_the_next_promotio
     tags = client.get_registered_model(store.name).tags
     assert json.loads(tags["history.000004"])["to"] == second
     assert store.aliases() == {"production": second, "previous": first}
+
+
+def test_rollback_is_not_blocked_by_data_it_cannot_score(store, capsys):
+    # Given two promotions, and then the data file gone (or a version that cannot score it)
+    first, second = _promote_both(store)
+    store.params.data.path.rename(store.params.data.path.with_suffix(".away"))
+    try:
+        # When production is rolled back in an emergency
+        code = promote.main(store.args("--rollback", "--reason", "bad answers"))
+    finally:
+        store.params.data.path.with_suffix(".away").rename(store.params.data.path)
+    # Then it happens, says the scores were not taken, and the history records none
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "not scored on today's data" in err
+    assert store.aliases() == {"production": first, "previous": second}
+    tags = store.client().get_registered_model(store.name).tags
+    last = json.loads(tags[max((k for k in tags if k.startswith("history.")), key=lambda k: int(k.split(".")[1]))])
+    assert (last["action"], last["candidate_rmse"], last["production_rmse"]) == ("rollback", None, None)
