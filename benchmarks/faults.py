@@ -56,6 +56,7 @@ elif point == "alias-moved": after(promote, "_move")
 elif point == "history-written": after(history, "append")
 elif point == "mid-tarball": after(tarfile.TarFile, "addfile", lambda _, n: n == 2)
 elif point == "tarball-written": after(bundle, "pack")
+elif point == "recovering": after(history, "read", lambda _, n: n == 1)  # finishing a dead holder's plan
 elif point != "none": raise SystemExit(f"unknown point {point}")
 module = __import__(argv[0], fromlist=["main"])
 sys.exit(module.main(argv[1:]))

@@ -177,6 +177,10 @@ def promotion_lock(registry: Registry, *, wait_s: float = 120.0, stale_after_s: 
             _release(registry, name)
         raise
     try:
+        if lock.abandoned is not None:
+            # Taking over deleted the dead holder's lock: its plan goes on ours, so that a stop while finishing
+            # it (Ctrl-C, a kill) leaves it for the next promotion instead of losing it.
+            lock.record(lock.abandoned)
         yield lock
     except BaseException:
         # Ctrl-C, a CI job's cancel or an error between two writes: made consistent now, not left to the next.

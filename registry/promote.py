@@ -276,6 +276,7 @@ def cli(params_file: Path, version: int | None, dry_run: bool, force: bool, do_r
         if lock is not None and lock.abandoned_by:
             click.echo(recovery.finish(registry, lock.abandoned, lock.abandoned_by) if lock.abandoned else
                        f"the promotion lock was held by {lock.abandoned_by}, which died before changing anything")
+            lock.done()
         journal, settle = (lock.record, lock.done) if lock is not None else (None, None)
         if do_rollback:
             rollback(params, registry, dry_run=dry_run, reason=reason, export=not no_export, journal=journal,

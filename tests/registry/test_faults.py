@@ -7,6 +7,7 @@ and checks the registry, history and tarball agree and nothing is left behind.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -70,6 +71,22 @@ def test_a_promotion_stopped_by_ctrl_c_at_any_step_leaves_one_consistent_registr
     # and the next promotion has nothing to repair (at most the export it did not get to).
     assert promote.main(promoted.args("--version", second, "--force")) == 0
     assert faults.problems(faults.registry_state(promoted.params_file)) == []
+
+
+def test_a_stop_while_finishing_a_dead_promotion_loses_nothing(promoted: Store) -> None:
+    # Given a promotion killed right after it moved the aliases (its plan left on the lock, no history entry yet)
+    first, second = promoted.good
+    args = ["--params", str(promoted.params_file), "--version", second, "--force"]
+    assert faults.run_killed("registry.promote", args, "alias-moved", promoted.root).returncode == -9
+    # When the next promotion, finishing that plan, is stopped with Ctrl-C part-way through
+    stopped = faults.run_killed("registry.promote", args, "recovering", promoted.root, signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr
+    # Then the plan was not lost with the lock it was taken over from: the one after finds everything in order,
+    # with exactly one history entry per promotion
+    assert promote.main(promoted.args("--version", second, "--force")) == 0
+    final = faults.registry_state(promoted.params_file)
+    assert faults.problems(final) == [], faults.dumps(final)
+    assert [e["to"] for e in final["history"]] == [first, second], faults.dumps(final)
 
 
 def test_an_export_killed_mid_write_leaves_the_old_tarball_whole(promoted: Store) -> None:
