@@ -68,7 +68,7 @@ def alive(owner: Owner) -> bool | None:
         return None
     try:
         os.kill(owner.pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; a pid past a C int (hand-edited)
         return False
     except PermissionError:  # another user's process: it exists
         pass

@@ -233,7 +233,7 @@ def _remove_abandoned(out_path: Path) -> None:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; a pid past a C int (hand-edited)
         return False
     except PermissionError:  # another user's process
         return True
