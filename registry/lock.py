@@ -85,7 +85,14 @@ def _held(registry: Registry, name: str) -> dict[str, str] | None:
         return None  # released between our attempt and this look
 
 
-def _release(registry: Registry, name: str) -> None:
+def _release(registry: Registry, name: str, owner: str | None) -> None:
+    """Delete the lock if ``owner`` (its ``lock.owner`` tag) still holds it: never one taken since by another.
+
+    MLflow has no conditional delete, so a lock taken over in the instant between the look and the delete is
+    still lost; the look closes the wide window (a dead holder's lock judged, then deleted seconds later)."""
+    tags = _held(registry, name)
+    if tags is None or tags.get("lock.owner") != owner:
+        return
     try:
         registry.client.delete_registered_model(name)
     except MlflowException as err:
@@ -166,15 +173,14 @@ def promotion_lock(registry: Registry, *, wait_s: float = 120.0, stale_after_s: 
                 # Its holder died mid-promotion: keep its plan for the caller to finish, then take the lock over.
                 lock.abandoned = _abandoned_plan(registry, name, tags)
                 lock.abandoned_by = tags.get("lock.holder", "unknown")
-                _release(registry, name)
+                _release(registry, name, tags.get("lock.owner"))
                 continue
             if time.monotonic() > deadline:
                 raise UserError(_busy(registry, tags, stale_after_s))
             time.sleep(POLL_S)
     except KeyboardInterrupt:
         # Ctrl-C as the lock was being taken: if it was, it is ours and nothing was planned under it yet.
-        if (_held(registry, name) or {}).get("lock.owner") == str(liveness.me()):
-            _release(registry, name)
+        _release(registry, name, str(liveness.me()))
         raise
     try:
         if lock.abandoned is not None:
@@ -186,9 +192,9 @@ def promotion_lock(registry: Registry, *, wait_s: float = 120.0, stale_after_s: 
         # Ctrl-C, a CI job's cancel or an error between two writes: made consistent now, not left to the next.
         if not lock.settled and not _settle(lock):
             raise  # the lock keeps the plan; the next promotion or rollback finishes it
-        _release(registry, name)
+        _release(registry, name, str(liveness.me()))
         raise
-    _release(registry, name)
+    _release(registry, name, str(liveness.me()))
 
 
 def _settle(lock: Lock) -> bool:

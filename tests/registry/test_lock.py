@@ -10,8 +10,10 @@ import time
 
 import pytest
 
+from core import liveness
 from core.cli import UserError
 from registry import history
+from registry import lock as lock_module
 from registry.lock import _try_acquire, lock_name, promotion_lock
 from registry.versions import Registry
 from tests.registry.conftest import REPO, Store
@@ -89,3 +91,20 @@ def test_two_concurrent_promotions_are_serialised(store: Store) -> None:
     assert events[1]["from"] == events[0]["to"], "the second promotion saw the first one's result"
     aliases = store.aliases()
     assert aliases == {"production": str(events[1]["to"]), "previous": str(events[0]["to"])}, json.dumps(events)
+
+
+def test_a_lock_judged_dead_is_not_deleted_once_another_process_has_taken_it_over(store: Store) -> None:
+    # Given a dead holder's lock, judged dead by one process...
+    registry = _registry(store)
+    name = lock_name(registry)
+    registry.client.create_registered_model(name, tags={"lock.holder": "ghost", "lock.owner": "elsewhere:1:1",
+                                                        "lock.since": f"{time.time() - 3600}"})
+    judged = dict(registry.client.get_registered_model(name).tags)
+    # ...while another process took it over meanwhile (deleted the dead lock, created its own)
+    registry.client.delete_registered_model(name)
+    assert _try_acquire(registry, name)
+    # When the first now releases the lock it judged dead
+    lock_module._release(registry, name, judged["lock.owner"])
+    # Then the living holder's lock is still there
+    assert registry.client.get_registered_model(name).tags["lock.owner"] == str(liveness.me())
+    registry.client.delete_registered_model(name)
