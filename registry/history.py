@@ -34,7 +34,7 @@ def who() -> str:
         return "unknown"
 
 
-MAX_REASON = 1000  # the plan and the event both carry it, and MLflow caps a tag's value (5,000 characters)
+MAX_REASON = 1000  # the plan and the event both carry it; a registered model tag's value is VARCHAR(5000) in MLflow's SQL store
 
 
 def check_reason(reason: str | None) -> str | None:
@@ -46,8 +46,10 @@ def check_reason(reason: str | None) -> str | None:
     """
     if reason is not None and not reason.isprintable():
         raise click.BadParameter("must be one line of printable characters (no newline or control character)")
-    if reason is not None and len(reason) > MAX_REASON:
-        raise click.BadParameter(f"is {len(reason):,} characters; at most {MAX_REASON:,}")
+    # Counted as stored: the event is JSON with ASCII escapes, so "é" takes 6 characters of the tag, an emoji 12.
+    if reason is not None and (stored := len(json.dumps(reason)) - 2) > MAX_REASON:
+        raise click.BadParameter(f"is {stored:,} characters as the registry stores it (a non-ASCII character "
+                                 f"takes 6 or 12); at most {MAX_REASON:,}")
     return reason
 
 

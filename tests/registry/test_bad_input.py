@@ -437,7 +437,8 @@ def test_a_history_tag_that_is_not_ours_is_left_out_not_a_traceback(store, capsy
 
 
 @pytest.mark.parametrize("reason", ["ok\n3  2026-01-01T00:00:00Z  rollback  rollback  2  1  mallory", "\x1b[31mred",
-                                    "x" * 1001], ids=["newline", "escape", "too-long"])
+                                    "x" * 1001, "é" * 200, "\U0001f680" * 100],
+                         ids=["newline", "escape", "too-long", "too-long-stored-as-escapes", "emoji"])
 def test_a_reason_that_would_forge_history_rows_or_overflow_a_tag_is_a_usage_error(store, capsys, reason):
     before = store.snapshot()
     assert promote.main(store.args("--version", store.good[0], "--force", "--reason", reason)) == 2
