@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from core.cli import UserError
 from registry.versions import Registry, mlflow_errors
 
 TAG_PREFIX = "history."
@@ -65,7 +66,7 @@ def read(registry: Registry) -> list[dict[str, Any]]:
     events = []
     # Only ``history.NNNNNN`` is ours: another tag that happens to start with "history." is somebody else's.
     # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-    for key in sorted(k for k in tags if _NUMBERED.fullmatch(k)):
+    for key in sorted((k for k in tags if _NUMBERED.fullmatch(k)), key=lambda k: int(k.removeprefix(TAG_PREFIX))):
         try:
             event = json.loads(tags[key])
         except json.JSONDecodeError:
@@ -79,7 +80,11 @@ def read(registry: Registry) -> list[dict[str, Any]]:
 def append(registry: Registry, event: dict[str, Any]) -> str:
     """Record one event under the next free sequence number; returns the tag key."""
     numbers = [e["#"] for e in read(registry)]
-    key = f"{TAG_PREFIX}{max(numbers, default=0) + 1:06d}"
+    number = max(numbers, default=0) + 1
+    if number >= 10**9:  # past what ``read`` reads back: the entry would be lost, and each next one overwrite it
+        raise UserError(f"the history of '{registry.name}' has an entry numbered {number - 1:,} (a tag edited by "
+                        "hand?); nothing is recorded past 999,999,999: remove or renumber that tag")
+    key = f"{TAG_PREFIX}{number:06d}"
     with mlflow_errors(f"recording history of '{registry.name}'"):
         registry.client.set_registered_model_tag(registry.name, key, json.dumps(event, sort_keys=True))
     return key

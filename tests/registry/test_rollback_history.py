@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from core.cli import UserError
 from registry import promote
 from serving import bundle
 
@@ -139,3 +140,20 @@ def test_rollback_is_not_blocked_by_data_it_cannot_score(store, capsys):
     tags = store.client().get_registered_model(store.name).tags
     last = json.loads(tags[max((k for k in tags if k.startswith("history.")), key=lambda k: int(k.split(".")[1]))])
     assert (last["action"], last["candidate_rmse"], last["production_rmse"]) == ("rollback", None, None)
+
+
+def test_history_is_read_in_number_order_and_never_numbered_past_what_it_reads(store, capsys):
+    # Given entries numbered 7 and 10 (six digits) and one written with extra zeros by hand
+    client = store.client()
+    for key, to in (("history.000007", "a"), ("history.000010", "b"), ("history.0000008", "c")):
+        client.set_registered_model_tag(store.name, key, json.dumps({"action": "promote", "to": to}))
+    # Then they read in number order, not as text
+    from registry import history
+    from registry.versions import Registry
+    registry = Registry(client=client, uri=store.uri, name=store.name)
+    assert [e["to"] for e in history.read(registry)] == ["a", "c", "b"]
+    # And an entry numbered at the top of what is read back stops the next append in one line, not silently
+    client.set_registered_model_tag(store.name, "history.999999999", json.dumps({"action": "promote", "to": "z"}))
+    with pytest.raises(UserError, match="999,999,999"):
+        history.append(registry, {"action": "promote", "to": "next"})
+    assert "history.1000000000" not in client.get_registered_model(store.name).tags
