@@ -62,6 +62,9 @@ def load_prices(path: Path) -> dict[str, Any]:
         value = entry.get("value") if isinstance(entry, dict) else entry
         if value is not None and (not finite_number(value) or value < 0):
             raise UserError(f"{path}: serverless.{key}.value must be a non-negative number or null")
+        # A quoted "false" is text, which reads as true: the one warning that a price is unverified would vanish.
+        if isinstance(entry, dict) and not isinstance(entry.get("verified", False), bool):
+            raise UserError(f"{path}: serverless.{key}.verified must be true or false (unquoted)")
         if not isinstance(entry, dict):  # a bare number (or null) is the value itself
             prices["serverless"][key] = {"value": value}
     instances = prices.get("instances") or {}
