@@ -213,11 +213,12 @@ def check(data: bytes) -> None:
     n_features = _count(_get(learner, "learner_model_param", "num_feature"), "num_feature")
     booster = _get(learner, "gradient_booster")
     name = _get(booster, "name")
+    # Output groups: one per target or class (a weight column of the linear booster, a tree's tree_info).
+    groups = max(1, _count(learner["learner_model_param"].get("num_target", 1), "num_target"),
+                 _count(learner["learner_model_param"].get("num_class", 0), "num_class"))
     if name == "gblinear":
         weights = _get(booster, "model", "weights")
-        n_targets = max(1, _count(learner["learner_model_param"].get("num_target", 1), "num_target"),
-                        _count(learner["learner_model_param"].get("num_class", 0), "num_class"))
-        if len(weights) != (n_features + 1) * n_targets:
+        if len(weights) != (n_features + 1) * groups:
             raise MalformedBooster(f"gblinear has {len(weights)} weights for {n_features} features")
         return
     if name not in ("gbtree", "dart"):
@@ -227,8 +228,6 @@ def check(data: bytes) -> None:
     if not isinstance(trees, list) or _count(_get(model, "gbtree_model_param", "num_trees"),
                                              "num_trees") != len(trees):
         raise MalformedBooster("num_trees does not match the trees stored")
-    groups = max(1, _count(learner["learner_model_param"].get("num_target", 1), "num_target"),
-                 _count(learner["learner_model_param"].get("num_class", 0), "num_class"))
     tree_info = _indices(_get(model, "tree_info"), "tree_info")
     if len(tree_info) != len(trees) or ((tree_info < 0) | (tree_info >= groups)).any():
         raise MalformedBooster(f"tree_info must give each tree an output group below {groups}")
