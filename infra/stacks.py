@@ -77,6 +77,7 @@ class ServingStack(Stack):
             canary_percent=settings.canary_percent,
             canary_wait_s=settings.canary_wait_s,
         )
+        capture = capture_stream if settings.capture_enabled else None
         api = PredictApi(
             self,
             "Api",
@@ -87,14 +88,14 @@ class ServingStack(Stack):
             throttle_burst=settings.throttle_burst,
             api_key_required=settings.api_key_required,
             max_records=settings.max_records,
-            capture_stream=capture_stream if settings.capture_enabled else None,
+            capture_stream=capture,
             capture_share=settings.capture_share,
             capture_drop_fields=capture_drop_fields,
         )
         ServiceAlarms(self, "ServiceAlarms", function=api.function, stage=api.api.deployment_stage,
                       error_count=settings.alarm_error_count, action=topic.action)
-        if capture_stream is not None and settings.capture_enabled:
-            CaptureAlarms(self, "CaptureAlarms", stream=capture_stream, namespace=METRICS_NAMESPACE,
+        if capture is not None:
+            CaptureAlarms(self, "CaptureAlarms", stream=capture, namespace=METRICS_NAMESPACE,
                           service=METRICS_SERVICE, error_count=settings.alarm_error_count,
                           delivery_late=DELIVERY_LATE, action=topic.action)
         CfnOutput(self, "PredictUrl", value=api.url, description="POST one record or a list of records here")
