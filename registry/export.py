@@ -82,6 +82,11 @@ def stamp(registry: Registry, mv: ModelVersion, model_dir: Path) -> None:
 def write_tarball(registry: Registry, mv: ModelVersion, model_dir: Path, out: Path) -> Path:
     """Add ``metadata.json`` to a fetched model folder and pack it atomically to ``out``."""
     stamp(registry, mv, model_dir)
+    return pack_stamped(mv, model_dir, out)
+
+
+def pack_stamped(mv: ModelVersion, model_dir: Path, out: Path) -> Path:
+    """Pack a fetched model folder that ``stamp`` has written ``metadata.json`` into, atomically to ``out``."""
     try:
         return bundle.pack(model_dir, out)
     except ModelError as err:

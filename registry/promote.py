@@ -33,7 +33,7 @@ from core.cli import MODEL_VERSION, UserError, run_cli
 from core.lineage import dvc_data_hash
 from core.params import Params, load_params, params_option
 from registry import gate, history, recovery
-from registry.export import check_destination, exported_version, stamp, write_tarball
+from registry.export import check_destination, exported_version, pack_stamped, stamp
 from registry.lock import promotion_lock
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
 from serving.bundle import sha256
@@ -106,9 +106,10 @@ def _event(action: str, replaced: ModelVersion | None, to: ModelVersion, reason:
             "production_rmse": verdict.production_rmse if verdict else None}
 
 
-def _export(registry: Registry, mv: ModelVersion, model_dir: Path, out: Path) -> None:
+def _export(mv: ModelVersion, model_dir: Path, out: Path) -> None:
+    """Pack a stamped model folder (``stamp`` read its lineage before anything moved) as the export."""
     try:
-        path = write_tarball(registry, mv, model_dir, out)
+        path = pack_stamped(mv, model_dir, out)
     except UserError as err:
         raise UserError(f"version {mv.version} is now production, but the export failed: {err}; "
                         f"retry with python -m registry.export") from None
@@ -143,7 +144,8 @@ def promote(params: Params, registry: Registry, version: int | None, *, force: b
             return
         with tempfile.TemporaryDirectory(prefix="registry-promote-") as tmp:
             model_dir, _ = fetch_model(registry, candidate, Path(tmp))
-            _export(registry, candidate, model_dir, params.export.path)
+            stamp(registry, candidate, model_dir)
+            _export(candidate, model_dir, params.export.path)
         return
     with tempfile.TemporaryDirectory(prefix="registry-promote-") as tmp:
         model_dir, predictor = fetch_model(registry, candidate, Path(tmp) / "candidate")
@@ -184,7 +186,7 @@ def promote(params: Params, registry: Registry, version: int | None, *, force: b
         click.echo(f"promoted {registry.name} version {candidate.version} to @{params.registry.alias}"
                    + (f" (version {current.version} is now @{params.registry.previous_alias})" if current else ""))
         if export:
-            _export(registry, candidate, model_dir, params.export.path)
+            _export(candidate, model_dir, params.export.path)
 
 
 def _summary(candidate: ModelVersion, current: ModelVersion | None, verdict: gate.Verdict, decision: str) -> str:
@@ -237,7 +239,7 @@ def rollback(params: Params, registry: Registry, *, dry_run: bool, reason: str |
         click.echo(f"rolled back {registry.name}: version {target.version} holds @{alias}, "
                    f"version {current.version} holds @{previous_alias}")
         if export:
-            _export(registry, target, model_dir, params.export.path)
+            _export(target, model_dir, params.export.path)
 
 
 def _check_conflicts(**flags: bool) -> None:
