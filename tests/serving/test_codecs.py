@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +115,69 @@ def test_mlflow_request_shapes_we_do_not_take_are_named(predictor: Predictor, bo
     with pytest.raises(codecs.DecodeError) as raised:
         codecs.decode_json(json.dumps(body).encode(), predictor.schema)
     assert raised.value.field == field and words in raised.value.message
+
+
+def _split_body(columns: list[str], rows: list[list[object]]) -> bytes:
+    return json.dumps({"dataframe_split": {"columns": columns, "data": rows}}).encode()
+
+
+@pytest.mark.parametrize("change", ["drop-first", "drop-last", "add-unknown"])
+def test_split_columns_that_are_not_the_schema_get_the_first_records_error(predictor: Predictor,
+                                                                            change: str) -> None:
+    # Given a split whose columns miss a feature or add one, every row otherwise well formed
+    records, _ = sample_records(40)
+    names = predictor.schema.names
+    columns = {"drop-first": names[1:], "drop-last": names[:-1], "add-unknown": [*names, "Zodiac", "Age"]}[change]
+    body = _split_body(columns, [[r.get(c, 1) for c in columns] for r in records])
+    # When it is read, then the error is what the record check says of the first row's dict
+    with pytest.raises(SchemaError) as early:
+        predictor.predict(codecs.decode(codecs.JSON, body, predictor.schema))
+    with pytest.raises(SchemaError) as record_check:
+        predictor.predict([{c: r.get(c, 1) for c in columns} for r in records])
+    assert (str(early.value), early.value.field, early.value.row) == (
+        str(record_check.value), record_check.value.field, record_check.value.row)
+    assert isinstance(early.value, codecs.DecodeError), "the columns must be refused before a dict is built per row"
+
+
+def test_split_columns_are_checked_before_the_rows(predictor: Predictor) -> None:
+    # A split missing a column whose later row is also short: the columns are wrong for every row, so they speak
+    names = predictor.schema.names
+    body = _split_body(names[1:], [[1] * (len(names) - 1)] * 5 + [[1]])
+    with pytest.raises(SchemaError) as err:
+        codecs.decode(codecs.JSON, body, predictor.schema)
+    assert (err.value.field, err.value.row, str(err.value).endswith("missing feature")) == (names[0], 0, True)
+
+
+_BIG_SPLIT = """
+import resource, sys
+from serving import codecs
+from serving.predictor import Predictor, SchemaError
+predictor = Predictor.from_dir(sys.argv[1])
+if sys.argv[2] == "one-value-rows":  # 6 MB: 1.5M rows of one column, a column the schema lacks
+    body = b'{"dataframe_split":{"columns":["x"],"data":[' + b",".join([b"[1]"] * 1_500_000) + b"]}}"
+else:  # 5.9 MB: 600,000 column names, the last one twice
+    names = [f"c{i}" for i in range(600_000)]
+    body = ('{"dataframe_split":{"columns":[' + ",".join(f'"{n}"' for n in [*names, names[-1]])
+            + '],"data":[[1]]}}').encode()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    predictor.predict(codecs.decode(codecs.JSON, body, predictor.schema))
+except SchemaError as err:
+    print(err)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+@pytest.mark.parametrize("body", ["one-value-rows", "a-late-duplicate-among-600k-columns"])
+def test_a_hostile_6mb_split_is_refused_without_a_dict_per_row_or_a_quadratic_scan(
+        model_dir: Path, body: str) -> None:
+    # Run apart, so the peak memory is this request's: a worker serves one request at a time
+    # Before: the one-value rows built 1.5M dicts (+290 MB) before the refusal; the duplicate was found by
+    # counting each name in the list, ≈ 1.8e11 comparisons (hours). The timeout only catches a hang.
+    run = subprocess.run([sys.executable, "-c", _BIG_SPLIT, str(model_dir), body], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).parents[2], env={**os.environ, "PYTHONPATH": "."})
+    assert run.returncode == 0, run.stderr[-2000:]
+    message, grown_mb = run.stdout.splitlines()
+    expected = "missing feature" if body == "one-value-rows" else "duplicate column in dataframe_split.columns"
+    assert message.endswith(expected)
+    assert int(grown_mb) < 150, f"the refusal grew the process by {grown_mb} MB"

@@ -186,3 +186,92 @@ def test_a_missing_number_where_missing_is_allowed_takes_the_typed_path_as_nan()
     with pytest.raises(SchemaError) as err:
         schema.encode(records)
     assert (err.value.row, err.value.field) == (7, "m")
+
+
+def _split(batch: list[dict[str, Any]], columns: list[str], **extra: Any) -> bytes:
+    return json.dumps({"dataframe_split": {**extra, "columns": columns,
+                                           "data": [[r.get(c) for c in columns] for r in batch]}}).encode()
+
+
+def test_a_10k_dataframe_split_in_any_column_order_takes_the_typed_path_bit_for_bit(
+        predictor: Predictor, typed: TypedRecords, client: FlaskClient, big_batch: list[dict[str, Any]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given MLflow's split form of 10,000 records, columns out of schema order and pandas' index beside them
+    columns = list(reversed(predictor.schema.names))
+    body = _split(big_batch, columns, index=list(range(ROWS)))
+    # When the typed path reads it, then it writes the row pass's matrix bit for bit
+    matrix = typed.matrix(body)
+    assert matrix is not None, "a clean split must take the typed path"
+    assert np.array_equal(matrix, predictor.schema._encode_rows(big_batch), equal_nan=True)
+    # And the server answers what each record predicts alone, through the typed path
+    taken = fast_path_taken(monkeypatch, TypedRecords, "matrix")
+    one_by_one = np.concatenate([predictor.predict([r]) for r in big_batch[:300]])
+    assert _post(client, _split(big_batch[:300], columns)) == (200, {"predictions": one_by_one.tolist()})
+    assert taken == [True]
+
+
+def test_each_column_order_gets_its_own_row_decoder_and_only_a_few_are_kept(
+        predictor: Predictor, big_batch: list[dict[str, Any]]) -> None:
+    typed, names = TypedRecords(predictor.schema), predictor.schema.names
+    expected = predictor.schema._encode_rows(big_batch[:100])
+    for shift in range(len(names)):
+        columns = names[shift:] + names[:shift]
+        matrix = typed.matrix(_split(big_batch[:100], columns))
+        assert matrix is not None and np.array_equal(matrix, expected, equal_nan=True), f"order shifted by {shift}"
+    assert len(typed._rows) <= 8, "one decoder per order ever seen would let a caller grow the worker's memory"
+
+
+SPLIT_BAD = [(f, v) for f, v in BAD if v is not DELETE]
+
+
+@pytest.mark.parametrize(("field", "value"), SPLIT_BAD, ids=[f"{f}={v!r}"[:30] for f, v in SPLIT_BAD])
+def test_a_bad_value_in_a_10k_split_gets_todays_error(predictor: Predictor, typed: TypedRecords, client: FlaskClient,
+                                                      big_batch: list[dict[str, Any]], field: str, value: Any) -> None:
+    batch = [dict(_good(predictor, big_batch)) for _ in range(ROWS)]
+    batch[BAD_ROW][field] = value
+    columns = sorted(predictor.schema.names) + (["Shoe_Size"] if field == "Shoe_Size" else [])
+    body = _split(batch, columns)
+    assert typed.matrix(body) is None
+    status, answer = _post(client, body)
+    assert (status, answer) == _today(predictor, body)
+    assert status == 400
+
+
+def _split_shapes(names: list[str], rows: list[list[Any]]) -> dict[str, Any]:
+    return {
+        "a-column-missing": {"dataframe_split": {"columns": names[1:], "data": [r[1:] for r in rows]}},
+        "an-unknown-column": {"dataframe_split": {"columns": [*names, "x"], "data": [[*r, 1] for r in rows]}},
+        "a-column-twice": {"dataframe_split": {"columns": [*names[:-1], names[0]], "data": rows}},
+        "a-short-row": {"dataframe_split": {"columns": names, "data": [*rows[:-1], rows[-1][:-1]]}},
+        "a-long-row": {"dataframe_split": {"columns": names, "data": [*rows[:-1], [*rows[-1], 1]]}},
+        "a-row-object": {"dataframe_split": {"columns": names, "data": [*rows[:-1], dict(zip(names, rows[-1], strict=True))]}},
+        "no-columns": {"dataframe_split": {"data": rows}},
+        "columns-not-names": {"dataframe_split": {"columns": [*names[:-1], 7], "data": rows}},
+        "data-not-a-list": {"dataframe_split": {"columns": names, "data": {"0": rows[0]}}},
+        "params-beside": {"dataframe_split": {"columns": names, "data": rows}, "params": {}},
+        "split-of-a-list": {"dataframe_split": [names, *rows]},
+        "too-few-rows": {"dataframe_split": {"columns": names, "data": rows[:7]}},
+    }
+
+
+@pytest.mark.parametrize("shape", list(_split_shapes(["a"], [[1]])))
+def test_split_shapes_the_typed_path_cannot_vouch_for_are_left_to_the_general_path(
+        predictor: Predictor, typed: TypedRecords, client: FlaskClient, big_batch: list[dict[str, Any]],
+        shape: str) -> None:
+    names = predictor.schema.names
+    raw = json.dumps(_split_shapes(names, [[r[n] for n in names] for r in big_batch[:100]])[shape]).encode()
+    assert typed.matrix(raw) is None
+    assert _post(client, raw) == _today(predictor, raw)
+
+
+def test_a_repeated_key_in_a_split_is_read_as_the_general_path_reads_it(
+        predictor: Predictor, typed: TypedRecords, client: FlaskClient, big_batch: list[dict[str, Any]]) -> None:
+    # orjson keeps the last of a repeated key; the typed path must not read the first
+    names = predictor.schema.names
+    first = json.dumps({"columns": names[::-1], "data": [[r[n] for n in names[::-1]] for r in big_batch[:50]]})
+    last = json.dumps({"columns": names, "data": [[r[n] for n in names] for r in big_batch[50:100]]})
+    raw = ('{"dataframe_split": {' + first[1:-1] + ", " + last[1:-1] + "}}").encode()
+    matrix = typed.matrix(raw)
+    assert matrix is not None
+    assert np.array_equal(matrix, predictor.schema._encode_rows(big_batch[50:100]), equal_nan=True)
+    assert _post(client, raw) == _today(predictor, raw)
