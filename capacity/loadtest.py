@@ -81,6 +81,28 @@ def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+# Options that only some runs read. Given where they would be parsed and then ignored, they are refused, so a run
+# never measures something other than what its command line says.
+_RAMP_ONLY = ("steps", "start_rps")
+_QUICK_SETS = ("peak_rps", "duration_s", "steps")
+_STAND_IN_ONLY = ("container_url", "model_tarball", "lambda_concurrency", "cold_start_overhead")
+
+
+def refuse_ignored(ctx: click.Context, *, profile: str, url: str | None, quick: bool) -> None:
+    """UserError naming the first option given on the command line that this run would not read."""
+    flags = {p.name: max(p.opts, key=len) for p in ctx.command.params
+             if p.name and ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE}
+    for name in _RAMP_ONLY if profile != "ramp" else ():
+        if name in flags:
+            raise UserError(f"{flags[name]} applies only to the ramp profile, not {profile}")
+    for name in _QUICK_SETS if quick else ():
+        if name in flags:
+            raise UserError(f"{flags[name]} is set by --quick; give one or the other")
+    for name in _STAND_IN_ONLY if url is not None else ():
+        if name in flags:
+            raise UserError(f"{flags[name]} applies only to the stand-in, not with --url")
+
+
 def _stand_in_args(*, container_url: str | None, model_tarball: Path | None, env: str, context: Sequence[str],
                    lambda_concurrency: int | None, cold_start_overhead: float | None) -> list[str]:
     args = ["--env", env]
@@ -138,6 +160,7 @@ def cli(url: str | None, api_key: str | None, profile: str, peak_rps: float, dur
     bad = [flag for flag, value in floats.items() if value is not None and not math.isfinite(value)]
     if bad:
         raise UserError(f"{', '.join(bad)} must be a finite number")
+    refuse_ignored(click.get_current_context(), profile=profile, url=url, quick=quick)
     if url is not None:
         check_url(url)
     if name is None:  # a smoke run must not replace the ramp the advisor reads (make advise)
