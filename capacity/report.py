@@ -54,13 +54,19 @@ def _summary(rows: list[list[Any]], seconds: float) -> dict[str, Any]:
 
 
 def windows(rows: list[list[Any]], duration_s: float) -> list[dict[str, Any]]:
-    """The run cut into equal windows of at least a second (at most ``MAX_WINDOWS``), by request start."""
+    """The run cut into equal windows of at least a second (at most ``MAX_WINDOWS``), by request start.
+
+    The last window is what is left of the duration, and its rates are per second of that: divided by a whole
+    window's width, a 40.5 s run's last half second read as half the rate it offered.
+    """
     width = max(1.0, duration_s / MAX_WINDOWS)
-    count = max(1, math.ceil(duration_s / width))
+    # A duration that is a whole number of windows must not gain a last one a rounding error wide.
+    count = max(1, math.ceil(duration_s / width - 1e-9))
     buckets: list[list[list[Any]]] = [[] for _ in range(count)]
     for row in rows:
         buckets[min(count - 1, int(row[0] // width))].append(row)
-    return [{"t_s": round(i * width, 2), **_summary(bucket, width)} for i, bucket in enumerate(buckets)]
+    seconds = [width] * (count - 1) + [max(duration_s - (count - 1) * width, 0.0) or width]
+    return [{"t_s": round(i * width, 2), **_summary(bucket, seconds[i])} for i, bucket in enumerate(buckets)]
 
 
 def quietest(step_summaries: list[dict[str, Any]], key: str) -> float | None:

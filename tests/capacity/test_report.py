@@ -92,3 +92,24 @@ def test_every_step_climbing_puts_the_knee_below_the_first() -> None:
     result = report.analyse(rows([(8, 0.2, 4), (16, 0.2, 8), (24, 0.2, 12)]), STEPS, {"profile": "ramp", "target": "x"})
     assert (result["knee"]["knee_rps"], result["knee"]["climbs_at_rps"], result["knee"]["recovered"]) == (None, 4, [])
     assert "below the first step" in report.markdown(result)
+
+
+def _steady(rps: float, duration_s: float) -> list[list[object]]:
+    """Rows of a steady rate: [start, latency, status, origin, step], every request served."""
+    return [[i / rps, 0.05, 200, OK, 0] for i in range(int(rps * duration_s))]
+
+
+def test_the_last_window_of_a_run_that_is_not_whole_windows_reads_the_rate_it_offered() -> None:
+    # Given 10 requests/s held for 40.5 s (windows of 1 s, the last one half a second)
+    cut = report.windows(_steady(10, 40.5), 40.5)
+    # Then every window, the short last one too, reads 10 requests/s (the last read 5 before)
+    assert len(cut) == 41
+    assert {w["offered_rps"] for w in cut} == {10.0}, [w["offered_rps"] for w in cut[-3:]]
+
+
+def test_a_run_of_whole_windows_gets_no_sliver_of_a_window_at_its_end() -> None:
+    # 60.8 s in at most 60 windows, each 60.8/60 s wide: in doubles 60.8 / (60.8 / 60) is 60.00000000000001,
+    # which made a 61st window 7e-15 s wide that read 0 requests/s
+    cut = report.windows(_steady(10, 60.8), 60.8)
+    assert len(cut) == 60
+    assert all(abs(w["offered_rps"] - 10) <= 1.0 for w in cut), [w["offered_rps"] for w in cut]
