@@ -213,6 +213,19 @@ def test_unpack_refuses_duplicate_entries(tmp_path: Path) -> None:
         bundle.unpack(tar, tmp_path / "out")
 
 
+def test_unpack_refuses_a_bundle_of_too_many_folders_before_making_one(model_dir: Path, tmp_path: Path) -> None:
+    # Given a valid bundle padded with 20,000 empty folders (they count no bytes: before, all were made, slowly)
+    folders = [(_entry(f"d{i}", tarfile.DIRTYPE), None) for i in range(20_000)]
+    files = [(_entry(p.name), p.read_bytes()) for p in sorted(model_dir.iterdir())]
+    tar = _tarball(tmp_path / "folders.tar.gz", files + folders)
+    dest = tmp_path / "out"
+    # When it is unpacked, then it is refused in one line and nothing is made
+    with pytest.raises(ModelError, match="more than 256 entries") as caught:
+        bundle.unpack(tar, dest)
+    assert "\n" not in str(caught.value)
+    assert list(dest.iterdir()) == []
+
+
 def test_unpack_refuses_archives_over_the_size_limit(tmp_path: Path) -> None:
     tar = _tarball(tmp_path / "big.tar.gz", [(_entry("booster.ubj"), b"x" * 1000)])
 
