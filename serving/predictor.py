@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,19 +88,35 @@ class Feature:
         return out
 
     @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Feature:
-        kind = raw["kind"]
+    def from_json(cls, raw: Any) -> Feature:
+        """One feature of ``schema.json``; ModelError naming the feature and field whose value is not usable."""
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
+            raise ModelError("schema: each feature must be an object with a 'name' string")
+        where = f"schema: feature '{raw['name']}'"
+        kind = raw.get("kind")
         if kind not in (NUMERIC, CATEGORICAL):
-            raise ModelError(f"schema: feature '{raw.get('name')}' has unknown kind '{kind}'")
-        center, scale = float(raw.get("center", 0.0)), float(raw.get("scale", 1.0))
+            raise ModelError(f"{where} has unknown kind {kind!r}")
+        # Read as written, not coerced: bool("false") is True, and float("1e3") would take a string for a number.
+        if not isinstance(raw.get("nullable"), bool):
+            raise ModelError(f"{where}: 'nullable' must be true or false, got {raw.get('nullable')!r}")
+        levels = raw.get("levels", [])
+        if not isinstance(levels, list) or not all(isinstance(v, str) for v in levels) \
+                or len(set(levels)) != len(levels):
+            raise ModelError(f"{where}: 'levels' must be a list of distinct strings")
+        number = {key: _number(raw, key, default, where) for key, default in
+                  (("center", 0.0), ("scale", 1.0), ("minimum", None), ("maximum", None))}
+        center, scale = number["center"], number["scale"]
         if not (math.isfinite(center) and math.isfinite(scale) and scale > 0):
-            raise ModelError(f"schema: feature '{raw.get('name')}' needs a finite center and a positive scale, "
-                             f"got {center} and {scale}")
-        return cls(
-            name=str(raw["name"]), kind=kind, nullable=bool(raw["nullable"]),
-            levels=tuple(raw.get("levels", ())), minimum=raw.get("minimum"), maximum=raw.get("maximum"),
-            center=center, scale=scale,
-        )
+            raise ModelError(f"{where} needs a finite center and a positive scale, got {center} and {scale}")
+        return cls(name=raw["name"], kind=kind, nullable=raw["nullable"], levels=tuple(levels),
+                   minimum=number["minimum"], maximum=number["maximum"], center=float(center), scale=float(scale))
+
+
+def _number(raw: Mapping[str, Any], key: str, default: float | None, where: str) -> Any:
+    value = raw.get(key, default)
+    if value is not None and (type(value) is bool or not isinstance(value, (int, float))):
+        raise ModelError(f"{where}: '{key}' must be a number, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -239,10 +256,22 @@ class Schema:
         try:
             if raw.get("format") != SCHEMA_FORMAT:
                 raise ModelError(f"schema: unsupported format {raw.get('format')!r}, expected {SCHEMA_FORMAT}")
+            if not isinstance(raw.get("features"), list) or not raw["features"]:
+                raise ModelError("schema: 'features' must be a non-empty list")
             features = tuple(Feature.from_json(f) for f in raw["features"])
+            names = [f.name for f in features]
+            twice = [name for name, count in Counter(names).items() if count > 1]
+            if twice:
+                raise ModelError(f"schema: feature '{twice[0]}' is listed twice")
             test = raw.get("self_test") or {}
-            return cls(target=str(raw["target"]), features=features,
-                       example=test.get("record") or {}, expected=test.get("prediction"))
+            example, expected = test.get("record") or {}, test.get("prediction")
+            if not isinstance(example, Mapping):
+                raise ModelError("schema: 'self_test.record' must be an object of feature values")
+            if expected is not None and (type(expected) is bool or not isinstance(expected, (int, float))):
+                raise ModelError(f"schema: 'self_test.prediction' must be a number, got {expected!r}")
+            if not isinstance(raw.get("target"), str):
+                raise ModelError(f"schema: 'target' must be the target column's name, got {raw.get('target')!r}")
+            return cls(target=raw["target"], features=features, example=example, expected=expected)
         except (KeyError, TypeError, AttributeError) as err:
             raise ModelError(f"schema: malformed ({err.__class__.__name__}: {err})") from err
 
@@ -327,7 +356,10 @@ class Predictor:
         """
         if not self.schema.example or self.schema.expected is None:
             raise ModelError("schema has no self-test record")
-        got = float(self.predict([self.schema.example])[0])
+        try:
+            got = float(self.predict([self.schema.example])[0])
+        except SchemaError as err:  # the record the bundle itself carries: the bundle is at fault, not a request
+            raise ModelError(f"schema: the self-test record does not fit the schema ({err})") from None
         if not math.isclose(got, self.schema.expected, abs_tol=SELF_TEST_TOLERANCE):
             raise ModelError(f"self-test failed: predicted {got}, expected {self.schema.expected}")
         return got
