@@ -143,6 +143,9 @@ def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_
         except (TimeoutError, ClientDisconnected) as err:  # werkzeug reports the worker's read timeout as a disconnect
             if getattr(err.__context__, "malformed_body", False):  # serving/request_body.py: bad chunk syntax
                 return error_response(400, str(err.__context__))
+            late = err if getattr(err, "body_deadline", False) else err.__context__
+            if getattr(late, "body_deadline", False):  # serving/request_body.py: the body's reads in all
+                return error_response(408, str(late))
             return error_response(408, "the request body stopped arriving before its Content-Length")
         try:
             # Big JSON lists of clean records take the typed path; it returns None for anything else, and

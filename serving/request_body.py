@@ -9,6 +9,9 @@ peeked from a connection hold a whole request, and how gunicorn's body readers a
   records) took 16-20 ms to read, as long as parsing it. The bytes and their order are the same.
 - ``CheckedChunks``: a malformed chunked body is told from a client that went away. werkzeug reports both as a
   disconnect; a chunk-syntax error is raised as ``MalformedBody`` so the app answers 400, not 408.
+- ``Deadline`` bounds the body's reads in all, not only each: a client sending a byte just inside every read
+  timeout held the worker until gunicorn's master killed it as hung (``MODEL_SERVER_TIMEOUT``), and with it
+  the request. Past the deadline a read raises ``BodyTimeout`` and the app answers 408.
 
 Chunked coding: RFC 9112 section 7.1 (https://www.rfc-editor.org/rfc/rfc9112#section-7.1).
 """
@@ -16,6 +19,9 @@ Chunked coding: RFC 9112 section 7.1 (https://www.rfc-editor.org/rfc/rfc9112#sec
 from __future__ import annotations
 
 import re
+import socket
+import time
+from dataclasses import dataclass
 
 from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkExtension, InvalidChunkSize
@@ -35,7 +41,9 @@ def request_ready(peeked: bytes, max_body: int | None = None) -> bool:
     """
     if len(peeked) >= STREAMING_BYTES:
         return True
-    match = re.search(rb"\r?\n\r?\n", peeked)
+    # The head ends at CRLF CRLF, as gunicorn reads it (RFC 9112 section 2.1): a head ending in bare LFs, taken
+    # as arrived, was handed to a worker that then waited on gunicorn's read for the CRLF that never came.
+    match = re.search(rb"\r\n\r\n", peeked)
     if match is None:
         return False
     head = peeked[:match.end()].lower()
@@ -72,6 +80,53 @@ def chunks_complete(peeked: bytes, start: int) -> bool:
         at += length + 2
         if at > len(peeked):
             return False
+
+
+class BodyTimeout(TimeoutError):
+    """The body did not arrive within its deadline; the app finds ``body_deadline`` and says so in its 408."""
+
+    body_deadline = True
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """Stands in for the client socket while a body is read: each ``recv`` waits at most ``per_read_s`` and never
+    past ``at``, then raises ``BodyTimeout``. gunicorn's unreader loops over ``recv`` until it has what it was
+    asked for, so the bound must be on each ``recv``, not on each read of the body."""
+
+    client: socket.socket
+    at: float  # time.monotonic()
+    seconds: float
+    per_read_s: float
+
+    @classmethod
+    def starting_now(cls, client: socket.socket, seconds: float, per_read_s: float) -> Deadline:
+        return cls(client, time.monotonic() + seconds, seconds, per_read_s)
+
+    def guard(self, unreader: object) -> None:
+        """Route ``unreader``'s socket reads through this deadline (a socket's unreader; others are left)."""
+        if getattr(unreader, "sock", None) is self.client:
+            unreader.sock = self  # type: ignore[attr-defined]
+
+    def recv(self, size: int) -> bytes:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise BodyTimeout(f"the request body did not arrive within {self.seconds:g} s")
+        cut = left < self.per_read_s
+        if cut:
+            self.client.settimeout(left)
+        try:
+            return self.client.recv(size)
+        except TimeoutError:
+            if time.monotonic() >= self.at:
+                raise BodyTimeout(f"the request body did not arrive within {self.seconds:g} s") from None
+            raise
+        finally:
+            if cut:  # the answer is written with the worker's own timeout, not what was left of this one
+                self.client.settimeout(self.per_read_s)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.client, name)
 
 
 class LargeReads:

@@ -13,7 +13,7 @@ Four changes to ``gunicorn.workers.sync.SyncWorker`` (one request at a time per 
   (``PARK_MIN_S`` doubling to ``PARK_MAX_S``): a half-sent request costs a few peeks a second, not a core.
   A chunked body is complete at its last chunk and trailer section. A connection whose request is not
   ready within ``READ_TIMEOUT_S`` gets a JSON 408 and is closed, and reads of a request being served time
-  out after the same. A request declaring a body over the app's limit is served at once: the app answers 413 unread.
+  out after the same, and all of them after half the worker timeout (``request_body.Deadline``). A request declaring a body over the app's limit is served at once: the app answers 413 unread.
   This is what the buffering proxy gunicorn's documentation asks for in front of sync workers does.
 - **SIGTERM drains.** gunicorn's sync worker exits after its current request, and the connections queued
   in the listen backlog are reset when the last process closes the socket. Here the worker first accepts
@@ -42,7 +42,7 @@ from typing import Any
 from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers.sync import SyncWorker
 
-from serving.request_body import STREAMING_BYTES, CheckedChunks, LargeReads, request_ready
+from serving.request_body import STREAMING_BYTES, CheckedChunks, Deadline, LargeReads, request_ready
 
 READ_TIMEOUT_S = 10.0
 # Connections waiting for their request, per worker; the rest stay in the listen backlog meanwhile.
@@ -240,6 +240,9 @@ class Worker(SyncWorker):
 
     def handle_request(self, listener: Any, req: Any, client: Any, addr: Any) -> Any:
         body = getattr(req, "body", None)
+        # The body must arrive within half the master's hung-worker timeout (gunicorn hands a worker half of
+        # --timeout as self.timeout, its heartbeat interval): a 408 then, not a killed worker and a model reload.
+        Deadline.starting_now(client, self.timeout, READ_TIMEOUT_S).guard(getattr(req, "unreader", None))
         if isinstance(getattr(body, "reader", None), LengthReader):
             body.reader = LargeReads(body.reader)
         elif isinstance(getattr(body, "reader", None), ChunkedReader):

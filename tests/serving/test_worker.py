@@ -259,3 +259,57 @@ def test_a_request_that_arrives_after_its_connection_is_not_starved_by_a_busy_ba
         server.stop()
 
     assert status == "200" and waited_s < 1.0, f"/ping waited {waited_s:.2f} s behind the load (status {status})"
+
+
+@pytest.mark.slow
+def test_a_body_trickled_in_within_every_read_timeout_gets_a_408_at_the_deadline(model_dir: Path,
+                                                                                  tmp_path: Path) -> None:
+    # Given one worker whose master kills it after 6 s without a heartbeat: the body's deadline is half of that
+    timeout_s = 6
+    server = start_server(model_dir, tmp_path / "server.log",
+                          env={"SAGEMAKER_GUNICORN_WORKERS": "1", "MODEL_SERVER_TIMEOUT": str(timeout_s)})
+    try:
+        before = soak.worker_pids(server.process.pid)
+        # When a client starts a large body and then sends a byte every 0.3 s, well inside each read's timeout
+        with _connect(server, timeout=0.3) as sock:
+            sock.sendall(POST_HEAD + f"Content-Length: {4 * STREAMING_BYTES}\r\n\r\n".encode()
+                         + b" " * (2 * STREAMING_BYTES))
+            started, answer = time.monotonic(), b""
+            while time.monotonic() - started < 3 * timeout_s:
+                try:
+                    sock.sendall(b" ")
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                answer += chunk
+            took = time.monotonic() - started
+        after = soak.worker_pids(server.process.pid)
+    finally:
+        server.stop()
+    # Then it is answered 408 at the deadline, naming it, by the same worker (before: killed as hung, no answer)
+    assert answer.split(b" ", 2)[1:2] == [b"408"], (answer[:300], server.output()[-4000:])
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"] == "the request body did not arrive within 3 s"
+    assert took < timeout_s, f"answered after {took:.1f} s"
+    assert "WORKER TIMEOUT" not in server.output() and after == before, server.output()[-1500:]
+
+
+@pytest.mark.slow
+def test_heads_ending_in_bare_line_feeds_wait_outside_the_workers(served: Server) -> None:
+    # gunicorn reads a head up to CRLF CRLF; heads ending "\n\n" were dispatched as arrived and held a worker each
+    stalled = [_connect(served) for _ in range(4)]
+    for sock in stalled:
+        sock.sendall(b"GET /ping HTTP/1.1\nHost: x\n\n")
+    try:
+        time.sleep(0.3)  # accepted and looked at
+        started = time.monotonic()
+        ping = requests.get(f"{served.url}/ping", timeout=5)
+        took = time.monotonic() - started
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert ping.status_code == 200
+    assert took < 1.0, f"/ping took {took:.2f}s behind four bare-LF heads (SageMaker allows 2 s)"
