@@ -32,7 +32,7 @@ from pathlib import Path
 
 from core import liveness
 from core.cli import UserError
-from team import postgres
+from team import guard, postgres
 from team.state import BUCKET, STATE_FILE, Endpoints, State, read_state, write_state
 
 # The moto server accepts any key pair; only the mlflow server process ever sees these.
@@ -67,15 +67,11 @@ def _check_port(port: int) -> None:
 
 
 def _prepare(state_dir: Path) -> Path:
-    """The logs folder, once ``state_dir`` is known to be a folder ``up`` can record its state in.
+    """The logs folder, once the folder ``state_dir`` is known to be one ``up`` can record its state in.
 
     Raises:
         UserError: it is not (checked before anything starts, so nothing is left running unrecorded).
     """
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot use {state_dir} as the stack's state folder ({err.strerror})") from None
     if read_state(state_dir) is not None:
         raise UserError(f"a team stack is already running from {state_dir} (`python -m team down` first)")
     logs = state_dir / "logs"
@@ -166,10 +162,20 @@ def up(state_dir: Path, *, mlflow_port: int = 0, timeout_s: float = 180.0) -> En
     """Start PostgreSQL, moto and mlflow server; everything started is stopped again if a later step fails.
 
     Raises:
-        UserError: a stack is already running from ``state_dir``, the state cannot be recorded there or
-            ``mlflow_port`` is taken (all said before anything starts), or a component did not start.
+        UserError: a stack is already running from ``state_dir`` or another command is starting or stopping it
+            there, the state cannot be recorded there or ``mlflow_port`` is taken (all said before anything
+            starts), or a component did not start.
     """
     state_dir = state_dir.resolve()
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot use {state_dir} as the stack's state folder ({err.strerror})") from None
+    with guard.exclusive(state_dir):
+        return _start(state_dir, mlflow_port, timeout_s)
+
+
+def _start(state_dir: Path, mlflow_port: int, timeout_s: float) -> Endpoints:
     logs = _prepare(state_dir)
     if mlflow_port:
         _check_port(mlflow_port)
@@ -272,9 +278,12 @@ def down(state_dir: Path) -> list[str] | None:
         None when no stack was running, else one line for each thing left alone (see ``_stop``).
     """
     state_dir = state_dir.resolve()
-    state = read_state(state_dir)
-    if state is None:
+    if not state_dir.is_dir():
         return None
-    notes = _stop(asdict(state), state_dir)
-    (state_dir / STATE_FILE).unlink()
+    with guard.exclusive(state_dir):
+        state = read_state(state_dir)
+        if state is None:
+            return None
+        notes = _stop(asdict(state), state_dir)
+        (state_dir / STATE_FILE).unlink()
     return notes
