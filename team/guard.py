@@ -1,14 +1,21 @@
-"""Owns what keeps ``up`` and ``down`` whole: one of them at a time per state folder."""
+"""Owns what keeps ``up`` and ``down`` whole: one of them at a time per state folder, and ``up`` stopping what
+it started when it is told to stop by a signal rather than Ctrl-C."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from core.cli import UserError
+
+# What a closed terminal, `kill` or a CI job's timeout sends. Python turns only SIGINT into an exception; on
+# these it would die on the spot, leaving PostgreSQL, moto and mlflow server running and recorded nowhere.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
@@ -34,3 +41,27 @@ def exclusive(state_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """While this holds, SIGTERM and SIGHUP raise ``UserError`` (in the main thread), so a ``try`` can clean up.
+
+    The first such signal ignores any that follow until this ends: a second ``kill`` must not cut the clean-up
+    short. Elsewhere than in the main thread (where Python delivers signals) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise UserError(f"stopped by {signal.Signals(signum).name} while starting; what had started was stopped")
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

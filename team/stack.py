@@ -164,14 +164,14 @@ def up(state_dir: Path, *, mlflow_port: int = 0, timeout_s: float = 180.0) -> En
     Raises:
         UserError: a stack is already running from ``state_dir`` or another command is starting or stopping it
             there, the state cannot be recorded there or ``mlflow_port`` is taken (all said before anything
-            starts), or a component did not start.
+            starts), a component did not start, or SIGTERM or SIGHUP came.
     """
     state_dir = state_dir.resolve()
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot use {state_dir} as the stack's state folder ({err.strerror})") from None
-    with guard.exclusive(state_dir):
+    with guard.exclusive(state_dir), guard.stop_signals_raise():
         return _start(state_dir, mlflow_port, timeout_s)
 
 

@@ -1,10 +1,16 @@
 """``python -m team up|down`` while another is starting the stack in the same state folder: refused in one line,
-the first one's stack left alone."""
+the first one's stack left alone; and an ``up`` stopped by SIGTERM stops what it had started."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,6 +18,8 @@ import pytest
 from core.cli import UserError
 from team import postgres, stack
 from team.__main__ import main
+from tests.conftest import ROOT
+from tests.team.test_up_refusals import _running, _started_by
 
 
 @pytest.fixture
@@ -54,3 +62,34 @@ def test_a_second_command_while_up_is_starting_is_one_line(tmp_path: Path, capsy
     assert code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
     assert "another `python -m team` command is starting or stopping the stack" in err, err
     assert len(first_up_starting) == 1, "a second PostgreSQL was started"
+
+
+@pytest.mark.slow
+def test_up_stopped_by_sigterm_stops_what_it_started(tmp_path: Path) -> None:
+    # Given `up` part-way through starting the stack (PostgreSQL and moto up, mlflow server starting)
+    mark = f"TEAM_TEST_UP={uuid.uuid4().hex}"  # inherited by every process `up` starts, and by nothing else
+    env = os.environ | {"PYTHONPATH": str(ROOT), mark.split("=")[0]: mark.split("=")[1]}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    up = subprocess.Popen([sys.executable, "-m", "team", "up", "--state-dir", str(tmp_path)], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "logs" / "mlflow.log").exists() and up.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert up.poll() is None, f"up ended before the test could stop it: {up.communicate()}"
+        # When it is sent SIGTERM (a `kill`, a CI job's timeout; SIGHUP, a closed terminal, is handled the same)
+        up.send_signal(signal.SIGTERM)
+        _, err = up.communicate(timeout=120)
+        # Then it says so in one line, and nothing it started is left running (nor recorded, to be stopped later)
+        assert up.returncode == 1 and err.count("\n") == 1 and "stopped by SIGTERM" in err, err
+        deadline = time.monotonic() + 15  # a server's forked workers may take a moment after its leader
+        while (left := {pid for pid in _started_by(mark) if _running(pid)}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"left running: {left}"
+        assert not (tmp_path / "stack.json").exists()
+    finally:
+        if up.poll() is None:
+            up.kill()
+        for pid in _started_by(mark):  # only on a regression: what this test's `up` left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
