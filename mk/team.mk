@@ -4,7 +4,7 @@
 # 127.0.0.1 only; another machine's worker needs a reachable STORAGE= and MLFLOW_TRACKING_URI, README Team mode).
 TEAM_STATE ?= team/run
 STUDY ?=
-STORAGE ?= $(OPTUNA_STORAGE)
+STORAGE ?=
 
 .PHONY: team-deps team-up team-down team-env team-worker test-team bench-workers
 team-deps: ## install the PostgreSQL server (Debian package) the team stack and its tests need
@@ -24,9 +24,14 @@ team-down: ## stop the team stack and delete its database and artifacts
 team-env: ## print export lines for MLFLOW_TRACKING_URI and OPTUNA_STORAGE of the running stack (to eval)
 	@$(PY) -m team env --state-dir $(TEAM_STATE)
 
+# The storage URL holds the database password: it reaches the worker in its environment, never on a command
+# line (make echoes the recipe, and ps shows every process's arguments to every user). STUDY arrives the same way,
+# read by the shell, never pasted into the recipe: a name with a quote in it is just a name.
+team-worker: export OPTUNA_STORAGE := $(or $(STORAGE),$(OPTUNA_STORAGE))
+team-worker: export STUDY := $(STUDY)
 team-worker: ## join a training's study: STUDY=<name> [STORAGE=<url>, default: OPTUNA_STORAGE]
-	@test -n "$(STUDY)" || { echo "error: STUDY=<study name printed by the training> is required" >&2; exit 2; }
-	$(PY) -m experiments.worker --study "$(STUDY)" $(if $(STORAGE),--storage "$(STORAGE)")
+	@test -n "$$STUDY" || { echo "error: STUDY=<study name printed by the training> is required" >&2; exit 2; }
+	$(PY) -m experiments.worker --study "$$STUDY"
 
 test-team: data ## the team-mode tests (real PostgreSQL, moto server and mlflow server)
 	$(VENV)/bin/pytest tests/team $(PYTEST_ARGS)

@@ -194,11 +194,13 @@ def _start(state_dir: Path, mlflow_port: int, timeout_s: float) -> Endpoints:
         s3_endpoint = f"http://127.0.0.1:{moto_port}"
         _create_bucket(s3_endpoint)
         # The job runner serves GenAI scorers, which this project does not use; it would cost a process.
+        # The store's URL holds the password: in the environment (its owner's alone), not on the command line,
+        # which every user on the machine can read (ps, /proc/PID/cmdline).
         env = os.environ | S3_ENV | {"MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
-                                     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+                                     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                                     "MLFLOW_BACKEND_STORE_URI": postgres.pg_url(pg_port, password, "mlflow")}
         env.pop("MLFLOW_TRACKING_URI", None)
         server = _spawn([sys.executable, "-m", "mlflow", "server",
-                         "--backend-store-uri", postgres.pg_url(pg_port, password, "mlflow"),
                          "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--serve-artifacts",
                          "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", str(MLFLOW_WORKERS)],
                         logs / "mlflow.log", env=env)
