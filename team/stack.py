@@ -72,8 +72,10 @@ def _prepare(state_dir: Path) -> Path:
     Raises:
         UserError: it is not (checked before anything starts, so nothing is left running unrecorded).
     """
-    if read_state(state_dir) is not None:
-        raise UserError(f"a team stack is already running from {state_dir} (`python -m team down` first)")
+    if (state := read_state(state_dir)) is not None:
+        gone = state.exited()
+        raise UserError(f"a team stack is already running from {state_dir} (`python -m team down` first)" if not gone
+                        else f"{state_dir} records a team stack that stopped ({gone}); `python -m team down` clears it")
     logs = state_dir / "logs"
     try:
         logs.mkdir(exist_ok=True)
@@ -91,11 +93,14 @@ def endpoints(state_dir: Path) -> Endpoints:
     """The endpoints of the running stack.
 
     Raises:
-        UserError: the stack is not up.
+        UserError: the stack is not up, or its mlflow server or PostgreSQL has exited.
     """
     state = read_state(state_dir)
     if state is None:
         raise UserError(f"no team stack is running from {state_dir} (start it with `python -m team up`)")
+    if gone := state.exited():
+        raise UserError(f"the team stack recorded in {state_dir} is not running ({gone}); `python -m team down` "
+                        f"clears it, then `python -m team up`")
     return state.endpoints()
 
 

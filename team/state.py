@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from core import liveness
 from core.cli import UserError
 from core.files import replace_atomically
 from team import postgres
@@ -54,6 +56,25 @@ class State:
         for name in ("pg_data", "pg_tmp_root"):
             if getattr(self, name) is not None and not Path(getattr(self, name)).is_absolute():
                 raise ValueError(f"{name} is {getattr(self, name)!r}, not an absolute path")
+
+    def exited(self) -> str | None:
+        """What of the recorded stack is no longer running (after a reboot, a crash, a kill), or None.
+
+        A pid whose start time was not recorded (an older state) cannot be told from a reused one: it counts as
+        running, and so does PostgreSQL when its pid file cannot be read.
+        """
+        if self.mlflow_start and liveness.alive(liveness.Owner(socket.gethostname(), self.mlflow_pid,
+                                                               self.mlflow_start)) is False:
+            return f"its mlflow server, pid {self.mlflow_pid}, has exited"
+        try:
+            pg_pid = int(Path(self.pg_data, "postmaster.pid").read_text(encoding="utf-8").split()[0])
+        except FileNotFoundError:
+            return f"its PostgreSQL in {self.pg_data} is not running"
+        except (OSError, ValueError, IndexError):
+            return None
+        if liveness.alive(liveness.Owner(socket.gethostname(), pg_pid, "")) is False:
+            return f"its PostgreSQL, pid {pg_pid}, has exited"
+        return None
 
     def endpoints(self) -> Endpoints:
         return Endpoints(tracking_uri=f"http://127.0.0.1:{self.mlflow_port}",

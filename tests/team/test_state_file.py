@@ -159,3 +159,36 @@ def test_the_state_is_written_whole_for_its_owner_alone_and_read_back(tmp_path: 
     assert (tmp_path / "stack.json").stat().st_mode & 0o777 == 0o600
     assert read_state(tmp_path) == state
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.json"], "no temp file left"
+
+
+@pytest.mark.parametrize("command", ["env", "up"])
+def test_a_recorded_stack_that_has_exited_is_one_line_saying_so(tmp_path: Path, capsys, nothing_starts,
+                                                                command: str) -> None:
+    # Given a state whose mlflow server has exited (a reboot, a crash, a kill)
+    state = STATE | {"mlflow_start": "1", "moto_start": "1"}
+    (tmp_path / "stack.json").write_text(json.dumps(state))
+    # When its exports are asked for (or the stack is started again)
+    code = main([command, "--state-dir", str(tmp_path)])
+    # Then it says in one line that the stack is not running and how to clear it, rather than handing out
+    # the URLs of a dead server (or calling it "already running")
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"mlflow server, pid {state['mlflow_pid']}, has exited" in err and "python -m team down" in err, err
+
+
+def test_env_of_a_recorded_stack_that_runs_prints_its_exports(tmp_path: Path, capsys) -> None:
+    # Given a state whose mlflow server and PostgreSQL (their pids: a process started here) still run
+    running = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "postmaster.pid").write_text(f"{running.pid}\n{tmp_path / 'data'}\n")
+        state = STATE | {"pg_data": str(tmp_path / "data"), "mlflow_pid": running.pid,
+                         "mlflow_start": liveness.of(running.pid).start}
+        (tmp_path / "stack.json").write_text(json.dumps(state))
+        # When its exports are asked for
+        assert main(["env", "--state-dir", str(tmp_path)]) == 0
+        # Then they are printed
+        assert "export MLFLOW_TRACKING_URI=http://127.0.0.1:5001" in capsys.readouterr().out
+    finally:
+        running.kill()
+        running.wait()
