@@ -179,7 +179,7 @@ def cli(trials: int, out: Path) -> None:
                 client.set_terminated(parent)
                 click.echo(f"{workers} worker(s): {runs[-1]['trials_per_minute']:.1f} trials/min")
         finally:
-            stack.down(folder / "stack")
+            stack.down(folder / "stack", force=True)
     one = (runs[0]["trials_per_minute"] + runs[2]["trials_per_minute"]) / 2
     result = {"trials": trials, "cv_folds": params.train.cv_folds, "runs": runs,
               "speedup": round(runs[1]["trials_per_minute"] / one, 3),

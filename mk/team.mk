@@ -18,8 +18,8 @@ team-deps: ## install the PostgreSQL server (Debian package) the team stack and 
 team-up: setup ## start PostgreSQL, moto (S3) and mlflow server on loopback; prints MLFLOW_TRACKING_URI and OPTUNA_STORAGE
 	$(PY) -m team up --state-dir $(TEAM_STATE)
 
-team-down: ## stop the team stack and delete its database and artifacts
-	$(PY) -m team down --state-dir $(TEAM_STATE)
+team-down: ## stop the team stack and delete its database and artifacts (FORCE=1: even while a training or worker runs)
+	$(PY) -m team down --state-dir $(TEAM_STATE) $(if $(filter 1 true yes,$(FORCE)),--force)
 
 team-env: ## print export lines for MLFLOW_TRACKING_URI and OPTUNA_STORAGE of the running stack (to eval)
 	@$(PY) -m team env --state-dir $(TEAM_STATE)

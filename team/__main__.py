@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from core.cli import run_cli
-from team import stack
+from team import stack, state
 
 DEFAULT_STATE = Path(__file__).resolve().parent / "run"
 state_option = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_STATE,
@@ -39,8 +39,9 @@ def up(state_dir: Path, mlflow_port: int) -> None:
 
 @cli.command(help="Stop the stack and delete its database and artifacts.")
 @state_option
-def down(state_dir: Path) -> None:
-    notes = stack.down(state_dir)
+@click.option("--force", is_flag=True, help="Even while a training or worker is connected to the study database.")
+def down(state_dir: Path, force: bool) -> None:
+    notes = stack.down(state_dir, force=force)
     for note in notes or ():
         click.echo(note, err=True)
     click.echo("no team stack was running" if notes is None else "team stack stopped")
@@ -49,7 +50,7 @@ def down(state_dir: Path) -> None:
 @cli.command(help="Print `export` lines for MLFLOW_TRACKING_URI and OPTUNA_STORAGE (for eval).")
 @state_option
 def env(state_dir: Path) -> None:
-    click.echo(_exports(stack.endpoints(state_dir)))
+    click.echo(_exports(state.endpoints(state_dir)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,3 +134,18 @@ def create_databases(port: int, password: str) -> None:
                          autocommit=True) as conn:
         for name in DATABASES:
             conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def study_sessions(port: int, password: str) -> int:
+    """How many sessions are connected to the ``optuna`` database: trainings and workers (clients reach MLflow
+    through its server, whose own sessions are on ``mlflow``). 0 when the server does not answer."""
+    import psycopg
+
+    try:
+        with psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, password=password, dbname="postgres",
+                             connect_timeout=10) as conn:
+            # Client sessions only: an autovacuum worker on the database is PostgreSQL's own.
+            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'optuna' "
+                                "AND backend_type = 'client backend'").fetchone()[0]
+    except psycopg.OperationalError:
+        return 0

@@ -89,21 +89,6 @@ def _prepare(state_dir: Path) -> Path:
     return logs
 
 
-def endpoints(state_dir: Path) -> Endpoints:
-    """The endpoints of the running stack.
-
-    Raises:
-        UserError: the stack is not up, or its mlflow server or PostgreSQL has exited.
-    """
-    state = read_state(state_dir)
-    if state is None:
-        raise UserError(f"no team stack is running from {state_dir} (start it with `python -m team up`)")
-    if gone := state.exited():
-        raise UserError(f"the team stack recorded in {state_dir} is not running ({gone}); `python -m team down` "
-                        f"clears it, then `python -m team up`")
-    return state.endpoints()
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -145,7 +130,8 @@ def _create_optuna_schema(url: str) -> None:
     # Done once here: two workers creating Optuna's tables at the same moment on an empty database can race.
     import optuna
 
-    optuna.storages.RDBStorage(url)
+    # Its pooled connection closed now: `down` takes a session on the study database for a running worker.
+    optuna.storages.RDBStorage(url).engine.dispose()
 
 
 def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -278,11 +264,15 @@ def _stop(started: dict, state_dir: Path) -> list[str]:
     return notes
 
 
-def down(state_dir: Path) -> list[str] | None:
+def down(state_dir: Path, *, force: bool = False) -> list[str] | None:
     """Stop the stack started from ``state_dir`` and delete its database.
 
     Returns:
         None when no stack was running, else one line for each thing left alone (see ``_stop``).
+
+    Raises:
+        UserError: a training or worker is connected to the study database (unless ``force``), or another
+            command is starting or stopping the stack.
     """
     state_dir = state_dir.resolve()
     if not state_dir.is_dir():
@@ -291,6 +281,10 @@ def down(state_dir: Path) -> list[str] | None:
         state = read_state(state_dir)
         if state is None:
             return None
+        if not force and (sessions := postgres.study_sessions(state.pg_port, state.pg_password)):
+            raise UserError(f"{sessions} session(s) connected to the stack's study database: a training or worker "
+                            f"is running; stop it first, or `down --force` (make team-down FORCE=1) deletes its "
+                            f"study and runs")
         notes = _stop(asdict(state), state_dir)
         (state_dir / STATE_FILE).unlink()
     return notes

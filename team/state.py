@@ -110,3 +110,18 @@ def write_state(state_dir: Path, state: State) -> None:
         replace_atomically(path, json.dumps(asdict(state), indent=2).encode("utf-8"), mode=0o600)
     except OSError as err:
         raise UserError(f"cannot write {path} ({err.strerror}); stopped what was started") from None
+
+
+def endpoints(state_dir: Path) -> Endpoints:
+    """The endpoints of the running stack.
+
+    Raises:
+        UserError: the stack is not up, or its mlflow server or PostgreSQL has exited.
+    """
+    state = read_state(state_dir)
+    if state is None:
+        raise UserError(f"no team stack is running from {state_dir} (start it with `python -m team up`)")
+    if gone := state.exited():
+        raise UserError(f"the team stack recorded in {state_dir} is not running ({gone}); `python -m team down` "
+                        f"clears it, then `python -m team up`")
+    return state.endpoints()

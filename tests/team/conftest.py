@@ -30,7 +30,7 @@ def team_stack(tmp_path_factory: pytest.TempPathFactory):
     try:
         yield endpoints
     finally:
-        stack.down(state)
+        stack.down(state, force=True)  # the tests' own processes may still hold a study open
 
 
 @pytest.fixture
