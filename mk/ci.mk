@@ -25,8 +25,9 @@ CHECK_PROMOTE_INPUTS = \
 		args="$$args --version $$PROMOTE_VERSION"; fi; \
 	case "$${PROMOTE_FORCE:-false}" in true) args="$$args --force";; false|'') ;; \
 		*) echo "error: PROMOTE_FORCE must be true or false, got '$$PROMOTE_FORCE'" >&2; exit 2;; esac
-# What can change the metrics; a pull request touching none of it has no metrics diff to show.
-METRICS_PATHS := data.dvc params.yaml dvc.yaml core experiments serving/__init__.py serving/booster_file.py serving/columns.py \
+# What can change the metrics, and the metrics themselves (a retrain after a change DVC does not track, such as a
+# dependency bump in uv.lock, commits only them); a pull request touching none of it has no metrics diff to show.
+METRICS_PATHS := metrics.json dvc.lock data.dvc params.yaml dvc.yaml core experiments serving/__init__.py serving/booster_file.py serving/columns.py \
 	serving/layout.py serving/predictor.py serving/profile.py serving/xgb_capi.py
 SUMMARY := "$${GITHUB_STEP_SUMMARY:-/dev/stdout}"
 # Read by the recipes as shell variables, never pasted into them: their values come from workflow inputs.

@@ -244,3 +244,17 @@ def test_first_deploy_targets_set_up_the_environment_the_cdk_app_runs_in(target:
     lines = result.stdout.splitlines()
     sync = next(i for i, line in enumerate(lines) if "sync --frozen" in line)
     assert sync < next(i for i, line in enumerate(lines) if "&& ./node_modules/.bin/cdk " in line)
+
+
+def test_metrics_diff_compares_when_only_the_metrics_changed(mini_repo: Path, tmp_path: Path) -> None:
+    # Given a retrain after a change DVC does not track (a dependency bump): only the metrics file differs
+    metrics = json.loads((mini_repo / "metrics.json").read_text())
+    metrics["test"]["rmse"] = 9.75
+    (mini_repo / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    summary = tmp_path / "summary.md"
+    # When metrics-diff runs as on that pull request
+    result = run_make(mini_repo, "metrics-diff", env={"BASE_REF": "HEAD", "GITHUB_STEP_SUMMARY": str(summary)})
+    # Then the summary shows the new RMSE, not "nothing to compare"
+    assert result.returncode == 0, result.stderr
+    assert "nothing to compare" not in result.stdout, result.stdout
+    assert summary.is_file() and "test.rmse" in summary.read_text() and "9.75" in summary.read_text()
