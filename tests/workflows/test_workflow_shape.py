@@ -57,6 +57,14 @@ def test_ci_may_only_read_the_repository(ci: dict) -> None:
     assert "permissions" not in _job(ci), "the job inherits read-only; it needs no id-token"
 
 
+def test_ci_cancels_a_superseded_pull_request_run_but_never_a_push_to_main(ci: dict) -> None:
+    # GitHub ("Control the concurrency of workflows and jobs"): a run joining a group cancels the group's *pending*
+    # run, whatever cancel-in-progress says. Three quick pushes to main in one group: the second is cancelled.
+    assert ci["concurrency"] == {
+        "group": "ci-${{ github.event_name == 'pull_request' && github.ref || github.run_id }}",
+        "cancel-in-progress": "${{ github.event_name == 'pull_request' }}"}
+
+
 def test_ci_steps_in_order(ci: dict) -> None:
     assert [_key(step) for step in _job(ci)["steps"]] == CI_ORDER
 
