@@ -91,8 +91,9 @@ def start(state_dir: Path, port: int, password: str, started: dict) -> None:
                            "--auth=scram-sha-256", "-E", "UTF8", "--no-sync", "--no-instructions"],
                           capture_output=True, text=True, **owner_args)
     pwfile.unlink()
-    if done.returncode != 0:
-        raise UserError(f"initdb failed: {(done.stderr or done.stdout).strip().splitlines()[-1]}")
+    if done.returncode != 0:  # killed (the OOM killer, a signal) it may say nothing at all
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise UserError(f"initdb failed: {said[-1]}" if said else f"initdb failed with exit code {done.returncode}")
     # Loopback only; the socket lives in our own folder, not /var/run/postgresql (absent or root-owned here).
     # Every worker and the mlflow server keep a connection pool: room for a team's worth of them.
     options = f"-c listen_addresses=127.0.0.1 -c max_connections=300 -p {port} -k {sockets}"

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -50,6 +51,7 @@ def test_a_busy_port_is_one_line_before_anything_starts(tmp_path: Path, capsys, 
 
 GUARDED_UP = """
 import sys
+import tempfile
 from team import postgres, stack
 from team.__main__ import main
 
@@ -136,3 +138,26 @@ def test_a_state_file_it_cannot_write_after_starting_stops_everything(tmp_path: 
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_an_initdb_that_dies_without_a_word_is_one_line_and_leaves_nothing(tmp_path: Path, capsys,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an initdb that is killed before it says anything (the OOM killer), found first on PATH; in a folder
+    # the `postgres` user can read, since as root initdb runs as that user
+    bin_dir = Path(tempfile.mkdtemp(prefix="team-test-bin-"))
+    try:
+        bin_dir.chmod(0o755)
+        (bin_dir / "initdb").write_text("#!/bin/sh\nkill -9 $$\n")
+        (bin_dir / "initdb").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setattr(tempfile, "tempdir", str(bin_dir))  # where `up` run as root makes its cluster folder
+        # When the stack is started
+        code = main(["up", "--state-dir", str(tmp_path / "state")])
+        left = list(bin_dir.glob("team-pg-*"))
+    finally:
+        shutil.rmtree(bin_dir)
+    # Then it fails in one line saying how initdb ended, and leaves no cluster folder behind
+    err = _one_error_line(capsys)
+    assert code == 1 and "initdb failed with exit code -9" in err, err
+    assert not left, left
+    assert not (tmp_path / "state" / "postgres").exists() and not (tmp_path / "state" / "stack.json").exists()
