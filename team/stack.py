@@ -32,7 +32,7 @@ from pathlib import Path
 
 from core import liveness
 from core.cli import UserError
-from team import guard, postgres
+from team import guard, postgres, tools
 from team.state import BUCKET, STATE_FILE, Endpoints, State, read_state, write_state
 
 # The moto server accepts any key pair; only the mlflow server process ever sees these.
@@ -154,8 +154,8 @@ def up(state_dir: Path, *, mlflow_port: int = 0, timeout_s: float = 180.0) -> En
 
     Raises:
         UserError: a stack is already running from ``state_dir`` or another command is starting or stopping it
-            there, the state cannot be recorded there or ``mlflow_port`` is taken (all said before anything
-            starts), a component did not start, or SIGTERM or SIGHUP came.
+            there, the state cannot be recorded there, ``mlflow_port`` is taken or a tool is missing (all said
+            before anything starts), a component did not start, or SIGTERM or SIGHUP came.
     """
     state_dir = state_dir.resolve()
     try:
@@ -168,6 +168,7 @@ def up(state_dir: Path, *, mlflow_port: int = 0, timeout_s: float = 180.0) -> En
 
 def _start(state_dir: Path, mlflow_port: int, timeout_s: float) -> Endpoints:
     logs = _prepare(state_dir)
+    tools.check()
     if mlflow_port:
         _check_port(mlflow_port)
     pg_port, moto_port, *free = _free_ports(2 if mlflow_port else 3, taken=mlflow_port)
@@ -178,7 +179,7 @@ def _start(state_dir: Path, mlflow_port: int, timeout_s: float) -> Endpoints:
         postgres.start(state_dir, pg_port, password, started)
         postgres.create_databases(pg_port, password)
         _create_optuna_schema(postgres.pg_url(pg_port, password, "optuna"))
-        moto = _spawn([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(moto_port)],
+        moto = _spawn([str(tools.moto_server()), "-H", "127.0.0.1", "-p", str(moto_port)],
                       logs / "moto.log")
         started["moto_pid"], started["moto_start"] = moto.pid, liveness.of(moto.pid).start
         _wait_for(lambda: _port_open(moto_port), "moto server", 60, moto, logs / "moto.log")

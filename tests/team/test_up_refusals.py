@@ -161,3 +161,29 @@ def test_an_initdb_that_dies_without_a_word_is_one_line_and_leaves_nothing(tmp_p
     assert code == 1 and "initdb failed with exit code -9" in err, err
     assert not left, left
     assert not (tmp_path / "state" / "postgres").exists() and not (tmp_path / "state" / "stack.json").exists()
+
+
+class _NotInstalled:
+    """A module finder for which psycopg is not installed (as after `uv sync --no-dev`)."""
+
+    @staticmethod
+    def find_spec(name: str, *_args: object) -> None:
+        if name == "psycopg":
+            raise ModuleNotFoundError(name)
+
+
+@pytest.mark.parametrize("missing", ["moto[server]", "psycopg[binary]"])
+def test_a_missing_package_is_one_line_before_anything_starts(tmp_path: Path, capsys, nothing_starts,
+                                                              monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    # Given an environment without moto's server or psycopg (both come with the dev group)
+    if missing == "moto[server]":
+        (tmp_path / "venv" / "bin").mkdir(parents=True)
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
+    else:
+        monkeypatch.delitem(sys.modules, "psycopg", raising=False)
+        monkeypatch.setattr(sys, "meta_path", [_NotInstalled(), *sys.meta_path])
+    # When the stack is started
+    code = main(["up", "--state-dir", str(tmp_path / "state")])
+    # Then it names what is missing in one line, before starting anything (PostgreSQL would be left to clean up)
+    err = _one_error_line(capsys)
+    assert code == 1 and f"the team stack needs {missing}" in err and "make setup" in err, err
