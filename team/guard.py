@@ -45,21 +45,25 @@ def exclusive(state_dir: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def stop_signals_raise() -> Iterator[None]:
-    """While this holds, SIGTERM and SIGHUP raise ``UserError`` (in the main thread), so a ``try`` can clean up.
+    """While this holds, SIGTERM and SIGHUP raise ``UserError`` (in the main thread), so a ``try`` can clean up;
+    SIGINT (Ctrl-C) raises ``KeyboardInterrupt`` as it always does.
 
-    The first such signal ignores any that follow until this ends: a second ``kill`` must not cut the clean-up
-    short. Elsewhere than in the main thread (where Python delivers signals) this does nothing.
+    The first of them ignores any that follow until this ends: a second Ctrl-C or ``kill``, while the clean-up
+    waits for the servers to stop, must not cut it short. Elsewhere than in the main thread (where Python
+    delivers signals) this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, _frame: object) -> None:
-        for sig in STOP_SIGNALS:
+        for sig in (*STOP_SIGNALS, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise UserError(f"stopped by {signal.Signals(signum).name} while starting; what had started was stopped")
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, interrupt) for sig in (*STOP_SIGNALS, signal.SIGINT)}
     try:
         yield
     finally:

@@ -93,3 +93,35 @@ def test_up_stopped_by_sigterm_stops_what_it_started(tmp_path: Path) -> None:
         for pid in _started_by(mark):  # only on a regression: what this test's `up` left behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_while_up_cleans_up_does_not_cut_the_clean_up_short(tmp_path: Path) -> None:
+    # Given `up` part-way through starting the stack
+    mark = f"TEAM_TEST_UP={uuid.uuid4().hex}"
+    env = os.environ | {"PYTHONPATH": str(ROOT), mark.split("=")[0]: mark.split("=")[1]}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    up = subprocess.Popen([sys.executable, "-m", "team", "up", "--state-dir", str(tmp_path)], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "logs" / "mlflow.log").exists() and up.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert up.poll() is None, f"up ended before the test could stop it: {up.communicate()}"
+        # When Ctrl-C is pressed, and pressed again while it stops what it started (servers take a moment)
+        up.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        up.send_signal(signal.SIGINT)
+        _, err = up.communicate(timeout=120)
+        # Then it still stops everything it started, and says it was aborted in one line
+        assert up.returncode == 130 and err.strip().endswith("error: aborted"), err
+        deadline = time.monotonic() + 15
+        while (left := {pid for pid in _started_by(mark) if _running(pid)}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"left running: {left}"
+    finally:
+        if up.poll() is None:
+            up.kill()
+        for pid in _started_by(mark):  # only on a regression: what this test's `up` left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
