@@ -84,13 +84,15 @@ BOOSTER_PARAMETERS = {
 
 # Each parameter's valid values, from XGBoost's documentation ("XGBoost Parameters", parameter.rst): (low,
 # high, whether low itself is excluded). A range outside them would fail inside a trial, after MLflow logged.
-INF = float("inf")
+# The documented "inf" is what XGBoost's C++ types hold: a float parameter is a float32 (1e39 is "Out of range
+# value for min_child_weight") and an integer one an int32 (2**31 is "Invalid Parameter format for max_depth").
+FLOAT32_MAX, INT32_MAX = 3.4028234663852886e38, 2.0**31 - 1
 PARAMETER_BOUNDS = {
-    "learning_rate": (0.0, 1.0, False), "max_depth": (0.0, INF, False), "min_child_weight": (0.0, INF, False),
-    "subsample": (0.0, 1.0, True), "colsample_bytree": (0.0, 1.0, True), "colsample_bylevel": (0.0, 1.0, True),
-    "colsample_bynode": (0.0, 1.0, True), "reg_lambda": (0.0, INF, False), "reg_alpha": (0.0, INF, False),
-    "gamma": (0.0, INF, False), "max_bin": (2.0, INF, False), "max_leaves": (0.0, INF, False),
-    "max_delta_step": (0.0, INF, False),
+    "learning_rate": (0.0, 1.0, False), "max_depth": (0.0, INT32_MAX, False),
+    "min_child_weight": (0.0, FLOAT32_MAX, False), "subsample": (0.0, 1.0, True),
+    "colsample_bytree": (0.0, 1.0, True), "colsample_bylevel": (0.0, 1.0, True), "colsample_bynode": (0.0, 1.0, True),
+    "reg_lambda": (0.0, FLOAT32_MAX, False), "reg_alpha": (0.0, FLOAT32_MAX, False), "gamma": (0.0, FLOAT32_MAX, False),
+    "max_bin": (2.0, INT32_MAX, False), "max_leaves": (0.0, INT32_MAX, False), "max_delta_step": (0.0, FLOAT32_MAX, False),
 }
 
 
@@ -99,10 +101,16 @@ PARAMETER_BOUNDS = {
 INTEGER_PARAMETERS = frozenset({"max_depth", "max_bin", "max_leaves"})
 
 
+def _shown(bound: float) -> str:
+    """A bound as written: whole numbers in full (2147483648 is not 2.14748e+09, which is also 2147483647)."""
+    return str(int(bound)) if bound.is_integer() and abs(bound) < 1e15 else f"{bound:g}"
+
+
 def _outside(name: str, space: Range) -> str | None:
     low, high, open_low = PARAMETER_BOUNDS[name]
     if space.low < low or (open_low and space.low == low) or space.high > high:
-        return f"{name} {space.low:g}..{space.high:g} is outside XGBoost's {'(' if open_low else '['}{low:g}, {high:g}]"
+        return (f"{name} {_shown(space.low)}..{_shown(space.high)} is outside XGBoost's {'(' if open_low else '['}"
+                f"{_shown(low)}, {_shown(high)}]")
     return None
 
 
@@ -162,7 +170,7 @@ class TrainParams(_Frozen):
     cv_folds: Annotated[int, Field(ge=2, le=20)]
     max_rounds: Annotated[int, Field(ge=1)]
     early_stopping_rounds: Annotated[int, Field(ge=1)]
-    nthread: Annotated[int, Field(ge=1)]
+    nthread: Annotated[int, Field(ge=1, le=int(INT32_MAX))]  # XGBoost's nthread is an int32, as above
     # Budget by size: the search scores trials on at most search_rows training rows (a seeded sample; the refit
     # uses every row), and on one holdout fold instead of k folds past holdout_above rows. null: no limit.
     search_rows: Annotated[int, Field(ge=100)] | None = None

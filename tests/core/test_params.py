@@ -108,3 +108,52 @@ def test_a_key_written_twice_inside_a_section_is_refused(tmp_path: Path) -> None
     path.write_text(text.replace("\ntrain:\n", "\ntrain:\n  n_trials: 2\n  n_trials: 3\n", 1))
     with pytest.raises(UserError, match=r"key 'n_trials' is written twice"):
         load_params(path)
+
+
+def _with_range(tmp_path: Path, booster: str, name: str, space: dict) -> Path:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"]["search_space"][booster][name] = space
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize(("booster", "name", "space", "message"), [
+    ("gbtree", "min_child_weight", {"low": 1.0, "high": 1e39, "log": True},
+     "gbtree: min_child_weight 1..1e+39 is outside XGBoost's [0, 3.40282e+38]"),
+    ("gblinear", "reg_lambda", {"low": 1e39, "high": 1e39}, "gblinear: reg_lambda 1e+39..1e+39 is outside"),
+    ("gbtree", "max_depth", {"low": 2, "high": 2**31, "int": True},
+     "gbtree: max_depth 2..2147483648 is outside XGBoost's [0, 2147483647]"),
+    ("gbtree", "max_bin", {"low": 2, "high": 2**32 + 5, "int": True}, "gbtree: max_bin 2..4294967301 is outside"),
+])
+def test_a_range_beyond_what_xgboost_parameters_hold_is_refused_at_load(tmp_path: Path, booster: str, name: str,
+                                                                        space: dict, message: str) -> None:
+    # XGBoost reads these parameters as float32 or int32: 1e39 or 2**31 failed the first trial with a traceback,
+    # after MLflow had started the parent run (left FAILED)
+    with pytest.raises(UserError) as err:
+        load_params(_with_range(tmp_path, booster, name, space))
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_an_nthread_beyond_int32_is_refused_at_load(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"]["nthread"] = 2**31
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=r"train\.nthread: Input should be less than or equal to 2147483647"):
+        load_params(path)
+
+
+def test_the_highest_bound_of_every_parameter_is_a_value_xgboost_trains_with() -> None:
+    import numpy as np
+
+    from core.params import BOOSTER_PARAMETERS, INTEGER_PARAMETERS, PARAMETER_BOUNDS
+    from experiments import cv
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.normal(size=40)
+    for booster, names in BOOSTER_PARAMETERS.items():
+        for name in sorted(names):
+            high = PARAMETER_BOUNDS[name][1]
+            value = int(high) if name in INTEGER_PARAMETERS else high
+            cv.fit(x, y, {"booster": booster, name: value}, rounds=1, seed=0)  # raises if XGBoost refuses it
