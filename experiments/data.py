@@ -38,10 +38,13 @@ def infer_schema(frame: pd.DataFrame, target: str, stats_from: pd.DataFrame | No
         values = frame[column]
         nullable = bool(values.isna().any())
         if ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values):
-            std = float(stats[column].std(ddof=0))
+            # A column whose few values all fell into the test split has no mean here (NaN, which the model
+            # refuses): no training row has a value, so any centring is the same to the model.
+            center, std = float(stats[column].mean()), float(stats[column].std(ddof=0))
             features.append(Feature(name=str(column), kind=NUMERIC, nullable=nullable,
                                     minimum=float(values.min()), maximum=float(values.max()),
-                                    center=float(stats[column].mean()), scale=std if std > 0 else 1.0))
+                                    center=center if math.isfinite(center) else 0.0,
+                                    scale=std if std > 0 else 1.0))
         else:
             levels = tuple(sorted({str(v) for v in pd.unique(values.dropna())}))
             features.append(Feature(name=str(column), kind=CATEGORICAL, nullable=nullable, levels=levels))

@@ -10,7 +10,7 @@ import pytest
 
 from core.cli import UserError
 from experiments.data import infer_schema, load_table, split
-from serving.predictor import CATEGORICAL, NUMERIC, Predictor, SchemaError, records_from_frame
+from serving.predictor import CATEGORICAL, NUMERIC, Predictor, Schema, SchemaError, records_from_frame
 
 
 def _csv(tmp_path: Path, text: str) -> Path:
@@ -270,3 +270,18 @@ def test_an_empty_last_cell_is_a_missing_value_not_a_short_row(tmp_path: Path) -
     table = load_table(_csv(tmp_path, "y,a,b\n1,2,\n3,4,5\n5,, 6\n"), "y")
     assert table["b"].isna().tolist() == [True, False, False]
     assert table["a"].isna().tolist() == [False, False, True]
+
+
+def test_a_numeric_feature_with_no_value_in_the_training_split_still_gives_a_loadable_schema(tmp_path: Path) -> None:
+    # Given a mostly empty numeric column whose only value falls in the test split: the training split's mean of
+    # it was NaN, saved as the feature's center, and the model then refused its own schema (a traceback, after
+    # the search and with MLflow's parent run left FAILED)
+    rows = "".join(f"{i},{'7' if i == 0 else ''},{i % 5}\n" for i in range(20))
+    table = load_table(_csv(tmp_path, "a,rare,y\n" + rows), "y")
+    train, test = table.iloc[1:], table.iloc[:1]
+    assert train["rare"].isna().all() and test["rare"].notna().all()
+
+    schema = infer_schema(table, "y", stats_from=train)
+
+    rare = Schema.from_json(schema.to_json()).features[1]  # what the model directory is read back with
+    assert (rare.name, rare.center, rare.scale, rare.nullable) == ("rare", 0.0, 1.0, True)
