@@ -7,14 +7,13 @@ finished ``train.n_trials`` between them before refitting the best. Environment 
 replaces ``train.storage`` (a team database URL holds a password, so it does not belong in params.yaml).
 
 Outputs (DVC's): ``model/`` (booster, schema and reference profile), ``metrics.json``, ``plots/predictions.csv`` and
-``plots/trials.csv``. The search is ``experiments.search``, the CV ``experiments.cv``, what the parent run
+``plots/trials.csv``, put in place once the training is recorded (``experiments.outputs``). The search is ``experiments.search``, the CV ``experiments.cv``, what the parent run
 records ``experiments.parent_run``, the MLflow model ``experiments.packaging``.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +25,6 @@ import click
 import mlflow
 import numpy as np
 import optuna
-import pandas as pd
 from mlflow.tracking import MlflowClient
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression
@@ -37,15 +35,12 @@ from core import tracking
 from core.cli import UserError, run_cli
 from core.params import Params, load_params, params_option
 from core.stopwatch import Stopwatch
-from experiments import budget, cv, parent_run, search, trials
+from experiments import budget, cv, outputs, parent_run, search, trials
 from experiments.data import Prepared, prepare
 from serving.layout import CATEGORICAL
 from serving.predictor import Predictor, save_model_dir
 from serving.profile import build_profile, write_profile
 
-MODEL_DIR = Path("model")
-METRICS_FILE = Path("metrics.json")
-PLOTS_DIR = Path("plots")
 # The parts of MLflow's seconds the stage counts itself; the parent run's own parts are parent_run's.
 SET_UP = "set-up"  # connecting (MLflow imports its SQL store then), the experiment, starting or claiming the run
 TRIAL_RUNS = "trial runs"  # a child run per trial, the heartbeat, trials a dead worker left
@@ -211,19 +206,19 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
 
     example = data.example()
     schema = replace(data.schema, example=example, expected=float(predictor.predict([example])[0]))
-    save_model_dir(MODEL_DIR, booster, schema)
-    Predictor.from_dir(MODEL_DIR).self_test()
-    # What the monitoring jobs compare live traffic with; it travels with the model (serving/profile.py).
-    write_profile(MODEL_DIR, build_profile(schema, _profile_columns(data), test_pred))
-    _write_dvc_outputs(study, data.y_test, test_pred, metrics)
-
     lineage = {"data_hash": data.data_hash, "git_commit": tracking.git_commit(), "study": study.study_name}
     version = "unregistered"
-    if ref:
-        outcome = parent_run.Outcome(params=params, data=data, study=study, schema=schema, booster=booster,
-                                     best_params=best_params, rounds=rounds, metrics=metrics, test_pred=test_pred,
-                                     lineage=lineage)
-        version = parent_run.record(outcome, model_dir=MODEL_DIR, metrics_file=METRICS_FILE, part=clock.part)
+    with outputs.staged() as out:  # in place only once recorded: never the outputs of a failed training
+        save_model_dir(out.model_dir, booster, schema)
+        Predictor.from_dir(out.model_dir).self_test()
+        # What the monitoring jobs compare live traffic with; it travels with the model (serving/profile.py).
+        write_profile(out.model_dir, build_profile(schema, _profile_columns(data), test_pred))
+        outputs.write_dvc_files(out, study, data.y_test, test_pred, metrics)
+        if ref:
+            outcome = parent_run.Outcome(params=params, data=data, study=study, schema=schema, booster=booster,
+                                         best_params=best_params, rounds=rounds, metrics=metrics,
+                                         test_pred=test_pred, lineage=lineage)
+            version = _record(outcome, out, params, clock)
     return TrainResult(run_id=ref.run_id if ref else None, version=version, study_name=study.study_name,
                        metrics=metrics, best_params=best_params, mlflow_parts=dict(clock.parts))
 
@@ -235,25 +230,15 @@ def _profile_columns(data: Prepared) -> dict[str, Any]:
             frame[f.name].to_numpy(dtype=np.float64, na_value=np.nan) for f in data.schema.features}
 
 
-def _write_dvc_outputs(study: optuna.Study, actual: np.ndarray, predicted: np.ndarray,
-                       metrics: dict[str, float]) -> None:
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    values = [t.value for t in complete]
-    PLOTS_DIR.mkdir(exist_ok=True)
-    # Committed to git for `dvc plots`: a sample of a big test split, every row of a small one.
-    shown = parent_run.sample_points(len(actual), parent_run.PLOT_POINTS, seed=0)
-    pd.DataFrame({"actual": actual[shown], "predicted": np.round(predicted[shown], 4)}).to_csv(
-        PLOTS_DIR / "predictions.csv", index=False)
-    pd.DataFrame({"trial": [t.number for t in complete], "cv_rmse": np.round(values, 5),
-                  "best_cv_rmse": np.round(np.minimum.accumulate(values), 5) if values else []}).to_csv(
-        PLOTS_DIR / "trials.csv", index=False)
-    nested = {"test": {k.removeprefix("test_"): round(v, 5) for k, v in metrics.items() if k.startswith("test_")},
-              "baseline": {k.removeprefix("baseline_"): round(v, 5) for k, v in metrics.items()
-                           if k.startswith("baseline_")},
-              "cv_rmse": round(metrics["cv_rmse"], 5),
-              "trials": {"complete": len(complete),
-                         "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)}}
-    METRICS_FILE.write_text(json.dumps(nested, indent=2) + "\n", encoding="utf-8")
+def _record(outcome: parent_run.Outcome, out: outputs.Staged, params: Params, clock: Stopwatch) -> str:
+    """``parent_run.record``, with a store that refuses an artifact or a call named in one line (the run ends FAILED)."""
+    try:
+        return parent_run.record(outcome, model_dir=out.model_dir, metrics_file=out.metrics_file, part=clock.part)
+    except (OSError, mlflow.exceptions.MlflowException) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"MLflow tracking store {tracking.shown_uri(tracking.tracking_uri(params.mlflow.tracking_uri))}: "
+                        f"recording the training failed ({type(err).__name__}: {detail}); nothing registered, the "
+                        f"stage's outputs left as they were") from None
 
 
 @click.command(help="Search XGBoost hyper-parameters with Optuna, log to MLflow, register the best model.")
