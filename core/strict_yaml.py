@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -30,6 +31,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise DuplicateKey(key, key_node.start_mark.line + 1)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# A number written with an exponent and no dot (1e-3, 2E5) or no sign after the e (1.0e3) is a float in YAML 1.2,
+# which DVC reads params.yaml as; PyYAML's YAML 1.1 read it as text, so `low: 1e-3` was refused as "not a valid
+# number" while `dvc params diff` showed 0.001.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def load(text: str) -> Any:

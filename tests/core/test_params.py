@@ -157,3 +157,30 @@ def test_the_highest_bound_of_every_parameter_is_a_value_xgboost_trains_with() -
             high = PARAMETER_BOUNDS[name][1]
             value = int(high) if name in INTEGER_PARAMETERS else high
             cv.fit(x, y, {"booster": booster, name: value}, rounds=1, seed=0)  # raises if XGBoost refuses it
+
+
+def test_a_number_with_an_exponent_is_read_as_dvc_reads_it(tmp_path: Path) -> None:
+    # PyYAML (YAML 1.1) read 1e-3 and 1.0e3 as text and refused them as "not a valid number"; DVC reads
+    # params.yaml as YAML 1.2, where both are floats (dvc params diff showed 0.001)
+    from dvc.utils.serialize import parse_yaml
+
+    text = (ROOT / "params.yaml").read_text()
+    text = text.replace("reg_lambda: {low: 0.001, high: 10.0, log: true}", "reg_lambda: {low: 1e-3, high: 1E1, log: true}")
+    text = text.replace("timeout_s: 900 ", "timeout_s: 9.0e2 ")
+    assert "1e-3" in text and "9.0e2" in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+
+    train = load_params(path).train
+    dvc = parse_yaml(text, str(path))["train"]
+    assert train.search_space.gbtree["reg_lambda"].low == dvc["search_space"]["gbtree"]["reg_lambda"]["low"] == 0.001
+    assert train.search_space.gbtree["reg_lambda"].high == 10.0
+    assert train.timeout_s == dvc["timeout_s"] == 900.0
+
+
+def test_a_quoted_number_with_an_exponent_stays_text_and_is_refused(tmp_path: Path) -> None:
+    text = (ROOT / "params.yaml").read_text().replace("timeout_s: 900 ", 'timeout_s: "9e2" ')
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match="train.timeout_s: Input should be a valid number"):
+        load_params(path)
