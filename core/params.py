@@ -159,7 +159,7 @@ class ModelParams(_Frozen):
 
 
 class MlflowParams(_Frozen):
-    tracking_uri: str
+    tracking_uri: Annotated[str, Field(min_length=1)]  # empty: MLflow's file store, which it refuses
     experiment: Annotated[str, Field(min_length=1)]
 
 

@@ -184,3 +184,13 @@ def test_a_quoted_number_with_an_exponent_stays_text_and_is_refused(tmp_path: Pa
     path.write_text(text)
     with pytest.raises(UserError, match="train.timeout_s: Input should be a valid number"):
         load_params(path)
+
+
+def test_an_empty_tracking_uri_is_refused_at_load(tmp_path: Path) -> None:
+    # It passed, and training failed after the search's study was made, naming MLflow's deprecated file store
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["mlflow"]["tracking_uri"] = ""
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=r"mlflow\.tracking_uri: String should have at least 1 character"):
+        load_params(path)
