@@ -162,8 +162,10 @@ def _refuse_short_rows(path: Path, width: int) -> None:
 
 
 def _header(path: Path) -> list[str]:
+    # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is dropped, as pandas drops it; kept, it hid a first
+    # column without a name ("Unnamed: 0" became a feature) and a first column written twice ("a.1").
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             first = next(csv.reader(handle), None)
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a readable CSV (not UTF-8 text)") from None

@@ -285,3 +285,27 @@ def test_a_numeric_feature_with_no_value_in_the_training_split_still_gives_a_loa
 
     rare = Schema.from_json(schema.to_json()).features[1]  # what the model directory is read back with
     assert (rare.name, rare.center, rare.scale, rare.nullable) == ("rare", 0.0, 1.0, True)
+
+
+BOM = "\ufeff"  # Excel's "CSV UTF-8" starts the file with it; pandas drops it from the first column's name
+
+
+@pytest.mark.parametrize(("header", "message"), [
+    (",a,y", r"column 1 has no name in the header \(line 1\)"),  # a frame's index, saved with a BOM
+    ("a,a,y", r"duplicate column name\(s\) \['a'\]"),
+    ("a ,b,y", r"column name 'a ' ends in spaces"),
+])
+def test_a_byte_order_mark_hides_no_header_problem(tmp_path: Path, header: str, message: str) -> None:
+    # The header was read with the mark kept: an unnamed first column became the feature "Unnamed: 0", a first
+    # column written twice the feature "a.1"
+    rows = "".join(f"{i},{i % 3},{i * 2}\n" for i in range(30))
+    with pytest.raises(UserError, match=message) as err:
+        load_table(_csv(tmp_path, BOM + header + "\n" + rows), "y")
+    assert BOM not in str(err.value)
+
+
+def test_a_table_with_a_byte_order_mark_reads_as_without_one(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{i % 3},{i * 2}\n" for i in range(30))
+    plain = load_table(_csv(tmp_path, "a,b,y\n" + rows), "y")
+    marked = load_table(_csv(tmp_path, BOM + "a,b,y\n" + rows), "y")
+    pd.testing.assert_frame_equal(marked, plain)
