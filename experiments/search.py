@@ -161,8 +161,18 @@ def from_trial_params(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def storage_url(params: Params, storage: str | None = None) -> str:
-    """``--storage``, else ``$OPTUNA_STORAGE`` (a team's shared database), else ``train.storage``."""
-    return storage or os.environ.get("OPTUNA_STORAGE") or params.train.storage
+    """``--storage``, else ``$OPTUNA_STORAGE`` (a team's shared database), else ``train.storage``.
+
+    Raises:
+        UserError: the URL has surrounding spaces or a control character (a secret or env file's trailing newline:
+            a journal named ``optuna.journal\\n`` was made beside the real one, and the study never resumed).
+    """
+    url = storage or os.environ.get("OPTUNA_STORAGE") or params.train.storage
+    if url != url.strip() or any(ord(c) < 32 or ord(c) == 127 for c in url):
+        where = "--storage" if storage else "OPTUNA_STORAGE" if os.environ.get("OPTUNA_STORAGE") else "train.storage"
+        raise UserError(f"{where} {shown_uri(url)!r} has surrounding spaces or a control character (a trailing "
+                        f"newline?)")
+    return url
 
 
 def _search_settings(params: Params) -> str:
