@@ -61,8 +61,11 @@ def split(frame: pd.DataFrame, *, test_size: float, seed: int, min_train_rows: i
     n_test = math.ceil(len(frame) * test_size)
     n_train = len(frame) - n_test
     if n_test < MIN_TEST_ROWS or n_train < min_train_rows:
-        needed = max(math.ceil(MIN_TEST_ROWS / test_size), math.ceil(min_train_rows / (1 - test_size)))
-        raise UserError(f"too few rows to split: {len(frame)} rows, need at least {needed}")
+        needed = max(MIN_TEST_ROWS / test_size, min_train_rows / (1 - test_size))  # inf for a share of 5e-324
+        if needed < 1e15:
+            raise UserError(f"too few rows to split: {len(frame)} rows, need at least {math.ceil(needed)}")
+        raise UserError(f"too few rows to split: {len(frame)} rows; data.test_size {test_size:g} would need over "
+                        f"1e15 rows for {MIN_TEST_ROWS} test rows and {min_train_rows} training rows")
     train, test = train_test_split(frame, test_size=test_size, random_state=seed, shuffle=True)
     return train.reset_index(drop=True), test.reset_index(drop=True)
 

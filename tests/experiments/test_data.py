@@ -309,3 +309,15 @@ def test_a_table_with_a_byte_order_mark_reads_as_without_one(tmp_path: Path) -> 
     plain = load_table(_csv(tmp_path, "a,b,y\n" + rows), "y")
     marked = load_table(_csv(tmp_path, BOM + "a,b,y\n" + rows), "y")
     pd.testing.assert_frame_equal(marked, plain)
+
+
+@pytest.mark.parametrize(("test_size", "message"), [
+    (5e-324, r"data\.test_size 4\.94066e-324 would need over 1e15 rows"),  # it was an OverflowError traceback
+    (1e-300, r"data\.test_size 1e-300 would need over 1e15 rows"),  # not a number of 301 digits
+    (0.5, r"5 rows, need at least 8$"),
+])
+def test_a_test_share_too_small_for_any_table_is_one_short_line(test_size: float, message: str) -> None:
+    frame = pd.DataFrame({"a": range(5), "y": range(5)})
+    with pytest.raises(UserError, match=message) as err:
+        split(frame, test_size=test_size, seed=0, min_train_rows=4)
+    assert len(str(err.value)) < 160, str(err.value)
