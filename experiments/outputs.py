@@ -57,7 +57,7 @@ def staged() -> Iterator[Staged]:
     The folder is made beside the outputs, so that each is put in place by a rename.
 
     Raises:
-        UserError: the folder cannot be made, or the outputs cannot be written or moved into place.
+        UserError: the folder cannot be made, or the outputs cannot be moved into place.
     """
     try:
         folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=MODEL_DIR.parent))
@@ -69,7 +69,8 @@ def staged() -> Iterator[Staged]:
         try:
             _put_in_place(Staged(folder))
         except OSError as err:
-            raise UserError(f"cannot put the stage's outputs in place ({err.filename}: {err.strerror or err})") from None
+            raise UserError(f"cannot put the stage's outputs in place ({err.filename or Path.cwd()}: "
+                            f"{err.strerror or err})") from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
