@@ -194,7 +194,8 @@ Alias = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[\w-]+$"),
 class RegistryParams(_Frozen):
     alias: Alias
     previous_alias: Alias
-    gate_tolerance: Annotated[float, Field(ge=0)]
+    # Finite: an infinite tolerance (`.inf`, or 1e999) passed every candidate as if the gate had judged it.
+    gate_tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
     @model_validator(mode="after")
     def _two_aliases(self) -> RegistryParams:
@@ -214,8 +215,8 @@ class DriftThresholds(_Frozen):
     """When the drift job (monitoring/drift.py) calls a feature or the prediction drifted."""
 
     min_sample: Annotated[int, Field(ge=1)]
-    psi: Annotated[float, Field(gt=0)]
-    wasserstein: Annotated[float, Field(gt=0)]
+    psi: Annotated[float, Field(gt=0, allow_inf_nan=False)]  # infinite: an alarm that can never ring
+    wasserstein: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     jensen_shannon: Annotated[float, Field(gt=0, le=1)]
     missing_rate_change: Share
     out_of_range_share: Share
@@ -226,7 +227,7 @@ class FeedbackParams(_Frozen):
     """When live accuracy (monitoring/feedback.py) is worse than the version's test accuracy."""
 
     min_labels: Annotated[int, Field(ge=1)]
-    rmse_tolerance: Annotated[float, Field(ge=0)]
+    rmse_tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class MonitorParams(_Frozen):

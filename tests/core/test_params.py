@@ -194,3 +194,20 @@ def test_an_empty_tracking_uri_is_refused_at_load(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match=r"mlflow\.tracking_uri: String should have at least 1 character"):
         load_params(path)
+
+
+@pytest.mark.parametrize(("section", "key"), [("registry", "gate_tolerance"), ("monitor.drift", "psi"),
+                                              ("monitor.drift", "wasserstein"), ("monitor.feedback", "rmse_tolerance")])
+def test_an_infinite_tolerance_or_threshold_is_refused_not_a_gate_or_alarm_that_never_acts(
+        tmp_path: Path, section: str, key: str) -> None:
+    # `.inf` (or 1e999, a float to YAML 1.2) passed: the gate let every candidate by as judged, an alarm never rang
+    text = (ROOT / "params.yaml").read_text()
+    raw = yaml.safe_load(text)
+    part = raw
+    for name in section.split("."):
+        part = part[name]
+    part[key] = float("inf")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match=rf"{section}\.{key}: Input should be a finite number"):
+        load_params(path)
