@@ -33,13 +33,31 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-# A number written with an exponent and no dot (1e-3, 2E5) or no sign after the e (1.0e3) is a float in YAML 1.2,
-# which DVC reads params.yaml as; PyYAML's YAML 1.1 read it as text, so `low: 1e-3` was refused as "not a valid
-# number" while `dvc params diff` showed 0.001.
+# Numbers as YAML 1.2 writes them, which DVC reads params.yaml as (PyYAML reads YAML 1.1):
+# - a number with an exponent and no dot (1e-3, 2E5) or no sign after the e (1.0e3) is a float; YAML 1.1 read it
+#   as text, so `low: 1e-3` was refused as "not a valid number" while `dvc params diff` showed 0.001;
+# - an integer with a leading zero is decimal: YAML 1.1 read `seed: 042` as octal 34, training silently on a seed
+#   that `dvc params diff` showed as 42; `15:00` is text (YAML 1.1: 900, base 60); 0o17 is octal 15.
+_INT = "tag:yaml.org,2002:int"
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _INT]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _UniqueKeyLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
     list("-+0123456789."))
+_UniqueKeyLoader.add_implicit_resolver(
+    _INT, re.compile(r"^[-+]?(?:0b_*[01][01_]*|0o_*[0-7][0-7_]*|0x_*[0-9a-fA-F][0-9a-fA-F_]*|[0-9][0-9_]*)$"), list("-+0123456789"))
+
+
+def _integer(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node).replace("_", "")
+    digits = text.lstrip("+-")
+    base = {"0b": 2, "0o": 8, "0x": 16}.get(digits[:2].lower(), 10)
+    return (-1 if text.startswith("-") else 1) * int(digits[2:] if base != 10 else digits, base)
+
+
+_UniqueKeyLoader.add_constructor(_INT, _integer)
 
 
 def load(text: str) -> Any:

@@ -211,3 +211,23 @@ def test_an_infinite_tolerance_or_threshold_is_refused_not_a_gate_or_alarm_that_
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(UserError, match=rf"{section}\.{key}: Input should be a finite number"):
         load_params(path)
+
+
+@pytest.mark.parametrize(("written", "read"), [("042", 42), ("0o17", 15), ("1_000", 1000), ("0x1F", 31)])
+def test_an_integer_is_read_as_dvc_reads_it(tmp_path: Path, written: str, read: int) -> None:
+    # PyYAML (YAML 1.1) read `split_seed: 042` as octal 34: the split was not the one `dvc params diff` showed
+    from dvc.utils.serialize import parse_yaml
+
+    text = (ROOT / "params.yaml").read_text().replace("split_seed: 42\n", f"split_seed: {written}\n")
+    assert f"split_seed: {written}\n" in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert load_params(path).data.split_seed == parse_yaml(text, str(path))["data"]["split_seed"] == read
+
+
+def test_a_time_written_as_minutes_is_text_as_dvc_reads_it_and_refused(tmp_path: Path) -> None:
+    # YAML 1.1 read `timeout_s: 15:00` as 900 (base 60); DVC reads the text "15:00"
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text().replace("timeout_s: 900 ", "timeout_s: 15:00 "))
+    with pytest.raises(UserError, match="train.timeout_s: Input should be a valid number"):
+        load_params(path)
