@@ -81,6 +81,7 @@ class Job:
     study: optuna.Study
     heartbeat: bool
     run: RunRef | None
+    baseline_pred: np.ndarray  # the linear baseline's test predictions (``baseline_predictions``)
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -88,6 +89,27 @@ def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, f
     mse = float(mean_squared_error(actual, predicted))
     return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(mean_absolute_error(actual, predicted)),
             "r2": float(r2_score(actual, predicted))}
+
+
+def baseline_predictions(data: Prepared, params: Params) -> np.ndarray:
+    """The linear baseline's predictions on the test split, fit on the search's rows: on a big table a sample fits
+    a linear model as well as the whole, without sklearn's float64 copies of every training row.
+
+    Raises:
+        UserError: the target's values are too large for the float32 it is fit in (sklearn's least squares
+            overflowed: a traceback after the whole search, which no longer runs).
+    """
+    x, y = cv.search_rows(data.x_train, data.y_train, params.train)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is named below, not warned of
+            predicted = make_pipeline(SimpleImputer(strategy="mean", keep_empty_features=True),
+                                      LinearRegression()).fit(x, y).predict(data.x_test)
+    except ValueError:  # "array must not contain infs or NaNs"
+        predicted = np.array([np.nan])
+    if not np.isfinite(predicted).all():
+        raise UserError(f"{params.data.path}: target '{params.data.target}' is too large to fit in float32 (values "
+                        f"up to {np.abs(data.y_train).max():.3g} overflowed the linear baseline); rescale it")
+    return predicted
 
 
 def train(params: Params, *, storage: str | None = None, name: str | None = None,
@@ -112,6 +134,7 @@ def train(params: Params, *, storage: str | None = None, name: str | None = None
 def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
            freeze: Callable[[], None]) -> TrainResult:
     data = prepare(params)
+    baseline_pred = baseline_predictions(data, params)  # before the search, which a table it cannot fit would waste
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sname = name or search.study_name(params, data.data_hash)
     url = search.storage_url(params, storage)
@@ -119,7 +142,7 @@ def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
         # A study of its own: a logged training must never resume trials that no MLflow run recorded.
         study = search.make_study(name=f"{sname}-unlogged", storage=url, seed=params.train.seed,
                                   startup_trials=params.train.pruner_startup_trials)
-        return _search_and_log(Job(params, data, study, budget.has_heartbeat(url), run=None), Stopwatch())
+        return _search_and_log(Job(params, data, study, budget.has_heartbeat(url), None, baseline_pred), Stopwatch())
 
     # The study first: a storage that cannot be used (or a journal Optuna cannot replay) stops the stage before
     # MLflow records anything.
@@ -144,7 +167,7 @@ def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
         # outputs (DVC may have asked for them) but register nothing twice.
         print(f"study {sname} is finished and registered as {params.model.name} version {done}; "
               f"rewriting outputs only", flush=True)
-        result = _search_and_log(Job(params, data, study, heartbeat=False, run=None), clock)
+        result = _search_and_log(Job(params, data, study, False, None, baseline_pred), clock)
         return replace(result, run_id=parent_id, version=done)
     # An unfinished study resumes under its own parent run; a fresh one (or one whose run is gone, e.g. a
     # different tracking server) gets a new parent run. The run ends FAILED if anything below raises.
@@ -163,7 +186,8 @@ def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
         if budget.has_heartbeat(url):
             print(f"study {sname}: more workers can join it with python -m experiments.worker --study {sname}",
                   flush=True)
-        job = Job(params, data, study, budget.has_heartbeat(url), RunRef(client, experiment_id, run.info.run_id))
+        job = Job(params, data, study, budget.has_heartbeat(url), RunRef(client, experiment_id, run.info.run_id),
+                  baseline_pred)
         result = _search_and_log(job, clock)
         with clock.part(parent_run.RUN):
             mlflow.end_run()
@@ -195,12 +219,7 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     predictor = Predictor(booster, data.schema)
     test_pred = predictor.predict_matrix(data.x_test)
     metrics = {f"test_{k}": v for k, v in regression_metrics(data.y_test, test_pred).items()}
-    # The linear baseline is fit on the search's rows: on a big table a sample fits a linear model as well as the
-    # whole, without sklearn's float64 copies of every training row.
-    baseline = make_pipeline(SimpleImputer(strategy="mean", keep_empty_features=True),
-                             LinearRegression()).fit(*cv.search_rows(data.x_train, data.y_train, cfg))
-    baseline_pred = baseline.predict(data.x_test)
-    metrics |= {f"baseline_{k}": v for k, v in regression_metrics(data.y_test, baseline_pred).items()}
+    metrics |= {f"baseline_{k}": v for k, v in regression_metrics(data.y_test, job.baseline_pred).items()}
     metrics["cv_rmse"] = float(best.value)
     metrics["search_seconds"] = time.monotonic() - started
 

@@ -415,3 +415,17 @@ def test_the_stopwatch_adds_up_each_part_and_refuses_a_part_inside_another() -> 
     with pytest.raises(ValueError, match="still counted"), clock.part("c"):
         raise ValueError("a failing step is still counted")
     assert "c" in clock.parts
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_target_too_large_for_float32_arithmetic_is_one_line_before_the_search(workdir: Path, capsys) -> None:
+    # Given a target within float32 (the table allows it) whose values overflow the linear baseline's float32 fit:
+    # it was a ValueError traceback after the whole search, with MLflow's run left FAILED
+    rows = "".join(f"{i},{'abc'[i % 3]},{(50 + i) * 3e36:.6g}\n" for i in range(30))
+    params_file = write_params(workdir, _write(workdir, "a,b,Exam_Score\n" + rows), train=FAST_TRAIN)
+
+    assert train_module.main(["--params", str(params_file)]) == 1
+
+    err = capsys.readouterr().err
+    assert "target 'Exam_Score' is too large to fit in float32" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in workdir.iterdir()) == ["bad.csv", "params.yaml"], "no study, no run, no outputs"
