@@ -41,6 +41,9 @@ class Captured:
     bad_lines: int = 0
     damaged_files: int = 0  # cut off or corrupt part-way: the records after the damage are lost
     first_damaged: str | None = None  # the first of them, to name: a byte changed on disk or in transit
+    # Firehose delivers at least once: a retried delivery writes the same records again, in another object.
+    duplicates: int = 0
+    seen: set[tuple[str, ...]] = field(default_factory=set, repr=False)
 
 
 def _partition_values(key: str) -> dict[str, str]:
@@ -231,6 +234,8 @@ def _keep(captured: Captured, line: str, *, window: Window, model: str | None, v
     kind = record.get("kind")
     if kind == contract.PREDICTION and not _well_formed_prediction(record):
         captured.bad_lines += 1
+    elif kind in (contract.PREDICTION, contract.REFUSAL) and _seen_before(captured, record):
+        captured.duplicates += 1
     elif kind == contract.PREDICTION:
         if (model is None or record.get("model_name") == model) and \
                 (version is None or str(record.get("model_version")) == str(version)):
@@ -241,3 +246,13 @@ def _keep(captured: Captured, line: str, *, window: Window, model: str | None, v
             captured.refusals.append(record)
     else:
         captured.bad_lines += 1
+
+
+def _seen_before(captured: Captured, record: dict[str, Any]) -> bool:
+    """Whether a record of this request (and row) was read already: a second delivery of it, which would count
+    the same answer twice (a window of 300 requests judged as 600, a refusal doubling the refused share)."""
+    key = (str(record["kind"]), str(record.get("request_id")), str(record.get("row", 0)))
+    if key in captured.seen:
+        return True
+    captured.seen.add(key)
+    return False

@@ -140,6 +140,7 @@ def cli(params_file: Path, source: str | None, since: str | None, until: str | N
     records = [r for r in captured.predictions if str(r.get("model_version")) == version]
     context = {"model": {"name": params.model.name, "version": version or None}, "window": window.bounds(),
                "source": source, "files": captured.files, "unreadable_lines": captured.bad_lines,
+               "duplicate_records": captured.duplicates,
                "damaged_files": captured.damaged_files, "first_damaged_file": captured.first_damaged}
     if not version:
         # Nothing answered in the window, so there is no version (and no profile) to compare with.
@@ -182,6 +183,8 @@ def _echo(summary: dict[str, Any], out: Path) -> None:
 def _echo_skipped(summary: dict[str, Any]) -> None:
     if summary["unreadable_lines"]:
         click.echo(f"  {summary['unreadable_lines']} unreadable capture line(s) skipped")
+    if summary["duplicate_records"]:
+        click.echo(f"  {summary['duplicate_records']} capture record(s) delivered twice, counted once")
     if summary["damaged_files"]:
         click.echo(f"  {summary['damaged_files']} capture file(s) cut off or corrupt (the first: "
                    f"{summary['first_damaged_file']}): records after the damage are lost")

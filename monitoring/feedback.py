@@ -153,7 +153,8 @@ def _feedback(params: Params, window: Window, given: list[labels.Label], source:
     scores = score_versions(joined.matched, registry, params)
     summary = {"model": params.model.name, "window": window.bounds(), "labels": len(given),
                "matched": len(joined.matched), "rejected": joined.counts(), "versions": scores,
-               "unreadable_lines": captured.bad_lines, "damaged_files": captured.damaged_files,
+               "unreadable_lines": captured.bad_lines, "duplicate_records": captured.duplicates,
+               "damaged_files": captured.damaged_files,
                "first_damaged_file": captured.first_damaged}
     # Both or neither: a feedback.json beside an earlier run's rejected labels would describe other labels.
     with outputs.staged(out, last=SUMMARY_FILE) as folder:

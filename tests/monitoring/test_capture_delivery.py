@@ -1,0 +1,43 @@
+"""How capture objects arrive, as the jobs must take them: Firehose delivers at least once, and S3 can refuse one
+object of many."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from monitoring import drift
+from serving import contract
+from tests.monitoring.helpers import DAY, capture_window
+
+SINCE, UNTIL = "2025-12-01", "2025-12-02"
+PARTITION = Path("capture", "model=student-score", "version=3", "dt=2025-12-01")
+
+
+def run(params_file: Path, source: str, profile: Path, out: Path) -> int:
+    return drift.main(["--params", str(params_file), "--since", SINCE, "--until", UNTIL, "--capture", source,
+                       "--profile", str(profile), "--out", str(out), "--no-tracking"])
+
+
+def test_records_delivered_twice_count_once(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                            live: pd.DataFrame, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given 400 predicted records and 3 refusals, and Firehose's retry of that delivery in a second object
+    refusals = [contract.refusal_record(request_id=f"bad-{i}", status=400, error="unknown category", records=1,
+                                        now=DAY + i) for i in range(3)]
+    lines = b"".join(contract.capture_line(c) for c in capture_window(live.iloc[:400]) + refusals)
+    partition = tmp_path / "bucket" / PARTITION
+    partition.mkdir(parents=True)
+    for name in ("stream-1-2025-12-01-00-00-00-a", "stream-1-2025-12-01-00-05-00-b"):
+        (partition / name).write_bytes(lines)
+    out = tmp_path / "r"
+    # When drift reads the window
+    assert run(params_file, str(tmp_path / "bucket"), model_tarball, out) == 0
+    # Then each record counts once: 400 records are below the minimum sample, not a window of 800 to judge
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["records"], summary["refused_requests"], summary["requests"]) == (400, 3, 43), summary
+    assert summary["verdict"] == "not enough data"
+    assert summary["duplicate_records"] == 403
+    assert "403 capture record(s) delivered twice, counted once" in capsys.readouterr().out
