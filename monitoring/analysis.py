@@ -5,7 +5,9 @@ A feature (or the prediction) has drifted when its PSI reaches ``monitor.drift.p
 (categories). Data quality raises its own alarms: a missing rate up by ``missing_rate_change``, numbers outside
 the training range in ``out_of_range_share`` of the values, and refused requests in ``refused_share`` of the
 requests. The drift checks need ``min_sample`` predicted records, the refusal check as many requests; below
-that the verdict is "not enough data", never an alarm.
+that the verdict is "not enough data", never an alarm. A column's distribution (its PSI, distance and
+out-of-range share) is judged only on ``min_sample`` values of its own: a feature missing in most records is
+"not enough data" there, its missing rate still checked.
 """
 
 from __future__ import annotations
@@ -26,15 +28,18 @@ ABSENT = object()
 def _alarms(result: Mapping[str, Any], t: DriftThresholds) -> tuple[list[str], list[str]]:
     """(drift reasons, data-quality reasons) of one compared column."""
     drift, quality = [], []
+    missing = result["missing_rate"]
+    if missing["live"] - missing["reference"] >= t.missing_rate_change:
+        quality.append(f"missing rate {missing['reference']:.1%} → {missing['live']:.1%}")
+    if result["present"] < t.min_sample:
+        # Shares of a few values are noise: 10 numbers fill at most 10 of a reference's bins, a PSI of 1+.
+        return drift, quality
     if result.get("psi") is not None and result["psi"] >= t.psi:
         drift.append(f"PSI {result['psi']:.3f} ≥ {t.psi}")
     if result.get("wasserstein") is not None and result["wasserstein"] >= t.wasserstein:
         drift.append(f"Wasserstein {result['wasserstein']:.3f} SD ≥ {t.wasserstein}")
     if result.get("jensen_shannon") is not None and result["jensen_shannon"] >= t.jensen_shannon:
         drift.append(f"Jensen-Shannon {result['jensen_shannon']:.3f} ≥ {t.jensen_shannon}")
-    missing = result["missing_rate"]
-    if missing["live"] - missing["reference"] >= t.missing_rate_change:
-        quality.append(f"missing rate {missing['reference']:.1%} → {missing['live']:.1%}")
     if result.get("out_of_range_share") is not None and result["out_of_range_share"] >= t.out_of_range_share:
         quality.append(f"{result['out_of_range_share']:.1%} of values outside the training range")
     return drift, quality
@@ -81,5 +86,6 @@ def analyse(profile: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]]
 def _judged(result: dict[str, Any], t: DriftThresholds, enough: bool, alarms: list[str], name: str) -> dict[str, Any]:
     drift, quality = _alarms(result, t) if enough else ([], [])
     alarms.extend(f"{name}: {reason}" for reason in drift + quality)
-    status = "drift" if drift else "quality" if quality else "ok" if enough else "not enough data"
+    judged = enough and result["present"] >= t.min_sample
+    status = "drift" if drift else "quality" if quality else "ok" if judged else "not enough data"
     return result | {"status": status, "drift": bool(drift), "quality": quality, "reasons": drift}

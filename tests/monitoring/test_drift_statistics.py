@@ -92,6 +92,25 @@ def test_a_field_dropped_at_capture_is_reported_not_judged(profile: dict, live: 
     assert summary["verdict"] == "no drift"
 
 
+def test_a_feature_present_in_a_few_records_is_not_judged_on_them(profile: dict, live: pd.DataFrame) -> None:
+    # Given a feature missing in 99% of the training rows and of a window of 1,000 records from the same distribution
+    import copy
+
+    from experiments.generate import ground_truth
+
+    sparse = copy.deepcopy(profile)
+    sparse["features"]["Hours_Studied"]["missing_rate"] = 0.99
+    window = live.iloc[:WINDOW].copy()
+    predictions = ground_truth(window)
+    window.loc[window.index[10:], "Hours_Studied"] = None
+    # When the window is judged
+    summary = analysis.analyse(sparse, capture_window(window, predictions=predictions), [], THRESHOLDS)
+    # Then its 10 values are too few to call drift: no alarm, and the feature says why it was not judged
+    hours = summary["features"]["Hours_Studied"]
+    assert hours["present"] == 10 and hours["status"] == "not enough data", hours["status"]
+    assert summary["alarms"] == [] and summary["verdict"] == "no drift", summary["alarms"]
+
+
 def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift() -> None:
     assert stats.psi([0.5, 0.5], [0.5, 0.5]) == 0
     assert 0 < stats.psi([0.5, 0.5], [0.6, 0.4]) < stats.psi([0.5, 0.5], [0.8, 0.2])
