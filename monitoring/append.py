@@ -6,9 +6,9 @@ cannot be appended), numbers where the table has numbers and text where it has t
 beside the table (``<table>.requests.csv``: request id and row of every appended record) de-duplicates across
 runs, so appending the same labels twice adds nothing. One append at a time per table (``locked``): read table
 and ledger, write both, ``dvc add`` — two at once each wrote the table it had read, losing the other's rows while
-the ledger kept their ids. The table is rewritten atomically (a temporary file, fsync, rename), then ``dvc add``
-versions its folder; committing ``data.dvc`` and ``dvc push`` are the user's
-(the train-deploy workflow retrains when ``data.dvc`` changes on main).
+the ledger kept their ids. The table and the ledger are written beside themselves and synced, then renamed
+together (neither changes unless both could be written), then ``dvc add`` versions the folder; committing
+``data.dvc`` and ``dvc push`` are the user's (the train-deploy workflow retrains when ``data.dvc`` changes on main).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any, NamedTuple
 import yaml
 
 from core.cli import UserError
-from core.files import replace_atomically
 from core.numbers import finite_number
+from monitoring import outputs
 from serving.columns import FLOAT32_MAX
 
 LEDGER_SUFFIX = ".requests.csv"
@@ -265,13 +265,16 @@ def _append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any]
     result, rows, keys = _sort(checked, target, labelled)
     if not rows:
         return result
-    out = io.StringIO()
+    out, extra = io.StringIO(), io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
-    replace_atomically(table, raw + (b"" if raw.endswith(b"\n") else b"\n") + out.getvalue().encode("utf-8"))
-    lines = ledger.read_text(encoding="utf-8") if ledger.is_file() else "request_id,row\n"
-    extra = io.StringIO()
     csv.writer(extra, lineterminator="\n").writerows(keys)
-    replace_atomically(ledger, (lines + extra.getvalue()).encode("utf-8"))
+    lines = ledger.read_text(encoding="utf-8") if ledger.is_file() else "request_id,row\n"
+    grown = raw + (b"" if raw.endswith(b"\n") else b"\n") + out.getvalue().encode("utf-8")
+    try:
+        outputs.replace_together([(table, grown), (ledger, (lines + extra.getvalue()).encode("utf-8"))])
+    except OSError as err:
+        raise UserError(f"{table}: nothing appended: the table and its ledger could not both be written "
+                        f"({err.strerror or err})") from None
     result.rows = len(rows)
     done = subprocess.run([sys.executable, "-m", "dvc", "add", tracked], cwd=root, capture_output=True, text=True,
                           check=False)
