@@ -4,9 +4,9 @@ A labels file is CSV with a header: ``request_id`` (the ``X-Request-Id`` the API
 true value) and optionally ``row`` (the record's 0-based index in its request; default 0). Every label either
 joins a captured prediction of this model or is rejected with its line and one reason: a non-numeric or
 non-finite value, a bad row (a ``row`` that is not a count, or a line with more fields than the header, as a
-decimal comma makes), a duplicate of an earlier line, a request captured for another model, a request
-that was refused, an id no capture knows, or a row its (captured) request does not have. A row is read as a
-count: ``01`` is row 1, as a spreadsheet may write it.
+decimal comma makes), a second label for a record an earlier line labelled, a request captured for another
+model, a request that was refused, an id no capture knows, or a row its (captured) request does not have. A row
+is read as a count: ``01`` is row 1, as a spreadsheet may write it.
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ def join(labels: Iterable[Label], predictions: Iterable[Mapping[str, Any]], refu
         elif key not in by_key:
             reason = (REFUSED if label.request_id in refused else
                       NO_SUCH_ROW if label.request_id in requests else UNKNOWN)
-        seen.add(key)
         if reason is None:
+            seen.add(key)  # only a label that joined: a refused "n/a" must not make its correction a duplicate
             joined.matched.append((by_key[key], actual))
         else:
             joined.rejected.append((label, reason))
