@@ -136,16 +136,19 @@ def _s3_files(bucket: str, prefix: str, wanted) -> Iterator[tuple[str, bytes]]: 
     from botocore.exceptions import BotoCoreError, ClientError
 
     uri, listed = f"s3://{bucket}/{prefix}", 0
+    reading = uri  # the object being read once listed: one archived or forbidden object of thousands is named
     try:
         s3 = boto3.client("s3")
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 listed += 1
                 if wanted(item["Key"]):
-                    yield f"s3://{bucket}/{item['Key']}", s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                    reading = f"s3://{bucket}/{item['Key']}"
+                    yield reading, s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                    reading = uri
     except (BotoCoreError, ClientError) as err:
         reason = " ".join(line.strip() for line in str(err).splitlines() if line.strip())  # botocore's may be two
-        raise UserError(f"reading {uri}: {reason}") from None
+        raise UserError(f"reading {reading}: {reason}") from None
     if not listed:
         raise UserError(f"{uri}: no object at all under this prefix (empty, or misspelt?)")
 

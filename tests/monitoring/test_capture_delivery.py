@@ -3,6 +3,7 @@ object of many."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -11,7 +12,10 @@ import pytest
 
 from monitoring import drift
 from serving import contract
+from tests.monitoring import test_drift_job as drift_job
 from tests.monitoring.helpers import DAY, capture_window
+
+moto_s3 = drift_job.moto_s3  # the fixture: a moto server on loopback, reached through AWS_ENDPOINT_URL
 
 SINCE, UNTIL = "2025-12-01", "2025-12-02"
 PARTITION = Path("capture", "model=student-score", "version=3", "dt=2025-12-01")
@@ -41,3 +45,20 @@ def test_records_delivered_twice_count_once(tmp_path: Path, params_file: Path, m
     assert summary["verdict"] == "not enough data"
     assert summary["duplicate_records"] == 403
     assert "403 capture record(s) delivered twice, counted once" in capsys.readouterr().out
+
+
+def test_an_s3_object_that_cannot_be_read_is_named_in_the_one_line_error(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame, moto_s3,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a day of Firehose objects, one of them archived to Glacier (GetObject refuses it)
+    moto_s3.create_bucket(Bucket="artifacts")
+    body = gzip.compress(b"".join(contract.capture_line(c) for c in capture_window(live.iloc[:600])))
+    folder = "capture/model=student-score/version=3/dt=2025-12-01"
+    moto_s3.put_object(Bucket="artifacts", Key=f"{folder}/stream-1-a.gz", Body=body)
+    moto_s3.put_object(Bucket="artifacts", Key=f"{folder}/stream-1-b.gz", Body=body, StorageClass="GLACIER")
+    # When drift reads the prefix
+    code = run(params_file, "s3://artifacts/capture/", model_tarball, tmp_path / "r")
+    # Then it stops in one line naming that object, not only the prefix it was listing
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"reading s3://artifacts/{folder}/stream-1-b.gz: " in err and "InvalidObjectState" in err, err
