@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from core import tracking
 from core.cli import MODEL_VERSION, FiniteRange, UserError
@@ -114,7 +115,7 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
 @click.option("--since", default=None, help="Window start, YYYY-MM-DD or ISO 8601 UTC (default: --days before --until).")
 @click.option("--until", default=None, help="Window end, exclusive (default: now).")
 @click.option("--days", type=FiniteRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Window length when --since is not given.")
+              help="Window length, back from --until (not with --since).")
 @click.option("--version", type=MODEL_VERSION, default=None,
               callback=lambda _ctx, _param, v: None if v is None else str(v),  # captures name versions as text
               help="Model version (default: the one that answered most records).")
@@ -130,6 +131,10 @@ def cli(params_file: Path, source: str | None, since: str | None, until: str | N
     params = load_params(params_file)
     if no_tracking and profile_path is None:
         raise UserError("--no-tracking needs --profile: without the registry there is no reference profile")
+    if since and click.get_current_context().get_parameter_source("days") is not ParameterSource.DEFAULT:
+        # Ignored, "--since 2026-11-01 --days 7" read every day from then to now as if it were the week asked for.
+        raise UserError(f"--days {days:g} and --since {since} both set where the window starts; give --since with "
+                        f"--until, or --days alone (counted back from --until)")
     window = Window.of(since, until, default_days=days)
     source = source or str(params.monitor.capture_dir)
     profile, metadata = profile_from_path(profile_path) if profile_path else (None, {})

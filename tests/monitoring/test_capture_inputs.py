@@ -393,6 +393,20 @@ def test_days_shorter_than_a_microsecond_is_exit_2_naming_days(tmp_path: Path, p
     assert "--days 1e-12" in err and "--since" not in err, err
 
 
+def test_days_with_since_is_exit_2_not_ignored(tmp_path: Path, params_file: Path, model_tarball: Path,
+                                              live: pd.DataFrame, capsys) -> None:
+    # Given a week of captures from 2025-12-01, and a user asking for "7 days from the 1st"
+    write_capture(tmp_path / "bucket", capture_window(live.iloc[:600]))
+    # When drift is given --since and --days together
+    code = run(params_file, tmp_path / "bucket", model_tarball, tmp_path / "r",
+               "--since", SINCE, "--days", "7")
+    # Then it says the two clash instead of reading --since to --until and calling that the week asked for
+    assert code == 2
+    err = one_line_error(capsys)
+    assert "--days 7 and --since 2025-12-01" in err, err
+    assert not (tmp_path / "r").exists()
+
+
 def _python(*args: str) -> subprocess.CompletedProcess:
     """A module run in a child with a timeout: a read that hangs fails the test instead of hanging it."""
     return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
