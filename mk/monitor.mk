@@ -29,6 +29,9 @@ bench-capture: setup ## median latency through the local chain with capture off 
 # --- CI glue for .github/workflows/drift.yml (each also runs locally) ----------------------------------------
 # Inputs arrive as environment variables and are checked before use, never pasted into the recipe as code:
 # CAPTURE_URI (s3://BUCKET/capture/), DRIFT_DAYS (window length, default 1), DRIFT_VERSION (empty: the busiest).
+# The window is the DRIFT_DAYS days before today's 00:00 UTC: ending "now", each day's window moved with the time
+# the scheduler started the job (gaps and overlaps between days) and held the last minutes' records that Firehose
+# had not delivered yet (they were never judged).
 DRIFT_OUT ?= dist/reports/drift
 export CAPTURE_URI DRIFT_DAYS DRIFT_VERSION
 
@@ -37,14 +40,15 @@ export CAPTURE_URI DRIFT_DAYS DRIFT_VERSION
 monitor-setup: $(UV) ## CI: .venv with the monitoring group only (locally this trims .venv; make setup restores it)
 	$(UV) sync --frozen --quiet --no-default-groups --group monitoring
 
-ci-drift: ## the drift job on CAPTURE_URI over the last DRIFT_DAYS days (DRIFT_VERSION: one version); exit 1 on drift
+ci-drift: ## the drift job on CAPTURE_URI over the DRIFT_DAYS days before today, UTC (DRIFT_VERSION: one version); exit 1 on drift
 	@case "$${CAPTURE_URI:-}" in s3://?*) ;; *) echo "error: CAPTURE_URI must be s3://BUCKET/PREFIX, got '$${CAPTURE_URI:-}'" >&2; exit 2;; esac; \
 	days="$${DRIFT_DAYS:-1}"; [[ "$$days" =~ ^[0-9]+(\.[0-9]+)?$$ ]] \
 		|| { echo "error: DRIFT_DAYS must be a number of days, got '$$days'" >&2; exit 2; }; \
 	version=(); if [ -n "$${DRIFT_VERSION:-}" ]; then [[ "$$DRIFT_VERSION" =~ ^[1-9][0-9]{0,8}$$ ]] \
 		|| { echo "error: DRIFT_VERSION must be a registered version number, got '$$DRIFT_VERSION'" >&2; exit 2; }; \
 		version=(--version "$$DRIFT_VERSION"); fi; \
-	$(PY) -m monitoring.drift --capture "$$CAPTURE_URI" --days "$$days" "$${version[@]}" --out $(DRIFT_OUT)
+	$(PY) -m monitoring.drift --capture "$$CAPTURE_URI" --days "$$days" --until "$$(date -u +%F)" "$${version[@]}" \
+		--out $(DRIFT_OUT)
 
 drift-summary: ## the drift summary (DRIFT_OUT/summary.json) as markdown into the job summary
 	@$(PY) -m monitoring.summary $(DRIFT_OUT)/summary.json >> $(SUMMARY)

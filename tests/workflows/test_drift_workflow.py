@@ -78,6 +78,22 @@ def test_ci_drift_refuses_bad_inputs_before_running_anything(env: dict[str, str]
     assert message in done.stderr
 
 
+def test_ci_drift_judges_whole_utc_days_ending_at_today_s_midnight() -> None:
+    # Given the daily job, started whenever the scheduler gets to it (the command line is echoed, not run)
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC).date().isoformat()
+    done = run_make(ROOT, "ci-drift", "PY=echo", env={"CAPTURE_URI": "s3://b/capture/", "DRIFT_DAYS": "2",
+                                                      "DRIFT_VERSION": ""})
+    after = datetime.now(UTC).date().isoformat()
+    # Then its window ends at 00:00 UTC today, not at the start time: consecutive days neither overlap nor leave
+    # a gap, and the last minutes, still in Firehose's buffers when the job starts, belong to tomorrow's run
+    assert done.returncode == 0, done.stderr
+    args = done.stdout.split()
+    assert args[args.index("--days") + 1] == "2"
+    assert args[args.index("--until") + 1] in {before, after}, done.stdout
+
+
 def test_drift_summary_turns_the_summary_into_markdown(tmp_path: Path) -> None:
     out = tmp_path / "drift"
     out.mkdir()
