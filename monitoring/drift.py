@@ -15,6 +15,7 @@ window, with the three files as artifacts (``--no-tracking`` skips it; then ``--
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,15 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
     for name, result in [*summary["features"].items(), ("prediction", summary["prediction"])]:
         for key in ("psi", "wasserstein", "jensen_shannon"):
             if result.get(key) is not None:
-                metrics[f"{key}.{name}"] = result[key]
+                metrics[_metric_name(f"{key}.{name}", metrics)] = result[key]
     return metrics
+
+
+def _metric_name(wanted: str, taken: dict[str, float]) -> str:
+    """``wanted`` with what MLflow refuses in a metric name made ``_`` (a column "Attendance (%)" trains, and
+    then failed every drift run), numbered when that makes it another column's name."""
+    name = re.sub(r"[^\w.\- ]", "_", wanted)
+    return next(n for n in (name, *(f"{name}_{i}" for i in range(2, len(taken) + 3))) if n not in taken)
 
 
 @click.command(help="Compare a window of captured traffic with its model version's reference profile.")

@@ -365,3 +365,26 @@ def test_days_that_are_not_a_number_is_exit_2_naming_days(tmp_path: Path, params
                        "--profile", str(model_tarball), "--no-tracking", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "Invalid value for '--days': 'nan' is not a number" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_a_column_name_mlflow_refuses_as_a_metric_name_still_logs_its_run(
+        tmp_path: Path, params_file: Path, profile: dict, live: pd.DataFrame) -> None:
+    # Given a model trained on a table with a column "Attendance (%)" (training takes any column name)
+    from tests.monitoring.helpers import tarball_with_profile
+
+    renamed = profile | {"features": {("Attendance (%)" if n == "Attendance" else n): f
+                                      for n, f in profile["features"].items()}}
+    captures = capture_window(live.iloc[:600])
+    for c in captures:
+        c["record"]["Attendance (%)"] = c["record"].pop("Attendance")
+    folder = write_capture(tmp_path / "bucket", captures)
+    # When drift judges a window and logs its run
+    code = run(params_file, "--capture", str(folder), "--profile", str(tarball_with_profile(tmp_path / "m", renamed)),
+               "--out", str(tmp_path / "r"))
+    # Then the run holds the column's scores under a name MLflow takes, instead of the job failing at the end
+    assert code == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run_,) = client.search_runs([client.get_experiment_by_name("student-score-monitoring").experiment_id])
+    assert run_.data.metrics["psi.Attendance ___"] == pytest.approx(
+        json.loads((tmp_path / "r" / "summary.json").read_text())["features"]["Attendance (%)"]["psi"])
