@@ -26,7 +26,8 @@ def _bars(ax, labels: list[str], reference: list[float], live: list[float]) -> N
     ax.bar([x - 0.2 for x in xs], reference, width=0.4, label="reference", color="#95a5a6")
     ax.bar([x + 0.2 for x in xs], live, width=0.4, label="live", color="#2e86c1")
     ax.set_xticks(list(xs))
-    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=6)
+    # parse_math=False: matplotlib reads text between two "$" as TeX, so price levels "$" "$$" "$$$" stopped the job
+    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=6, parse_math=False)
     ax.tick_params(axis="y", labelsize=6)
 
 
@@ -59,7 +60,8 @@ def figure(summary: Mapping[str, Any], path: Path) -> Path:
         score = result.get("wasserstein", result.get("jensen_shannon"))
         detail = "" if result.get("psi") is None else f"\nPSI {result['psi']:.2f}" + (
             "" if score is None else f", dist {score:.2f}")
-        ax.set_title(f"{name}{detail}", fontsize=8, color=COLOURS.get(result.get("status", "ok"), "black"))
+        ax.set_title(f"{name}{detail}", fontsize=8, color=COLOURS.get(result.get("status", "ok"), "black"),
+                     parse_math=False)
     for ax in list(axes.flat)[len(columns):]:
         ax.axis("off")
     if axes.flat[0].get_legend_handles_labels()[0]:
