@@ -97,7 +97,7 @@ def write_html(summary: Mapping[str, Any], png: Path, path: Path) -> Path:
     rows = "".join(_row(n, r) for n, r in summary["features"].items()) + _row(PREDICTION, summary[PREDICTION])
     t = summary["thresholds"]
     text = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Drift: {html.escape(model['name'])} v{model['version']}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Drift: {html.escape(model['name'])} v{html.escape(str(model['version']))}</title>
 <style>body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} th{{background:#f4f6f7}}
 .verdict{{color:white;background:{VERDICT_COLOURS[verdict]};padding:4px 12px;border-radius:4px}}</style></head>
