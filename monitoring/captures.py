@@ -5,7 +5,8 @@ refused request, in files laid out as ``capture/model=NAME/version=V/dt=YYYY-MM-
 gzip-compressed; the stand-in's folder and moto write plain lines). Records are selected by their own fields
 (model, version, time), so any layout is read correctly; the ``model=``/``version=``/``dt=`` folders only let
 whole files and folders be skipped unread. A line that is not a capture record is counted, never silently dropped;
-a folder or file the window needs that cannot be read stops the job.
+a folder or file the window needs that cannot be read stops the job, and so do files of which not one line is a
+capture record.
 S3 is read with boto3's default credentials (``AWS_PROFILE``, an OIDC role, ``AWS_ENDPOINT_URL``...).
 """
 
@@ -39,6 +40,7 @@ class Captured:
     refusals: list[dict[str, Any]] = field(default_factory=list)
     files: int = 0
     bad_lines: int = 0
+    records: int = 0  # lines that are capture records, in the window or not
     damaged_files: int = 0  # cut off or corrupt part-way: the records after the damage are lost
     first_damaged: str | None = None  # the first of them, to name: a byte changed on disk or in transit
     # Firehose delivers at least once: a retried delivery writes the same records again, in another object.
@@ -203,6 +205,11 @@ def read_captures(source: str | Path, *, window: Window, model: str | None = Non
                 continue
             if line.strip():
                 _keep(captured, line, window=window, model=model, version=version)
+    if captured.bad_lines and not captured.records:
+        # Another format (Firehose converting to Parquet, a capture_format 2) read as "not enough data", exit 0,
+        # every day: a scheduled job stayed green while it judged nothing.
+        raise UserError(f"not one of the {captured.bad_lines} line(s) read from {captured.files} file(s) at {source} "
+                        f"is a capture record of format {contract.CAPTURE_FORMAT} (another format, or not captures?)")
     return captured
 
 
@@ -232,6 +239,7 @@ def _keep(captured: Captured, line: str, *, window: Window, model: str | None, v
             or not is_capture_time(record.get("time")):
         captured.bad_lines += 1
         return
+    captured.records += 1
     if not window.contains(record["time"]):
         return
     kind = record.get("kind")

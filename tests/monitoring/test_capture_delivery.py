@@ -62,3 +62,20 @@ def test_an_s3_object_that_cannot_be_read_is_named_in_the_one_line_error(
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert f"reading s3://artifacts/{folder}/stream-1-b.gz: " in err and "InvalidObjectState" in err, err
+
+
+def test_files_of_which_no_line_is_a_capture_record_are_exit_2_not_not_enough_data(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a day of captures in a format this job does not read (a newer capture_format)
+    lines = b"".join(contract.capture_line(c | {"capture_format": 2}) for c in capture_window(live.iloc[:600]))
+    partition = tmp_path / "bucket" / PARTITION
+    partition.mkdir(parents=True)
+    (partition / "stream-1-a").write_bytes(lines)
+    # When drift reads the window
+    code = run(params_file, str(tmp_path / "bucket"), model_tarball, tmp_path / "r")
+    # Then it cannot tell, and says so in one line, rather than "not enough data" with exit 0 every day
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "not one of the 600 line(s) read from 1 file(s)" in err and "capture record of format 1" in err, err
+    assert not (tmp_path / "r").exists()
