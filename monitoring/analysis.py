@@ -25,11 +25,17 @@ NOT_CAPTURED = "not captured"  # a feature's status when no record of the window
 ABSENT = object()
 
 
+def _reaches(value: float, threshold: float) -> bool:
+    """A data-quality share reaching its threshold; a threshold of 0 means "any at all", not "always": 0% of values
+    out of range reached 0 and raised an alarm on every feature of every window."""
+    return value > 0 and value >= threshold
+
+
 def _alarms(result: Mapping[str, Any], t: DriftThresholds) -> tuple[list[str], list[str]]:
     """(drift reasons, data-quality reasons) of one compared column."""
     drift, quality = [], []
     missing = result["missing_rate"]
-    if missing["live"] - missing["reference"] >= t.missing_rate_change:
+    if _reaches(missing["live"] - missing["reference"], t.missing_rate_change):
         quality.append(f"missing rate {missing['reference']:.1%} → {missing['live']:.1%}")
     if result["present"] < t.min_sample:
         # Shares of a few values are noise: 10 numbers fill at most 10 of a reference's bins, a PSI of 1+.
@@ -40,7 +46,7 @@ def _alarms(result: Mapping[str, Any], t: DriftThresholds) -> tuple[list[str], l
         drift.append(f"Wasserstein {result['wasserstein']:.3f} SD ≥ {t.wasserstein}")
     if result.get("jensen_shannon") is not None and result["jensen_shannon"] >= t.jensen_shannon:
         drift.append(f"Jensen-Shannon {result['jensen_shannon']:.3f} ≥ {t.jensen_shannon}")
-    if result.get("out_of_range_share") is not None and result["out_of_range_share"] >= t.out_of_range_share:
+    if result.get("out_of_range_share") is not None and _reaches(result["out_of_range_share"], t.out_of_range_share):
         quality.append(f"{result['out_of_range_share']:.1%} of values outside the training range")
     return drift, quality
 
@@ -71,7 +77,7 @@ def analyse(profile: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]]
         features[name] = _judged(compare(reference, values), t, enough, alarms, name)
     prediction = _judged(stats.compare_numeric(profile[PREDICTION], [r.get("prediction") for r in predictions]),
                          t, enough, alarms, PREDICTION)
-    refused_alarm = requests >= t.min_sample and refused_share >= t.refused_share
+    refused_alarm = requests >= t.min_sample and _reaches(refused_share, t.refused_share)
     if refused_alarm:
         alarms.append(f"{refused_share:.1%} of {requests} requests refused (≥ {t.refused_share:.0%})")
     verdict = DRIFT if alarms else NO_DRIFT if enough else NOT_ENOUGH

@@ -111,6 +111,29 @@ def test_a_feature_present_in_a_few_records_is_not_judged_on_them(profile: dict,
     assert summary["alarms"] == [] and summary["verdict"] == "no drift", summary["alarms"]
 
 
+def test_quality_thresholds_of_zero_alarm_on_any_rise_not_on_none(profile: dict, live: pd.DataFrame) -> None:
+    # Given params.yaml asking for an alarm on any value out of range, any rise of a missing rate, any refusal
+    strict = THRESHOLDS.model_copy(update={"out_of_range_share": 0.0, "missing_rate_change": 0.0,
+                                           "refused_share": 0.0})
+    import numpy as np
+
+    from experiments.generate import ground_truth
+
+    window = live.iloc[:WINDOW].copy()
+    for name, f in profile["features"].items():  # every value present and inside the training range
+        column = window[name]
+        window[name] = column.clip(f["min"], f["max"]) if "min" in f else column.fillna(next(iter(f["shares"])))
+    low, high = profile["prediction"]["min"], profile["prediction"]["max"]
+    predicted = np.clip(ground_truth(window), low, high)
+    # When a window without any of them is judged, then nothing is called a quality problem
+    summary = analysis.analyse(profile, capture_window(window, predictions=predicted), [], strict)
+    assert summary["alarms"] == [], summary["alarms"]
+    # And one value out of range is
+    window.loc[window.index[0], "Attendance"] = 150
+    summary = analysis.analyse(profile, capture_window(window, predictions=predicted), [], strict)
+    assert summary["alarms"] == ["Attendance: 0.1% of values outside the training range"], summary["alarms"]
+
+
 def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift() -> None:
     assert stats.psi([0.5, 0.5], [0.5, 0.5]) == 0
     assert 0 < stats.psi([0.5, 0.5], [0.6, 0.4]) < stats.psi([0.5, 0.5], [0.8, 0.2])
