@@ -98,6 +98,8 @@ def _local_files(root: Path, wanted) -> Iterator[tuple[str, bytes]]:  # noqa: AN
     Raises:
         UserError: the folder is missing, or a folder or file the window needs cannot be read.
     """
+    if root.exists() and not root.is_dir():  # "not found" sent the user looking for a file that is there
+        raise UserError(f"--capture {root} is a file, not a folder: pass the folder it is in")
     if not root.is_dir():
         raise UserError(f"capture folder {root} not found (run the stand-in, or pass --capture s3://BUCKET/PREFIX)")
     seen: set[tuple[int, int]] = set()

@@ -79,3 +79,15 @@ def test_files_of_which_no_line_is_a_capture_record_are_exit_2_not_not_enough_da
     assert code == 2 and err.count("\n") == 1, err
     assert "not one of the 600 line(s) read from 1 file(s)" in err and "capture record of format 1" in err, err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_capture_file_given_as_the_folder_is_named_as_a_file_not_missing(
+        tmp_path: Path, params_file: Path, model_tarball: Path, live: pd.DataFrame,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given one capture object downloaded from S3 and passed as --capture
+    got = tmp_path / "stream-1-a.gz"
+    got.write_bytes(gzip.compress(b"".join(contract.capture_line(c) for c in capture_window(live.iloc[:10]))))
+    # When drift reads it, then the one-line error says what is wrong with it (it is there: not "not found")
+    assert run(params_file, str(got), model_tarball, tmp_path / "r") == 2
+    err = capsys.readouterr().err
+    assert f"--capture {got} is a file, not a folder" in err and err.count("\n") == 1, err
