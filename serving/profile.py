@@ -198,6 +198,8 @@ class _Summary:
         if not isinstance(bins, dict) or not {"edges", "shares"} <= set(bins):
             raise self.fail("bins", "an object with 'edges' and 'shares'", bins)
         edges = self.numbers("bins.edges", bins["edges"])
+        if not edges:  # present values always give at least one edge; a report labels its bins from them
+            raise self.fail("bins.edges", "at least one edge (present values have a range)", edges)
         if any(a >= b for a, b in zip(edges, edges[1:], strict=False)):
             raise self.fail("bins.edges", "in increasing order", edges)
         shares = self.numbers("bins.shares", bins["shares"], len(edges) + 1)

@@ -147,6 +147,8 @@ def _broken(profile: dict, feature: str, field: str, value: object) -> dict:
     pytest.param("Hours_Studied", "max", 10**400, "'max' must be a finite number", id="max-huge-integer"),
     ("Hours_Studied", "bins", "nonsense", "'bins' must be an object with 'edges' and 'shares'"),
     ("Hours_Studied", "bins.edges", [3.0, 1.0, 2.0], "'bins.edges' must be in increasing order"),
+    pytest.param("Hours_Studied", "bins", {"edges": [], "shares": [1.0]}, "'bins.edges' must be at least one edge",
+                 id="no-edges"),
     ("Hours_Studied", "bins.shares", [0.5, 0.5], "'bins.shares' must be a list of "),
     ("Hours_Studied", "bins.shares", [float("inf")] * 20, "'bins.shares' must be a list of "),
     ("Hours_Studied", "present", "3", "'present' must be a count"),
