@@ -82,8 +82,9 @@ def start(state_dir: Path, port: int, password: str, started: dict) -> None:
     pwfile = root / "pwfile"
     owner_args = as_owner(owner)
     sockets.mkdir()
-    pwfile.write_text(password, encoding="utf-8")
-    pwfile.chmod(0o600)
+    # Made 0600 from the start (not written, then chmod-ed): never readable by others, not even for an instant.
+    with os.fdopen(os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as out:
+        out.write(password)
     if owner:
         for path in (sockets, pwfile):
             os.chown(path, pwd.getpwnam(owner).pw_uid, pwd.getpwnam(owner).pw_gid)
