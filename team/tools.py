@@ -10,7 +10,7 @@ from pathlib import Path
 from core.cli import UserError
 from team import postgres
 
-# moto's server and psycopg come with the `dev` dependency group, which a `uv sync --no-dev` leaves out.
+# moto's server comes with the `dev` dependency group (which `uv sync --no-dev` leaves out), psycopg with `train`.
 PACKAGES = {"psycopg": "psycopg[binary]", "boto3": "boto3", "optuna": "optuna"}
 
 

@@ -164,7 +164,7 @@ def test_an_initdb_that_dies_without_a_word_is_one_line_and_leaves_nothing(tmp_p
 
 
 class _NotInstalled:
-    """A module finder for which psycopg is not installed (as after `uv sync --no-dev`)."""
+    """A module finder for which psycopg is not installed (an environment without the train group)."""
 
     @staticmethod
     def find_spec(name: str, *_args: object) -> None:
@@ -175,7 +175,7 @@ class _NotInstalled:
 @pytest.mark.parametrize("missing", ["moto[server]", "psycopg[binary]"])
 def test_a_missing_package_is_one_line_before_anything_starts(tmp_path: Path, capsys, nothing_starts,
                                                               monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
-    # Given an environment without moto's server or psycopg (both come with the dev group)
+    # Given an environment without moto's server (the dev group) or psycopg (the train group)
     if missing == "moto[server]":
         (tmp_path / "venv" / "bin").mkdir(parents=True)
         monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
