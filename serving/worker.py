@@ -242,7 +242,9 @@ class Worker(SyncWorker):
         body = getattr(req, "body", None)
         # The body must arrive within half the master's hung-worker timeout (gunicorn hands a worker half of
         # --timeout as self.timeout, its heartbeat interval): a 408 then, not a killed worker and a model reload.
-        Deadline.starting_now(client, self.timeout, READ_TIMEOUT_S).guard(getattr(req, "unreader", None))
+        # gunicorn's --timeout 0 turns hung-worker kills off (self.timeout 0): then only each read is bounded.
+        if self.timeout > 0:
+            Deadline.starting_now(client, self.timeout, READ_TIMEOUT_S).guard(getattr(req, "unreader", None))
         if isinstance(getattr(body, "reader", None), LengthReader):
             body.reader = LargeReads(body.reader)
         elif isinstance(getattr(body, "reader", None), ChunkedReader):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shlex
 import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +20,7 @@ from benchmarks import soak
 from serving.predictor import Predictor
 from serving.request_body import STREAMING_BYTES
 from serving.worker import READ_TIMEOUT_S
-from tests.serving.serving_helpers import METADATA, Server, sample_records, start_server
+from tests.serving.serving_helpers import METADATA, SERVE, Server, free_port, sample_records, start_server
 
 MAX_BODY = 6 * 1024 * 1024  # the launcher's default (serving/serve), which the module's server runs with
 POST_HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -313,3 +316,34 @@ def test_heads_ending_in_bare_line_feeds_wait_outside_the_workers(served: Server
             sock.close()
     assert ping.status_code == 200
     assert took < 1.0, f"/ping took {took:.2f}s behind four bare-LF heads (SageMaker allows 2 s)"
+
+
+@pytest.mark.slow
+def test_gunicorn_run_with_hung_worker_kills_off_still_reads_bodies(model_dir: Path, tmp_path: Path) -> None:
+    # gunicorn's own --timeout 0 (not reachable through serve, which wants at least 1) gives the worker a heartbeat
+    # interval of 0: taken as the body's deadline, every body would be a 408
+    port = free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "SM_MODEL_DIR": str(model_dir), "SERVING_HOST": "127.0.0.1", "SAGEMAKER_BIND_TO_PORT": str(port),
+           "SAGEMAKER_GUNICORN_WORKERS": "1", "TMPDIR": str(tmp_path)}
+    dry = subprocess.run([str(SERVE), "serve", "--dry-run"], env=env, capture_output=True, text=True, check=True)
+    tunables, *argv = shlex.split(dry.stdout)
+    argv[argv.index("--timeout") + 1] = "0"
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(argv, env={**env, tunables.split("=", 1)[0]: tunables.split("=", 1)[1]},
+                                   stdout=sink, stderr=subprocess.STDOUT)
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    try:
+        for _ in range(600):
+            try:
+                requests.get(f"{server.url}/ping", timeout=2)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        records = sample_records(rows=20, seed=5)[0]
+        answer = requests.post(f"{server.url}/invocations", json=records, timeout=10)
+    finally:
+        server.stop()
+    assert answer.status_code == 200, (answer.text, server.output()[-1500:])
+    assert len(answer.json()["predictions"]) == 20
