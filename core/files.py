@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -32,15 +33,9 @@ def check_replaceable(path: Path) -> None:
         raise OSError(errno.EINVAL, "not a regular file (it would be replaced, not written to)", str(path))
 
 
-def replace_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to a temp file beside ``path`` (its folder created if missing), sync it, then rename it
-    over ``path`` with ``mode`` (the temp file is its owner's alone until then).
-
-    On any failure (a full disk, a file size limit) the temp file is removed and ``path`` is as it was.
-
-    Raises:
-        OSError: the folder cannot be created or written, ``path`` is not a regular file, or the write failed.
-    """
+def _written_beside(path: Path, data: bytes, mode: int) -> str:
+    """``data`` in a synced temp file beside ``path`` (its folder created if missing), given ``mode`` once written
+    (its owner's alone until then); the temp file's name. On a failure it is removed."""
     check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -50,10 +45,41 @@ def replace_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def replace_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to a temp file beside ``path`` (its folder created if missing), sync it, then rename it
+    over ``path`` with ``mode`` (the temp file is its owner's alone until then).
+
+    On any failure (a full disk, a file size limit) the temp file is removed and ``path`` is as it was.
+
+    Raises:
+        OSError: the folder cannot be created or written, ``path`` is not a regular file, or the write failed.
+    """
+    replace_together([(path, data)], mode=mode)
+
+
+def replace_together(files: Sequence[tuple[Path, bytes]], *, mode: int = 0o644) -> None:
+    """``replace_atomically`` for files that must change together (a table and its ledger): every one is written
+    and synced beside its target before any is renamed over it, so a write that fails (a full disk, a name too
+    long) changes none of them.
+
+    Raises:
+        OSError: as ``replace_atomically``; then none has changed and no temp file is left.
+    """
+    temps: list[str] = []
+    try:
+        for path, data in files:
+            temps.append(_written_beside(path, data, mode))
+        for (path, _), tmp in zip(files, temps, strict=True):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def check_writable_folder(folder: Path) -> None:

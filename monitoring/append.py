@@ -28,8 +28,8 @@ from typing import Any, NamedTuple
 import yaml
 
 from core.cli import UserError
+from core.files import replace_together
 from core.numbers import finite_number
-from monitoring import outputs
 from serving.columns import FLOAT32_MAX
 
 LEDGER_SUFFIX = ".requests.csv"
@@ -271,7 +271,7 @@ def _append(table: Path, target: str, labelled: Sequence[tuple[Mapping[str, Any]
     lines = ledger.read_text(encoding="utf-8") if ledger.is_file() else "request_id,row\n"
     grown = raw + (b"" if raw.endswith(b"\n") else b"\n") + out.getvalue().encode("utf-8")
     try:
-        outputs.replace_together([(table, grown), (ledger, (lines + extra.getvalue()).encode("utf-8"))])
+        replace_together([(table, grown), (ledger, (lines + extra.getvalue()).encode("utf-8"))])
     except OSError as err:
         raise UserError(f"{table}: nothing appended: the table and its ledger could not both be written "
                         f"({err.strerror or err})") from None

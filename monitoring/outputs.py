@@ -1,5 +1,4 @@
-"""Owns putting a job's files into its ``--out`` folder together: this run's whole set, or the last run's left as it was
-(and replacing files that must change together, as a table and its ledger).
+"""Owns putting a job's files into its ``--out`` folder together: this run's whole set, or the last run's left as it was.
 
 A job writes its files into a staging folder inside ``--out`` (the same file system, so a rename moves each one
 at once) and they replace their namesakes only when all of them are written, the summary a workflow reads last.
@@ -58,28 +57,3 @@ def staged(out: Path, *, last: str, stale: Sequence[str] = ()) -> Iterator[Path]
             raise UserError(f"cannot write {destination}: {err.strerror or err}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def replace_together(files: Sequence[tuple[Path, bytes]]) -> None:
-    """Write each file beside its target and sync it, and only then rename them all over their targets, so that
-    they change together (a table and its ledger: written one after the other, a ledger write that failed, on a
-    full disk or interrupted in its fsync, left rows in the table but not in the ledger, appended again next time).
-
-    Raises:
-        OSError: a file could not be written; then none has changed.
-    """
-    temps: list[str] = []
-    try:
-        for path, data in files:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temps.append(tmp)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-        for (path, _), tmp in zip(files, temps, strict=True):
-            os.replace(tmp, path)
-    finally:
-        for tmp in temps:
-            Path(tmp).unlink(missing_ok=True)
