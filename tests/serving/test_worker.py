@@ -71,19 +71,26 @@ def test_what_gunicorn_refuses_is_answered_in_the_api_error_shape(served: Server
     assert set(error) == {"error", "field", "row"} and error["error"]
 
 
-@pytest.mark.slow
-def test_stalled_clients_do_not_hold_the_workers_from_ping(served: Server) -> None:
-    # Twice as many clients as workers send their headers and never their body.
+def _ping_behind(served: Server, sent: bytes, *, settle_s: float = 0.0) -> tuple[requests.Response, float]:
+    """``/ping``'s answer and how long it took, while four clients (twice the workers) have sent ``sent`` and
+    nothing more; ``settle_s`` gives the server time to accept and look at them first."""
     stalled = [_connect(served) for _ in range(4)]
     for sock in stalled:
-        sock.sendall(POST_HEAD + b"Content-Length: 100\r\n\r\n")
+        sock.sendall(sent)
     try:
+        time.sleep(settle_s)
         started = time.monotonic()
         ping = requests.get(f"{served.url}/ping", timeout=5)
-        took = time.monotonic() - started
+        return ping, time.monotonic() - started
     finally:
         for sock in stalled:
             sock.close()
+
+
+@pytest.mark.slow
+def test_stalled_clients_do_not_hold_the_workers_from_ping(served: Server) -> None:
+    # Twice as many clients as workers send their headers and never their body.
+    ping, took = _ping_behind(served, POST_HEAD + b"Content-Length: 100\r\n\r\n")
 
     assert ping.status_code == 200
     assert took < 1.0, f"/ping took {took:.2f}s behind stalled clients (SageMaker allows 2 s)"
@@ -303,17 +310,7 @@ def test_a_body_trickled_in_within_every_read_timeout_gets_a_408_at_the_deadline
 @pytest.mark.slow
 def test_heads_ending_in_bare_line_feeds_wait_outside_the_workers(served: Server) -> None:
     # gunicorn reads a head up to CRLF CRLF; heads ending "\n\n" were dispatched as arrived and held a worker each
-    stalled = [_connect(served) for _ in range(4)]
-    for sock in stalled:
-        sock.sendall(b"GET /ping HTTP/1.1\nHost: x\n\n")
-    try:
-        time.sleep(0.3)  # accepted and looked at
-        started = time.monotonic()
-        ping = requests.get(f"{served.url}/ping", timeout=5)
-        took = time.monotonic() - started
-    finally:
-        for sock in stalled:
-            sock.close()
+    ping, took = _ping_behind(served, b"GET /ping HTTP/1.1\nHost: x\n\n", settle_s=0.3)  # accepted and looked at
     assert ping.status_code == 200
     assert took < 1.0, f"/ping took {took:.2f}s behind four bare-LF heads (SageMaker allows 2 s)"
 

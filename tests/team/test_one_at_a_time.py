@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,29 +65,21 @@ def test_a_second_command_while_up_is_starting_is_one_line(tmp_path: Path, capsy
     assert len(first_up_starting) == 1, "a second PostgreSQL was started"
 
 
-@pytest.mark.slow
-def test_up_stopped_by_sigterm_stops_what_it_started(tmp_path: Path) -> None:
-    # Given `up` part-way through starting the stack (PostgreSQL and moto up, mlflow server starting)
+@contextlib.contextmanager
+def _up_part_way(state_dir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`up` part-way through starting the stack (PostgreSQL and moto up, mlflow server starting), and the mark its
+    processes carry; whatever it left running is killed on the way out."""
     mark = f"TEAM_TEST_UP={uuid.uuid4().hex}"  # inherited by every process `up` starts, and by nothing else
     env = os.environ | {"PYTHONPATH": str(ROOT), mark.split("=")[0]: mark.split("=")[1]}
     env.pop("MLFLOW_TRACKING_URI", None)
-    up = subprocess.Popen([sys.executable, "-m", "team", "up", "--state-dir", str(tmp_path)], cwd=ROOT, env=env,
+    up = subprocess.Popen([sys.executable, "-m", "team", "up", "--state-dir", str(state_dir)], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not (tmp_path / "logs" / "mlflow.log").exists() and up.poll() is None and time.monotonic() < deadline:
+        while not (state_dir / "logs" / "mlflow.log").exists() and up.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert up.poll() is None, f"up ended before the test could stop it: {up.communicate()}"
-        # When it is sent SIGTERM (a `kill`, a CI job's timeout; SIGHUP, a closed terminal, is handled the same)
-        up.send_signal(signal.SIGTERM)
-        _, err = up.communicate(timeout=120)
-        # Then it says so in one line, and nothing it started is left running (nor recorded, to be stopped later)
-        assert up.returncode == 1 and err.count("\n") == 1 and "stopped by SIGTERM" in err, err
-        deadline = time.monotonic() + 15  # a server's forked workers may take a moment after its leader
-        while (left := {pid for pid in _started_by(mark) if _running(pid)}) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not left, f"left running: {left}"
-        assert not (tmp_path / "stack.json").exists()
+        yield up, mark
     finally:
         if up.poll() is None:
             up.kill()
@@ -95,19 +88,32 @@ def test_up_stopped_by_sigterm_stops_what_it_started(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def _left_running(mark: str) -> set[int]:
+    """What `up` started and is still running, after the moment a server's forked workers take after their leader."""
+    deadline = time.monotonic() + 15
+    while (left := {pid for pid in _started_by(mark) if _running(pid)}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@pytest.mark.slow
+def test_up_stopped_by_sigterm_stops_what_it_started(tmp_path: Path) -> None:
+    # Given `up` part-way through starting the stack (PostgreSQL and moto up, mlflow server starting)
+    with _up_part_way(tmp_path) as (up, mark):
+        # When it is sent SIGTERM (a `kill`, a CI job's timeout; SIGHUP, a closed terminal, is handled the same)
+        up.send_signal(signal.SIGTERM)
+        _, err = up.communicate(timeout=120)
+        # Then it says so in one line, and nothing it started is left running (nor recorded, to be stopped later)
+        assert up.returncode == 1 and err.count("\n") == 1 and "stopped by SIGTERM" in err, err
+        left = _left_running(mark)
+        assert not left, f"left running: {left}"
+        assert not (tmp_path / "stack.json").exists()
+
+
 @pytest.mark.slow
 def test_a_second_ctrl_c_while_up_cleans_up_does_not_cut_the_clean_up_short(tmp_path: Path) -> None:
     # Given `up` part-way through starting the stack
-    mark = f"TEAM_TEST_UP={uuid.uuid4().hex}"
-    env = os.environ | {"PYTHONPATH": str(ROOT), mark.split("=")[0]: mark.split("=")[1]}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    up = subprocess.Popen([sys.executable, "-m", "team", "up", "--state-dir", str(tmp_path)], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "logs" / "mlflow.log").exists() and up.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert up.poll() is None, f"up ended before the test could stop it: {up.communicate()}"
+    with _up_part_way(tmp_path) as (up, mark):
         # When Ctrl-C is pressed, and pressed again while it stops what it started (servers take a moment)
         up.send_signal(signal.SIGINT)
         time.sleep(0.3)
@@ -115,13 +121,5 @@ def test_a_second_ctrl_c_while_up_cleans_up_does_not_cut_the_clean_up_short(tmp_
         _, err = up.communicate(timeout=120)
         # Then it still stops everything it started, and says it was aborted in one line
         assert up.returncode == 130 and err.strip().endswith("error: aborted"), err
-        deadline = time.monotonic() + 15
-        while (left := {pid for pid in _started_by(mark) if _running(pid)}) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        left = _left_running(mark)
         assert not left, f"left running: {left}"
-    finally:
-        if up.poll() is None:
-            up.kill()
-        for pid in _started_by(mark):  # only on a regression: what this test's `up` left behind
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
