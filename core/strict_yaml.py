@@ -38,13 +38,26 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 #   as text, so `low: 1e-3` was refused as "not a valid number" while `dvc params diff` showed 0.001;
 # - an integer with a leading zero is decimal: YAML 1.1 read `seed: 042` as octal 34, training silently on a seed
 #   that `dvc params diff` showed as 42; `15:00` is text (YAML 1.1: 900, base 60); 0o17 is octal 15.
-_INT = "tag:yaml.org,2002:int"
+# Booleans too: YAML 1.2 has only true/false (any case DVC reads: true, True, TRUE); YAML 1.1 also read yes/no/on/off,
+# so `log: yes` trained on a log scale that `dvc params diff` showed as the text "yes". As text, a flag refuses it.
+_INT, _FLOAT, _BOOL = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"
 _UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != _INT]
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_INT, _FLOAT, _BOOL)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_UniqueKeyLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+# YAML 1.1's floats less its base-60 ones (`1:30.5` is 90.5 there, text in YAML 1.2), with a sign before a bare
+# fraction (`+.5`), plus exponents without a dot.
 _UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
+    _FLOAT,
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                   |[-+]?\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.VERBOSE),
+    list("-+0123456789."),
+)
+_UniqueKeyLoader.add_implicit_resolver(
+    _FLOAT,
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )

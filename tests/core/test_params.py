@@ -231,3 +231,26 @@ def test_a_time_written_as_minutes_is_text_as_dvc_reads_it_and_refused(tmp_path:
     path.write_text((ROOT / "params.yaml").read_text().replace("timeout_s: 900 ", "timeout_s: 15:00 "))
     with pytest.raises(UserError, match="train.timeout_s: Input should be a valid number"):
         load_params(path)
+
+
+@pytest.mark.parametrize("written", ["yes", "on", "Y"])
+def test_a_yaml_1_1_boolean_is_text_as_dvc_reads_it_and_refused(tmp_path: Path, written: str) -> None:
+    # YAML 1.1 read `log: yes` as true: a log-scale search that `dvc params diff` showed as the text "yes"
+    from dvc.utils.serialize import parse_yaml
+
+    text = (ROOT / "params.yaml").read_text()
+    text = text.replace("reg_lambda: {low: 0.001, high: 10.0, log: true}", f"reg_lambda: {{low: 0.001, high: 10.0, log: {written}}}")
+    assert f"log: {written}}}" in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert parse_yaml(text, str(path))["train"]["search_space"]["gbtree"]["reg_lambda"]["log"] == written
+    with pytest.raises(UserError, match=r"reg_lambda\.log: Input should be a valid boolean"):
+        load_params(path)
+
+
+def test_a_base_60_float_is_text_as_dvc_reads_it_and_refused(tmp_path: Path) -> None:
+    # YAML 1.1 read `timeout_s: 15:00.5` as 900.5 (base 60); DVC reads the text
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text().replace("timeout_s: 900 ", "timeout_s: 15:00.5 "))
+    with pytest.raises(UserError, match="train.timeout_s: Input should be a valid number"):
+        load_params(path)
