@@ -52,7 +52,8 @@ def _alarms(result: Mapping[str, Any], t: DriftThresholds) -> tuple[list[str], l
 
 
 def analyse(profile: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]],
-            refusals: Sequence[Mapping[str, Any]], thresholds: DriftThresholds) -> dict[str, Any]:
+            refusals: Sequence[Mapping[str, Any]], thresholds: DriftThresholds, *,
+            answered: int | None = None) -> dict[str, Any]:
     """The drift summary of one window: per feature and for the prediction, plus the verdict.
 
     Args:
@@ -60,9 +61,14 @@ def analyse(profile: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]]
         predictions: the window's capture records of kind ``prediction`` for that version.
         refusals: the window's refused requests.
         thresholds: params.yaml ``monitor.drift``.
+        answered: the requests every version answered in the window (default: those of ``predictions``). A
+            refusal names no version, so the refused share is of all the window's requests: during a canary,
+            refusals over the canary's requests alone made a 10% canary's share of them look ten times larger.
     """
     t = thresholds
-    requests = len({r.get("request_id") for r in predictions}) + len(refusals)
+    if answered is None:
+        answered = len({r.get("request_id") for r in predictions})
+    requests = answered + len(refusals)
     enough = len(predictions) >= t.min_sample
     refused_share = len(refusals) / requests if requests else 0.0
     features: dict[str, Any] = {}

@@ -167,7 +167,8 @@ def cli(params_file: Path, source: str | None, since: str | None, until: str | N
         return OK
     if profile is None:
         profile = registry.profile(version)
-    summary = analysis.analyse(profile, records, captured.refusals, params.monitor.drift) | context
+    answered = len({r.get("request_id") for r in captured.predictions})
+    summary = analysis.analyse(profile, records, captured.refusals, params.monitor.drift, answered=answered) | context
     check_features_captured(summary, version)
     files = write_outputs(summary, out)
     if registry is not None:

@@ -104,8 +104,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} th{{background:#f
 <body><h1>Drift report: {html.escape(model['name'])} version {html.escape(str(model['version']))}
 <span class="verdict">{verdict}</span></h1>
 <p>Window {html.escape(window['since'] or 'start')} to {html.escape(window['until'] or 'now')}:
-{summary['records']} predicted records in {summary['requests']} requests, {summary['refused_requests']} refused
-({summary['refused_share']:.1%}). Minimum sample {summary['min_sample']} records.</p>
+{summary['records']} predicted records of this version; {summary['requests']} requests to every version,
+{summary['refused_requests']} refused ({summary['refused_share']:.1%}). Minimum sample {summary['min_sample']} records.</p>
 <h2>Alarms</h2><ul>{alarms}</ul>
 <h2>Columns</h2>
 <p>Drift: PSI ≥ {t['psi']}, or Wasserstein ≥ {t['wasserstein']} training SDs (numbers), or Jensen-Shannon

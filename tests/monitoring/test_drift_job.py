@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from monitoring import drift
 from serving import contract
-from tests.monitoring.helpers import DAY, capture_window, shifted_hours, write_capture
+from tests.monitoring.helpers import DAY, capture_window, shifted_hours, tarball_with_profile, write_capture
 
 SINCE, UNTIL = "2025-12-01", "2025-12-02"
 
@@ -253,6 +253,26 @@ def test_refusals_are_counted_though_they_name_no_model(tmp_path: Path, params_f
                "--no-tracking") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["refused_requests"] == 3 and summary["requests"] == 53
+
+
+def test_a_canarys_refused_share_is_of_every_versions_requests(tmp_path: Path, params_file: Path, profile: dict,
+                                                                live: pd.DataFrame) -> None:
+    # Given a canary: version 4 answers 500 requests, version 3 the other 1,500, and 60 requests were refused
+    # before any version answered (a refusal names no version)
+    refusals = [contract.refusal_record(request_id=f"bad-{i}", status=400, error="unknown category", records=1,
+                                        now=DAY + i) for i in range(60)]
+    captures = (capture_window(live.iloc[:1500], version="3", per_request=1)
+                + capture_window(live.iloc[1500:2000], version="4", per_request=1) + refusals)
+    folder = write_capture(tmp_path / "bucket", captures)
+    out = tmp_path / "r"
+    # When the canary's window is judged
+    assert run(params_file, "--capture", str(folder), "--version", "4", "--profile",
+               str(tarball_with_profile(tmp_path / "v4", profile, version="4")), "--out", str(out),
+               "--no-tracking") == 0
+    # Then 60 of 2,060 requests were refused (2.9%, under the 5% alarm), not 60 of the canary's 560 (10.7%)
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["records"], summary["requests"], summary["refused_requests"]) == (500, 2060, 60), summary
+    assert summary["refused_share"] == pytest.approx(60 / 2060) and summary["alarms"] == [], summary["alarms"]
 
 
 def _partition(root: Path) -> Path:
