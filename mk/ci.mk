@@ -34,12 +34,24 @@ SUMMARY := "$${GITHUB_STEP_SUMMARY:-/dev/stdout}"
 export PROMOTE_VERSION PROMOTE_FORCE PROMOTE_REASON BASE_REF
 
 .PHONY: workflow-check metrics-diff job-summary smoke ci-promote ci-synth release-preflight \
-	data-from-remote release-gate release-export release-promote verify-release release-restore
+	data-from-remote release-gate release-export release-promote verify-release release-restore main-only
 
 workflow-check: | $(PY) ## validate .github offline: the workflow and Dependabot schemas, then zizmor (medium+ fails)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 	$(VENV)/bin/zizmor --offline --no-progress --min-severity medium .github/workflows
+
+# train-deploy and drift act from main only (the roles trust main's environments or main itself); a dispatch from
+# another branch skips their jobs, and a run whose every job was skipped shows green. This is the first job's one
+# step there, so such a run fails in red with one line. GITHUB_REF is the runner's own variable (github.ref),
+# never pasted into a workflow expression; only the characters a ref may hold are echoed back.
+main-only: ## CI: fail in one line unless GITHUB_REF is refs/heads/main (a run dispatched from another branch)
+	@if [ "$${GITHUB_REF:-}" = refs/heads/main ]; then echo "main-only: running from main"; exit 0; fi; \
+	ref="$$(printf '%s' "$${GITHUB_REF:-}" | tr -cd 'A-Za-z0-9._/-')"; \
+	where="'$$ref'"; [ -n "$$ref" ] || where="an unset GITHUB_REF"; \
+	echo "::error::this workflow runs from main only; this run came from $$where" \
+		"and did nothing: run it again from main"; \
+	exit 1
 
 # `git diff BASE` (not BASE...HEAD) also counts uncommitted changes locally; in a pull request's merge
 # checkout it is exactly the change under review.

@@ -20,8 +20,7 @@ def workflow() -> dict[str, Any]:
 
 
 def _job(workflow: dict[str, Any]) -> dict[str, Any]:
-    (job,) = workflow["jobs"].values()
-    return job
+    return workflow["jobs"]["drift"]
 
 
 def _key(step: dict[str, Any]) -> str:
