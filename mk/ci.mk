@@ -10,8 +10,9 @@
 # `stand-in-deploy` (the local chain) in the tests and for a local rehearsal.
 #
 # Variables: DVC_REMOTE (the DVC remote `make data` pulls from; CI sets the S3 one), BASE_REF (metrics-diff's
-# base revision), PROMOTE_VERSION / PROMOTE_FORCE / PROMOTE_REASON (release-gate, ci-promote), CDK_OUTPUTS (the
-# deploy's outputs file), SMOKE_URL / SMOKE_ARGS / SMOKE_API_KEY (smoke, verify-release), RELEASE_DIR.
+# base revision), PROMOTE_VERSION / PROMOTE_FORCE / PROMOTE_REASON (release-gate, ci-promote), RELEASE_REFUSE_OLDER
+# (release-gate), CDK_OUTPUTS (the deploy's outputs file), SMOKE_URL / SMOKE_ARGS / SMOKE_API_KEY (smoke,
+# verify-release), RELEASE_DIR.
 WORKFLOWS = $(wildcard .github/workflows/*.yml)
 RELEASE_DIR ?= dist/release
 CANDIDATE_FILE = $(RELEASE_DIR)/candidate
@@ -31,7 +32,7 @@ METRICS_PATHS := metrics.json dvc.lock data.dvc params.yaml dvc.yaml core experi
 	serving/layout.py serving/predictor.py serving/profile.py serving/xgb_capi.py
 SUMMARY := "$${GITHUB_STEP_SUMMARY:-/dev/stdout}"
 # Read by the recipes as shell variables, never pasted into them: their values come from workflow inputs.
-export PROMOTE_VERSION PROMOTE_FORCE PROMOTE_REASON BASE_REF
+export PROMOTE_VERSION PROMOTE_FORCE PROMOTE_REASON RELEASE_REFUSE_OLDER BASE_REF
 
 .PHONY: workflow-check metrics-diff job-summary smoke ci-promote ci-synth release-preflight \
 	data-from-remote release-gate release-export release-promote verify-release release-restore main-only
@@ -103,9 +104,15 @@ ci-promote: ## make promote from PROMOTE_VERSION / PROMOTE_FORCE=true; a refusal
 ci-synth: placeholder-model | $(PY) ## make synth with a placeholder model file (for CI, where no model has been exported)
 	$(MAKE) --no-print-directory synth MODEL_TAR=$(PLACEHOLDER_TAR)
 
+# RELEASE_REFUSE_OLDER=true (the prod job, unless the dispatch named a version) refuses a candidate numbered below
+# production's version. Two runs waiting for prod's approval may be approved in either order; their concurrency
+# group runs one prod job at a time and drops none, but does not order them by candidate, so the run approved last
+# would deploy its older candidate over the newer one. Checked inside the job, after the group let it start.
 release-gate: ## the gate as a dry run on PROMOTE_VERSION (or the best for the data): writes the candidate, moves nothing
 	@args=""; \
 	$(CHECK_PROMOTE_INPUTS); \
+	case "$${RELEASE_REFUSE_OLDER:-false}" in true) args="$$args --refuse-older";; false|'') ;; \
+		*) echo "error: RELEASE_REFUSE_OLDER must be true or false, got '$$RELEASE_REFUSE_OLDER'" >&2; exit 2;; esac; \
 	err="$$(mktemp)"; trap 'rm -f "$$err"' EXIT; \
 	if $(PY) -m registry.release $$args --out $(CANDIDATE_FILE) 2>"$$err"; then \
 		cat "$$err" >&2; echo "candidate=$$(cat $(CANDIDATE_FILE))" >> "$${GITHUB_OUTPUT:-/dev/null}"; exit 0; fi; \

@@ -10,6 +10,9 @@ command could have written (one version number) is ever removed or replaced: ``-
 before anything runs, never deleted.
 
 ``--force`` skips the gate and needs ``--version``: a forced release names the version someone vouches for.
+``--refuse-older`` refuses a candidate numbered below production's version: two release runs waiting for the
+prod approval can be approved in either order, and the one approved last must not put an older model back.
+A rollback names its version and leaves the flag off (the workflow sets it only when no version was asked for).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import stat
 from pathlib import Path
 
 import click
+from mlflow.entities.model_registry import ModelVersion
 
 from core import tracking
 from core.cli import MODEL_VERSION, OutputFile, UserError, run_cli
@@ -29,20 +33,35 @@ from registry import promote
 from registry.versions import open_registry
 
 
-def gate(params_file: Path, version: int | None, *, force: bool) -> str:
+def gate(params_file: Path, version: int | None, *, force: bool, refuse_older: bool = False) -> str:
     """Run the gate as a dry run for ``version`` (or the best version for the data); return the candidate's number.
 
     Raises:
-        UserError: no candidate, the gate refuses it, or ``force`` without ``version``.
+        UserError: no candidate, the gate refuses it, ``force`` without ``version``, or with ``refuse_older`` a
+            candidate older than production's version.
     """
     if force and version is None:
         raise UserError("--force needs --version: a forced release names the version it vouches for")
     params = load_params(params_file)
     registry = open_registry(params)
     candidate = promote.pick_candidate(registry, version, dvc_data_hash(params.data.path))
+    if refuse_older:
+        check_not_older(int(candidate.version), registry.by_alias(params.registry.alias), params.registry.alias)
     promote.promote(params, registry, int(candidate.version), force=force, dry_run=True, reason=None,
                     export=False)
     return str(candidate.version)
+
+
+def check_not_older(candidate: int, current: ModelVersion | None, alias: str) -> None:
+    """Refuse ``candidate`` when ``current`` (the version holding ``alias``) is newer: registry numbers only grow.
+
+    Raises:
+        UserError: ``candidate`` is numbered below ``current``.
+    """
+    if current is not None and candidate < int(current.version):
+        raise UserError(f"version {candidate} is older than @{alias} version {current.version}: a release approved "
+                        f"after a newer one never puts an older model back (to roll back, release version "
+                        f"{candidate} by its number)")
 
 
 # What this command writes: a version number and a newline (a few bytes; more is someone else's file).
@@ -75,9 +94,11 @@ def holds_candidate(out: Path) -> bool:
 @click.option("--version", "version", type=MODEL_VERSION, default=None,
               help="The version to release (default: the best version trained on the current data).")
 @click.option("--force", is_flag=True, help="Skip the gate (needs --version).")
+@click.option("--refuse-older", is_flag=True,
+              help="Refuse a candidate numbered below production's version (a release approved after a newer one).")
 @click.option("--out", type=OutputFile(), required=True,
               help="Where to write the accepted candidate's version number.")
-def cli(params_file: Path, version: int | None, force: bool, out: Path) -> None:
+def cli(params_file: Path, version: int | None, force: bool, refuse_older: bool, out: Path) -> None:
     tracking.quiet_mlflow()
     try:
         if holds_candidate(out):
@@ -85,7 +106,7 @@ def cli(params_file: Path, version: int | None, force: bool, out: Path) -> None:
         check_writable_file(out)  # before the gate: a name too long, a read-only folder fail with nothing done
     except OSError as err:  # no permission on the folder
         raise UserError(f"cannot write {out}: {err.strerror or err}") from None
-    candidate = gate(params_file, version, force=force)
+    candidate = gate(params_file, version, force=force, refuse_older=refuse_older)
     try:
         replace_atomically(out, f"{candidate}\n".encode())
     except OSError as err:

@@ -129,3 +129,34 @@ def test_an_out_path_the_candidate_file_cannot_be_written_to_is_refused_before_t
         captured.err.count("\n") == 1, captured.err
     assert captured.out == "", "the gate did not run"
     assert list(tmp_path.iterdir()) == [] and store.snapshot() == before
+
+
+def test_refuse_older_refuses_a_candidate_numbered_below_production(store, tmp_path: Path, capsys) -> None:
+    # Given production on the newer good version, and a release run whose candidate is the older one
+    older, newer = sorted(store.good, key=int)
+    assert promote.main(store.args("--version", newer, "--force", "--no-export")) == 0
+    out = tmp_path / "candidate"
+    out.write_text("1\n")
+    before = store.snapshot()
+    # When its gate runs as the prod job's does for a trained candidate
+    code = release.main(store.args("--version", older, "--refuse-older", "--out", str(out)))
+    # Then it is refused in one line naming both versions, and no later step can ship it
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"error: version {older} is older than @production version {newer}: ") and \
+        err.count("\n") == 1, err
+    assert not out.exists()
+    assert store.snapshot() == before
+    # And without the flag (a rollback that names its version) the order check does not apply
+    release.main(store.args("--version", older, "--out", str(out)))
+    assert "is older than" not in capsys.readouterr().err
+
+
+def test_refuse_older_lets_a_newer_candidate_through(store, tmp_path: Path, capsys) -> None:
+    older = min(store.good, key=int)
+    assert int(store.weak) > int(older), "the weak version was registered last"
+    assert promote.main(store.args("--version", older, "--force", "--no-export")) == 0
+    out = tmp_path / "candidate"
+    code = release.main(store.args("--version", store.weak, "--force", "--refuse-older", "--out", str(out)))
+    assert code == 0, capsys.readouterr().err
+    assert out.read_text() == f"{store.weak}\n"

@@ -43,7 +43,8 @@ Make = Callable[..., subprocess.CompletedProcess]
 def run_make(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """``make --no-print-directory ARGS`` with the CI variables cleared unless ``env`` sets them."""
     base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("GITHUB_", "PROMOTE_", "SMOKE_", "DVC_REMOTE", "BASE_REF", "MLFLOW_"))}
+            if not k.startswith(("GITHUB_", "PROMOTE_", "RELEASE_", "SMOKE_", "DVC_REMOTE", "BASE_REF",
+                                                   "MLFLOW_"))}
     return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, env=base | (env or {}),
                           capture_output=True, text=True, timeout=timeout, check=False)
 

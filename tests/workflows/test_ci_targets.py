@@ -160,6 +160,23 @@ def test_ci_promote_refuses_malformed_inputs_before_running_anything(variable: s
     assert "registry.promote" not in result.stdout, "nothing ran"
 
 
+def test_release_gate_passes_refuse_older_only_when_release_refuse_older_is_true(tmp_path: Path) -> None:
+    # The command line is echoed, not run: the prod job's gate sets the variable when no version was asked for
+    for value, flag in (("true", True), ("false", False), ("", False)):
+        result = run_make(ROOT, "release-gate", "PY=echo", f"RELEASE_DIR={tmp_path}",
+                          env={"RELEASE_REFUSE_OLDER": value})
+        assert result.returncode == 0, result.stderr
+        assert ("--refuse-older" in result.stdout.split()) is flag, f"{value!r}: {result.stdout}"
+
+
+def test_release_gate_refuses_a_malformed_release_refuse_older_before_running_anything(tmp_path: Path) -> None:
+    result = run_make(ROOT, "release-gate", "PY=echo", f"RELEASE_DIR={tmp_path}",
+                      env={"RELEASE_REFUSE_OLDER": "yes; echo injected"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: RELEASE_REFUSE_OLDER must be true or false, got 'yes; echo injected'")
+    assert "registry.release" not in result.stdout, "nothing ran"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_ci_promote_puts_the_refusal_reason_in_the_job_summary_and_fails(tmp_path: Path) -> None:

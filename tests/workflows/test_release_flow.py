@@ -210,3 +210,23 @@ def test_force_without_a_version_is_refused_before_anything_runs(repo: Repo) -> 
     done = run_make(repo.path, "release-gate", env=repo.env(PROMOTE_FORCE="true"), timeout=120)
     assert done.returncode != 0
     assert "error: --force needs --version: a forced release names the version it vouches for" in done.stderr
+
+
+def test_the_run_approved_last_never_deploys_its_older_candidate_over_a_newer_release(repo: Repo) -> None:
+    # Given two runs waiting for prod's approval: A trained the best good version, B was dispatched with the newest
+    # registered version (forced), and the reviewer approves B first
+    older, newer = _best(repo), repo.store.weak
+    assert int(older) < int(newer), "the weak version was registered last"
+    run_b = release(repo, PROMOTE_VERSION=newer, PROMOTE_FORCE="true", RELEASE_REFUSE_OLDER="false")
+    assert run_b.failed is None and repo.production() == newer, run_b.log
+    before = (repo.production(), repo.served(), repo.history())
+    # When A is approved afterwards: its gate runs as the prod job's does for a trained candidate
+    run_a = release(repo, PROMOTE_VERSION=older, RELEASE_REFUSE_OLDER="true")
+    # Then it stops at the gate, deploys nothing and moves nothing: the newer release stays in place
+    assert run_a.failed == "release-gate", run_a.log
+    assert f"error: version {older} is older than @production version {newer}" in run_a.log
+    assert (repo.production(), repo.served(), repo.history()) == before
+    assert_registry_follows_what_is_served(repo, run_a)
+    # And a rollback dispatched with that version by name is released as asked
+    rollback = release(repo, PROMOTE_VERSION=older, RELEASE_REFUSE_OLDER="false")
+    assert rollback.failed is None and (repo.production(), repo.served()) == (older, older), rollback.log

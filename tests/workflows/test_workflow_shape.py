@@ -176,6 +176,13 @@ def test_prod_releases_the_candidate_dev_tested(train_deploy: dict) -> None:
         "${{ needs.dev.outputs.candidate || inputs.model_version }}"
 
 
+
+def test_prod_refuses_a_trained_candidate_older_than_production_but_not_a_named_rollback(train_deploy: dict) -> None:
+    # Two runs waiting for prod's approval may be approved in either order; the last must not undo the newer.
+    dev, prod = _job(train_deploy, "dev"), _job(train_deploy, "prod")
+    assert _step(prod, "make release-gate")["env"]["RELEASE_REFUSE_OLDER"] == "${{ inputs.model_version == '' }}"
+    assert "RELEASE_REFUSE_OLDER" not in str(dev) + str(prod.get("env")), "only the prod gate, before the deploy"
+
 def test_aws_credentials_come_from_the_oidc_role_not_stored_keys(train_deploy: dict) -> None:
     for job in _jobs(train_deploy):
         given = _step(job, "aws-actions/configure-aws-credentials")["with"]
