@@ -17,6 +17,9 @@
 ``CaptureReader`` is the role the scheduled drift workflow assumes through GitHub's OIDC provider: list and get
 under ``capture/`` of that bucket, nothing else (plus, when given, the MLflow calls the drift job makes on the
 tracking server, ``DRIFT_MLFLOW_CALLS``, and the server's artifact prefix, to read the profile and log its run).
+It trusts the drift job's GitHub environment (``monitor``): a job in an environment presents the subject
+``repo:OWNER/REPO:environment:NAME``, not its branch, and the environment's deployment-branch rule (``main``)
+and its own secrets are what GitHub checks, as for the deploy role's ``dev`` and ``prod``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import mlflow_calls
-from infra.bootstrap.infrastructure import GITHUB_ISSUER, REPO_PATTERN, parse_artifact_uri
+from infra.bootstrap.infrastructure import (
+    ENVIRONMENT_PATTERN,
+    GITHUB_ISSUER,
+    REPO_PATTERN,
+    parse_artifact_uri,
+)
 from infra.nag import acknowledge
 from serving import contract
 
@@ -162,31 +170,34 @@ def confine(role: iam.Role, bucket: s3.IBucket) -> None:
 
 
 class CaptureReader(Construct):
-    """The role the drift workflow assumes from ``branch`` of ``github_repo``: read ``capture/`` and nothing else.
+    """The role the drift workflow assumes from ``environment`` of ``github_repo``: read ``capture/``, nothing else.
 
     Args:
         provider: the account's GitHub OIDC provider (the bootstrap stack's).
         github_repo: ``OWNER/REPO``.
         bucket_name: the artifact bucket holding the captures.
-        branch: the branch whose (scheduled) workflows may assume the role.
+        environment: the GitHub environment whose jobs may assume the role (the drift job's; limit it to main).
         mlflow_tracking_server_arn: a SageMaker managed MLflow tracking server the job logs its run to.
         mlflow_artifact_uri: that server's artifact store (``s3://BUCKET/PREFIX``): the MLflow client reads the
             version's profile and writes the run's report there itself.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, provider: iam.IOidcProvider, github_repo: str,
-                 bucket_name: str, branch: str = "main", mlflow_tracking_server_arn: str | None = None,
+                 bucket_name: str, environment: str = "monitor", mlflow_tracking_server_arn: str | None = None,
                  mlflow_artifact_uri: str | None = None) -> None:
         super().__init__(scope, construct_id)
         if not REPO_PATTERN.match(github_repo):
             raise ValueError(f"github_repo must be OWNER/REPO, got {github_repo!r}")
+        if not ENVIRONMENT_PATTERN.match(environment):
+            raise ValueError(f"environment must be a GitHub environment name, got {environment!r}")
         self.role = iam.Role(
             self, "Role",
-            description=f"drift monitoring from GitHub Actions, {github_repo}@{branch}: read {PREFIX} only",
+            description=f"drift monitoring from GitHub Actions, {github_repo} environment {environment}: "
+                        f"read {PREFIX} only",
             max_session_duration=Duration.hours(1),
             assumed_by=iam.WebIdentityPrincipal(provider.oidc_provider_arn, conditions={"StringEquals": {
                 f"{GITHUB_ISSUER}:aud": "sts.amazonaws.com",
-                f"{GITHUB_ISSUER}:sub": f"repo:{github_repo}:ref:refs/heads/{branch}"}}),
+                f"{GITHUB_ISSUER}:sub": f"repo:{github_repo}:environment:{environment}"}}),
         )
         bucket_arn = Stack.of(self).format_arn(service="s3", region="", account="", resource=bucket_name)
         self.role.add_to_policy(iam.PolicyStatement(

@@ -194,8 +194,9 @@ def test_the_drift_workflow_s_role_reads_the_capture_prefix_only() -> None:
     roles = {k: r for k, r in template.find_resources("AWS::IAM::Role").items() if "CaptureReader" in k}
     (role,) = roles.values()
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    # The drift job runs in the monitor environment (drift.yml): its token's subject names that, not the branch
     assert trust["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == \
-        f"repo:{REPO}:ref:refs/heads/main"
+        f"repo:{REPO}:environment:monitor"
     (policy,) = [p for p in template.find_resources("AWS::IAM::Policy").values()
                  if "CaptureReader" in json.dumps(p["Properties"]["Roles"])]
     by_action = {json.dumps(s["Action"]): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
@@ -227,6 +228,9 @@ def test_the_reader_may_log_to_the_given_mlflow_server_only_and_is_nag_clean() -
     _nag_clean(app)
     with pytest.raises(ValueError, match="OWNER/REPO"):
         CaptureReader(Stack(App(), "X"), "R", provider=provider, github_repo="nope", bucket_name="b")
+    with pytest.raises(ValueError, match="GitHub environment name"):
+        CaptureReader(Stack(App(), "Y"), "R", provider=provider, github_repo=REPO, bucket_name="b",
+                      environment="monitor:x")
 
 
 def test_the_app_captures_in_both_environments_and_context_switches_it_off(tmp_path: Path) -> None:

@@ -39,6 +39,11 @@ def test_it_runs_daily_and_on_dispatch_from_main_only(workflow: dict) -> None:
     assert _job(workflow)["if"] == "github.ref == 'refs/heads/main'"
 
 
+def test_it_runs_in_the_monitor_environment_the_monitor_role_trusts(workflow: dict) -> None:
+    # infra/capture trusts repo:OWNER/REPO:environment:monitor; its secret is that environment's (zizmor auditor)
+    assert _job(workflow).get("environment") == "monitor"
+
+
 def test_it_holds_an_oidc_token_and_read_access_only(workflow: dict) -> None:
     assert workflow["permissions"] == {}
     assert _job(workflow)["permissions"] == {"id-token": "write", "contents": "read"}
