@@ -33,7 +33,7 @@ from pathlib import Path
 from core import liveness
 from core.cli import UserError
 from team import guard, postgres, tools
-from team.state import BUCKET, STATE_FILE, Endpoints, State, read_state, write_state
+from team.state import BUCKET, Endpoints, State, check_removable, read_state, remove_state, write_state
 
 # The moto server accepts any key pair; only the mlflow server process ever sees these.
 S3_ENV = {"AWS_ACCESS_KEY_ID": "team-local", "AWS_SECRET_ACCESS_KEY": "team-local",
@@ -272,8 +272,8 @@ def down(state_dir: Path, *, force: bool = False) -> list[str] | None:
         None when no stack was running, else one line for each thing left alone (see ``_stop``).
 
     Raises:
-        UserError: a training or worker is connected to the study database (unless ``force``), or another
-            command is starting or stopping the stack.
+        UserError: a training or worker is connected to the study database (unless ``force``), the state file
+            cannot be deleted (said before anything stops), or another command is starting or stopping the stack.
     """
     state_dir = state_dir.resolve()
     if not state_dir.is_dir():
@@ -286,6 +286,7 @@ def down(state_dir: Path, *, force: bool = False) -> list[str] | None:
             raise UserError(f"{sessions} session(s) connected to the stack's study database: a training or worker "
                             f"is running; stop it first, or `down --force` (make team-down FORCE=1) deletes its "
                             f"study and runs")
+        check_removable(state_dir)
         notes = _stop(asdict(state), state_dir)
-        (state_dir / STATE_FILE).unlink()
+        remove_state(state_dir)
     return notes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -110,6 +111,34 @@ def write_state(state_dir: Path, state: State) -> None:
         replace_atomically(path, json.dumps(asdict(state), indent=2).encode("utf-8"), mode=0o600)
     except OSError as err:
         raise UserError(f"cannot write {path} ({err.strerror}); stopped what was started") from None
+
+
+def check_removable(state_dir: Path) -> None:
+    """Check that the state file can be deleted from ``state_dir`` (a file made and deleted there), before ``down``
+    stops anything: a stack stopped whose state cannot be deleted is recorded as running still.
+
+    Raises:
+        UserError: it cannot.
+    """
+    try:
+        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".delete-check-"):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot delete {state_dir / STATE_FILE} ({err.strerror}), so the stack would stay recorded "
+                        f"after stopping; nothing was stopped: make {state_dir} writable, then `down` again") from None
+
+
+def remove_state(state_dir: Path) -> None:
+    """Delete the state file once the stack is stopped.
+
+    Raises:
+        UserError: it cannot be deleted after all (the folder changed since ``check_removable``).
+    """
+    try:
+        (state_dir / STATE_FILE).unlink()
+    except OSError as err:
+        raise UserError(f"the stack was stopped, but {state_dir / STATE_FILE} cannot be deleted ({err.strerror}); "
+                        f"`down` again once it can (the stopped stack is left alone)") from None
 
 
 def endpoints(state_dir: Path) -> Endpoints:
