@@ -14,6 +14,9 @@ trials. Killed mid-trial, it loses only that trial: the heartbeat lets another p
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -41,12 +44,35 @@ def _parent_run(study: optuna.Study, client: MlflowClient, uri: str) -> tuple[st
     return parent_id, parent.info.experiment_id
 
 
+@contextlib.contextmanager
+def _storage_lost(url: str) -> Iterator[None]:
+    """Name in one line a study database that stops answering mid-search (stopped, or deleted by
+    ``team down --force``), instead of Optuna's traceback.
+
+    Optuna re-raises the driver's error as another (``StorageInternalError``, or an ``UnboundLocalError`` from its
+    own clean-up in 4.x), so the whole chain of causes is searched for SQLAlchemy's ``OperationalError``.
+    """
+    try:
+        yield
+    except Exception as err:
+        exc = sys.modules.get("sqlalchemy.exc")  # not imported: the storage is a journal, never a database
+        lost, seen = err, set()
+        while lost is not None and id(lost) not in seen and not (exc and isinstance(lost, exc.OperationalError)):
+            seen.add(id(lost))
+            lost = lost.__cause__ or lost.__context__
+        if lost is None or id(lost) in seen:
+            raise
+        reason = str(getattr(lost, "orig", None) or lost).strip().splitlines()[0]
+        raise UserError(f"Optuna storage {tracking.shown_uri(url)} stopped answering mid-search ({reason}); its "
+                        f"database was stopped or deleted, so this worker's running trial is lost") from None
+
+
 def work(params: Params, *, study_name: str, storage: str | None = None) -> int:
     """Run trials of ``study_name`` until it needs no more; returns how many trials this worker finished.
 
     Raises:
         UserError: the study does not exist, was not created by the train stage, or has other data or
-            settings; the tracking server is unreachable.
+            settings; the tracking server is unreachable; the study's database stops answering mid-search.
     """
     url = search.storage_url(params, storage)
     data = prepare(params)
@@ -66,10 +92,12 @@ def work(params: Params, *, study_name: str, storage: str | None = None) -> int:
 
     finished = []
     progress = search.Progress(params.train.n_trials)
-    budget.run_trials(study, search.make_objective(data.x_train, data.y_train, params), n_trials=params.train.n_trials,
-                      timeout_s=params.train.timeout_s, heartbeat=budget.has_heartbeat(url), wait_for_others=False,
-                      callbacks=[trials.trial_logger(client, experiment_id, parent_id), progress.update,
-                                 lambda _study, trial: finished.append(trial.number)])
+    with _storage_lost(url):
+        budget.run_trials(study, search.make_objective(data.x_train, data.y_train, params),
+                          n_trials=params.train.n_trials, timeout_s=params.train.timeout_s,
+                          heartbeat=budget.has_heartbeat(url), wait_for_others=False,
+                          callbacks=[trials.trial_logger(client, experiment_id, parent_id), progress.update,
+                                     lambda _study, trial: finished.append(trial.number)])
     progress.close()
     return len(finished)
 
