@@ -53,8 +53,9 @@ def as_owner(owner: str | None) -> dict:
     return {"user": owner, "group": pwd.getpwnam(owner).pw_gid} if owner else {}
 
 
-def start(state_dir: Path, port: int, password: str, started: dict) -> None:
-    """initdb a fresh cluster and start it with pg_ctl, noting in ``started`` what to clean up.
+def start(state_dir: Path, port: int, password: str, started: dict, record=lambda started: None) -> None:
+    """initdb a fresh cluster and start it with pg_ctl, noting in ``started`` what to clean up (and passing it to
+    ``record`` once the cluster's folder is made, before anything runs in it).
 
     Args:
         state_dir: an absolute path; the cluster's folder (``pg_data``'s parent) is noted absolute, so that
@@ -79,6 +80,7 @@ def start(state_dir: Path, port: int, password: str, started: dict) -> None:
         (root / MARKER).touch()
     data, sockets, log = root / "data", root / "sockets", root / "postgres.log"
     started["pg_owner"], started["pg_data"] = owner, str(data)
+    record(started)
     pwfile = root / "pwfile"
     owner_args = as_owner(owner)
     sockets.mkdir()

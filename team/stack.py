@@ -16,6 +16,7 @@ refuses root) runs as the ``postgres`` user with its data in a fresh folder unde
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from core import liveness
 from core.cli import UserError
-from team import guard, postgres, tools
+from team import guard, postgres, starting, tools
 from team.state import BUCKET, Endpoints, State, check_removable, read_state, remove_state, write_state
 
 # The moto server accepts any key pair; only the mlflow server process ever sees these.
@@ -76,6 +77,8 @@ def _prepare(state_dir: Path) -> Path:
         gone = state.exited()
         raise UserError(f"a team stack is already running from {state_dir} (`python -m team down` first)" if not gone
                         else f"{state_dir} records a team stack that stopped ({gone}); `python -m team down` clears it")
+    if starting.read(state_dir) is not None:
+        raise UserError(f"an `up` from {state_dir} was killed while starting; `python -m team down` stops it first")
     logs = state_dir / "logs"
     try:
         logs.mkdir(exist_ok=True)
@@ -91,11 +94,10 @@ def _prepare(state_dir: Path) -> Path:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        with contextlib.suppress(PermissionError):  # another user's process: alive
+            os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -176,12 +178,12 @@ def _start(state_dir: Path, mlflow_port: int, timeout_s: float) -> Endpoints:
     password = secrets.token_hex(16)
     started: dict = {}
     try:
-        postgres.start(state_dir, pg_port, password, started)
+        postgres.start(state_dir, pg_port, password, started, functools.partial(starting.record, state_dir))
         postgres.create_databases(pg_port, password)
         _create_optuna_schema(postgres.pg_url(pg_port, password, "optuna"))
-        moto = _spawn([str(tools.moto_server()), "-H", "127.0.0.1", "-p", str(moto_port)],
-                      logs / "moto.log")
+        moto = _spawn([str(tools.moto_server()), "-H", "127.0.0.1", "-p", str(moto_port)], logs / "moto.log")
         started["moto_pid"], started["moto_start"] = moto.pid, liveness.of(moto.pid).start
+        starting.record(state_dir, started)
         _wait_for(lambda: _port_open(moto_port), "moto server", 60, moto, logs / "moto.log")
         s3_endpoint = f"http://127.0.0.1:{moto_port}"
         _create_bucket(s3_endpoint)
@@ -197,6 +199,7 @@ def _start(state_dir: Path, mlflow_port: int, timeout_s: float) -> Endpoints:
                          "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", str(MLFLOW_WORKERS)],
                         logs / "mlflow.log", env=env)
         started["mlflow_pid"], started["mlflow_start"] = server.pid, liveness.of(server.pid).start
+        starting.record(state_dir, started)
         _wait_for(lambda: _health(mlflow_port), "mlflow server", timeout_s, server, logs / "mlflow.log")
         state = State(pg_data=started["pg_data"], pg_port=pg_port, pg_password=password,
                       pg_owner=started["pg_owner"], pg_tmp_root=started.get("pg_tmp_root"),
@@ -206,6 +209,8 @@ def _start(state_dir: Path, mlflow_port: int, timeout_s: float) -> Endpoints:
     except BaseException:
         _stop(started, state_dir)
         raise
+    finally:
+        starting.forget(state_dir)
     return state.endpoints()
 
 
@@ -269,7 +274,7 @@ def down(state_dir: Path, *, force: bool = False) -> list[str] | None:
     """Stop the stack started from ``state_dir`` and delete its database.
 
     Returns:
-        None when no stack was running, else one line for each thing left alone (see ``_stop``).
+        None when no stack was running (nor starting), else one line for each thing left alone (see ``_stop``).
 
     Raises:
         UserError: a training or worker is connected to the study database (unless ``force``), the state file
@@ -280,8 +285,10 @@ def down(state_dir: Path, *, force: bool = False) -> list[str] | None:
         return None
     with guard.exclusive(state_dir):
         state = read_state(state_dir)
-        if state is None:
-            return None
+        if state is None:  # none, or what an `up` killed while starting (SIGKILL) recorded it had started
+            notes = None if (started := starting.read(state_dir)) is None else _stop(started, state_dir)
+            starting.forget(state_dir)
+            return notes
         if not force and (sessions := postgres.study_sessions(state.pg_port, state.pg_password)):
             raise UserError(f"{sessions} session(s) connected to the stack's study database: a training or worker "
                             f"is running; stop it first, or `down --force` (make team-down FORCE=1) deletes its "
@@ -289,4 +296,5 @@ def down(state_dir: Path, *, force: bool = False) -> list[str] | None:
         check_removable(state_dir)
         notes = _stop(asdict(state), state_dir)
         remove_state(state_dir)
+        starting.forget(state_dir)
     return notes
