@@ -174,23 +174,30 @@ def _train(params: Params, *, storage: str | None, name: str | None, log: bool,
     with clock.part(SET_UP):
         died = parent_run.claim(client, parent_id) if parent_id else None
         started = mlflow.start_run(run_id=parent_id) if parent_id else mlflow.start_run(run_name=f"train-{sname}")
-    with started as run:
-        with clock.part(SET_UP):
-            parent_run.own(client, run.info.run_id)
-            if died:
-                closed = trials.close_dead(study, client, experiment_id, run.info.run_id, died)
-                print(f"resuming study {sname} after {died}; closed {closed} trial(s) it left running", flush=True)
-        # Workers read both attributes: which run to log under, and whether their data and settings match.
-        study.set_user_attr(search.DIGEST_ATTR, search.search_digest(params, data.data_hash))
-        study.set_user_attr(search.PARENT_RUN_ATTR, run.info.run_id)
-        if budget.has_heartbeat(url):
-            print(f"study {sname}: more workers can join it with python -m experiments.worker --study {sname}",
-                  flush=True)
-        job = Job(params, data, study, budget.has_heartbeat(url), RunRef(client, experiment_id, run.info.run_id),
-                  baseline_pred)
-        result = _search_and_log(job, clock)
-        with clock.part(parent_run.RUN):
-            mlflow.end_run()
+    try:
+        with started as run:
+            with clock.part(SET_UP):
+                parent_run.own(client, run.info.run_id)
+                if died:
+                    closed = trials.close_dead(study, client, experiment_id, run.info.run_id, died)
+                    print(f"resuming study {sname} after {died}; closed {closed} trial(s) it left running", flush=True)
+            # Workers read both attributes: which run to log under, and whether their data and settings match.
+            study.set_user_attr(search.DIGEST_ATTR, search.search_digest(params, data.data_hash))
+            study.set_user_attr(search.PARENT_RUN_ATTR, run.info.run_id)
+            if budget.has_heartbeat(url):
+                print(f"study {sname}: more workers can join it with python -m experiments.worker --study {sname}",
+                      flush=True)
+            job = Job(params, data, study, budget.has_heartbeat(url), RunRef(client, experiment_id, run.info.run_id),
+                      baseline_pred)
+            result = _search_and_log(job, clock)
+            with clock.part(parent_run.RUN):
+                mlflow.end_run()
+    except mlflow.exceptions.MlflowException as err:
+        # Ending the run FAILED fails too when the store is what failed: name the first failure, not the second.
+        first: BaseException | None = err.__context__
+        while first is not None and not isinstance(first, UserError):
+            first = first.__context__
+        raise first or tracking.store_failed(uri, "the training run", err) from None
     return replace(result, mlflow_parts=dict(clock.parts))
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import optuna
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from core import liveness
+from core import liveness, tracking
 from experiments.budget import OVER_BUDGET_ATTR
 from experiments.search import WORKER_ATTR, from_trial_params
 
@@ -61,7 +62,10 @@ def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> 
 def trial_logger(client: MlflowClient, experiment_id: str, parent_run_id: str):
     """An Optuna callback logging each trial this process finishes as a child run of ``parent_run_id``."""
     def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        log_finished_trial(client, experiment_id, parent_run_id, trial)
+        try:
+            log_finished_trial(client, experiment_id, parent_run_id, trial)
+        except MlflowException as err:  # a store gone or locked mid-search: stop the search, in one line
+            raise tracking.store_failed(client.tracking_uri, f"logging trial {trial.number}", err) from None
     return log
 
 

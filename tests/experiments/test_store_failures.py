@@ -1,0 +1,75 @@
+"""The train stage when its MLflow store fails part-way: one line, nothing half-written, no version left behind."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from experiments import outputs
+from experiments import train as train_module
+from tests.conftest import FAST_TRAIN, write_params
+
+OUTPUTS = ("model", "metrics.json", "plots")
+
+
+def _rows(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db, timeout=30) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@contextmanager
+def _locked_after_first_trial(db: Path) -> Iterator[threading.Event]:
+    """Another process's write lock on the store (a real ``database is locked``), taken once trial 0 is logged."""
+    locked, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        while not done.is_set():
+            try:
+                if _rows(db, "SELECT count(*) FROM runs WHERE name = 'trial-000' AND status = 'FINISHED'")[0][0]:
+                    break
+            except sqlite3.OperationalError:  # the store's tables are not made yet
+                pass
+            time.sleep(0.05)
+        conn = sqlite3.connect(db, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        done.wait()
+        conn.rollback()
+        conn.close()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    try:
+        yield locked
+    finally:
+        done.set()
+        thread.join()
+
+
+@pytest.mark.slow
+def test_a_store_that_fails_while_trials_are_logged_is_one_line_and_writes_nothing(workdir: Path, sample_csv: Path,
+                                                                                   capsys) -> None:
+    # Given a fresh project whose MLflow store another process locks once the first trial is logged
+    params_file = write_params(workdir, sample_csv, train=FAST_TRAIN | {"n_trials": 4})
+    db = workdir / "mlflow.db"
+
+    # When the training runs
+    with _locked_after_first_trial(db) as locked:
+        code = train_module.main(["--params", str(params_file)])
+        assert locked.is_set(), "the lock was never taken: the search ended before trial 0 was logged"
+
+    # Then it fails in one line naming the store and what failed (it was a sqlalchemy traceback) ...
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith(f"error: MLflow tracking store sqlite:///{db}: logging trial ") and "locked" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    # ... no output was written, no staging folder is left and nothing is registered
+    assert not [name for name in OUTPUTS if (workdir / name).exists()]
+    assert not list(workdir.glob(f"{outputs.STAGING_PREFIX}*"))
+    assert _rows(db, "SELECT count(*) FROM model_versions") == [(0,)]
