@@ -234,17 +234,22 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     schema = replace(data.schema, example=example, expected=float(predictor.predict([example])[0]))
     lineage = {"data_hash": data.data_hash, "git_commit": tracking.git_commit(), "study": study.study_name}
     version = "unregistered"
-    with outputs.staged() as out:  # in place only once recorded: never the outputs of a failed training
-        save_model_dir(out.model_dir, booster, schema)
-        Predictor.from_dir(out.model_dir).self_test()
-        # What the monitoring jobs compare live traffic with; it travels with the model (serving/profile.py).
-        write_profile(out.model_dir, build_profile(schema, _profile_columns(data), test_pred))
-        outputs.write_dvc_files(out, study, data.y_test, test_pred, metrics)
-        if ref:
-            outcome = parent_run.Outcome(params=params, data=data, study=study, schema=schema, booster=booster,
-                                         best_params=best_params, rounds=rounds, metrics=metrics,
-                                         test_pred=test_pred, lineage=lineage)
-            version = _record(outcome, out, params, clock)
+    try:
+        with outputs.staged() as out:  # in place only once recorded: never the outputs of a failed training
+            save_model_dir(out.model_dir, booster, schema)
+            Predictor.from_dir(out.model_dir).self_test()
+            # What the monitoring jobs compare live traffic with; it travels with the model (serving/profile.py).
+            write_profile(out.model_dir, build_profile(schema, _profile_columns(data), test_pred))
+            outputs.write_dvc_files(out, study, data.y_test, test_pred, metrics)
+            if ref:
+                outcome = parent_run.Outcome(params=params, data=data, study=study, schema=schema, booster=booster,
+                                             best_params=best_params, rounds=rounds, metrics=metrics,
+                                             test_pred=test_pred, lineage=lineage)
+                version = _record(outcome, out, params, clock)
+    except UserError as err:
+        if ref and version != "unregistered":  # registered, then the outputs could not be put in place
+            raise parent_run.withdraw(ref.client, params.model.name, version, err) from None
+        raise
     return TrainResult(run_id=ref.run_id if ref else None, version=version, study_name=study.study_name,
                        metrics=metrics, best_params=best_params, mlflow_parts=dict(clock.parts))
 

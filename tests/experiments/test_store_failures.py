@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from experiments import outputs
 from experiments import train as train_module
@@ -73,3 +74,28 @@ def test_a_store_that_fails_while_trials_are_logged_is_one_line_and_writes_nothi
     assert not [name for name in OUTPUTS if (workdir / name).exists()]
     assert not list(workdir.glob(f"{outputs.STAGING_PREFIX}*"))
     assert _rows(db, "SELECT count(*) FROM model_versions") == [(0,)]
+
+
+@pytest.mark.slow
+def test_outputs_that_cannot_be_put_in_place_withdraw_the_version_just_registered(workdir: Path, sample_csv: Path,
+                                                                                   capsys) -> None:
+    # Given a project where a file stands where the plots folder goes: the training records and registers its
+    # model, then cannot put its outputs in place
+    params_file = write_params(workdir, sample_csv, train=FAST_TRAIN | {"n_trials": 1})
+    (workdir / "plots").write_text("not a folder")
+
+    # When the training runs
+    code = train_module.main(["--params", str(params_file)])
+
+    # Then it fails in one line saying the outputs could not be put in place and the version was withdrawn ...
+    err = capsys.readouterr().err  # after MLflow's own "Created version '1'" lines
+    assert code == 1, err
+    last = err.splitlines()[-1]
+    assert last.startswith("error: cannot put the stage's outputs in place") and "withdrawn" in last, err
+    assert err.count("error:") == 1 and "Traceback" not in err, err
+    # ... the registry offers no version of a FAILED run (it left version 1 behind), and the run is FAILED
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    assert client.search_model_versions("name = 'student-score'") == []
+    runs = dict(_rows(workdir / "mlflow.db", "SELECT name, status FROM runs"))
+    assert [status for name, status in runs.items() if name.startswith("train-")] == ["FAILED"], runs
+    assert not (workdir / "model").exists() and not (workdir / "metrics.json").exists()
