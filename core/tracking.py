@@ -139,13 +139,13 @@ def shown_uri(uri: str) -> str:
     return uri.replace(f":{password}@", ":***@", 1)
 
 
-
 def store_failed(uri: str, doing: str, err: BaseException) -> UserError:
     """One line naming the store, what it was doing and why it failed: the database's own reason (``database is
     locked``) rather than the SQLAlchemy text MLflow wraps it in, or the first line of the HTTP client's."""
     cause = getattr(err.__cause__, "orig", None) or err
     detail = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
     return UserError(f"MLflow tracking store {shown_uri(uri)}: {doing} failed ({detail})")
+
 
 # Tables every MLflow SQL store has had since the model registry (MLflow 1.2): its migrations' own and the first.
 MLFLOW_TABLES = frozenset({"alembic_version", "experiments", "registered_models"})

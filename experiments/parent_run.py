@@ -178,7 +178,6 @@ def record(outcome: Outcome, *, model_dir: Path, metrics_file: Path,
     return str(registered.version)
 
 
-
 def withdraw(client: MlflowClient, name: str, version: str, why: UserError) -> UserError:
     """Delete version ``version`` of ``name``, just registered by a training that then failed (its outputs could not
     be put in place): the registry never offers a model whose run is FAILED. Returns ``why`` saying what was done."""
@@ -188,6 +187,7 @@ def withdraw(client: MlflowClient, name: str, version: str, why: UserError) -> U
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return UserError(f"{why}; version {version} of {name} could not be withdrawn ({detail}): delete it by hand")
     return UserError(f"{why}; version {version} of {name}, registered just before, withdrawn")
+
 
 class TrainingTable(PandasDataset):
     """A training table as an MLflow dataset input: its digest, size and columns, declared rather than computed.
