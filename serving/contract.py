@@ -11,10 +11,10 @@ stand-in (``infra/local``) and the smoke test (``infra/smoke``). Standard librar
 - Every answer names the model that gave it in ``MODEL_HEADERS``. ``InvokeEndpoint`` passes on none of a
   container's headers but ``CUSTOM_ATTRIBUTES``, so the container sends the same facts there too
   (``model-name=..,model-version=..,data-hash=..``) and the Lambda turns them back into the headers.
-- Capture (monitoring): the Lambda answers with ``REQUEST_ID_HEADER`` and, when capture is on, records one
-  capture record per predicted record and one per refused request (``prediction_records``,
-  ``refusal_record``), sent in the background by ``CaptureSender`` to Firehose or a local folder, laid out
-  as ``capture_partition`` says. The monitoring jobs (``monitoring/``) read exactly these fields.
+- Capture (monitoring): the Lambda answers with ``REQUEST_ID_HEADER`` and, when capture is on, records one capture
+  record per predicted record and one per refused request (``prediction_records``, ``refusal_record``), sent in
+  the background by ``CaptureSender`` to Firehose or a local folder, laid out as ``capture_partition`` says.
+  The monitoring jobs (``monitoring/``) read exactly these fields.
 """
 
 from __future__ import annotations
@@ -181,12 +181,18 @@ def capture_line(record: Mapping[str, Any]) -> bytes:
     return (json.dumps(record, separators=(",", ":"), allow_nan=False, default=str) + "\n").encode("utf-8")
 
 
-def firehose_put(client: Any, stream: str) -> Callable[[list[bytes]], int]:
-    """A sink for ``CaptureSender``: ``PutRecordBatch`` into ``stream`` with the caller's boto3 client; returns the
-    number of lines not accepted (a call that raises loses the whole batch, and the sender counts it)."""
+def firehose_put(client: Any, stream: str, *, attempts: int = 3) -> Callable[[list[bytes]], int]:
+    """A sink for ``CaptureSender``: ``PutRecordBatch`` into ``stream``; returns the lines not accepted. Only entries a
+    put refused (``ErrorCode``) are resent, up to ``attempts`` puts, so none is written twice ("Check FailedPutCount
+    to determine whether there are records that you need to resend", Firehose API reference, "PutRecordBatch")."""
     def put(lines: list[bytes]) -> int:
-        answer = client.put_record_batch(DeliveryStreamName=stream, Records=[{"Data": line} for line in lines])
-        return int(answer.get("FailedPutCount", 0))
+        for attempt in range(attempts):
+            answer = client.put_record_batch(DeliveryStreamName=stream, Records=[{"Data": line} for line in lines])
+            if not answer.get("FailedPutCount"):
+                return 0
+            lines = [line for line, got in zip(lines, answer["RequestResponses"], strict=True) if got.get("ErrorCode")]
+            time.sleep(0.05 * 2**attempt if attempt + 1 < attempts else 0)
+        return len(lines)
     return put
 
 
@@ -218,7 +224,7 @@ class CaptureSender:
         self._put, self._on_error, self._linger_s = put, on_error, linger_s
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()
-        self._failed = self._sent = 0
+        self._failed = self.sent = 0  # sent: lines the sink accepted
         self._carry: bytes | None = None
         self._thread = threading.Thread(target=self._run, name="capture-sender", daemon=True)
         self._thread.start()
@@ -238,11 +244,9 @@ class CaptureSender:
     def flush(self, timeout_s: float) -> bool:
         """Wait until every queued line has been sent or given up on; False if ``timeout_s`` ran out first."""
         deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks:
-            if time.monotonic() >= deadline:
-                return False
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.002)
-        return True
+        return not self._queue.unfinished_tasks
 
     def take_failed(self) -> int:
         """Lines lost since the last call (failed puts, full queue): the handler turns them into a metric."""
@@ -250,14 +254,10 @@ class CaptureSender:
             failed, self._failed = self._failed, 0
         return failed
 
-    @property
-    def sent(self) -> int:
-        return self._sent
-
     def _count(self, *, failed: int = 0, sent: int = 0, reason: str | None = None) -> None:
         with self._lock:
             self._failed += failed
-            self._sent += sent
+            self.sent += sent
         if reason and self._on_error is not None:
             try:
                 self._on_error(reason)

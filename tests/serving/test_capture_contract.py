@@ -168,6 +168,41 @@ def test_the_firehose_sink_puts_records_that_land_in_s3() -> None:
     assert s3.get_object(Bucket="capture", Key=item["Key"])["Body"].read() == b"".join(lines)
 
 
+class _RefusesOnce:
+    """Firehose refusing one record of a put once (moto never does): the others are written, that one is not."""
+
+    def __init__(self, firehose, refuse: int) -> None:
+        self.firehose, self.refuse, self.puts = firehose, refuse, 0
+
+    def put_record_batch(self, *, DeliveryStreamName, Records):  # noqa: N803 - boto3's argument names
+        self.puts += 1
+        if self.puts > 1:
+            return self.firehose.put_record_batch(DeliveryStreamName=DeliveryStreamName, Records=Records)
+        kept = [r for i, r in enumerate(Records) if i != self.refuse]
+        answer = self.firehose.put_record_batch(DeliveryStreamName=DeliveryStreamName, Records=kept)
+        entries = answer["RequestResponses"]
+        entries.insert(self.refuse, {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."})
+        return {**answer, "FailedPutCount": 1, "RequestResponses": entries}
+
+
+@mock_aws
+def test_records_firehose_refused_in_a_put_that_succeeded_are_resent_once() -> None:
+    # Given a stream that refuses the middle record of the first put (FailedPutCount 1, its entry an ErrorCode)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="capture")
+    firehose = boto3.client("firehose", region_name="us-east-1")
+    firehose.create_delivery_stream(DeliveryStreamName="cap", ExtendedS3DestinationConfiguration={
+        "RoleARN": "arn:aws:iam::123456789012:role/x", "BucketARN": "arn:aws:s3:::capture", "Prefix": "capture/"})
+    lines = _lines(3)
+    # When the sink puts three lines
+    lost = contract.firehose_put(_RefusesOnce(firehose, refuse=1), "cap")(lines)
+    # Then none is lost and none is written twice
+    assert lost == 0
+    written = b"".join(s3.get_object(Bucket="capture", Key=o["Key"])["Body"].read()
+                       for o in s3.list_objects_v2(Bucket="capture")["Contents"])
+    assert sorted(written.splitlines(keepends=True)) == sorted(lines), "each line exactly once"
+
+
 def test_lingering_puts_records_submitted_close_together_in_one_batch() -> None:
     batches: list[list[bytes]] = []
     sender = contract.CaptureSender(lambda batch: batches.append(batch) or 0, linger_s=0.3)
