@@ -43,8 +43,10 @@ from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
     ReadTimeoutError,
 )
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 # The wire contract (serving/contract.py; runtime/contract.py links to it and ships in the asset). On Lambda
 # this folder is the import root; the tests and the local stand-in import the handler as a package module.
@@ -209,6 +211,7 @@ def predict() -> Response:
             ContentType="application/json",
             Accept="application/json",
         )
+        body = answer["Body"].read().decode("utf-8")  # read here: a body cut off is the endpoint's failure too
     except ClientError as error:
         failed = _aws_error(error)
         if error.response.get("Error", {}).get("Code") == "ModelError" and 400 <= failed.status_code < 500:
@@ -220,10 +223,12 @@ def predict() -> Response:
     except EndpointConnectionError:
         logger.error("endpoint unreachable")
         return _error(502, "the model endpoint could not be reached")
+    except (HTTPClientError, BotocoreConnectionError) as error:  # closed without an answer, cut off, TLS
+        logger.error("endpoint connection failed", extra={"error": type(error).__name__})
+        return _error(502, "the model endpoint failed to answer")
     latency_ms = (time.perf_counter() - started) * 1000
     headers = contract.headers_from_attributes(answer.get("CustomAttributes"))
     logger.info("predicted", extra={"records": checked, **headers})
-    body = answer["Body"].read().decode("utf-8")
 
     def build(drop: list[str]) -> list[dict[str, Any]]:
         payload = json.loads(app.current_event.decoded_body)
