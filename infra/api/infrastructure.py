@@ -158,7 +158,9 @@ class PredictApi(Construct):
             environment={
                 "ENDPOINT_NAME": endpoint_name,
                 "MAX_RECORDS": str(max_records),
-                "CORS_ALLOW_ORIGIN": origins[0] if len(origins) == 1 else "*",
+                # Each allowed origin, not "*" for several: the preflight lists only these (Powertools echoes an
+                # allowed request Origin and sends no CORS header to others, CORSConfig extra_origins).
+                "CORS_ALLOW_ORIGIN": origins[0], "CORS_EXTRA_ORIGINS": ",".join(origins[1:]),
                 "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 # Capture for monitoring (runtime/capture.py); without a stream the handler captures nothing.
@@ -233,6 +235,7 @@ class PredictApi(Construct):
             self.api.add_gateway_response(
                 f"Cors{response_type.response_type}",
                 type=response_type,
+                # A static header cannot echo one of several origins: "*" on API Gateway's own errors then.
                 response_headers={
                     "Access-Control-Allow-Origin": f"'{origins[0] if len(origins) == 1 else '*'}'"
                 },

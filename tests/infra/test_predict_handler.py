@@ -20,7 +20,7 @@ ORIGIN = "https://example.org"
 
 
 def call(body: Any, *, method: str = "POST", path: str = handler.ROUTE,
-         content_type: str = "application/json") -> dict[str, Any]:
+         content_type: str = "application/json", origin: str = ORIGIN) -> dict[str, Any]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     event = proxy_event(
         method=method,
@@ -28,7 +28,7 @@ def call(body: Any, *, method: str = "POST", path: str = handler.ROUTE,
         query="",
         body=raw,
         source_ip="127.0.0.1",
-        headers={"Content-Type": content_type, "Origin": ORIGIN},
+        headers={"Content-Type": content_type, "Origin": origin},
     )
     result = handler.lambda_handler(event, LambdaContext())
     result["json"] = json.loads(result["body"]) if result.get("body") else None
@@ -264,6 +264,23 @@ def test_an_unknown_route_is_404_with_cors(handler_env: StubRuntime) -> None:
     result = call(RECORD, path="/elsewhere")
     assert result["statusCode"] == 404
     assert_cors(result)
+
+
+def test_several_allowed_origins_each_get_their_own_origin_back_and_no_other_origin_does(
+        handler_env: StubRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the API built with two origins (the construct's environment for cors_origins=[A, B]); with several,
+    # the Lambda answered "*" to every origin while the gateway's preflight allowed only the two
+    both = "https://app.example.org", "https://admin.example.org"
+    monkeypatch.setattr(handler.app, "_cors", handler.cors_config({"CORS_ALLOW_ORIGIN": both[0],
+                                                                   "CORS_EXTRA_ORIGINS": both[1]}))
+    # When each allowed origin and another one post a record
+    for origin in both:
+        result = call(RECORD, origin=origin)
+        # Then an allowed origin gets itself back
+        assert result["statusCode"] == 200 and result["all_headers"].get("Access-Control-Allow-Origin") == origin
+    other = call(RECORD, origin="https://elsewhere.example.com")
+    # And another origin gets its answer with no CORS header, so its browser does not read it
+    assert other["statusCode"] == 200 and "Access-Control-Allow-Origin" not in other["all_headers"], other
 
 
 def test_the_default_client_bounds_end_well_inside_the_gateway_timeout() -> None:

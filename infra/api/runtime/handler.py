@@ -8,7 +8,8 @@ Environment variables (set by ``infra/api/infrastructure.py``):
 - ``ENDPOINT_NAME``: the SageMaker endpoint to invoke (required).
 - ``MAX_RECORDS``: most records one request may carry (default 100).
 - ``MAX_BODY_BYTES``: largest body accepted (default 1 MiB; a serverless endpoint accepts at most 4 MB).
-- ``CORS_ALLOW_ORIGIN``: the origin allowed by CORS (default ``*``).
+- ``CORS_ALLOW_ORIGIN``, ``CORS_EXTRA_ORIGINS``: the origin allowed by CORS (default ``*``) and, comma-separated,
+  any others; a request from one of them gets its own ``Origin`` back, from any other no CORS header.
 - ``SAGEMAKER_RUNTIME_ENDPOINT_URL``: optional ``endpoint_url`` of the sagemaker-runtime client; only the
   local stand-in (``infra/local``) sets it.
 - ``SAGEMAKER_CONNECT_TIMEOUT_S``, ``SAGEMAKER_READ_TIMEOUT_S``, ``SAGEMAKER_MAX_ATTEMPTS``: the client's
@@ -31,6 +32,7 @@ import functools
 import json
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -76,13 +78,16 @@ CAPTURE_FAILED = "CaptureFailed"  # capture records lost (the serving stack's ca
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "StudentScore"))
-app = APIGatewayRestResolver(
-    cors=CORSConfig(
-        allow_origin=os.environ.get("CORS_ALLOW_ORIGIN", "*"),
-        expose_headers=[*contract.MODEL_HEADERS, contract.REQUEST_ID_HEADER],
-        max_age=300,
-    )
-)
+
+
+def cors_config(environ: Mapping[str, str]) -> CORSConfig:
+    """The CORS answer of every response, from ``CORS_ALLOW_ORIGIN`` and ``CORS_EXTRA_ORIGINS``."""
+    extra = [origin for origin in environ.get("CORS_EXTRA_ORIGINS", "").split(",") if origin]
+    return CORSConfig(allow_origin=environ.get("CORS_ALLOW_ORIGIN", "*"), extra_origins=extra or None,
+                      expose_headers=[*contract.MODEL_HEADERS, contract.REQUEST_ID_HEADER], max_age=300)
+
+
+app = APIGatewayRestResolver(cors=cors_config(os.environ))
 
 
 def worst_case_seconds(*, connect_timeout: float, read_timeout: float, max_attempts: int) -> float:
