@@ -29,7 +29,8 @@ from typing import Any
 
 # AWS, "ProductionVariantServerlessConfig" (https://docs.aws.amazon.com/sagemaker/latest/APIReference/
 # API_ProductionVariantServerlessConfig.html): MemorySizeInMB "Valid values are in 1 GB increments: 1024 MB,
-# 2048 MB, 3072 MB, 4096 MB, 5120 MB, or 6144 MB"; MaxConcurrency "Minimum value of 1. Maximum value of 200."
+# 2048 MB, 3072 MB, 4096 MB, 5120 MB, or 6144 MB"; MaxConcurrency "Minimum value of 1. Maximum value of 200.";
+# ProvisionedConcurrency "Should be less than or equal to MaxConcurrency" (1..200 when set; 0 here means unset).
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 SERVERLESS_MAX_CONCURRENCY = 200
 # AWS, "Configure Lambda function memory" (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html):
@@ -39,6 +40,9 @@ LAMBDA_MEMORY_MB = (128, 10240)
 # baking period shorter than that would end before they could.
 ALARM_PERIOD_S = 60
 ROLLBACK_ALARM_WINDOW_S = 3 * ALARM_PERIOD_S
+# canary_wait_s is both SageMaker waits. AWS, "TrafficRoutingConfig" (SageMaker API Reference, .../sagemaker/latest/
+# APIReference/API_TrafficRoutingConfig.html): WaitIntervalInSeconds "Minimum value of 0. Maximum value of 3600", and
+# CanarySize "must be less than or equal to 50%"; "BlueGreenUpdatePolicy": TerminationWaitInSeconds, the same 0..3600.
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,13 @@ VARIANT_NAME = "AllTraffic"
 # What a build of serving/ does not need: caches and local outputs never reach the image context.
 _LOGS = "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>"  # how cdk-nag spells the ARN tokens
 IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", ".pytest_cache", "*.egg-info"]
-# CreateEndpoint's EndpointName pattern.
+# AWS, "CreateEndpoint" (SageMaker API Reference, .../sagemaker/latest/APIReference/API_CreateEndpoint.html):
+# EndpointName "Maximum length of 63", Pattern [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}.
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-# UpdateEndpoint's MaximumExecutionTimeoutInSeconds range.
+# AWS, "BlueGreenUpdatePolicy" (SageMaker API Reference, .../sagemaker/latest/APIReference/
+# API_BlueGreenUpdatePolicy.html): MaximumExecutionTimeoutInSeconds "Minimum value of 600. Maximum value of 28800",
+# and it "should be larger than the total waiting time specified in TerminationWaitInSeconds and
+# WaitIntervalInSeconds" (here 2 * wait_s, each at most 3600: infra/settings.py).
 MIN_EXECUTION_S, MAX_EXECUTION_S = 600, 28800
 
 
