@@ -120,6 +120,8 @@ class PredictApi(Construct):
         super().__init__(scope, construct_id)
         origins = cors_origins or apigw.Cors.ALL_ORIGINS
 
+        # RetentionDays holds only values CloudWatch Logs accepts (PutRetentionPolicy's retentionInDays: 1, 3, 5, 7,
+        # 14, 30, 60, 90, ...); ONE_MONTH is 30 and THREE_MONTHS (access logs) 90.
         self.log_group = logs.LogGroup(
             self, "FunctionLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
         )

@@ -134,6 +134,11 @@ class EndpointAlarms(Construct):
             return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=name, dimensions_map=dimensions,
                                      statistic=statistic, period=PERIOD)
 
+        # Units and statistics as AWS lists them: Invocation4XX/5XXErrors "Units: None Valid statistics: Average, Sum"
+        # (1 per error, so Sum counts them); latencies and ModelSetupTime "Units: Microseconds" (hence * 1000);
+        # ServerlessConcurrentExecutionsUtilization "The number of concurrent executions divided by the maximum
+        # concurrency. Units: None Valid statistics: Average, Max, Min", a 0..1 ratio like the threshold (the two pages
+        # named in this module's docstring).
         specs = {
             "EndpointServerErrors": (metric("Invocation5XXErrors", "Sum"), error_count, 1),
             "EndpointClientErrors": (metric("Invocation4XXErrors", "Sum"), client_error_count, 1),
@@ -161,6 +166,9 @@ class ServiceAlarms(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, function: lambda_.IFunction, stage: apigw.Stage,
                  error_count: int, action: cloudwatch.IAlarmAction) -> None:
         super().__init__(scope, construct_id)
+        # AWS/Lambda Errors and Throttles by FunctionName, AWS/ApiGateway 5XXError by ApiName and Stage (CDK's
+        # metric_errors, metric_throttles, metric_server_error; "Amazon API Gateway dimensions and metrics",
+        # .../apigateway/latest/developerguide/api-gateway-metrics-and-dimensions.html).
         specs = {
             "LambdaErrors": function.metric_errors(period=PERIOD, statistic="Sum"),
             "LambdaThrottles": function.metric_throttles(period=PERIOD, statistic="Sum"),
@@ -188,6 +196,8 @@ class CaptureAlarms(Construct):
         super().__init__(scope, construct_id)
         lost = cloudwatch.Metric(namespace=namespace, metric_name="CaptureFailed", dimensions_map={"service": service},
                                  statistic="Sum", period=PERIOD)
+        # DeliveryToS3.DataFreshness is in seconds (Amazon Data Firehose developer guide, .../firehose/latest/dev/
+        # monitoring-with-cloudwatch-metrics.html), so the threshold is delivery_late in seconds; ThrottledRecords counts.
         specs = {
             "CaptureFailed": (lost, error_count),
             "CaptureThrottled": (stream.metric("ThrottledRecords", statistic="Sum", period=PERIOD), error_count),

@@ -25,8 +25,10 @@ class ArtifactBucket(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         common = {
-            # S3-managed keys: server access logging can only write to SSE-S3 buckets, and DVC/MLflow
-            # clients then need no KMS permissions.
+            # S3-managed keys: server access logging can only write to SSE-S3 buckets (AWS, "Enabling Amazon S3
+            # server access logging", https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-
+            # logging.html: default encryption on the destination bucket only with SSE-S3, "SSE-KMS is not
+            # supported"), and DVC/MLflow clients then need no KMS permissions.
             "encryption": s3.BucketEncryption.S3_MANAGED,
             "enforce_ssl": True,
             "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
