@@ -107,6 +107,8 @@ class ServerlessEndpoint(Construct):
         if not ENDPOINT_NAME.match(endpoint_name):
             raise ValueError(f"endpoint name {endpoint_name!r} is not a valid SageMaker endpoint name "
                              "(letters, digits and hyphens, at most 63)")
+        # AWS, "AutoRollbackConfig" (SageMaker API Reference, .../APIReference/API_AutoRollbackConfig.html): Alarms
+        # "Minimum number of 1 item. Maximum number of 10 items."
         if not 1 <= len(rollback_alarms) <= 10:
             raise ValueError("a deployment takes 1..10 rollback alarms")
         # Built by `cdk deploy` (needs Docker there), only hashed and copied at synth. linux/amd64 because
