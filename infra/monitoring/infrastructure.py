@@ -138,7 +138,10 @@ class EndpointAlarms(Construct):
         # (1 per error, so Sum counts them); latencies and ModelSetupTime "Units: Microseconds" (hence * 1000);
         # ServerlessConcurrentExecutionsUtilization "The number of concurrent executions divided by the maximum
         # concurrency. Units: None Valid statistics: Average, Max, Min", a 0..1 ratio like the threshold (the two pages
-        # named in this module's docstring).
+        # named in this module's docstring). Unverified: p90 on ModelLatency/OverheadLatency. The archived guide lists
+        # "Average, Sum, Min, Max, Sample Count" for both (Percentiles only for ModelSetupTime) and the rollback example
+        # in "Auto-Rollback Configuration and Monitoring" uses Average; if CloudWatch has no p90 for them the alarms
+        # never leave INSUFFICIENT_DATA. A first deploy checks: get-metric-statistics --extended-statistics p90.
         specs = {
             "EndpointServerErrors": (metric("Invocation5XXErrors", "Sum"), error_count, 1),
             "EndpointClientErrors": (metric("Invocation4XXErrors", "Sum"), client_error_count, 1),
