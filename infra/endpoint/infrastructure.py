@@ -152,10 +152,14 @@ class ServerlessEndpoint(Construct):
                 resources=[log_groups, f"{log_groups}:log-stream:*"],
             )
         )
+        # AWS, "CreateModel API: Execution Role Permissions" (https://docs.aws.amazon.com/sagemaker/latest/dg/
+        # sagemaker-roles.html#sagemaker-roles-createmodel-perms) lists cloudwatch:PutMetricData with the logs and ECR
+        # actions, even in its scoped policy; PutMetricData takes no resource scope ("applicable for * resources").
+        self.role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"]))
         acknowledge(
             self.role,
-            "ecr:GetAuthorizationToken has no resource scope; SageMaker names the endpoint's log group and "
-            "streams itself, so they are matched under /aws/sagemaker/Endpoints/.",
+            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource scope; SageMaker names the "
+            "endpoint's log group and streams itself, so they are matched under /aws/sagemaker/Endpoints/.",
             "AwsSolutions-IAM5[Resource::*]",
             f"AwsSolutions-IAM5[Resource::{_LOGS}:log-group:/aws/sagemaker/Endpoints/*]",
             f"AwsSolutions-IAM5[Resource::{_LOGS}:log-group:/aws/sagemaker/Endpoints/*:log-stream:*]",

@@ -471,6 +471,21 @@ def test_the_execution_role_may_describe_the_rollback_alarms_and_no_other(dev: S
         json.dumps({"Fn::GetAtt": [alarm_id, "Arn"]}) for alarm_id in rollback)
 
 
+def test_the_execution_role_has_every_action_aws_lists_for_a_createmodel_role(dev: Synth) -> None:
+    # AWS, "CreateModel API: Execution Role Permissions" (sagemaker/latest/dg/sagemaker-roles.html), scoped form.
+    aws_list = {"cloudwatch:PutMetricData", "logs:CreateLogStream", "logs:PutLogEvents", "logs:CreateLogGroup",
+                "logs:DescribeLogStreams", "ecr:GetAuthorizationToken", "s3:GetObject",
+                "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"}
+    template = dev.templates[SERVING]
+    role_id = next(rid for rid, role in template.find_resources("AWS::IAM::Role").items()
+                   if "sagemaker.amazonaws.com" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"]))
+    allowed = {action for policy in template.find_resources("AWS::IAM::Policy").values()
+               if {"Ref": role_id} in policy["Properties"]["Roles"]
+               for statement in policy["Properties"]["PolicyDocument"]["Statement"] if statement["Effect"] == "Allow"
+               for action in _list(statement["Action"])}
+    assert aws_list <= allowed, f"missing from the SageMaker execution role: {sorted(aws_list - allowed)}"
+
+
 def test_the_api_leaves_the_account_logging_role_to_the_account_stack(dev: Synth) -> None:
     # One AWS::ApiGateway::Account per account and region (AWS's advice), in a stack of its own
     dev.templates[SERVING].resource_count_is("AWS::ApiGateway::Account", 0)
