@@ -41,7 +41,9 @@ POWERTOOLS_PARAMETER = "/aws/service/powertools/python/{arch}/{python}/{version}
 # The handler's client gives up after ~23 s (see runtime/handler.py); API Gateway cuts at 29 s (AWS, "Quotas for
 # configuring and running a REST API in API Gateway", https://docs.aws.amazon.com/apigateway/latest/developerguide/
 # api-gateway-execution-service-limits-table.html: "Integration timeout: 50 milliseconds - 29 seconds for all
-# integration types, including Lambda, Lambda proxy ..."), so the Lambda ends first and answers itself.
+# integration types, including Lambda, Lambda proxy ..."), so the Lambda ends first and answers itself. 29 s is the
+# default; since June 2024 a Regional REST API may ask for more through a quota increase (AWS What's New, "Amazon API
+# Gateway integration timeout limit increase beyond 29 seconds"), which this API does not: LambdaIntegration keeps it.
 LAMBDA_TIMEOUT = Duration.seconds(28)
 # Where the handler's Powertools metrics go: namespace and ``service`` dimension (EMF; the capture alarms watch them).
 METRICS_NAMESPACE = "StudentScore"
