@@ -42,7 +42,7 @@ MEANING = {
                             "expects a different one",
     "ModelLatency": "p90 time inside the container is above the threshold: a slower model; during a canary this "
                     "rolls the deployment back",
-    "OverheadLatency": "p90 time SageMaker adds (cold starts included) is high: consider provisioned concurrency",
+    "OverheadLatency": "average time SageMaker adds (cold starts included) is high: consider provisioned concurrency",
     "ModelSetupTime": "cold starts take longer than the API's budget, so callers get 504: provisioned "
                       "concurrency, more memory, or a smaller image",
     "ConcurrencyUtilization": "concurrent executions near max concurrency, throttling is next: raise "
@@ -118,7 +118,7 @@ class EndpointAlarms(Construct):
         error_count: 5xx answers in one minute that fire the server-error alarm.
         client_error_count: 4xx answers in one minute that fire the client-error alarm.
         model_latency_ms: p90 model latency over three minutes.
-        overhead_latency_ms: p90 overhead latency (SageMaker's own, cold starts included) over three minutes.
+        overhead_latency_ms: average overhead latency (SageMaker's own, cold starts included) over three minutes.
         model_setup_ms: the longest cold start (ModelSetupTime) tolerated.
         concurrency_utilization: the share of max concurrency in use that fires the saturation alarm.
         action: where the alarms notify.
@@ -138,15 +138,15 @@ class EndpointAlarms(Construct):
         # (1 per error, so Sum counts them); latencies and ModelSetupTime "Units: Microseconds" (hence * 1000);
         # ServerlessConcurrentExecutionsUtilization "The number of concurrent executions divided by the maximum
         # concurrency. Units: None Valid statistics: Average, Max, Min", a 0..1 ratio like the threshold (the two pages
-        # named in this module's docstring). Unverified: p90 on ModelLatency/OverheadLatency. The archived guide lists
-        # "Average, Sum, Min, Max, Sample Count" for both (Percentiles only for ModelSetupTime) and the rollback example
-        # in "Auto-Rollback Configuration and Monitoring" uses Average; if CloudWatch has no p90 for them the alarms
-        # never leave INSUFFICIENT_DATA. A first deploy checks: get-metric-statistics --extended-statistics p90.
+        # named in this module's docstring). Statistics as the current page ("Amazon SageMaker AI metrics in Amazon
+        # CloudWatch", .../monitoring-cloudwatch.html) lists them: ModelLatency and ModelSetupTime "..., Sample Count,
+        # Percentiles", so p90; OverheadLatency "Average, Sum, Min, Max, Sample Count" only, so Average (a p90 there
+        # could leave the alarm in INSUFFICIENT_DATA, which counts as not breaching: it would never fire).
         specs = {
             "EndpointServerErrors": (metric("Invocation5XXErrors", "Sum"), error_count, 1),
             "EndpointClientErrors": (metric("Invocation4XXErrors", "Sum"), client_error_count, 1),
             "ModelLatency": (metric("ModelLatency", "p90"), model_latency_ms * 1000, 3),
-            "OverheadLatency": (metric("OverheadLatency", "p90"), overhead_latency_ms * 1000, 3),
+            "OverheadLatency": (metric("OverheadLatency", "Average"), overhead_latency_ms * 1000, 3),
             "ModelSetupTime": (metric("ModelSetupTime", "Maximum"), model_setup_ms * 1000, 1),
             "ConcurrencyUtilization": (metric("ServerlessConcurrentExecutionsUtilization", "Maximum"),
                                        concurrency_utilization, 1),

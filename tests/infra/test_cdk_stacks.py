@@ -350,6 +350,15 @@ def test_a_body_the_validator_refuses_is_told_what_a_body_must_be(dev: Synth) ->
 SERVERLESS_METRICS = {"Invocations", "Invocation4XXErrors", "Invocation5XXErrors", "ModelLatency", "OverheadLatency",
                       "ModelSetupTime", "ServerlessConcurrentExecutionsUtilization"}
 
+PERCENTILES = "Percentiles"
+VALID_STATISTICS = {  # CloudWatch's names for the page's "Valid statistics" ("Max" is Maximum, "Sample Count" SampleCount)
+    "Invocation4XXErrors": {"Average", "Sum"}, "Invocation5XXErrors": {"Average", "Sum"},
+    "ModelLatency": {"Average", "Sum", "Minimum", "Maximum", "SampleCount", PERCENTILES},
+    "OverheadLatency": {"Average", "Sum", "Minimum", "Maximum", "SampleCount"},
+    "ModelSetupTime": {"Average", "Minimum", "Maximum", "SampleCount", PERCENTILES},
+    "ServerlessConcurrentExecutionsUtilization": {"Average", "Maximum", "Minimum"},
+}
+
 
 def test_alarms_watch_only_metrics_a_serverless_endpoint_publishes_and_notify_the_topic(dev: Synth) -> None:
     template = dev.templates[SERVING]
@@ -374,6 +383,13 @@ def test_alarms_watch_only_metrics_a_serverless_endpoint_publishes_and_notify_th
     for alarm in endpoint_alarms:
         assert alarm["Properties"]["Dimensions"] == [{"Name": "EndpointName", "Value": SERVING},
                                                      {"Name": "VariantName", "Value": "AllTraffic"}]
+    # Each statistic one the page lists for its metric ("Amazon SageMaker AI metrics in Amazon CloudWatch"): a p90 on
+    # OverheadLatency, which lists no percentiles, could leave its alarm in INSUFFICIENT_DATA, never firing
+    for alarm in endpoint_alarms:
+        name, props = alarm["Properties"]["MetricName"], alarm["Properties"]
+        statistic = props.get("Statistic") or props.get("ExtendedStatistic")
+        assert statistic in VALID_STATISTICS[name] or (statistic.startswith("p") and PERCENTILES in
+                                                       VALID_STATISTICS[name]), (name, statistic)
     latency = next(a for a in alarms if a["Properties"]["MetricName"] == "ModelLatency")
     assert latency["Properties"]["Threshold"] == 2000 * 1000, "ModelLatency is in microseconds"
     assert all(a["Properties"]["TreatMissingData"] == "notBreaching" for a in alarms)
