@@ -2,7 +2,8 @@
 
 Usage: ``python -m registry.promote [--version N] [--dry-run] [--force] [--reason TEXT] [--no-export]``,
 ``--rollback`` and ``--history``. Without ``--version`` the candidate is the registered version trained on
-the current data (its ``data_hash`` tag equals the DVC hash of data/) with the lowest ``test_rmse``.
+the current data (its ``data_hash`` tag equals the DVC hash of data/) with the lowest ``test_rmse``, of a run
+that is not deleted, FAILED or KILLED.
 
 Only registry aliases move (``registry.alias`` and ``registry.previous_alias`` in params.yaml), never the
 deprecated stages. Everything that can fail (artifacts, scoring) is checked before the first write, so a
@@ -48,19 +49,21 @@ def _test_rmse(mv: ModelVersion) -> float:
     return value if math.isfinite(value) and value >= 0 else math.inf
 
 
-def best_for_data(versions: list[ModelVersion], data_hash: str) -> ModelVersion | None:
-    """The version trained on ``data_hash`` with the lowest logged test RMSE (newest wins a tie)."""
-    matching = [mv for mv in versions if mv.tags.get("data_hash") == data_hash]
-    return min(matching, key=lambda mv: (_test_rmse(mv), -int(mv.version)), default=None)
+def best_for_data(versions: list[ModelVersion], data_hash: str,
+                  usable: Callable[[ModelVersion], bool] = lambda _mv: True) -> ModelVersion | None:
+    """The version trained on ``data_hash`` with the lowest test RMSE (newest wins a tie) that ``usable`` accepts."""
+    matching = sorted((mv for mv in versions if mv.tags.get("data_hash") == data_hash),
+                      key=lambda mv: (_test_rmse(mv), -int(mv.version)))
+    return next((mv for mv in matching if usable(mv)), None)
 
 
 def pick_candidate(registry: Registry, version: int | None, data_hash: str) -> ModelVersion:
     if version is not None:
         return registry.version(version)
-    best = best_for_data(registry.versions(), data_hash)
+    best = best_for_data(registry.versions(), data_hash, registry.from_live_run)
     if best is None:
-        raise UserError(f"no version of '{registry.name}' was trained on the current data ({data_hash}); "
-                        f"train one (dvc repro) or pass --version")
+        raise UserError(f"no version of '{registry.name}' was trained on the current data ({data_hash}) by a run "
+                        f"that is not deleted, FAILED or KILLED; train one (dvc repro) or pass --version")
     return best
 
 

@@ -82,6 +82,25 @@ class Registry:
                 return None
             raise UserError(f"alias '{alias}' of '{self.name}': {err.message.splitlines()[0]}") from None
 
+    def from_live_run(self, mv: ModelVersion) -> bool:
+        """Whether the version's training run exists, is not deleted (how the MLflow UI withdraws a run) and did not
+        end FAILED or KILLED. A RUNNING run counts: a training killed after it registered leaves its run so, and
+        its re-run registers nothing new.
+
+        Raises:
+            UserError: the tracking store fails while the run is read.
+        """
+        if not mv.run_id:
+            return False
+        try:
+            run = self.client.get_run(mv.run_id)
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":  # purged (mlflow gc)
+                return False
+            raise UserError(f"training run {mv.run_id} of version {mv.version}: {err.message.splitlines()[0]}") \
+                from None
+        return run.info.lifecycle_stage == "active" and run.info.status not in ("FAILED", "KILLED")
+
     def versions(self) -> list[ModelVersion]:
         with mlflow_errors(f"listing versions of '{self.name}'"):
             return list(self.client.search_model_versions(f"name='{self.name}'"))
