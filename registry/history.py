@@ -77,6 +77,16 @@ def read(registry: Registry) -> list[dict[str, Any]]:
     return events
 
 
+def rolled_back(events: list[dict[str, Any]]) -> set[str]:
+    """The versions a rollback took production from that no later promotion or rollback moved it back to."""
+    gone: set[str] = set()
+    for event in events:  # oldest first; an event edited by hand lacks the keys and changes nothing
+        gone.discard(str(event.get("to")))
+        if event.get("action") == "rollback" and event.get("from") is not None:
+            gone.add(str(event["from"]))
+    return gone
+
+
 def append(registry: Registry, event: dict[str, Any]) -> str:
     """Record one event under the next free sequence number; returns the tag key."""
     numbers = [e["#"] for e in read(registry)]

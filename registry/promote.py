@@ -2,8 +2,8 @@
 
 Usage: ``python -m registry.promote [--version N] [--dry-run] [--force] [--reason TEXT] [--no-export]``,
 ``--rollback`` and ``--history``. Without ``--version`` the candidate is the registered version trained on
-the current data (its ``data_hash`` tag equals the DVC hash of data/) with the lowest ``test_rmse``, of a run
-that is not deleted, FAILED or KILLED.
+the current data (its ``data_hash`` tag equals the DVC hash of data/) with the lowest ``test_rmse``, save a
+version a rollback took production from or whose run is withdrawn (``registry.candidate``).
 
 Only registry aliases move (``registry.alias`` and ``registry.previous_alias`` in params.yaml), never the
 deprecated stages. Everything that can fail (artifacts, scoring) is checked before the first write, so a
@@ -18,7 +18,6 @@ A change holds the promotion lock and writes its plan on it before the first ali
 
 from __future__ import annotations
 
-import math
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -34,37 +33,11 @@ from core.cli import MODEL_VERSION, UserError, run_cli
 from core.lineage import dvc_data_hash
 from core.params import Params, load_params, params_option
 from registry import gate, history, recovery
+from registry.candidate import pick_candidate
 from registry.export import check_destination, exported_version, pack_stamped, stamp
 from registry.lock import promotion_lock
 from registry.versions import Registry, fetch_model, mlflow_errors, open_registry, same_version
 from serving.bundle import sha256
-
-
-def _test_rmse(mv: ModelVersion) -> float:
-    """The version's logged test RMSE; infinity (the worst) when absent, not a number, NaN or negative."""
-    try:
-        value = float(mv.tags.get("test_rmse", "inf"))
-    except ValueError:
-        return math.inf
-    return value if math.isfinite(value) and value >= 0 else math.inf
-
-
-def best_for_data(versions: list[ModelVersion], data_hash: str,
-                  usable: Callable[[ModelVersion], bool] = lambda _mv: True) -> ModelVersion | None:
-    """The version trained on ``data_hash`` with the lowest test RMSE (newest wins a tie) that ``usable`` accepts."""
-    matching = sorted((mv for mv in versions if mv.tags.get("data_hash") == data_hash),
-                      key=lambda mv: (_test_rmse(mv), -int(mv.version)))
-    return next((mv for mv in matching if usable(mv)), None)
-
-
-def pick_candidate(registry: Registry, version: int | None, data_hash: str) -> ModelVersion:
-    if version is not None:
-        return registry.version(version)
-    best = best_for_data(registry.versions(), data_hash, registry.from_live_run)
-    if best is None:
-        raise UserError(f"no version of '{registry.name}' was trained on the current data ({data_hash}) by a run "
-                        f"that is not deleted, FAILED or KILLED; train one (dvc repro) or pass --version")
-    return best
 
 
 def _fmt(value: float | None) -> str:

@@ -1,7 +1,7 @@
 """Owns which version a release ships: the promotion gate run as a dry run, before anything is deployed.
 
 Usage: ``python -m registry.release [--version N] [--force] --out FILE``. The candidate is ``--version`` or,
-without it, the version trained on the current data with the lowest test RMSE (``registry.promote``'s rule).
+without it, the version trained on the current data with the lowest test RMSE (``registry.candidate``'s rule).
 It is scored against production exactly as ``registry.promote`` would, nothing in the registry changes, and
 on acceptance its number is written to ``FILE`` (one line) for the release's later steps: export, deploy,
 smoke test, and only then ``registry.promote --version N`` moves the alias. A refusal is one ``error:`` line
@@ -30,6 +30,7 @@ from core.files import check_writable_file, replace_atomically
 from core.lineage import dvc_data_hash
 from core.params import load_params, params_option
 from registry import promote
+from registry.candidate import pick_candidate
 from registry.versions import open_registry
 
 
@@ -44,7 +45,7 @@ def gate(params_file: Path, version: int | None, *, force: bool, refuse_older: b
         raise UserError("--force needs --version: a forced release names the version it vouches for")
     params = load_params(params_file)
     registry = open_registry(params)
-    candidate = promote.pick_candidate(registry, version, dvc_data_hash(params.data.path))
+    candidate = pick_candidate(registry, version, dvc_data_hash(params.data.path))
     if refuse_older:
         check_not_older(int(candidate.version), registry.by_alias(params.registry.alias), params.registry.alias)
     promote.promote(params, registry, int(candidate.version), force=force, dry_run=True, reason=None,

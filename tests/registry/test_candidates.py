@@ -55,3 +55,23 @@ def test_a_version_whose_run_was_deleted_or_did_not_finish_is_never_the_default_
         assert f"version {_best_good(store)} " in capsys.readouterr().out
     finally:
         store.client().delete_model_version(store.name, version)  # the session's store is shared
+
+
+def test_a_version_a_rollback_took_production_from_is_not_released_again_unasked(store, tmp_path: Path,
+                                                                                  capsys) -> None:
+    # Given the best version for the data promoted, then rolled back (an emergency: it misbehaved in production)
+    other = next(v for v in store.good if v != _best_good(store))
+    for version in (other, _best_good(store)):
+        assert promote.main(store.args("--version", version, "--force", "--no-export")) == 0
+    assert promote.main(store.args("--rollback", "--no-export")) == 0
+    assert store.aliases() == {"production": other, "previous": _best_good(store)}
+    # When the next release run picks its candidate itself (as the prod job does, with --refuse-older)
+    out = tmp_path / "candidate"
+    code = release.main(store.args("--refuse-older", "--out", str(out)))
+    # Then the rolled-back version is not shipped again: production's own version is the best one left
+    assert code == 0, capsys.readouterr().err
+    assert out.read_text() == f"{other}\n", "the version production was rolled back from was picked again"
+    # And once someone promotes it again by its number, it is an ordinary candidate again
+    assert promote.main(store.args("--version", _best_good(store), "--force", "--no-export")) == 0
+    assert release.main(store.args("--out", str(out))) == 0
+    assert out.read_text() == f"{_best_good(store)}\n"
