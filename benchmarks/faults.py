@@ -35,6 +35,10 @@ PROMOTE_POINTS = ("lock-taken", "plan-recorded", "previous-moved", "alias-moved"
 INJECT = r"""
 import os, signal, sys, tarfile
 point, sig, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+# A Ctrl-C at a terminal reaches Python's own handler. A runner started in the background without job control
+# hands its children SIGINT ignored (bash: asynchronous commands ignore SIGINT), and Python keeps it so.
+if sig == signal.SIGINT:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def after(owner, name, when=lambda result, calls: True):
     original, calls = getattr(owner, name), []
