@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,8 +50,10 @@ class UserError(Exception):
 def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
     """Run a click command and return its exit code instead of exiting.
 
-    Usage errors exit 2, ``UserError`` exits 1; both print a single ``error: ...`` line.
+    Usage errors exit 2, ``UserError`` exits 1; both print a single ``error: ...`` line. A background thread's
+    error (Optuna's heartbeat thread when its database goes away) is one ``error:`` line too, not a traceback.
     """
+    threading.excepthook = _thread_error
     try:
         result = command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Exit as done:
@@ -65,3 +68,11 @@ def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
+
+
+def _thread_error(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    detail = next((line.strip() for line in str(args.exc_value).splitlines() if line.strip()), args.exc_type.__name__)
+    name = args.thread.name if args.thread is not None else "a thread"
+    print(f"error: in the background ({name}): {detail}", file=sys.stderr)

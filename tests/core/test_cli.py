@@ -47,3 +47,25 @@ def test_an_output_file_that_names_a_folder_is_a_usage_error(value: str, capsys)
 def test_an_output_file_is_read_as_a_path(capsys) -> None:
     assert run_cli(write, ["--out", "dist/model.tar.gz"]) == 0
     assert capsys.readouterr().out == "dist/model.tar.gz\n"
+
+
+def test_a_background_threads_error_is_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    # Optuna's heartbeat thread raised when its database went away mid-search: a traceback beside the one-line error
+    import threading
+
+    def fail() -> None:
+        raise RuntimeError("An exception is raised during the commit.\nmore detail")
+
+    @click.command()
+    def cli() -> None:
+        worker = threading.Thread(target=fail, name="heartbeat")
+        worker.start()
+        worker.join()
+
+    before = threading.excepthook
+    try:
+        assert run_cli(cli, []) == 0
+    finally:
+        threading.excepthook = before
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err == "error: in the background (heartbeat): An exception is raised during the commit.\n", err
