@@ -153,14 +153,21 @@ def test_the_folder_sink_writes_json_lines_in_the_partition_layout(tmp_path: Pat
     assert [json.loads(line)["row"] for line in file.read_text().splitlines()] == [0, 1]
 
 
-@mock_aws
-def test_the_firehose_sink_puts_records_that_land_in_s3() -> None:
-    # Real boto3 against moto's Firehose -> S3.
+def _stream_to_s3():
+    """moto's bucket ``capture`` and delivery stream ``cap`` into it (call inside ``mock_aws``): the S3 and Firehose
+    clients."""
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="capture")
     firehose = boto3.client("firehose", region_name="us-east-1")
     firehose.create_delivery_stream(DeliveryStreamName="cap", ExtendedS3DestinationConfiguration={
         "RoleARN": "arn:aws:iam::123456789012:role/x", "BucketARN": "arn:aws:s3:::capture", "Prefix": "capture/"})
+    return s3, firehose
+
+
+@mock_aws
+def test_the_firehose_sink_puts_records_that_land_in_s3() -> None:
+    # Real boto3 against moto's Firehose -> S3.
+    s3, firehose = _stream_to_s3()
     lines = _lines(3)
     assert contract.firehose_put(firehose, "cap")(lines) == 0
     (item,) = s3.list_objects_v2(Bucket="capture")["Contents"]
@@ -188,11 +195,7 @@ class _RefusesOnce:
 @mock_aws
 def test_records_firehose_refused_in_a_put_that_succeeded_are_resent_once() -> None:
     # Given a stream that refuses the middle record of the first put (FailedPutCount 1, its entry an ErrorCode)
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="capture")
-    firehose = boto3.client("firehose", region_name="us-east-1")
-    firehose.create_delivery_stream(DeliveryStreamName="cap", ExtendedS3DestinationConfiguration={
-        "RoleARN": "arn:aws:iam::123456789012:role/x", "BucketARN": "arn:aws:s3:::capture", "Prefix": "capture/"})
+    s3, firehose = _stream_to_s3()
     lines = _lines(3)
     # When the sink puts three lines
     lost = contract.firehose_put(_RefusesOnce(firehose, refuse=1), "cap")(lines)

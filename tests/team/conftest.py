@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -93,3 +94,14 @@ def wait_until(condition, what: str, timeout_s: float = 180, every_s: float = 0.
 
 def read_params(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
+
+
+def without_override(why: str) -> list[str]:
+    """The command prefix that runs a child without the capabilities that let root ignore file permissions
+    (``setpriv``); none when not root. Skips the test, saying ``why`` root would not be refused, without setpriv."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip(f"util-linux setpriv is not installed ({why})")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from core import liveness
 from tests.conftest import ROOT
+from tests.team.conftest import without_override
 
 
 def test_down_in_a_folder_it_cannot_delete_the_state_from_is_one_line_and_stops_nothing(tmp_path: Path) -> None:
@@ -28,12 +26,7 @@ def test_down_in_a_folder_it_cannot_delete_the_state_from_is_one_line_and_stops_
                  "mlflow_port": 5001, "moto_start": start, "mlflow_start": start}
         (state_dir / "stack.json").write_text(json.dumps(state))
         state_dir.chmod(0o555)
-        prefix = []
-        if os.geteuid() == 0:
-            setpriv = shutil.which("setpriv")
-            if setpriv is None:
-                pytest.skip("util-linux setpriv is not installed (root deletes in any folder)")
-            prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
+        prefix = without_override("root deletes in any folder")
         # When the stack is taken down
         done = subprocess.run([*prefix, sys.executable, "-m", "team", "down", "--state-dir", str(state_dir)],
                               cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True,

@@ -21,6 +21,7 @@ from core.cli import UserError
 from team import stack
 from team.__main__ import main
 from tests.conftest import ROOT
+from tests.team.conftest import without_override
 
 
 def _one_error_line(capsys) -> str:
@@ -68,12 +69,7 @@ def test_a_state_dir_it_cannot_write_in_is_one_line_before_anything_starts(tmp_p
     state_dir = tmp_path / "state"
     (state_dir / "logs").mkdir(parents=True)
     state_dir.chmod(0o555)
-    prefix = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("util-linux setpriv is not installed (root writes in any folder)")
-        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
+    prefix = without_override("root writes in any folder")
     # When the stack is started there
     done = subprocess.run([*prefix, sys.executable, "-c", GUARDED_UP, "up", "--state-dir", str(state_dir)],
                           cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
