@@ -73,6 +73,11 @@ def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
 def _thread_error(args: threading.ExceptHookArgs) -> None:
     if args.exc_type is SystemExit:
         return
-    detail = next((line.strip() for line in str(args.exc_value).splitlines() if line.strip()), args.exc_type.__name__)
+    detail = first_line(args.exc_value) if args.exc_value is not None else args.exc_type.__name__
     name = args.thread.name if args.thread is not None else "a thread"
     print(f"error: in the background ({name}): {detail}", file=sys.stderr)
+
+
+def first_line(err: BaseException) -> str:
+    """What an error says, for a one-line message: its first non-blank line, or its type's name when it says nothing."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)

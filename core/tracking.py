@@ -16,7 +16,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-from core.cli import UserError
+from core.cli import UserError, first_line
 from core.files import is_special
 
 # MLflow 3's UI opens an experiment on the view its kind names; without it, on the GenAI overview (traces).
@@ -143,8 +143,7 @@ def store_failed(uri: str, doing: str, err: BaseException) -> UserError:
     """One line naming the store, what it was doing and why it failed: the database's own reason (``database is
     locked``) rather than the SQLAlchemy text MLflow wraps it in, or the first line of the HTTP client's."""
     cause = getattr(err.__cause__, "orig", None) or err
-    detail = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
-    return UserError(f"MLflow tracking store {shown_uri(uri)}: {doing} failed ({detail})")
+    return UserError(f"MLflow tracking store {shown_uri(uri)}: {doing} failed ({first_line(cause)})")
 
 
 # Tables every MLflow SQL store has had since the model registry (MLflow 1.2): its migrations' own and the first.

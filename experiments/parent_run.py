@@ -33,7 +33,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import Schema as MlflowSchema
 
 from core import liveness
-from core.cli import UserError
+from core.cli import UserError, first_line
 from core.params import Params
 from experiments import packaging, plots
 from experiments.data import Prepared
@@ -184,8 +184,8 @@ def withdraw(client: MlflowClient, name: str, version: str, why: UserError) -> U
     try:
         client.delete_model_version(name, version)
     except mlflow.exceptions.MlflowException as err:
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return UserError(f"{why}; version {version} of {name} could not be withdrawn ({detail}): delete it by hand")
+        return UserError(f"{why}; version {version} of {name} could not be withdrawn ({first_line(err)}): delete it by "
+                         f"hand")
     return UserError(f"{why}; version {version} of {name}, registered just before, withdrawn")
 
 
