@@ -25,7 +25,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 
 from core import tracking
-from core.cli import UserError, run_cli
+from core.cli import UserError, first_line, run_cli
 from core.params import Params, load_params, params_option
 from experiments import budget, search, trials
 from experiments.data import prepare
@@ -62,7 +62,7 @@ def _storage_lost(url: str) -> Iterator[None]:
             lost = lost.__cause__ or lost.__context__
         if lost is None or id(lost) in seen:
             raise
-        reason = str(getattr(lost, "orig", None) or lost).strip().splitlines()[0]
+        reason = first_line(getattr(lost, "orig", None) or lost)
         raise UserError(f"Optuna storage {tracking.shown_uri(url)} stopped answering mid-search ({reason}); its "
                         f"database was stopped or deleted, so this worker's running trial is lost") from None
 
