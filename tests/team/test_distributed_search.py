@@ -152,7 +152,10 @@ def test_the_retry_scores_what_an_uninterrupted_trial_would(outcome: Outcome) ->
 def test_every_trial_is_one_child_run_in_mlflow_including_the_killed_one(team_stack, outcome: Outcome) -> None:
     client = MlflowClient(team_stack.tracking_uri)
     experiment_id = client.get_run(outcome.parent_run_id).info.experiment_id
-    expected = {t.number: t.state.name for t in outcome.study.trials if t.state.is_finished()}
+    # A trial ended over budget (another process took the last trial at the same moment) ran nothing and is
+    # logged nowhere, by design (experiments/budget.py): it is in the study as FAIL but has no run.
+    expected = {t.number: t.state.name for t in outcome.study.trials
+                if t.state.is_finished() and OVER_BUDGET_ATTR not in t.user_attrs}
 
     runs = tracking.trial_runs(client, experiment_id, outcome.parent_run_id)
 
