@@ -21,7 +21,7 @@ from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.http import parse_accept_header, parse_list_header, parse_options_header
 
-from serving import codecs, contract, typed_json
+from serving import codecs, contract, csv_columns, typed_json
 from serving.predictor import Predictor, SchemaError
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,10 @@ def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_
     """
     app = base_app(metadata, max_body_bytes=max_body_bytes)
     not_loaded = f"model not loaded: {load_error or 'unknown error'}"
-    typed = typed_json.TypedRecords(predictor.schema) if predictor is not None else None
+    # The fast paths for big batches, by media type: each ``matrix(body)`` is the model matrix, or None for the
+    # general path.
+    fast = {} if predictor is None else {codecs.JSON: typed_json.TypedRecords(predictor.schema),
+                                         codecs.CSV: csv_columns.CsvColumns(predictor.schema)}
 
     @app.get("/ping")
     def ping() -> Response:
@@ -148,9 +151,10 @@ def create_app(predictor: Predictor | None, metadata: Mapping[str, Any], *, max_
                 return error_response(408, str(late))
             return error_response(408, "the request body stopped arriving before its Content-Length")
         try:
-            # Big JSON lists of clean records take the typed path; it returns None for anything else, and
-            # the general path (which alone words the errors) reads the body.
-            matrix = typed.matrix(body) if typed is not None and content_type == codecs.JSON else None
+            # Big batches of clean records take a fast path; it returns None for anything else, and the general
+            # path (which alone words the errors) reads the body.
+            reader = fast.get(codecs.REQUEST_TYPES[content_type])
+            matrix = reader.matrix(body) if reader is not None else None
             if matrix is not None:
                 predictions = predictor.predict_matrix(matrix)
             else:

@@ -1,0 +1,203 @@
+"""The CSV fast path: clean big batches encode exactly as the general path; anything else takes the general path."""
+
+from __future__ import annotations
+
+import csv
+import gc
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+from serving import codecs, wsgi
+from serving.csv_columns import CsvColumns
+from serving.predictor import CATEGORICAL, NUMERIC, Feature, Predictor, Schema, SchemaError
+from tests.serving.serving_helpers import fast_path_taken, sample_records
+
+ROWS = 10_000
+BAD_ROW = 9_876
+MAX_BODY = 6 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def fast(predictor: Predictor) -> CsvColumns:
+    return CsvColumns(predictor.schema)
+
+
+@pytest.fixture(scope="module")
+def client(model_dir: Path) -> FlaskClient:
+    return wsgi.create(str(model_dir), MAX_BODY).test_client()
+
+
+@pytest.fixture(scope="module")
+def big_batch() -> list[dict[str, Any]]:
+    """10,000 generated records, missing values (None) included."""
+    records, _ = sample_records(500, seed=11)
+    assert any(v is None for r in records for v in r.values()), "the sample needs missing values"
+    return [records[i % len(records)] for i in range(ROWS)]
+
+
+def _csv(records: list[dict[str, Any]], names: list[str], *, header: bool = False, end: str = "\n") -> bytes:
+    """Records as CSV lines in ``names`` order, a missing value as an empty cell (the csv module writes None so)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=end)
+    if header:
+        writer.writerow(names)
+    writer.writerows([[r.get(n) for n in names] for r in records])
+    return out.getvalue().encode()
+
+
+def _post(client: FlaskClient, body: bytes) -> tuple[int, dict[str, Any]]:
+    response = client.post("/invocations", data=body, content_type=codecs.CSV)
+    return response.status_code, response.get_json()
+
+
+def _general(predictor: Predictor, body: bytes) -> tuple[int, dict[str, Any]]:
+    """What the general path (``decode_csv``, then the record checks) answers for a CSV body."""
+    try:
+        predictions = predictor.predict(codecs.decode(codecs.CSV, body, predictor.schema))
+    except SchemaError as err:
+        return 400, {"error": str(err), "field": err.field, "row": err.row}
+    return 200, {"predictions": predictions.tolist()}
+
+
+def _general_matrix(predictor: Predictor, body: bytes) -> np.ndarray:
+    return predictor.schema._encode_rows(codecs.decode(codecs.CSV, body, predictor.schema))
+
+
+def test_the_server_takes_the_fast_path_for_a_clean_csv_batch(client: FlaskClient, predictor: Predictor,
+                                                              big_batch: list[dict[str, Any]],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = fast_path_taken(monkeypatch, CsvColumns, "matrix")
+    body = _csv(big_batch[:300], predictor.schema.names)
+    one_by_one = np.concatenate([predictor.predict([r]) for r in big_batch[:300]])
+    assert _post(client, body) == (200, {"predictions": one_by_one.tolist()})
+    assert taken == [True], "a clean CSV batch must be read by the fast path"
+
+
+@pytest.mark.parametrize("shape", ["schema-order", "header-in-another-order", "crlf-and-a-bom", "quoted-cells"])
+def test_a_10k_csv_batch_through_the_fast_path_is_the_general_paths_matrix_bit_for_bit(
+        predictor: Predictor, fast: CsvColumns, client: FlaskClient, big_batch: list[dict[str, Any]],
+        shape: str) -> None:
+    # Given 10,000 records as CSV (empty cells for missing values), in one of the shapes decode_csv reads
+    names = predictor.schema.names
+    if shape == "header-in-another-order":
+        body = _csv(big_batch, names[::-1], header=True)
+    elif shape == "crlf-and-a-bom":
+        body = b"\xef\xbb\xbf" + _csv(big_batch, names, end="\r\n")
+    elif shape == "quoted-cells":
+        body = _csv(big_batch, names).replace(b",High School,", b',"High School",')
+        assert b'"High School"' in body
+    else:
+        body = _csv(big_batch, names)
+    # When the fast path reads it, then it took it and wrote the general path's matrix bit for bit
+    matrix = fast.matrix(body)
+    assert matrix is not None, "clean rows must take the fast path"
+    assert np.array_equal(matrix, _general_matrix(predictor, body), equal_nan=True)
+    assert np.array_equal(matrix, predictor.schema._encode_rows(big_batch), equal_nan=True)
+    # And the server answers what the general path answers
+    assert _post(client, body) == _general(predictor, body)
+
+
+def test_the_cyclic_collector_never_runs_while_a_csv_batch_is_read_and_is_on_after(
+        predictor: Predictor, fast: CsvColumns, big_batch: list[dict[str, Any]]) -> None:
+    passes: list[int] = []
+    record = lambda phase, info: passes.append(info["generation"]) if phase == "start" else None  # noqa: E731
+    body = _csv(big_batch, predictor.schema.names)
+    gc.collect()
+    gc.callbacks.append(record)
+    try:
+        assert fast.matrix(body) is not None
+        assert fast.matrix(body.replace(b"\n", b",x\n", 1)) is None
+    finally:
+        gc.callbacks.remove(record)
+    assert len(passes) <= 2, f"{len(passes)} collector passes for 2 reads of nothing it could free"
+    assert gc.isenabled()
+
+
+def _good(predictor: Predictor, batch: list[dict[str, Any]]) -> dict[str, Any]:
+    nullable = {f.name for f in predictor.schema.features if f.nullable}
+    return next(r for r in batch if all(r[n] is not None for n in nullable))
+
+
+# Cells the fast path must not vouch for: each is read by the general path, which takes or refuses it.
+CELLS = [
+    ("Hours_Studied", ""), ("Hours_Studied", "seven"), ("Hours_Studied", "7_3"), ("Hours_Studied", "\uff17"),
+    ("Hours_Studied", "1e400"), ("Hours_Studied", "inf"), ("Hours_Studied", "nan"), ("Hours_Studied", "0x10"),
+    ("Hours_Studied", " 7 "), ("Hours_Studied", "7\u00a0"), ("Hours_Studied", "1" + "0" * 30),
+    ("Gender", "Robot"), ("Gender", ""), ("Gender", " Male"), ("Gender", "male"),
+    ("Teacher_Quality", ""), ("Teacher_Quality", "High "), ("Teacher_Quality", "Nope"),
+]
+
+TAKEN = {("Teacher_Quality", ""), ("Hours_Studied", " 7 ")}
+
+
+@pytest.mark.parametrize(("field", "cell"), CELLS, ids=[f"{f}={c!r}"[:30] for f, c in CELLS])
+def test_a_cell_the_fast_path_cannot_vouch_for_is_read_as_the_general_path_reads_it(
+        predictor: Predictor, fast: CsvColumns, client: FlaskClient, big_batch: list[dict[str, Any]],
+        field: str, cell: str) -> None:
+    # Given 10,000 clean rows with one cell near the end written as given
+    names = predictor.schema.names
+    good = _good(predictor, big_batch)
+    rows = [[str(good[n]) for n in names] for _ in range(ROWS)]
+    rows[BAD_ROW][names.index(field)] = cell
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    body = out.getvalue().encode()
+    # When it is read, then the fast path matrix (if it took it) is the general path's, and the answer is its
+    matrix = fast.matrix(body)
+    general = _general(predictor, body)
+    if matrix is None:
+        assert _post(client, body) == general
+    else:
+        assert general[0] == 200, general
+        assert np.array_equal(matrix, _general_matrix(predictor, body), equal_nan=True)
+    # It takes a missing categorical cell (a missing value) and a number with ASCII spaces around it (float
+    # ignores them as decode_csv strips them); the others it leaves
+    assert (matrix is not None) == ((field, cell) in TAKEN), f"{field}={cell!r}"
+
+
+def _shapes(names: list[str], lines: list[str]) -> dict[str, str]:
+    header = ",".join(names)
+    return {
+        "a-blank-line": "\n".join([*lines[:50], "", *lines[50:]]) + "\n",
+        "a-short-row": "\n".join([*lines[:-1], lines[-1].rsplit(",", 1)[0]]) + "\n",
+        "a-long-row": "\n".join([*lines[:-1], lines[-1] + ",1"]) + "\n",
+        "a-header-twice": "\n".join([header, *lines[:50], header, *lines[50:]]) + "\n",
+        "a-header-with-spaces": "\n".join([header.replace(",", ", "), *lines]) + "\n",
+        "an-unclosed-quote": "\n".join([*lines[:-1], '"' + lines[-1]]),
+        "a-stray-quote": "\n".join([*lines[:-1], lines[-1].replace(",", ',x"y', 1)]) + "\n",
+        "too-few-rows": "\n".join(lines[:7]) + "\n",
+        "a-header-only": header + "\n",
+        "not-utf-8": "\n".join(lines) + "\n\udcff",
+    }
+
+
+@pytest.mark.parametrize("shape", list(_shapes(["a"], ["1"])))
+def test_shapes_the_fast_path_cannot_vouch_for_are_left_to_the_general_path(
+        predictor: Predictor, fast: CsvColumns, client: FlaskClient, big_batch: list[dict[str, Any]],
+        shape: str) -> None:
+    names = predictor.schema.names
+    lines = _csv(big_batch[:100], names).decode().splitlines()
+    body = _shapes(names, lines)[shape].encode("utf-8", "surrogateescape")
+    assert fast.matrix(body) is None
+    assert _post(client, body) == _general(predictor, body)
+
+
+def test_a_one_feature_schema_is_left_to_the_general_path_whose_blank_lines_are_skipped() -> None:
+    # A quoted empty line is one empty cell: decode_csv skips it as a blank line, so it must not become a record
+    schema = Schema("t", (Feature("c", CATEGORICAL, nullable=True, levels=("a", "b")),))
+    body = ("\n".join(["a", "b"] * 10 + ['""']) + "\n").encode()
+    assert CsvColumns(schema).matrix(body) is None
+    assert len(codecs.decode(codecs.CSV, body, schema)) == 20
+
+
+def test_a_missing_number_where_missing_is_allowed_is_left_to_the_general_path_which_takes_it() -> None:
+    schema = Schema("t", (Feature("n", NUMERIC, nullable=True, center=1.0, scale=2.0), Feature("m", NUMERIC)))
+    body = "".join(f"{'' if i % 4 == 0 else i - 0.25},{i}\n" for i in range(40)).encode()
+    assert CsvColumns(schema).matrix(body) is None
+    matrix = schema.encode(codecs.decode(codecs.CSV, body, schema))
+    assert np.isnan(matrix[::4, 0]).all()
