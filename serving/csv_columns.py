@@ -23,7 +23,6 @@ words any error). So what it accepts encodes bit-identically:
 from __future__ import annotations
 
 import csv
-import gc
 from typing import Any
 
 import numpy as np
@@ -44,15 +43,8 @@ class CsvColumns:
         """The float32 model matrix of a CSV body of clean rows, or None (see the module doc)."""
         if not self._plan.usable or len(self._names) < 2:
             return None
-        # The rows are lists of strings, which cannot form a cycle: as in serving.typed_json, the cyclic collector
-        # would walk 10,000 of them for nothing. One request at a time per process (serving/worker.py).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with columns.collector_paused():  # the rows are lists of strings: nothing for it to find
             return self._matrix(body)
-        finally:
-            if collecting:
-                gc.enable()
 
     def _matrix(self, body: bytes) -> np.ndarray | None:
         try:

@@ -23,7 +23,6 @@ column pass. A body that is not a list of records costs one failed decode (about
 
 from __future__ import annotations
 
-import gc
 from typing import Any, Literal
 
 import msgspec
@@ -83,16 +82,8 @@ class TypedRecords:
         """The float32 model matrix of a JSON body of clean records, or None (see the module doc)."""
         if self._decoder is None:
             return None
-        # What this makes (structs, tuples, numbers, strings) cannot form a cycle and is freed by reference counts,
-        # so the cyclic collector has nothing to find in it: left on, it would walk it ~25 times for 10,000 records.
-        # One request at a time per process (serving/worker.py): no other thread turns it on or off meanwhile.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with columns.collector_paused():
             return self._matrix(body)
-        finally:
-            if collecting:
-                gc.enable()
 
     def _matrix(self, body: bytes) -> np.ndarray | None:
         try:

@@ -19,10 +19,12 @@ import xgboost as xgb
 
 from experiments.data import infer_schema
 from experiments.generate import generate
-from serving import bundle
-from serving.predictor import records_from_frame, save_model_dir
+from serving import bundle, codecs
+from serving.predictor import Predictor, SchemaError, records_from_frame, save_model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
+MAX_BODY = 6 * 1024 * 1024  # the launcher's default (serving/serve)
+BIG_ROWS, BAD_ROW = 10_000, 9_876  # a big batch, and where a bad value goes in it (near the end)
 SERVE = ROOT / "serving" / "serve"
 TARGET = "Exam_Score"
 METADATA = {
@@ -136,3 +138,19 @@ def running(model_dir: Path, log: Path, **kwargs: Any) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def post_answer(client: Any, body: bytes, media_type: str) -> tuple[int, dict[str, Any]]:
+    """The status and JSON answer of posting ``body`` to ``/invocations`` through werkzeug's test client."""
+    response = client.post("/invocations", data=body, content_type=media_type)
+    return response.status_code, response.get_json()
+
+
+def general_answer(predictor: Predictor, body: bytes, media_type: str) -> tuple[int, dict[str, Any]]:
+    """What the general path (``serving.codecs``, then the record checks) answers for ``body``: the answer a fast
+    path must give word for word."""
+    try:
+        predictions = predictor.predict(codecs.decode(media_type, body, predictor.schema))
+    except SchemaError as err:
+        return 400, {"error": str(err), "field": err.field, "row": err.row}
+    return 200, {"predictions": predictions.tolist()}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,14 +11,7 @@ from flask.testing import FlaskClient
 
 from serving import codecs, wsgi
 from serving.predictor import FLOAT32_MAX, NUMERIC, Predictor
-from tests.serving.serving_helpers import build_model_dir, sample_records
-
-MAX_BODY = 6 * 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def client(model_dir: Path) -> FlaskClient:
-    return wsgi.create(str(model_dir), MAX_BODY).test_client()
+from tests.serving.serving_helpers import MAX_BODY, build_model_dir, sample_records
 
 
 @pytest.fixture(scope="module")

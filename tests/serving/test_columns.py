@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -10,18 +9,8 @@ import pytest
 
 from serving import columns
 from serving.predictor import CATEGORICAL, NUMERIC, Feature, Predictor, Schema, SchemaError
-from tests.serving.serving_helpers import sample_records
-
-ROWS = 10_000
-BAD_ROW = 9_876
-
-
-@pytest.fixture(scope="module")
-def big_batch() -> list[dict[str, Any]]:
-    """10,000 generated records as they arrive in JSON, missing values (null) included."""
-    records, _ = sample_records(500, seed=11)
-    assert any(v is None for r in records for v in r.values()), "the sample needs missing values"
-    return json.loads(json.dumps([records[i % len(records)] for i in range(ROWS)]))
+from tests.serving.serving_helpers import BAD_ROW
+from tests.serving.serving_helpers import BIG_ROWS as ROWS
 
 
 def test_a_10k_batch_predicts_exactly_what_each_record_predicts_alone(predictor: Predictor,

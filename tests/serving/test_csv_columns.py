@@ -5,39 +5,22 @@ from __future__ import annotations
 import csv
 import gc
 import io
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-from serving import codecs, wsgi
+from serving import codecs
 from serving.csv_columns import CsvColumns
-from serving.predictor import CATEGORICAL, NUMERIC, Feature, Predictor, Schema, SchemaError
-from tests.serving.serving_helpers import fast_path_taken, sample_records
-
-ROWS = 10_000
-BAD_ROW = 9_876
-MAX_BODY = 6 * 1024 * 1024
+from serving.predictor import CATEGORICAL, NUMERIC, Feature, Predictor, Schema
+from tests.serving.serving_helpers import BAD_ROW, fast_path_taken, general_answer, post_answer
+from tests.serving.serving_helpers import BIG_ROWS as ROWS
 
 
 @pytest.fixture(scope="module")
 def fast(predictor: Predictor) -> CsvColumns:
     return CsvColumns(predictor.schema)
-
-
-@pytest.fixture(scope="module")
-def client(model_dir: Path) -> FlaskClient:
-    return wsgi.create(str(model_dir), MAX_BODY).test_client()
-
-
-@pytest.fixture(scope="module")
-def big_batch() -> list[dict[str, Any]]:
-    """10,000 generated records, missing values (None) included."""
-    records, _ = sample_records(500, seed=11)
-    assert any(v is None for r in records for v in r.values()), "the sample needs missing values"
-    return [records[i % len(records)] for i in range(ROWS)]
 
 
 def _csv(records: list[dict[str, Any]], names: list[str], *, header: bool = False, end: str = "\n") -> bytes:
@@ -51,17 +34,12 @@ def _csv(records: list[dict[str, Any]], names: list[str], *, header: bool = Fals
 
 
 def _post(client: FlaskClient, body: bytes) -> tuple[int, dict[str, Any]]:
-    response = client.post("/invocations", data=body, content_type=codecs.CSV)
-    return response.status_code, response.get_json()
+    return post_answer(client, body, codecs.CSV)
 
 
 def _general(predictor: Predictor, body: bytes) -> tuple[int, dict[str, Any]]:
     """What the general path (``decode_csv``, then the record checks) answers for a CSV body."""
-    try:
-        predictions = predictor.predict(codecs.decode(codecs.CSV, body, predictor.schema))
-    except SchemaError as err:
-        return 400, {"error": str(err), "field": err.field, "row": err.row}
-    return 200, {"predictions": predictions.tolist()}
+    return general_answer(predictor, body, codecs.CSV)
 
 
 def _general_matrix(predictor: Predictor, body: bytes) -> np.ndarray:

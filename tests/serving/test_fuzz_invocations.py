@@ -16,17 +16,11 @@ from flask.testing import FlaskClient
 
 from benchmarks import fuzz, fuzz_checks
 from benchmarks.soak import worker_pids
-from serving import wsgi
 from serving.predictor import Predictor
 from tests.serving.serving_helpers import start_server
 
 IN_PROCESS = 9000
 THROUGH_GUNICORN = 1000
-
-
-@pytest.fixture(scope="module")
-def client(model_dir: Path) -> FlaskClient:
-    return wsgi.create(str(model_dir), 6 * 1024 * 1024).test_client()
 
 
 def test_generated_bodies_in_process(client: FlaskClient, predictor: Predictor) -> None:

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import gc
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-from serving import codecs, wsgi
+from serving import codecs
 from serving.predictor import CATEGORICAL, NUMERIC, Feature, Predictor, Schema, SchemaError
 from serving.typed_json import TypedRecords
-from tests.serving.serving_helpers import fast_path_taken, sample_records
-
-ROWS = 10_000
-BAD_ROW = 9_876
-MAX_BODY = 6 * 1024 * 1024
+from tests.serving.serving_helpers import BAD_ROW, fast_path_taken, general_answer, post_answer
+from tests.serving.serving_helpers import BIG_ROWS as ROWS
 
 
 @pytest.fixture(scope="module")
@@ -26,31 +22,13 @@ def typed(predictor: Predictor) -> TypedRecords:
     return TypedRecords(predictor.schema)
 
 
-@pytest.fixture(scope="module")
-def client(model_dir: Path) -> FlaskClient:
-    return wsgi.create(str(model_dir), MAX_BODY).test_client()
-
-
-@pytest.fixture(scope="module")
-def big_batch() -> list[dict[str, Any]]:
-    """10,000 generated records as they arrive in JSON, missing values (null) included."""
-    records, _ = sample_records(500, seed=11)
-    assert any(v is None for r in records for v in r.values()), "the sample needs missing values"
-    return json.loads(json.dumps([records[i % len(records)] for i in range(ROWS)]))
-
-
 def _post(client: FlaskClient, body: bytes) -> tuple[int, dict[str, Any]]:
-    response = client.post("/invocations", data=body, content_type=codecs.JSON)
-    return response.status_code, response.get_json()
+    return post_answer(client, body, codecs.JSON)
 
 
 def _today(predictor: Predictor, body: bytes) -> tuple[int, dict[str, Any]]:
     """What the general path (orjson, then the record checks) answers for a JSON body."""
-    try:
-        predictions = predictor.predict(codecs.decode(codecs.JSON, body, predictor.schema))
-    except SchemaError as err:
-        return 400, {"error": str(err), "field": err.field, "row": err.row}
-    return 200, {"predictions": predictions.tolist()}
+    return general_answer(predictor, body, codecs.JSON)
 
 
 def test_the_server_takes_the_typed_path_for_a_clean_batch(client: FlaskClient, big_batch: list[dict[str, Any]],
