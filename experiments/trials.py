@@ -1,10 +1,12 @@
 """Owns how Optuna trials are recorded in MLflow: one nested child run per trial under the training's run.
 
 The train stage and every worker log the trials they finish through ``trial_logger``; the stage also logs
-the trials whose worker died (``log_lost_trials``), which no callback saw. A training that resumes after
-its predecessor died closes what that process left open (``close_dead``): its Optuna trials still
-RUNNING become FAIL and are logged as KILLED child runs, and child runs left RUNNING mid-log become
-KILLED, each with a ``killed_reason`` tag.
+the finished trials no process logged (``log_lost_trials``): those whose worker died mid-trial, which no
+callback saw, and those whose process could not log them (its MLflow store failed, or it died between telling
+Optuna and logging). A training that resumes after its predecessor died closes what that process left open
+(``close_dead``): its Optuna trials still RUNNING become FAIL and are logged as KILLED child runs, and child
+runs left RUNNING mid-log become KILLED, each with a ``killed_reason`` tag, unless their trial had finished:
+such a half-made run is deleted, and the trial is logged whole at the end of the search.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ LOGGER_TAG = "logged_by"
 LOGGING_S = 120.0
 # A trial names its process as its first step: one still unnamed this long after it started was orphaned.
 UNNAMED_S = 5.0
+_ENDED_WELL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def log_trial(client: MlflowClient, *, experiment_id: str, parent_run_id: str, number: int,
@@ -87,21 +90,33 @@ def log_finished_trial(client: MlflowClient, experiment_id: str, parent_run_id: 
 
 
 def log_lost_trials(study: optuna.Study, client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
-    """Log, as FAILED child runs, the failed trials no process logged: those whose worker died mid-trial
-    (not those ended as over budget before they started, which ran nothing).
+    """Log the finished trials that no child run records; returns how many were logged.
 
-    The heartbeat check marks such a trial failed from another process, where no callback sees it. Returns
-    how many were logged.
+    - A failed trial: its worker died mid-trial, and the heartbeat check marked it failed from another process,
+      where no callback sees it (not one ended as over budget before it started, which ran nothing).
+    - A complete or pruned trial whose process could not log it: its MLflow store failed (locked, or a server
+      gone) or it died between telling Optuna and logging. Only once that process is known gone (it ran on this
+      host) or the trial finished more than ``LOGGING_S`` ago: a live process's trial finished just now is its own
+      to log, and logging it here too would record it twice.
     """
-    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-    if not failed:
+    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL, *_ENDED_WELL))
+    if not finished:
         return 0
-    logged = {r.data.tags.get(TRIAL_NUMBER_TAG) for r in trial_runs(client, experiment_id,
-                                                                                      parent_run_id)}
-    lost = [t for t in failed if str(t.number) not in logged and OVER_BUDGET_ATTR not in t.user_attrs]
-    for trial in lost:
+    logged = {r.data.tags.get(TRIAL_NUMBER_TAG) for r in trial_runs(client, experiment_id, parent_run_id)}
+    cutoff = time.time() - LOGGING_S
+
+    def lost(trial: optuna.trial.FrozenTrial) -> bool:
+        if str(trial.number) in logged:
+            return False
+        if trial.state == optuna.trial.TrialState.FAIL:
+            return OVER_BUDGET_ATTR not in trial.user_attrs
+        return _died_here(trial) or (trial.datetime_complete is not None
+                                     and trial.datetime_complete.timestamp() < cutoff)
+
+    missing = [t for t in finished if lost(t)]
+    for trial in missing:
         log_finished_trial(client, experiment_id, parent_run_id, trial)
-    return len(lost)
+    return len(missing)
 
 
 def _died_here(trial: optuna.trial.FrozenTrial) -> bool:
@@ -132,12 +147,18 @@ def close_dead(study: optuna.Study, client: MlflowClient, experiment_id: str, pa
         client.set_tag(run_id, KILLED_TAG, why)
         closed += 1
     cutoff_ms = (time.time() - LOGGING_S) * 1000
+    ended_well = {str(t.number) for t in study.get_trials(deepcopy=False, states=_ENDED_WELL)}
     for run in trial_runs(client, experiment_id, parent_run_id):
         if run.info.status != "RUNNING":
             continue
         logger = liveness.parse(run.data.tags.get(LOGGER_TAG))
         living = liveness.alive(logger) if logger is not None else None
         if living is False or (living is None and run.info.start_time < cutoff_ms):
+            if run.data.tags.get(TRIAL_NUMBER_TAG) in ended_well:
+                # Its trial finished and the logging broke off: log_lost_trials records it whole at the end.
+                client.delete_run(run.info.run_id)
+                closed += 1
+                continue
             client.set_terminated(run.info.run_id, status="KILLED")
             client.set_tag(run.info.run_id, KILLED_TAG, why)
             closed += 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments import outputs
 from experiments import train as train_module
-from tests.conftest import FAST_TRAIN, write_params
+from tests.conftest import FAST_TRAIN, ROOT, write_params
 
 OUTPUTS = ("model", "metrics.json", "plots")
 
@@ -99,3 +102,34 @@ def test_outputs_that_cannot_be_put_in_place_withdraw_the_version_just_registere
     runs = dict(_rows(workdir / "mlflow.db", "SELECT name, status FROM runs"))
     assert [status for name, status in runs.items() if name.startswith("train-")] == ["FAILED"], runs
     assert not (workdir / "model").exists() and not (workdir / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_the_next_training_after_a_store_failure_resumes_and_every_trial_is_one_run(workdir: Path,
+                                                                                  sample_csv: Path) -> None:
+    # Given a training stopped by its store locked once trial 0 was logged
+    params_file = write_params(workdir, sample_csv, train=FAST_TRAIN | {"n_trials": 4})
+    db = workdir / "mlflow.db"
+    def train() -> subprocess.CompletedProcess:  # a process of its own each time, as dvc repro runs it
+        return subprocess.run([sys.executable, "-m", "experiments.train", "--params", str(params_file)], cwd=workdir,
+                              env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
+
+    with _locked_after_first_trial(db) as locked:
+        first = train()
+    assert locked.is_set() and first.returncode == 1 and "locked" in first.stderr, first.stderr
+
+    # When it is run again with the store free
+    again = train()
+
+    # Then it finishes, and the study's every trial is one child run in the state it ended in, under one parent
+    out = again.stdout
+    assert again.returncode == 0, again.stderr
+    runs = _rows(db, "SELECT r.name, r.status, t.value FROM runs r LEFT JOIN tags t ON t.run_uuid = r.run_uuid "
+                     "AND t.key = 'mlflow.parentRunId' ORDER BY r.start_time")
+    parents = [(name, status) for name, status, parent in runs if parent is None]
+    trials = [(name, status) for name, status, parent in runs if parent is not None]
+    assert [status for _, status in parents] == ["FINISHED"], (parents, out)
+    # (the trial whose logging the lock stopped was complete in the study, and went unlogged)
+    assert sorted(name for name, _ in trials) == [f"trial-{i:03d}" for i in range(len(trials))], (trials, out)
+    assert len(trials) >= 4 and all(status == "FINISHED" for _, status in trials), trials
+    assert _rows(db, "SELECT count(*) FROM model_versions") == [(1,)]

@@ -1,0 +1,94 @@
+"""Trials in MLflow: a finished trial no process could log is logged once, and only once its process cannot."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from core import liveness
+from experiments import search, trials
+
+State = optuna.trial.TrialState
+
+
+@pytest.fixture(scope="module")
+def dead_pid() -> int:
+    """The pid of a process of this host that has exited."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    return int(proc.stdout)
+
+
+def _store(tmp_path: Path) -> tuple[MlflowClient, str, str, optuna.Study]:
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment_id = client.create_experiment("trials", artifact_location=str(tmp_path / "artifacts"))
+    parent = client.create_run(experiment_id).info.run_id
+    study = search.make_study(name="trials", storage=f"sqlite:///{tmp_path}/optuna.db", seed=0, startup_trials=1)
+    return client, experiment_id, parent, study
+
+
+def _complete(study: optuna.Study, pid: int, *, ago_s: float = 0.0) -> None:
+    """A complete trial that process ``pid`` of this host ran, finished ``ago_s`` seconds ago."""
+    done = dt.datetime.now() - dt.timedelta(seconds=ago_s)
+    study.add_trial(optuna.trial.FrozenTrial(
+        number=0, trial_id=0, state=State.COMPLETE, value=2.5, values=None, datetime_start=done - dt.timedelta(seconds=3),
+        datetime_complete=done, params={"booster": "gbtree"},
+        distributions={"booster": optuna.distributions.CategoricalDistribution(["gbtree", "gblinear"])},
+        user_attrs={search.WORKER_ATTR: f"{socket.gethostname()}:{pid}", "cv_rmse_std": 0.1},
+        system_attrs={}, intermediate_values={}))
+
+
+def _runs(client: MlflowClient, experiment_id: str, parent: str) -> list[tuple[str, str]]:
+    return [(r.data.tags[trials.TRIAL_NUMBER_TAG], r.info.status)
+            for r in trials.trial_runs(client, experiment_id, parent)]
+
+
+def test_a_complete_trial_whose_process_died_before_logging_it_is_logged(tmp_path: Path, dead_pid: int) -> None:
+    client, experiment_id, parent, study = _store(tmp_path)
+    _complete(study, dead_pid)
+
+    assert trials.log_lost_trials(study, client, experiment_id, parent) == 1
+
+    assert _runs(client, experiment_id, parent) == [("0", "FINISHED")]
+    (run,) = trials.trial_runs(client, experiment_id, parent)
+    assert run.data.tags[trials.TRIAL_STATE_TAG] == "COMPLETE" and run.data.metrics == {"cv_rmse_std": 0.1}
+    assert trials.log_lost_trials(study, client, experiment_id, parent) == 0, "logged once, not at every call"
+
+
+def test_a_live_processs_trial_finished_just_now_is_its_own_to_log_until_it_is_old(tmp_path: Path) -> None:
+    # Given a trial a live process (this one) finished a moment ago, its logging perhaps under way
+    client, experiment_id, parent, study = _store(tmp_path)
+    _complete(study, os.getpid())
+    # Then the owner's sweep leaves it to that process: logging it too would record it twice
+    assert trials.log_lost_trials(study, client, experiment_id, parent) == 0
+    # But one finished longer ago than any logging takes was lost (its store failed under a live process)
+    _, _, _, old = _store(tmp_path / "old")
+    _complete(old, os.getpid(), ago_s=trials.LOGGING_S + 5)
+    assert trials.log_lost_trials(old, client, experiment_id, parent) == 1
+
+
+def test_a_half_made_run_of_a_finished_trial_is_replaced_by_one_whole_run(tmp_path: Path, dead_pid: int) -> None:
+    # Given a complete trial whose dead process created its run and stopped before finishing it (params, metrics
+    # and status never written)
+    client, experiment_id, parent, study = _store(tmp_path)
+    _complete(study, dead_pid)
+    client.create_run(experiment_id, run_name="trial-000", tags={
+        trials.PARENT_TAG: parent, trials.TRIAL_NUMBER_TAG: "0", trials.TRIAL_STATE_TAG: "COMPLETE",
+        trials.LOGGER_TAG: str(liveness.Owner(socket.gethostname(), dead_pid, "1"))})
+
+    # When the next training resumes (closing what the dead process left) and ends its search
+    closed = trials.close_dead(study, client, experiment_id, parent, f"pid {dead_pid}, which died")
+    logged = trials.log_lost_trials(study, client, experiment_id, parent)
+
+    # Then the trial is one FINISHED run holding its metrics, not a KILLED husk beside it
+    assert (closed, logged) == (1, 1)
+    assert _runs(client, experiment_id, parent) == [("0", "FINISHED")]
+    assert trials.trial_runs(client, experiment_id, parent)[0].data.metrics == {"cv_rmse_std": 0.1}
