@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from serving import codecs
 from serving.csv_columns import CsvColumns
@@ -179,3 +181,38 @@ def test_a_missing_number_where_missing_is_allowed_is_left_to_the_general_path_w
     assert CsvColumns(schema).matrix(body) is None
     matrix = schema.encode(codecs.decode(codecs.CSV, body, schema))
     assert np.isnan(matrix[::4, 0]).all()
+
+
+NUMBER_CELLS = ["7", "7.0", " 7", "7 ", "\t7", "+7", "-0", "1e2", ".5", "5.", "", " ", "nan", "NaN", "-nan", "inf",
+                "-Infinity", "7_0", "\u0667", "0x1", "1e400", "1e39", "7\x0c", "\x1c7", "7\u00a0", "1" + "0" * 22,
+                '"7"', '" 7"', "seven", "7,"]
+
+
+def _category_cells(levels: tuple[str, ...]) -> list[str]:
+    return [*levels, "", " ", f" {levels[0]}", f"{levels[0]} ", levels[0].lower(), levels[0].upper(), f'"{levels[0]}"',
+            '""', "\x00", "Nope"]
+
+
+@settings(max_examples=400, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_whatever_the_cells_the_fast_path_gives_the_general_paths_matrix_or_none(predictor: Predictor,
+                                                                                   data: st.DataObject) -> None:
+    # Given a small CSV body, each cell a clean value or one of the spellings the two paths might read apart
+    schema = predictor.schema
+    good = {f.name: (["3", "12.5", "-4", "0"] if f.kind == NUMERIC else list(f.levels)) for f in schema.features}
+    odd = {f.name: NUMBER_CELLS if f.kind == NUMERIC else _category_cells(f.levels) for f in schema.features}
+    names = data.draw(st.permutations(schema.names)) if data.draw(st.booleans()) else None
+    order = names or schema.names
+    rows = [[data.draw(st.sampled_from(good[n])) for n in order] for _ in range(data.draw(st.integers(8, 12)))]
+    for _ in range(data.draw(st.integers(1, 2))):  # one or two odd cells: more, and one would hide the other
+        row, column = data.draw(st.integers(0, len(rows) - 1)), data.draw(st.integers(0, len(order) - 1))
+        rows[row][column] = data.draw(st.sampled_from(odd[order[column]]))
+    end = data.draw(st.sampled_from(["\n", "\r\n"]))
+    body = end.join(",".join(row) for row in ([names] if names else []) + rows) + end
+    raw = body.encode("utf-8")
+    # When the fast path reads it: then either it leaves it, or the general path takes it too, bit for bit
+    matrix = CsvColumns(schema).matrix(raw)
+    if matrix is not None:
+        records = codecs.decode(codecs.CSV, raw, schema)  # a SchemaError here: the fast path took a bad body
+        assert np.array_equal(matrix, schema.encode(records), equal_nan=True), body
