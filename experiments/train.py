@@ -206,7 +206,8 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     cfg = params.train
     started = time.monotonic()
     progress = search.Progress(cfg.n_trials)
-    loggers = [clock.timed(TRIAL_RUNS, trials.trial_logger(ref.client, ref.experiment_id, ref.run_id)),
+    logger = trials.TrialLogger(ref.client, ref.experiment_id, ref.run_id) if ref else None
+    loggers = [clock.timed(TRIAL_RUNS, logger),
                clock.timed(TRIAL_RUNS, parent_run.heartbeat(ref.client, ref.run_id))] if ref else []
     budget.run_trials(study, search.make_objective(data.x_train, data.y_train, params), n_trials=cfg.n_trials,
                       timeout_s=cfg.timeout_s, callbacks=[*loggers, progress.update], heartbeat=job.heartbeat,
@@ -214,7 +215,7 @@ def _search_and_log(job: Job, clock: Stopwatch) -> TrainResult:
     progress.close()
     if ref:
         with clock.part(TRIAL_RUNS):
-            trials.log_lost_trials(study, ref.client, ref.experiment_id, ref.run_id)
+            trials.log_lost_trials(study, ref.client, ref.experiment_id, ref.run_id, logged_here=logger.logged)
     try:
         best = study.best_trial
     except ValueError:

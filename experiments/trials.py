@@ -1,6 +1,6 @@
 """Owns how Optuna trials are recorded in MLflow: one nested child run per trial under the training's run.
 
-The train stage and every worker log the trials they finish through ``trial_logger``; the stage also logs
+The train stage and every worker log the trials they finish through ``TrialLogger``; the stage also logs
 the finished trials no process logged (``log_lost_trials``): those whose worker died mid-trial, which no
 callback saw, and those whose process could not log them (its MLflow store failed, or it died between telling
 Optuna and logging). A training that resumes after its predecessor died closes what that process left open
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Collection
 from typing import Any
 
 import optuna
@@ -62,14 +63,20 @@ def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> 
                               order_by=["attributes.start_time ASC"], max_results=5000)
 
 
-def trial_logger(client: MlflowClient, experiment_id: str, parent_run_id: str):
-    """An Optuna callback logging each trial this process finishes as a child run of ``parent_run_id``."""
-    def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+class TrialLogger:
+    """An Optuna callback logging each trial this process finishes as a child run of ``parent_run_id``;
+    ``logged`` holds the numbers of those it logged (``log_lost_trials`` need not look for them)."""
+
+    def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str) -> None:
+        self.client, self.experiment_id, self.parent_run_id = client, experiment_id, parent_run_id
+        self.logged: set[int] = set()
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         try:
-            log_finished_trial(client, experiment_id, parent_run_id, trial)
+            log_finished_trial(self.client, self.experiment_id, self.parent_run_id, trial)
         except MlflowException as err:  # a store gone or locked mid-search: stop the search, in one line
-            raise tracking.store_failed(client.tracking_uri, f"logging trial {trial.number}", err) from None
-    return log
+            raise tracking.store_failed(self.client.tracking_uri, f"logging trial {trial.number}", err) from None
+        self.logged.add(trial.number)
 
 
 def log_finished_trial(client: MlflowClient, experiment_id: str, parent_run_id: str,
@@ -89,8 +96,10 @@ def log_finished_trial(client: MlflowClient, experiment_id: str, parent_run_id: 
         client.set_tag(run_id, RETRY_TAG, str(history[-1]))
 
 
-def log_lost_trials(study: optuna.Study, client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
-    """Log the finished trials that no child run records; returns how many were logged.
+def log_lost_trials(study: optuna.Study, client: MlflowClient, experiment_id: str, parent_run_id: str, *,
+                    logged_here: Collection[int] = ()) -> int:
+    """Log the finished trials that no child run records; returns how many were logged. ``logged_here``: the
+    trials this process logged itself (``TrialLogger.logged``), known recorded without asking MLflow.
 
     - A failed trial: its worker died mid-trial, and the heartbeat check marked it failed from another process,
       where no callback sees it (not one ended as over budget before it started, which ran nothing).
@@ -98,22 +107,25 @@ def log_lost_trials(study: optuna.Study, client: MlflowClient, experiment_id: st
       gone) or it died between telling Optuna and logging. Only once that process is known gone (it ran on this
       host) or the trial finished more than ``LOGGING_S`` ago: a live process's trial finished just now is its own
       to log, and logging it here too would record it twice.
+
+    MLflow is searched only when some trial may be lost: a training that logged every trial itself makes no call.
     """
-    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL, *_ENDED_WELL))
-    if not finished:
-        return 0
-    logged = {r.data.tags.get(TRIAL_NUMBER_TAG) for r in trial_runs(client, experiment_id, parent_run_id)}
     cutoff = time.time() - LOGGING_S
 
-    def lost(trial: optuna.trial.FrozenTrial) -> bool:
-        if str(trial.number) in logged:
+    def may_be_lost(trial: optuna.trial.FrozenTrial) -> bool:
+        if trial.number in logged_here:
             return False
         if trial.state == optuna.trial.TrialState.FAIL:
             return OVER_BUDGET_ATTR not in trial.user_attrs
         return _died_here(trial) or (trial.datetime_complete is not None
                                      and trial.datetime_complete.timestamp() < cutoff)
 
-    missing = [t for t in finished if lost(t)]
+    candidates = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL, *_ENDED_WELL))
+                  if may_be_lost(t)]
+    if not candidates:
+        return 0
+    logged = {r.data.tags.get(TRIAL_NUMBER_TAG) for r in trial_runs(client, experiment_id, parent_run_id)}
+    missing = [t for t in candidates if str(t.number) not in logged]
     for trial in missing:
         log_finished_trial(client, experiment_id, parent_run_id, trial)
     return len(missing)

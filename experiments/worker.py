@@ -96,7 +96,7 @@ def work(params: Params, *, study_name: str, storage: str | None = None) -> int:
         budget.run_trials(study, search.make_objective(data.x_train, data.y_train, params),
                           n_trials=params.train.n_trials, timeout_s=params.train.timeout_s,
                           heartbeat=budget.has_heartbeat(url), wait_for_others=False,
-                          callbacks=[trials.trial_logger(client, experiment_id, parent_id), progress.update,
+                          callbacks=[trials.TrialLogger(client, experiment_id, parent_id), progress.update,
                                      lambda _study, trial: finished.append(trial.number)])
     progress.close()
     return len(finished)

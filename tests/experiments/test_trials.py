@@ -92,3 +92,16 @@ def test_a_half_made_run_of_a_finished_trial_is_replaced_by_one_whole_run(tmp_pa
     assert (closed, logged) == (1, 1)
     assert _runs(client, experiment_id, parent) == [("0", "FINISHED")]
     assert trials.trial_runs(client, experiment_id, parent)[0].data.metrics == {"cv_rmse_std": 0.1}
+
+
+def test_a_training_that_logged_every_trial_itself_asks_mlflow_nothing(tmp_path: Path, dead_pid: int,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given trials this process logged itself (a dead pid stands in for any process: the record is what counts)
+    client, experiment_id, parent, study = _store(tmp_path)
+    _complete(study, dead_pid, ago_s=trials.LOGGING_S + 5)
+    searches: list[object] = []
+    real_search = client.search_runs
+    monkeypatch.setattr(client, "search_runs", lambda *a, **k: searches.append(a) or real_search(*a, **k))
+    # When the end-of-search sweep runs, then it logs nothing and makes no MLflow call (the release role may not)
+    assert trials.log_lost_trials(study, client, experiment_id, parent, logged_here={0}) == 0
+    assert searches == []
