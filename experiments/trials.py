@@ -6,7 +6,8 @@ callback saw, and those whose process could not log them (its MLflow store faile
 Optuna and logging). A training that resumes after its predecessor died closes what that process left open
 (``close_dead``): its Optuna trials still RUNNING become FAIL and are logged as KILLED child runs, and child
 runs left RUNNING mid-log become KILLED, each with a ``killed_reason`` tag, unless their trial had finished:
-such a half-made run is deleted, and the trial is logged whole at the end of the search.
+such a half-made run is deleted, and the trial is logged whole at the end of the search. A process whose
+logging lands so late that the sweep may have logged the trial too deletes its own run if another exists.
 """
 
 from __future__ import annotations
@@ -57,10 +58,14 @@ def log_trial(client: MlflowClient, *, experiment_id: str, parent_run_id: str, n
     return run.info.run_id
 
 
-def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:
-    """Child runs of a training run, oldest first."""
-    return client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-                              order_by=["attributes.start_time ASC"], max_results=5000)
+def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, *,
+               number: int | None = None) -> list[Any]:
+    """Child runs of a training run (those of trial ``number`` only, if given), oldest first."""
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    if number is not None:
+        query += f" AND tags.`{TRIAL_NUMBER_TAG}` = '{number}'"
+    return client.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time ASC"],
+                              max_results=5000)
 
 
 class TrialLogger:
@@ -73,15 +78,23 @@ class TrialLogger:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         try:
-            log_finished_trial(self.client, self.experiment_id, self.parent_run_id, trial)
+            run_id = log_finished_trial(self.client, self.experiment_id, self.parent_run_id, trial)
+            if trial.datetime_complete is not None and time.time() - trial.datetime_complete.timestamp() > LOGGING_S:
+                # Logged so late (MLflow's client retried a store for minutes) that the training's end-of-search
+                # sweep may have taken the trial for lost and logged it too: the sweep's run stays, this one goes.
+                others = [r for r in trial_runs(self.client, self.experiment_id, self.parent_run_id,
+                                                number=trial.number) if r.info.run_id != run_id]
+                if others:
+                    self.client.delete_run(run_id)
         except MlflowException as err:  # a store gone or locked mid-search: stop the search, in one line
             raise tracking.store_failed(self.client.tracking_uri, f"logging trial {trial.number}", err) from None
         self.logged.add(trial.number)
 
 
 def log_finished_trial(client: MlflowClient, experiment_id: str, parent_run_id: str,
-                       trial: optuna.trial.FrozenTrial) -> None:
-    """One finished Optuna trial as a child run: its parameters, CV metrics (partial ones if pruned) and state."""
+                       trial: optuna.trial.FrozenTrial) -> str:
+    """One finished Optuna trial as a child run: its parameters, CV metrics (partial ones if pruned) and state;
+    returns the run's id."""
     metrics = {k: v for k, v in trial.user_attrs.items() if isinstance(v, float)}
     if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
         last = max(trial.intermediate_values)
@@ -94,6 +107,7 @@ def log_finished_trial(client: MlflowClient, experiment_id: str, parent_run_id: 
     if history:
         # Links the re-run to the trial whose worker died, so the pair reads as one trial in `mlflow ui`.
         client.set_tag(run_id, RETRY_TAG, str(history[-1]))
+    return run_id
 
 
 def log_lost_trials(study: optuna.Study, client: MlflowClient, experiment_id: str, parent_run_id: str, *,

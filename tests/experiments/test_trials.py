@@ -105,3 +105,26 @@ def test_a_training_that_logged_every_trial_itself_asks_mlflow_nothing(tmp_path:
     # When the end-of-search sweep runs, then it logs nothing and makes no MLflow call (the release role may not)
     assert trials.log_lost_trials(study, client, experiment_id, parent, logged_here={0}) == 0
     assert searches == []
+
+
+def test_a_trial_its_live_process_logs_only_after_the_sweep_did_is_one_run(tmp_path: Path) -> None:
+    # Given a trial a live worker finished long ago and is logging only now (MLflow's client retried a store for
+    # minutes), which the training's sweep meanwhile took for lost and logged
+    client, experiment_id, parent, study = _store(tmp_path)
+    _complete(study, os.getpid(), ago_s=trials.LOGGING_S + 5)
+    assert trials.log_lost_trials(study, client, experiment_id, parent) == 1
+    (sweeps,) = trials.trial_runs(client, experiment_id, parent)
+    # When the worker's own logging lands
+    logger = trials.TrialLogger(client, experiment_id, parent)
+    logger(study, study.trials[0])
+    # Then the trial is still one run, the sweep's, whole
+    (run,) = trials.trial_runs(client, experiment_id, parent)
+    assert run.info.run_id == sweeps.info.run_id and run.info.status == "FINISHED"
+    assert run.data.metrics == {"cv_rmse_std": 0.1}
+
+
+def test_a_trial_logged_late_that_nobody_else_logged_keeps_its_run(tmp_path: Path) -> None:
+    client, experiment_id, parent, study = _store(tmp_path)
+    _complete(study, os.getpid(), ago_s=trials.LOGGING_S + 5)
+    trials.TrialLogger(client, experiment_id, parent)(study, study.trials[0])
+    assert _runs(client, experiment_id, parent) == [("0", "FINISHED")]
