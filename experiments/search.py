@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import sys
 import warnings
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from core import liveness
 from core.cli import UserError
 from core.files import is_special
 from core.params import Params, SearchSpace
@@ -40,6 +40,16 @@ MAX_RETRY = 2
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 DIGEST_ATTR = "search_digest"
 WORKER_ATTR = "worker"
+
+
+def worker_of(trial: optuna.trial.FrozenTrial) -> liveness.Owner | None:
+    """The process that ran a trial (``host:pid:start``; ``host:pid`` in studies from before the start time was
+    kept, where a reused pid reads as that process), or None if it never named one."""
+    text = trial.user_attrs.get(WORKER_ATTR)
+    if text is None:
+        return None
+    host, _, pid = str(text).rpartition(":")
+    return liveness.parse(str(text)) or (liveness.Owner(host, int(pid), "") if host and pid.isdigit() else None)
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
@@ -225,7 +235,7 @@ def make_objective(x: np.ndarray, y: np.ndarray, params: Params):
     def objective(trial: optuna.Trial) -> float:
         # Which machine and process ran a trial, for a team reading a shared study, and for a resumed training
         # closing the trials of a process that died (set first: sampling may take a while).
-        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr(WORKER_ATTR, str(liveness.me()))
         sampled = suggest(trial, cfg.search_space)
 
         def report(fold: int, rmse: float) -> None:

@@ -12,7 +12,6 @@ logging lands so late that the sweep may have logged the trial too deletes its o
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Collection
 from typing import Any
@@ -24,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from core import liveness, tracking
 from experiments.budget import OVER_BUDGET_ATTR
-from experiments.search import WORKER_ATTR, from_trial_params
+from experiments.search import WORKER_ATTR, from_trial_params, worker_of
 
 TRIAL_STATE_TAG = "optuna.trial_state"
 TRIAL_NUMBER_TAG = "optuna.trial_number"
@@ -146,12 +145,11 @@ def log_lost_trials(study: optuna.Study, client: MlflowClient, experiment_id: st
 
 
 def _died_here(trial: optuna.trial.FrozenTrial) -> bool:
-    worker = trial.user_attrs.get(WORKER_ATTR)
-    if worker is None:
+    if WORKER_ATTR not in trial.user_attrs:
         # Killed between creating the trial and naming its process, which takes milliseconds.
         return trial.datetime_start is not None and time.time() - trial.datetime_start.timestamp() > UNNAMED_S
-    host, _, pid = str(worker).rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and liveness.alive(liveness.Owner(host, int(pid), "")) is False
+    worker = worker_of(trial)
+    return worker is not None and liveness.alive(worker) is False
 
 
 def close_dead(study: optuna.Study, client: MlflowClient, experiment_id: str, parent_run_id: str,

@@ -35,14 +35,15 @@ def _store(tmp_path: Path) -> tuple[MlflowClient, str, str, optuna.Study]:
     return client, experiment_id, parent, study
 
 
-def _complete(study: optuna.Study, pid: int, *, ago_s: float = 0.0) -> None:
-    """A complete trial that process ``pid`` of this host ran, finished ``ago_s`` seconds ago."""
+def _complete(study: optuna.Study, pid: int, *, ago_s: float = 0.0, worker: str | None = None) -> None:
+    """A complete trial that process ``pid`` of this host ran (named as the search names it, unless ``worker``
+    is given), finished ``ago_s`` seconds ago."""
     done = dt.datetime.now() - dt.timedelta(seconds=ago_s)
     study.add_trial(optuna.trial.FrozenTrial(
         number=0, trial_id=0, state=State.COMPLETE, value=2.5, values=None, datetime_start=done - dt.timedelta(seconds=3),
         datetime_complete=done, params={"booster": "gbtree"},
         distributions={"booster": optuna.distributions.CategoricalDistribution(["gbtree", "gblinear"])},
-        user_attrs={search.WORKER_ATTR: f"{socket.gethostname()}:{pid}", "cv_rmse_std": 0.1},
+        user_attrs={search.WORKER_ATTR: worker or str(liveness.of(pid)), "cv_rmse_std": 0.1},
         system_attrs={}, intermediate_values={}))
 
 
@@ -128,3 +129,26 @@ def test_a_trial_logged_late_that_nobody_else_logged_keeps_its_run(tmp_path: Pat
     _complete(study, os.getpid(), ago_s=trials.LOGGING_S + 5)
     trials.TrialLogger(client, experiment_id, parent)(study, study.trials[0])
     assert _runs(client, experiment_id, parent) == [("0", "FINISHED")]
+
+
+def test_a_trial_whose_process_pid_was_given_to_another_process_is_logged(tmp_path: Path) -> None:
+    # Given a trial named by a process of this host with this process's pid but another start time: the
+    # kernel gave the dead worker's pid to another process (here: this one)
+    client, experiment_id, parent, study = _store(tmp_path)
+    me = liveness.me()
+    _complete(study, me.pid, worker=str(liveness.Owner(me.host, me.pid, me.start + "0")))
+    # Then it is known dead, and its trial is logged at once, not left to the 120 s age rule
+    assert trials.log_lost_trials(study, client, experiment_id, parent) == 1
+
+
+def test_a_study_from_before_start_times_still_names_its_workers(tmp_path: Path, dead_pid: int) -> None:
+    # Given a study whose trials name their process as host:pid (no start time), one dead, one alive
+    _, _, _, study = _store(tmp_path)
+    _complete(study, dead_pid, worker=f"{socket.gethostname()}:{dead_pid}")
+    (trial,) = study.trials
+    assert search.worker_of(trial) == liveness.Owner(socket.gethostname(), dead_pid, "")
+    client, experiment_id, parent, _ = _store(tmp_path / "store")
+    assert trials.log_lost_trials(study, client, experiment_id, parent) == 1
+    _, _, _, alive = _store(tmp_path / "alive")
+    _complete(alive, os.getpid(), worker=f"{socket.gethostname()}:{os.getpid()}")
+    assert trials.log_lost_trials(alive, client, experiment_id, parent) == 0

@@ -19,7 +19,7 @@ from experiments import cv, search
 from experiments import trials as tracking
 from experiments.budget import OVER_BUDGET_ATTR
 from experiments.data import prepare
-from experiments.search import PARENT_RUN_ATTR, WORKER_ATTR
+from experiments.search import PARENT_RUN_ATTR, WORKER_ATTR, worker_of
 from experiments.trials import RETRY_TAG
 from tests.conftest import ROOT
 from tests.team.conftest import client_env, finish, output, start, team_params, wait_until
@@ -71,7 +71,7 @@ def _trial_of(url: str, pid: int, space: Any) -> tuple[int] | None:
     """The number of the trial process ``pid`` is running with every parameter drawn, as a 1-tuple (trial 0 is
     falsy), or None. A trial names its worker before it samples, so the name alone may come before the draw."""
     running = _study(url).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    mine = [t.number for t in running if t.user_attrs.get(WORKER_ATTR, "").endswith(f":{pid}")
+    mine = [t.number for t in running if getattr(worker_of(t), "pid", None) == pid
             and "booster" in t.params and len(t.params) == 1 + len(getattr(space, t.params["booster"]))]
     return (mine[0],) if mine else None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from experiments.search import PARENT_RUN_ATTR, WORKER_ATTR
+from experiments.search import PARENT_RUN_ATTR, worker_of
 from team import stack
 from team.__main__ import main
 from team.state import read_state
@@ -32,7 +32,7 @@ def _study(storage: optuna.storages.RDBStorage) -> optuna.Study | None:
 
 def _in_a_trial(storage: optuna.storages.RDBStorage, pid: int) -> bool:
     running = _study(storage).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    return any(t.user_attrs.get(WORKER_ATTR, "").endswith(f":{pid}") for t in running)
+    return any(getattr(worker_of(t), "pid", None) == pid for t in running)
 
 
 def _ends_in_one_line(proc: subprocess.Popen, log: Path) -> str:
