@@ -81,9 +81,11 @@ class TrialLogger:
             if trial.datetime_complete is not None and time.time() - trial.datetime_complete.timestamp() > LOGGING_S:
                 # Logged so late (MLflow's client retried a store for minutes) that the training's end-of-search
                 # sweep may have taken the trial for lost and logged it too: the sweep's run stays, this one goes.
-                others = [r for r in trial_runs(self.client, self.experiment_id, self.parent_run_id,
-                                                number=trial.number) if r.info.run_id != run_id]
-                if others:
+                # Only another process's run counts: a husk of this one's (a retried create_run whose first answer
+                # was lost) is no record of the trial.
+                me = str(liveness.me())
+                if any(r.data.tags.get(LOGGER_TAG) != me for r in trial_runs(
+                        self.client, self.experiment_id, self.parent_run_id, number=trial.number)):
                     self.client.delete_run(run_id)
         except MlflowException as err:  # a store gone or locked mid-search: stop the search, in one line
             raise tracking.store_failed(self.client.tracking_uri, f"logging trial {trial.number}", err) from None

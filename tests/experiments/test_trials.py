@@ -108,12 +108,15 @@ def test_a_training_that_logged_every_trial_itself_asks_mlflow_nothing(tmp_path:
     assert searches == []
 
 
-def test_a_trial_its_live_process_logs_only_after_the_sweep_did_is_one_run(tmp_path: Path) -> None:
+def test_a_trial_its_live_process_logs_only_after_the_sweep_did_is_one_run(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a trial a live worker finished long ago and is logging only now (MLflow's client retried a store for
-    # minutes), which the training's sweep meanwhile took for lost and logged
+    # minutes), which the training's sweep (another process) meanwhile took for lost and logged
     client, experiment_id, parent, study = _store(tmp_path)
     _complete(study, os.getpid(), ago_s=trials.LOGGING_S + 5)
-    assert trials.log_lost_trials(study, client, experiment_id, parent) == 1
+    with monkeypatch.context() as training:
+        training.setattr(liveness, "me", lambda: liveness.Owner("training-host", 1, "1"))
+        assert trials.log_lost_trials(study, client, experiment_id, parent) == 1
     (sweeps,) = trials.trial_runs(client, experiment_id, parent)
     # When the worker's own logging lands
     logger = trials.TrialLogger(client, experiment_id, parent)
@@ -152,3 +155,15 @@ def test_a_study_from_before_start_times_still_names_its_workers(tmp_path: Path,
     _, _, _, alive = _store(tmp_path / "alive")
     _complete(alive, os.getpid(), worker=f"{socket.gethostname()}:{os.getpid()}")
     assert trials.log_lost_trials(alive, client, experiment_id, parent) == 0
+
+
+def test_a_late_logging_keeps_its_run_beside_a_husk_of_its_own(tmp_path: Path) -> None:
+    # Given a late logging whose process also left a RUNNING husk of the trial (MLflow's client retried a
+    # create_run whose first answer was lost)
+    client, experiment_id, parent, study = _store(tmp_path)
+    _complete(study, os.getpid(), ago_s=trials.LOGGING_S + 5)
+    client.create_run(experiment_id, run_name="trial-000", tags={
+        trials.PARENT_TAG: parent, trials.TRIAL_NUMBER_TAG: "0", trials.LOGGER_TAG: str(liveness.me())})
+    trials.TrialLogger(client, experiment_id, parent)(study, study.trials[0])
+    # Then the whole run stays (the husk is close_dead's once this process is gone)
+    assert sorted(_runs(client, experiment_id, parent)) == [("0", "FINISHED"), ("0", "RUNNING")]
