@@ -22,7 +22,8 @@ from core.files import is_special
 from serving.columns import FLOAT32_MAX
 
 REQUIRED = ("request_id", "actual")
-NON_NUMERIC, BAD_ROW, DUPLICATE = "non-numeric actual", "bad row", "duplicate label"
+# Not "non-numeric": nan, inf and 1e400 are numbers to whoever wrote them, and this reason is what they read.
+NON_NUMERIC, BAD_ROW, DUPLICATE = "actual not a finite number", "bad row", "duplicate label"
 OTHER_MODEL, REFUSED, UNKNOWN = "request of another model", "refused request", "unknown request id"
 NO_SUCH_ROW = "row not in its request"
 MAX_ROW_DIGITS = 18

@@ -114,12 +114,12 @@ def test_every_bad_label_is_counted_reported_and_written_never_dropped(
     assert code == 0
     summary = json.loads((tmp_path / "out" / "feedback.json").read_text())
     assert summary["labels"] == 158 and summary["matched"] == 150
-    assert summary["rejected"] == {"non-numeric actual": 3, "bad row": 1, "duplicate label": 1,
+    assert summary["rejected"] == {"actual not a finite number": 3, "bad row": 1, "duplicate label": 1,
                                    "request of another model": 1, "refused request": 1, "unknown request id": 1,
                                    "row not in its request": 0}
     rejected = list(csv.DictReader((tmp_path / "out" / "rejected_labels.csv").open()))
     assert len(rejected) == 8 and {r["line"] for r in rejected} == {str(n) for n in range(152, 160)}
-    assert "rejected 3: non-numeric actual" in out and "rejected 1: unknown request id" in out
+    assert "rejected 3: actual not a finite number" in out and "rejected 1: unknown request id" in out
     assert "version 1: 150 labels" in out and out.rstrip().endswith(": ok"), "the good labels still count"
 
 
@@ -136,7 +136,7 @@ def test_labels_of_which_none_joins_are_exit_2_and_nothing_is_recorded(
     code = run(params_file, tmp_path, labels_file(tmp_path, rows), *(["--append"] if append else []))
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: none of the 120 labels joined a captured prediction (60 non-numeric actual, "
+    assert err.startswith("error: none of the 120 labels joined a captured prediction (60 actual not a finite number, "
                           "60 unknown request id); see ") and err.count("\n") == 1
     assert len(list(csv.DictReader((tmp_path / "out" / "rejected_labels.csv").open()))) == 120
     # and no version is tagged, no monitoring run logged

@@ -26,3 +26,15 @@ def test_a_second_label_for_a_joined_record_is_a_duplicate(tmp_path: Path) -> No
     joined = join(read_labels(path), PREDICTIONS, [], model="student-score")
     assert [actual for _, actual in joined.matched] == [72.0]
     assert [(label.line, reason) for label, reason in joined.rejected] == [(3, DUPLICATE)]
+
+
+def test_an_actual_beyond_what_the_model_reads_is_named_as_not_finite(tmp_path: Path) -> None:
+    # Given labels a spreadsheet or a float64 pipeline may write: nan, an infinity, a number beyond float32
+    path = tmp_path / "labels.csv"
+    path.write_text("request_id,row,actual\nreq-a,0,nan\nreq-a,0,-inf\nreq-a,0,1e400\nreq-a,0,4e38\nreq-a,0,72\n")
+    # When they are joined
+    joined = join(read_labels(path), PREDICTIONS, [], model="student-score")
+    # Then each is refused under a reason that fits it (not "non-numeric"), and the good label joins
+    assert [(label.line, reason) for label, reason in joined.rejected] == [(n, NON_NUMERIC) for n in (2, 3, 4, 5)]
+    assert NON_NUMERIC == "actual not a finite number"
+    assert [actual for _, actual in joined.matched] == [72.0]
