@@ -22,12 +22,11 @@ from core.files import is_special
 from serving.columns import FLOAT32_MAX
 
 REQUIRED = ("request_id", "actual")
-# Not "non-numeric": nan, inf and 1e400 are numbers to whoever wrote them, and this reason is what they read.
-NON_NUMERIC, BAD_ROW, DUPLICATE = "actual not a finite number", "bad row", "duplicate label"
+NOT_FINITE, BAD_ROW, DUPLICATE = "actual not a finite number", "bad row", "duplicate label"
 OTHER_MODEL, REFUSED, UNKNOWN = "request of another model", "refused request", "unknown request id"
 NO_SUCH_ROW = "row not in its request"
 MAX_ROW_DIGITS = 18
-REASONS = (NON_NUMERIC, BAD_ROW, DUPLICATE, OTHER_MODEL, REFUSED, UNKNOWN, NO_SUCH_ROW)
+REASONS = (NOT_FINITE, BAD_ROW, DUPLICATE, OTHER_MODEL, REFUSED, UNKNOWN, NO_SUCH_ROW)
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ def join(labels: Iterable[Label], predictions: Iterable[Mapping[str, Any]], refu
         actual = _number(label.actual)
         reason = None
         if actual is None:
-            reason = NON_NUMERIC
+            reason = NOT_FINITE
         elif label.extra_fields or not count:
             reason = BAD_ROW
         elif key in seen:

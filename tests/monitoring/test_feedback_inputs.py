@@ -16,7 +16,7 @@ import yaml
 from experiments.data import load_table
 from experiments.generate import generate
 from monitoring import append
-from monitoring.labels import BAD_ROW, NON_NUMERIC, join, read_labels
+from monitoring.labels import BAD_ROW, NOT_FINITE, join, read_labels
 from tests.monitoring import test_feedback as base
 from tests.monitoring.helpers import capture_window, write_capture
 
@@ -143,7 +143,7 @@ def test_a_labels_line_with_more_fields_than_the_header_or_an_underscore_is_reje
     joined = join(read_labels(path), predictions, [], model="student-score")
     # Then only the clean line joins; the others are rejected, with their lines
     assert [actual for _, actual in joined.matched] == [72.0]
-    assert [(label.line, reason) for label, reason in joined.rejected] == [(2, BAD_ROW), (3, NON_NUMERIC)]
+    assert [(label.line, reason) for label, reason in joined.rejected] == [(2, BAD_ROW), (3, NOT_FINITE)]
 
 
 @pytest.mark.parametrize("test_rmse", ["nan", "inf", "-inf", "0", "-2.1"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitoring.labels import DUPLICATE, NON_NUMERIC, join, read_labels
+from monitoring.labels import DUPLICATE, NOT_FINITE, join, read_labels
 
 PREDICTIONS = [{"request_id": "req-a", "row": 0, "model_name": "student-score", "prediction": 70.0}]
 
@@ -16,7 +16,7 @@ def test_a_label_refused_first_does_not_make_its_correction_a_duplicate(tmp_path
     # When the labels are joined
     joined = join(read_labels(path), PREDICTIONS, [], model="student-score")
     # Then the placeholder is refused and the score joins: the record is labelled, not lost as a "duplicate"
-    assert [(label.line, reason) for label, reason in joined.rejected] == [(2, NON_NUMERIC)]
+    assert [(label.line, reason) for label, reason in joined.rejected] == [(2, NOT_FINITE)]
     assert [actual for _, actual in joined.matched] == [72.0]
 
 
@@ -35,6 +35,6 @@ def test_an_actual_beyond_what_the_model_reads_is_named_as_not_finite(tmp_path: 
     # When they are joined
     joined = join(read_labels(path), PREDICTIONS, [], model="student-score")
     # Then each is refused under a reason that fits it (not "non-numeric"), and the good label joins
-    assert [(label.line, reason) for label, reason in joined.rejected] == [(n, NON_NUMERIC) for n in (2, 3, 4, 5)]
-    assert NON_NUMERIC == "actual not a finite number"
+    assert [(label.line, reason) for label, reason in joined.rejected] == [(n, NOT_FINITE) for n in (2, 3, 4, 5)]
+    assert NOT_FINITE == "actual not a finite number"
     assert [actual for _, actual in joined.matched] == [72.0]
